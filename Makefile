@@ -1,0 +1,28 @@
+# `make run` / `make test` bootstrap .venv on a fresh machine (Python 3.11+, PyPI), then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-slow bench clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the README's run command: LeNet-300-100 lottery on the embedded MNIST digits
+	$(BIN)/lth run lenet300_mnist --variant quick
+
+test: $(STAMP)  ## the README's test command (slow reproduction runs skipped)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	WANDB_MODE=disabled LTH_SLOW=1 $(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,139 @@
+"""`lth run | ls | experiments` -- the command line. Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from lth.errors import LthError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"lth: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lth", description="Lottery-ticket experiments in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run (or finish) a lottery experiment")
+    run.add_argument("experiment", help="a name from experiments/ (e.g. lenet300_mnist) or a path to a .py file")
+    run.add_argument("--variant", default="default", help="the experiment's variant, e.g. quick or smoke")
+    run.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
+    run.add_argument("--prune-fraction", type=float, help="fraction of the remaining weights pruned per level, in (0, 1)")
+    run.add_argument("--strategy", choices=("layerwise", "global"), help="one threshold per layer or one for all")
+    run.add_argument("--rewind", help="rewind point: 0it (init), 500it, 2ep ...")
+    run.add_argument("--seed", type=int)
+    length = run.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="training length of every level, in epochs")
+    length.add_argument("--iterations", type=int, help="training length of every level, in iterations")
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--lr", type=float, help="learning rate")
+    run.add_argument("--eval-every", help="evaluation period, e.g. 100it or 1ep")
+    run.add_argument("--dataset", help="dataset name (e.g. mnist5k, mnist1d)")
+    run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
+    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
+    run.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
+    run.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
+
+    ls = sub.add_parser("ls", help="list the runs under the run root")
+    ls.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
+
+    sub.add_parser("experiments", help="list the experiment files")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    from lth.config import replace
+    from lth.experiments import load_config
+
+    config = load_config(args.experiment, args.variant)
+    changes: dict[str, Any] = {}
+    simple = {
+        "levels": "levels",
+        "prune_fraction": "pruning.fraction",
+        "strategy": "pruning.strategy",
+        "rewind": "rewind",
+        "seed": "seed",
+        "batch_size": "training.batch_size",
+        "lr": "optimizer.learning_rate",
+        "eval_every": "training.eval_every",
+        "dataset": "data.name",
+    }
+    for arg, field in simple.items():
+        if getattr(args, arg) is not None:
+            changes[field] = getattr(args, arg)
+    if args.epochs is not None:
+        changes["training.length"] = f"{args.epochs}ep"
+    if args.iterations is not None:
+        changes["training.length"] = f"{args.iterations}it"
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise LthError(f"--set needs FIELD=VALUE, got {item!r}")
+        changes[field.strip()] = _parse_value(value)
+    return replace(config, **changes) if changes else config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lth.lottery import run_lottery
+
+    config = config_from_args(args)
+    run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, progress=not args.no_progress)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from lth.runs import list_runs, runs_root
+
+    rows = list_runs(args.runs)
+    if not rows:
+        print(f"no runs under {runs_root(args.runs)}")
+        return 0
+    print(f"{'run':<40} {'levels':>8}  {'best ticket (% remaining, acc)':<32} path")
+    for row in rows:
+        best = row["best_ticket"]
+        best_text = f"{best['percent_remaining']:.2f}%  {100 * best['early_stop_test_accuracy']:.2f}%" if best else "-"
+        print(f"{row['name']:<40} {row['levels_done']:>3}/{row['levels_planned']:<4}  {best_text:<32} {row['path']}")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    from lth.experiments import experiment_names
+
+    for name in experiment_names():
+        print(name)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": cmd_run, "ls": cmd_ls, "experiments": cmd_experiments}[args.command]
+    try:
+        return handler(args)
+    except LthError as err:
+        print(f"lth: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lth: interrupted; finished levels are kept in the run directory", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("WANDB_SILENT", "true")
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Datasets by name: `load_dataset(name)` returns a host-side `Dataset`; `lth.data.device` puts it on device."""
+
+from __future__ import annotations
+
+import os
+
+from lth.data.dataset import Dataset, data_dir
+from lth.data.embedded import mnist1d, mnist5k
+from lth.errors import ConfigError
+
+_REGISTRY = {"mnist5k": mnist5k, "mnist1d": mnist1d}
+
+
+def dataset_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def check_dataset_name(name: str) -> None:
+    """Raise ConfigError, listing the registered names, if `name` is not one of them."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(dataset_names())}")
+
+
+def load_dataset(name: str, validation_size: int | None = None, root: str | os.PathLike | None = None) -> Dataset:
+    """Load (building and caching on first use) a registered dataset."""
+    check_dataset_name(name)
+    if validation_size is not None and validation_size < 1:
+        raise ConfigError(f"validation size must be >= 1, got {validation_size}")
+    return _REGISTRY[name](data_dir(root), validation_size)
+
+
+__all__ = ["Dataset", "check_dataset_name", "data_dir", "dataset_names", "load_dataset"]

@@ -1,0 +1,70 @@
+"""The in-memory dataset record, deterministic splits and the `.npz` cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train / validation / test arrays on the host: float32 inputs, int32 labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where datasets are cached: the argument, else $LTH_DATA, else ~/.cache/lth."""
+    if override is not None:
+        return Path(override)
+    if os.environ.get("LTH_DATA"):
+        return Path(os.environ["LTH_DATA"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lth"
+
+
+def split_holdout(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Hold `size` examples out of (x, y) by a fixed-seed permutation: (x_rest, y_rest, x_out, y_out)."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    out, rest = order[:size], order[size:]
+    return x[rest], y[rest], x[out], y[out]
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Write an .npz so that a crash never leaves a partial file under `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None if it is missing or unreadable (then it is rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, KeyError):
+        return None

@@ -1,0 +1,61 @@
+"""Data on the device: training arrays, padded evaluation batches and per-epoch batch orders."""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lth.data.dataset import Dataset
+
+
+class EvalSet(NamedTuple):
+    """An evaluation split cut into equal batches; `weight` is 0 on padding rows."""
+
+    x: jax.Array  # [batches, batch, ...]
+    y: jax.Array  # [batches, batch]
+    weight: jax.Array  # [batches, batch] float32
+
+
+class DeviceData(NamedTuple):
+    x_train: jax.Array
+    y_train: jax.Array
+    val: EvalSet
+    test: EvalSet
+
+
+def eval_set(x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> EvalSet:
+    """Pad to a whole number of batches (padding has weight 0) and reshape."""
+    n = len(y)
+    batch = min(batch_size, n)
+    batches = -(-n // batch)
+    pad = batches * batch - n
+    xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+    yp = np.concatenate([y, np.zeros(pad, y.dtype)]) if pad else y
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return EvalSet(
+        jnp.asarray(xp.reshape(batches, batch, *x.shape[1:])),
+        jnp.asarray(yp.reshape(batches, batch)),
+        jnp.asarray(w.reshape(batches, batch)),
+    )
+
+
+def to_device(ds: Dataset, eval_batch_size: int = 1000) -> DeviceData:
+    """Put a dataset on the default device, once; batches are cut inside the jitted epoch."""
+    return DeviceData(
+        jnp.asarray(ds.x_train),
+        jnp.asarray(ds.y_train),
+        eval_set(ds.x_val, ds.y_val, eval_batch_size),
+        eval_set(ds.x_test, ds.y_test, eval_batch_size),
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def epoch_order(key: jax.Array, epoch: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+    """Example indices of every batch of one epoch, [steps_per_epoch, batch]; the remainder is dropped."""
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+    steps = num_examples // batch_size
+    return perm[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)

@@ -1,0 +1,56 @@
+"""Find and load experiment files: `experiments/NAME.py` defining `get_config(variant)`."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from pathlib import Path
+
+from lth.config import ExperimentConfig
+from lth.errors import ConfigError
+
+REPO_EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def experiment_dirs() -> list[Path]:
+    """Where names are looked up: ./experiments, then the repository's experiments/."""
+    dirs = [Path.cwd() / "experiments", REPO_EXPERIMENTS]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]]
+
+
+def experiment_names() -> list[str]:
+    return sorted({p.stem for d in experiment_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
+
+
+def find_experiment(name_or_path: str) -> Path:
+    """A path to an experiment file, or the name of one in an experiments directory."""
+    path = Path(name_or_path)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise ConfigError(f"experiment file {name_or_path!r} not found")
+        return path
+    for d in experiment_dirs():
+        candidate = d / f"{name_or_path}.py"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(experiment_names()) or "(none found)"
+    raise ConfigError(f"unknown experiment {name_or_path!r}: choose one of {names}, or give a path to a .py file")
+
+
+def load_config(name_or_path: str, variant: str = "default") -> ExperimentConfig:
+    """Import the experiment file and call its `get_config(variant)`."""
+    path = find_experiment(name_or_path)
+    spec = importlib.util.spec_from_file_location(f"lth_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"experiment file {str(path)!r} defines no get_config(variant)")
+    variants = getattr(module, "VARIANTS", ("default",))
+    if variant not in variants:
+        raise ConfigError(f"unknown variant {variant!r} of experiment {path.stem}: choose one of {', '.join(variants)}")
+    params = inspect.signature(module.get_config).parameters
+    config = module.get_config(variant) if params else module.get_config()
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(f"get_config() of {str(path)!r} must return an lth.config.ExperimentConfig")
+    return config

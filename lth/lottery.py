@@ -1,0 +1,262 @@
+"""The iterative magnitude pruning (IMP) driver.
+
+Level 0 trains the dense network (or a given starting mask). Each next level prunes the previous
+level's trained weights, rewinds the survivors to the rewind point (iteration 0 = init, or step k),
+starts a fresh optimiser state with the schedule at step k, and retrains to the same end. The data
+order is the same at every level (a function of the seed and the epoch), so a level differs from
+the dense run only by its mask.
+
+`lottery_levels` is the pure-ish core (a generator of level outcomes, no files); `run_lottery`
+adds the run directory, logging, progress bars and the plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+
+from lth import rng
+from lth.config import ExperimentConfig, duration_to_steps, parse_duration, replace
+from lth.data import Dataset, check_dataset_name, load_dataset
+from lth.data.device import DeviceData, to_device
+from lth.errors import ConfigError
+from lth.masks import Mask, apply_mask, check_mask, layer_counts, layer_densities, make_mask, mask_digest
+from lth.models import Model, check_model_name, get_model
+from lth.pruning import prune_magnitude, validate_spec
+from lth.train import OPTIMIZERS, SCHEDULES, Trainer, TrainState, make_trainer, summarize, train
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run needs, resolved and validated from its config; nothing written yet."""
+
+    config: ExperimentConfig
+    dataset: Dataset
+    data: DeviceData
+    model: Model
+    trainer: Trainer
+    total_steps: int
+    rewind_step: int
+
+
+class LevelOutcome(NamedTuple):
+    record: dict[str, Any]  # one row of results.json
+    mask: Mask
+    state: TrainState  # at the end of training
+    evaluations: list[dict[str, float]]
+
+
+def validate_config(config: ExperimentConfig) -> None:
+    """Checks that need no data: names, fractions, counts, duration syntax."""
+    if config.levels < 0:
+        raise ConfigError(f"levels must be >= 0, got {config.levels}: level 0 trains dense, each further level prunes")
+    validate_spec(config.pruning)
+    if config.optimizer.name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optimizer.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if config.optimizer.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {config.optimizer.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if config.optimizer.learning_rate <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {config.optimizer.learning_rate}")
+    if config.training.batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
+    if config.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {config.seed}")
+    check_model_name(config.model)
+    check_dataset_name(config.data.name)
+    for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
+                 *config.optimizer.milestones):
+        parse_duration(text)
+
+
+def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
+    """Validate `config`, load the data and build the model and the compiled trainer."""
+    validate_config(config)
+    dataset = load_dataset(config.data.name, config.data.validation_size, data_root)
+    n_train = len(dataset.y_train)
+    batch = config.training.batch_size
+    if batch > n_train:
+        raise ConfigError(
+            f"batch size {batch} is larger than the {n_train} training examples of {dataset.name}: use --batch-size <= {n_train}"
+        )
+    steps_per_epoch = n_train // batch
+    total = duration_to_steps(config.training.length, steps_per_epoch)
+    if total < 1:
+        raise ConfigError(f"training length {config.training.length!r} is zero iterations: train for at least 1")
+    rewind = duration_to_steps(config.rewind, steps_per_epoch)
+    if rewind >= total:
+        raise ConfigError(
+            f"rewind point {config.rewind!r} (iteration {rewind}) is not before the end of training "
+            f"(iteration {total}): rewind to an earlier point, e.g. '0it'"
+        )
+    eval_every = duration_to_steps(config.training.eval_every, steps_per_epoch)
+    if eval_every < 1:
+        raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")
+    model = get_model(config.model, dataset.input_shape, dataset.num_classes)
+    trainer = make_trainer(
+        model,
+        config.optimizer,
+        total_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch,
+        eval_every=eval_every,
+    )
+    return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind)
+
+
+def init_params(setup: Setup) -> tuple[Any, Any]:
+    """The initial (params, model state) of the run: a function of the seed alone."""
+    return setup.model.init(rng.stream(setup.config.seed, "init"))
+
+
+def initial_mask(setup: Setup, params: Any, mask: Mask | None = None) -> Mask:
+    """The level-0 mask: the given one (checked against the params) or a full one."""
+    if mask is None:
+        return make_mask(params, setup.config.pruning.prunable)
+    check_mask(mask, params)
+    return mask
+
+
+def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], seconds: float) -> dict[str, Any]:
+    counts = layer_counts(mask)
+    kept = sum(k for k, _ in counts.values())
+    total = sum(n for _, n in counts.values())
+    return {
+        "level": level,
+        "density": kept / total,
+        "percent_remaining": 100.0 * kept / total,
+        "weights_remaining": kept,
+        "prunable_weights": total,
+        **summarize(evaluations),
+        "layer_density": layer_densities(mask),
+        "train_seconds": round(seconds, 3),
+    }
+
+
+class Hooks:
+    """Callbacks of `lottery_levels` (override what you need); they run outside jit."""
+
+    def level_start(self, level: int, mask: Mask, first_step: int) -> None:
+        """Before training a level: its mask and the iteration it starts from."""
+
+    def chunk_done(self, level: int, state: TrainState, evaluations: list[dict[str, float]]) -> None:
+        """After every compiled chunk (an epoch, or part of one at the rewind step)."""
+
+
+def lottery_levels(
+    setup: Setup,
+    mask: Mask | None = None,
+    *,
+    hooks: Hooks | None = None,
+) -> Iterator[LevelOutcome]:
+    """Yield one `LevelOutcome` per level, 0 to `config.levels`. No files, no printing."""
+    hooks = hooks or Hooks()
+    config, trainer = setup.config, setup.trainer
+    params0, model_state0 = init_params(setup)
+    mask = initial_mask(setup, params0, mask)
+    base_counts = {name: kept for name, (kept, _) in layer_counts(mask).items()}
+    order_key = rng.stream(config.seed, "data_order")
+    k = setup.rewind_step
+    rewind_point = (params0, model_state0) if k == 0 else None
+    previous: TrainState | None = None
+
+    for level in range(config.levels + 1):
+        started = time.perf_counter()
+        if level == 0:
+            state = trainer.init_state(apply_mask(params0, mask), model_state0, 0)
+        else:
+            assert previous is not None and rewind_point is not None
+            mask = prune_magnitude(previous.params, mask, config.pruning, level, base_counts)
+            params, model_state = rewind_point
+            state = trainer.init_state(apply_mask(params, mask), model_state, k)
+        hooks.level_start(level, mask, int(state.step))
+        evaluations: list[dict[str, float]] = []
+        breaks = (k,) if level == 0 and k > 0 else ()
+        for state, evals in train(trainer, state, mask, setup.data, order_key, breaks=breaks):
+            if level == 0 and k > 0 and int(state.step) == k:
+                rewind_point = (state.params, state.model_state)
+            evaluations.extend(evals)
+            hooks.chunk_done(level, state, evals)
+        jax.block_until_ready(state.params)
+        record = level_record(level, mask, evaluations, time.perf_counter() - started)
+        previous = state
+        yield LevelOutcome(record, mask, state, evaluations)
+
+
+# --------------------------------------------------------------------------- the run, with its files
+
+
+class _RunHooks(Hooks):
+    """Progress bar, table rows and metrics.jsonl for `run_lottery`."""
+
+    def __init__(self, sink: Any, reporter: Any):
+        self.sink, self.reporter, self.step = sink, reporter, 0
+
+    def level_start(self, level: int, mask: Mask, first_step: int) -> None:
+        self.step = first_step
+        counts = layer_counts(mask)
+        percent = 100.0 * sum(k for k, _ in counts.values()) / sum(n for _, n in counts.values())
+        self.reporter.start_level(level, first_step, percent)
+
+    def chunk_done(self, level: int, state: TrainState, evaluations: list[dict[str, float]]) -> None:
+        for e in evaluations:
+            self.sink.log({"level": level, **e})
+        step = int(state.step)
+        self.reporter.advance(step - self.step, evaluations)
+        self.step = step
+
+
+def run_lottery(
+    config: ExperimentConfig,
+    *,
+    runs_root: str | Path | None = None,
+    data_root: str | Path | None = None,
+    mask: Mask | str | Path | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run a lottery experiment, write its run directory and return the per-level records.
+
+    Everything is validated before the run directory is created, so bad input raises a
+    `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
+    starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config, so the
+    run gets its own directory. A run whose results are complete is returned, not recomputed.
+    """
+    from lth.plots import plot_accuracy_vs_sparsity
+    from lth.progress import LevelProgress
+    from lth.runs import RunDir, load_mask
+    from lth.tracking import JsonlSink
+
+    setup = prepare(config, data_root)
+    if mask is not None:
+        params0, _ = init_params(setup)
+        mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
+        setup = dataclasses.replace(setup, config=replace(config, initial_mask=mask_digest(mask)))
+        config = setup.config
+    run = RunDir(runs_root, config)
+    done = run.read_results()
+    if len(done) == config.levels + 1:
+        if progress:
+            print(f"{run.path}: all {len(done)} levels already done, nothing to compute")
+        return done
+
+    run.create()
+    if progress:
+        print(f"run directory: {run.path}")
+    records: list[dict[str, Any]] = []
+    reporter = LevelProgress(config.levels, setup.total_steps, enabled=progress)
+    with JsonlSink(run.metrics_path, mode="w") as sink:
+        for outcome in lottery_levels(setup, mask, hooks=_RunHooks(sink, reporter)):
+            records.append(outcome.record)
+            run.save_mask(outcome.record["level"], outcome.mask)
+            run.write_results(records)
+            reporter.end_level(outcome.record)
+    title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
+    plot_accuracy_vs_sparsity({config.name: records}, run.plot_path, title=title)
+    if progress:
+        print(f"results: {run.results_path}\nplot:    {run.plot_path}")
+    return records

@@ -1,0 +1,72 @@
+"""The model interface the core uses, and adapters from flax linen, flax nnx and plain functions.
+
+The core never imports a framework's module classes: it sees a `Model`, i.e. an `init(key)` giving
+(params, state) and an `apply(params, state, x, train)` giving (logits, new state). `state` holds
+non-trainable model state such as BatchNorm statistics (an empty dict for most models); it is never
+pruned and is rewound with the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Model(NamedTuple):
+    """A network as two pure functions."""
+
+    name: str
+    init: Callable[[jax.Array], tuple[Any, Any]]  # key -> (params, state)
+    apply: Callable[[Any, Any, jax.Array, bool], tuple[jax.Array, Any]]  # -> (logits, state)
+
+
+def from_linen(name: str, module: Any, input_shape: Sequence[int]) -> Model:
+    """Wrap a flax linen module whose ``__call__(x, train)`` returns logits.
+
+    Collections other than ``params`` (e.g. ``batch_stats``) become the model state and are
+    updated in training mode.
+    """
+    dummy = jnp.zeros((1, *input_shape), jnp.float32)
+
+    def init(key: jax.Array) -> tuple[Any, Any]:
+        variables = dict(module.init(key, dummy, train=False))
+        params = variables.pop("params")
+        return params, variables
+
+    def apply(params: Any, state: Any, x: jax.Array, train: bool) -> tuple[jax.Array, Any]:
+        variables = {"params": params, **state}
+        if train and state:
+            logits, updates = module.apply(variables, x, train=True, mutable=list(state))
+            return logits, {**state, **updates}
+        return module.apply(variables, x, train=train), state
+
+    return Model(name, init, apply)
+
+
+def from_nnx(name: str, make_module: Callable[[Any], Any]) -> Model:
+    """Wrap a flax nnx module factory ``make_module(rngs)``; params are its ``nnx.Param`` State."""
+    from flax import nnx
+
+    graphdef, _, _ = nnx.split(jax.eval_shape(lambda: make_module(nnx.Rngs(0))), nnx.Param, ...)
+
+    def init(key: jax.Array) -> tuple[Any, Any]:
+        _, params, rest = nnx.split(make_module(nnx.Rngs(params=key)), nnx.Param, ...)
+        return params, rest
+
+    def apply(params: Any, state: Any, x: jax.Array, train: bool) -> tuple[jax.Array, Any]:
+        module = nnx.merge(graphdef, params, state)
+        logits = module(x)
+        _, _, new_state = nnx.split(module, nnx.Param, ...)
+        return logits, new_state
+
+    return Model(name, init, apply)
+
+
+def from_functions(
+    name: str, init_params: Callable[[jax.Array], Any], apply_fn: Callable[[Any, jax.Array], jax.Array]
+) -> Model:
+    """Any params pytree with a plain ``apply_fn(params, x) -> logits`` (equinox, haiku, by hand)."""
+    return Model(name, lambda key: (init_params(key), {}), lambda p, s, x, train: (apply_fn(p, x), s))

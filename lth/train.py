@@ -1,0 +1,271 @@
+"""Masked training: train state, optimiser and schedule, one jitted `lax.scan` per epoch, evaluation.
+
+Pruned weights are exactly zero and stay zero: gradients are masked before the optimiser (so its
+moments of pruned weights stay zero) and params are masked after the update. The mask is an
+argument of the compiled epoch, never a constant, so one compiled program serves every level.
+
+The learning rate is a pure function of the global iteration `state.step`, applied outside the
+optax transformation, so the optimiser state can be fresh at a rewind point while the schedule
+resumes there (weight rewinding) -- Adam's bias correction starts anew with its moments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lth.config import OptimizerConfig, duration_to_steps
+from lth.data.device import DeviceData, EvalSet, epoch_order
+from lth.errors import ConfigError
+from lth.masks import Mask, apply_mask
+from lth.models.base import Model
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+class TrainState(NamedTuple):
+    params: Any
+    model_state: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar: iterations done (the global iteration, also after a rewind)
+
+
+class ChunkMetrics(NamedTuple):
+    """Per-iteration outputs of a compiled chunk, stacked along the first axis."""
+
+    train_loss: jax.Array
+    evaluated: jax.Array  # bool: an evaluation ran after this iteration
+    val_loss: jax.Array
+    val_accuracy: jax.Array
+    test_loss: jax.Array
+    test_accuracy: jax.Array
+
+
+# --------------------------------------------------------------------------- optimiser, schedule
+
+
+def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+    """The update *direction* (learning rate not applied): params <- params - lr(step) * direction."""
+    if cfg.name == "adam":
+        return optax.scale_by_adam(cfg.b1, cfg.b2, cfg.eps)
+    if cfg.name == "adamw":
+        return optax.chain(optax.scale_by_adam(cfg.b1, cfg.b2, cfg.eps), optax.add_decayed_weights(cfg.weight_decay))
+    if cfg.name == "sgd":
+        parts = [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
+        if cfg.momentum:
+            parts.append(optax.trace(decay=cfg.momentum, nesterov=cfg.nesterov))
+        return optax.chain(*parts) if parts else optax.identity()
+    raise ConfigError(f"unknown optimizer {cfg.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
+    """Learning rate as a pure function of the global iteration.
+
+    constant: lr. step: lr * gamma ** (milestones passed). cosine: lr * (1 + cos(pi t / T)) / 2.
+    A warm-up of w iterations multiplies by min(1, (t + 1) / w).
+    """
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    lr = cfg.learning_rate
+    milestones = jnp.asarray(sorted(duration_to_steps(m, steps_per_epoch) for m in cfg.milestones), jnp.int32)
+    warmup = duration_to_steps(cfg.warmup, steps_per_epoch)
+
+    def schedule(step: jax.Array) -> jax.Array:
+        step = jnp.asarray(step)
+        if cfg.schedule == "constant":
+            rate = jnp.asarray(lr, jnp.float32)
+        elif cfg.schedule == "step":
+            rate = lr * cfg.gamma ** jnp.sum(step >= milestones).astype(jnp.float32)
+        else:
+            rate = lr * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(step, total_steps) / total_steps))
+        if warmup > 0:
+            rate = rate * jnp.minimum(1.0, (step + 1) / warmup)
+        return rate.astype(jnp.float32)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------- the compiled programs
+
+
+def cross_entropy(logits_BxC: jax.Array, labels_B: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B)
+
+
+def make_evaluate(model: Model) -> Callable[[Any, Any, EvalSet], tuple[jax.Array, jax.Array]]:
+    """(params, model_state, eval set) -> (mean loss, accuracy), padding rows ignored."""
+
+    def evaluate(params: Any, model_state: Any, data: EvalSet) -> tuple[jax.Array, jax.Array]:
+        def body(carry, batch):
+            x, y, w = batch
+            logits, _ = model.apply(params, model_state, x, False)
+            loss = jnp.sum(cross_entropy(logits, y) * w)
+            correct = jnp.sum((jnp.argmax(logits, -1) == y) * w)
+            return (carry[0] + loss, carry[1] + correct), None
+
+        (loss, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), data)
+        n = jnp.sum(data.weight)
+        return loss / n, correct / n
+
+    return evaluate
+
+
+class Trainer(NamedTuple):
+    """The compiled functions of one training setup; reused by every level of a run."""
+
+    model: Model
+    optimizer: optax.GradientTransformation
+    schedule: Callable[[jax.Array], jax.Array]
+    total_steps: int
+    steps_per_epoch: int
+    batch_size: int
+    eval_every: int
+    train_chunk: Any  # jitted (state, mask, data, order, offset, *, length) -> (state, ChunkMetrics)
+    evaluate: Any  # jitted (params, model_state, EvalSet) -> (loss, accuracy)
+
+    def init_state(self, params: Any, model_state: Any, step: int = 0) -> TrainState:
+        """A fresh optimiser state at global iteration `step`."""
+        return TrainState(params, model_state, self.optimizer.init(params), jnp.asarray(step, jnp.int32))
+
+
+def make_trainer(
+    model: Model,
+    optimizer: OptimizerConfig,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    eval_every: int,
+) -> Trainer:
+    """Build the jitted chunk-of-epoch trainer for `model` (compiled on first use)."""
+    tx = make_optimizer(optimizer)
+    schedule = make_schedule(optimizer, total_steps, steps_per_epoch)
+    evaluate = make_evaluate(model)
+
+    def train_step(state: TrainState, mask: Mask, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
+        def loss_fn(params):
+            logits, model_state = model.apply(params, state.model_state, x, True)
+            return jnp.mean(cross_entropy(logits, y)), model_state
+
+        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = apply_mask(grads, mask)
+        direction, opt_state = tx.update(grads, state.opt_state, state.params)
+        lr = schedule(state.step)
+        params = jax.tree.map(lambda p, d: p - (lr * d).astype(p.dtype), state.params, direction)
+        params = apply_mask(params, mask)
+        return TrainState(params, model_state, opt_state, state.step + 1), loss
+
+    def train_chunk(
+        state: TrainState, mask: Mask, data: DeviceData, order: jax.Array, offset: jax.Array, *, length: int
+    ) -> tuple[TrainState, ChunkMetrics]:
+        batches = jax.lax.dynamic_slice_in_dim(order, offset, length)
+
+        def body(state: TrainState, idx_B: jax.Array):
+            state, loss = train_step(state, mask, data.x_train[idx_B], data.y_train[idx_B])
+            due = (state.step % eval_every == 0) | (state.step == total_steps)
+
+            def run_eval():
+                vl, va = evaluate(state.params, state.model_state, data.val)
+                tl, ta = evaluate(state.params, state.model_state, data.test)
+                return jnp.stack([vl, va, tl, ta])
+
+            evals = jax.lax.cond(due, run_eval, lambda: jnp.full((4,), jnp.nan, jnp.float32))
+            return state, (loss, due, evals)
+
+        state, (loss, due, evals) = jax.lax.scan(body, state, batches)
+        return state, ChunkMetrics(loss, due, evals[:, 0], evals[:, 1], evals[:, 2], evals[:, 3])
+
+    return Trainer(
+        model=model,
+        optimizer=tx,
+        schedule=schedule,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        train_chunk=jax.jit(train_chunk, static_argnames=("length",)),
+        evaluate=jax.jit(evaluate),
+    )
+
+
+# --------------------------------------------------------------------------- the host-side loop
+
+
+class Chunk(NamedTuple):
+    epoch: int
+    offset: int  # first iteration inside the epoch
+    length: int  # iterations
+
+
+def chunk_plan(start: int, end: int, steps_per_epoch: int, breaks: Iterable[int] = ()) -> list[Chunk]:
+    """Cut iterations [start, end) at epoch boundaries and at `breaks` (e.g. the rewind step)."""
+    cuts = {start, end}
+    cuts.update(e * steps_per_epoch for e in range(start // steps_per_epoch + 1, math.ceil(end / steps_per_epoch)))
+    cuts.update(b for b in breaks if start < b < end)
+    points = sorted(cuts)
+    return [Chunk(a // steps_per_epoch, a % steps_per_epoch, b - a) for a, b in zip(points, points[1:])]
+
+
+def eval_records(metrics: ChunkMetrics, first_step: int) -> list[dict[str, float]]:
+    """The evaluations of one chunk as dicts (host side): iteration, val/test loss and accuracy."""
+    m = jax.device_get(metrics)
+    rows = []
+    for i in np.flatnonzero(m.evaluated):
+        rows.append(
+            {
+                "iteration": int(first_step + i + 1),
+                "train_loss": float(m.train_loss[i]),
+                "val_loss": float(m.val_loss[i]),
+                "val_accuracy": float(m.val_accuracy[i]),
+                "test_loss": float(m.test_loss[i]),
+                "test_accuracy": float(m.test_accuracy[i]),
+            }
+        )
+    return rows
+
+
+def train(
+    trainer: Trainer,
+    state: TrainState,
+    mask: Mask,
+    data: DeviceData,
+    order_key: jax.Array,
+    *,
+    breaks: Iterable[int] = (),
+) -> Iterator[tuple[TrainState, list[dict[str, float]]]]:
+    """Train from `state.step` to the trainer's end, yielding (state, evaluations) after every chunk.
+
+    Chunks are epochs, cut at `breaks` too, so that a caller can save the state at a rewind step.
+    The data order of epoch e is a function of (order_key, e) only: rerunning from any step replays it.
+    """
+    start = int(state.step)
+    num_examples = int(data.x_train.shape[0])
+    for chunk in chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks):
+        order = epoch_order(order_key, chunk.epoch, num_examples, trainer.batch_size)
+        first = int(state.step)
+        state, metrics = trainer.train_chunk(state, mask, data, order, jnp.int32(chunk.offset), length=chunk.length)
+        yield state, eval_records(metrics, first)
+
+
+def summarize(evaluations: list[dict[str, float]]) -> dict[str, float | int]:
+    """Frankle & Carbin's early stopping: the iteration of minimum validation loss (first, if tied),
+    the test accuracy there; plus the final and the best test accuracy."""
+    if not evaluations:
+        raise ValueError("no evaluations to summarize")
+    best = min(range(len(evaluations)), key=lambda i: (evaluations[i]["val_loss"], i))
+    return {
+        "early_stop_iteration": int(evaluations[best]["iteration"]),
+        "early_stop_val_loss": evaluations[best]["val_loss"],
+        "early_stop_val_accuracy": evaluations[best]["val_accuracy"],
+        "early_stop_test_accuracy": evaluations[best]["test_accuracy"],
+        "test_accuracy": evaluations[-1]["test_accuracy"],
+        "best_test_accuracy": max(e["test_accuracy"] for e in evaluations),
+        "final_iteration": int(evaluations[-1]["iteration"]),
+    }
