@@ -44,7 +44,7 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         seed=0,
     )
     if variant == "quick":
-        config = ExperimentConfig(**{**config.__dict__, "training": TrainingConfig(60, "4000it", "100it"), "levels": 12})
+        config = ExperimentConfig(**{**config.__dict__, "training": TrainingConfig(60, "5000it", "100it"), "levels": 18})
     elif variant == "smoke":
         config = ExperimentConfig(**{**config.__dict__, "training": TrainingConfig(60, "60it", "20it"), "levels": 2})
     return config

@@ -46,10 +46,11 @@ class Setup:
 
 
 class LevelOutcome(NamedTuple):
-    record: dict[str, Any]  # one row of results.json
+    record: dict[str, Any]  # one row of results.json (deterministic: no timings)
     mask: Mask
     state: TrainState  # at the end of training
     evaluations: list[dict[str, float]]
+    seconds: float  # wall time of the level (training, evaluation and pruning)
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -122,7 +123,8 @@ def initial_mask(setup: Setup, params: Any, mask: Mask | None = None) -> Mask:
     return mask
 
 
-def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], seconds: float) -> dict[str, Any]:
+def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]]) -> dict[str, Any]:
+    """The results.json row of a level: density, early-stop and final accuracies, per-layer density."""
     counts = layer_counts(mask)
     kept = sum(k for k, _ in counts.values())
     total = sum(n for _, n in counts.values())
@@ -134,15 +136,14 @@ def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], se
         "prunable_weights": total,
         **summarize(evaluations),
         "layer_density": layer_densities(mask),
-        "train_seconds": round(seconds, 3),
     }
 
 
 class Hooks:
     """Callbacks of `lottery_levels` (override what you need); they run outside jit."""
 
-    def level_start(self, level: int, mask: Mask, first_step: int) -> None:
-        """Before training a level: its mask and the iteration it starts from."""
+    def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
+        """Before training a level: its starting state (pruned and rewound) and its mask."""
 
     def chunk_done(self, level: int, state: TrainState, evaluations: list[dict[str, float]]) -> None:
         """After every compiled chunk (an epoch, or part of one at the rewind step)."""
@@ -174,7 +175,7 @@ def lottery_levels(
             mask = prune_magnitude(previous.params, mask, config.pruning, level, base_counts)
             params, model_state = rewind_point
             state = trainer.init_state(apply_mask(params, mask), model_state, k)
-        hooks.level_start(level, mask, int(state.step))
+        hooks.level_start(level, state, mask)
         evaluations: list[dict[str, float]] = []
         breaks = (k,) if level == 0 and k > 0 else ()
         for state, evals in train(trainer, state, mask, setup.data, order_key, breaks=breaks):
@@ -183,9 +184,9 @@ def lottery_levels(
             evaluations.extend(evals)
             hooks.chunk_done(level, state, evals)
         jax.block_until_ready(state.params)
-        record = level_record(level, mask, evaluations, time.perf_counter() - started)
         previous = state
-        yield LevelOutcome(record, mask, state, evaluations)
+        yield LevelOutcome(level_record(level, mask, evaluations), mask, state, evaluations,
+                           time.perf_counter() - started)
 
 
 # --------------------------------------------------------------------------- the run, with its files
@@ -197,8 +198,8 @@ class _RunHooks(Hooks):
     def __init__(self, sink: Any, reporter: Any):
         self.sink, self.reporter, self.step = sink, reporter, 0
 
-    def level_start(self, level: int, mask: Mask, first_step: int) -> None:
-        self.step = first_step
+    def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
+        self.step = first_step = int(state.step)
         counts = layer_counts(mask)
         percent = 100.0 * sum(k for k, _ in counts.values()) / sum(n for _, n in counts.values())
         self.reporter.start_level(level, first_step, percent)
@@ -254,7 +255,8 @@ def run_lottery(
             records.append(outcome.record)
             run.save_mask(outcome.record["level"], outcome.mask)
             run.write_results(records)
-            reporter.end_level(outcome.record)
+            sink.log({"level": outcome.record["level"], "event": "level_done", "seconds": round(outcome.seconds, 3)})
+            reporter.end_level(outcome.record, outcome.seconds)
     title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
     plot_accuracy_vs_sparsity({config.name: records}, run.plot_path, title=title)
     if progress:

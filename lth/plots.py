@@ -27,8 +27,11 @@ def plot_accuracy_vs_sparsity(
         ax.plot(pct, [100 * r["test_accuracy"] for r in records], "x--", color=color, alpha=0.6,
                 label=f"{label} (end of training)")
     ax.set_xscale("log")
-    ax.invert_xaxis()
+    lowest = min((r["percent_remaining"] for rs in series.values() for r in rs), default=1.0)
+    ax.set_xticks([t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if t >= lowest * 0.8])
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.invert_xaxis()
     ax.set_xlabel("percent of weights remaining")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)

@@ -10,11 +10,11 @@ from tqdm.auto import tqdm
 HEADER = f"{'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  {'final acc':>9}  {'time':>7}"
 
 
-def format_row(record: dict[str, Any]) -> str:
+def format_row(record: dict[str, Any], seconds: float) -> str:
     return (
         f"{record['level']:>5}  {record['percent_remaining']:>11.2f}  "
         f"{100 * record['early_stop_test_accuracy']:>13.2f}%  {record['early_stop_iteration']:>13}  "
-        f"{100 * record['test_accuracy']:>8.2f}%  {record['train_seconds']:>6.1f}s"
+        f"{100 * record['test_accuracy']:>8.2f}%  {seconds:>6.1f}s"
     )
 
 
@@ -51,9 +51,9 @@ class LevelProgress:
             last = evaluations[-1]
             self.bar.set_postfix(val_loss=f"{last['val_loss']:.4f}", val_acc=f"{100 * last['val_accuracy']:.2f}%")
 
-    def end_level(self, record: dict[str, Any]) -> None:
+    def end_level(self, record: dict[str, Any], seconds: float) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         if self.enabled:
-            print(format_row(record), file=self.stream, flush=True)
+            print(format_row(record, seconds), file=self.stream, flush=True)

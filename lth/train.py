@@ -156,7 +156,8 @@ def make_trainer(
 
         (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grads = apply_mask(grads, mask)
-        direction, opt_state = tx.update(grads, state.opt_state, state.params)
+        # masked params too, so that weight decay never feeds a pruned weight into the moments
+        direction, opt_state = tx.update(grads, state.opt_state, apply_mask(state.params, mask))
         lr = schedule(state.step)
         params = jax.tree.map(lambda p, d: p - (lr * d).astype(p.dtype), state.params, direction)
         params = apply_mask(params, mask)

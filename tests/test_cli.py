@@ -1,0 +1,109 @@
+"""The command line: an end-to-end run, and bad input -> one line on stderr, exit code 2, nothing written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lth.cli import main
+
+
+def run_cli(capsys, *argv):
+    """(exit code, stdout, stderr) of `lth ARGV`, whether main returns or argparse exits."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_end_to_end_smoke_run(capsys, runs_dir):
+    code, out, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--runs", str(runs_dir))
+    assert code == 0, err
+    (run,) = list(runs_dir.iterdir())
+    assert run.name.startswith("lenet300_mnist-")
+    records = json.loads((run / "results.json").read_text())
+    assert [r["level"] for r in records] == [0, 1, 2]
+    assert [round(r["percent_remaining"], 2) for r in records] == [100.0, 80.04, 64.06]  # 20 % hidden, 10 % output
+    assert (run / "accuracy_vs_sparsity.png").stat().st_size > 10_000
+    assert "early-stop acc" in out and "64.06" in out  # the table
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "lenet300_100" and config["training"]["length"] == "60it"
+
+    code, out, _ = run_cli(capsys, "ls", "--runs", str(runs_dir))
+    assert code == 0 and run.name in out and "3/3" in out
+
+
+def test_overrides_change_the_run(capsys, runs_dir):
+    code, _, err = run_cli(capsys, "run", "mlp_mnist1d", "--variant", "smoke", "--levels", "1", "--prune-fraction",
+                           "0.5", "--strategy", "global", "--set", "optimizer.name=sgd", "--set",
+                           "optimizer.momentum=0.9", "--no-progress", "--runs", str(runs_dir))
+    assert code == 0, err
+    (run,) = list(runs_dir.iterdir())
+    config = json.loads((run / "config.json").read_text())
+    assert config["levels"] == 1 and config["pruning"]["fraction"] == 0.5 and config["pruning"]["strategy"] == "global"
+    assert config["optimizer"]["name"] == "sgd" and config["optimizer"]["momentum"] == 0.9
+    records = json.loads((run / "results.json").read_text())
+    assert records[1]["density"] == pytest.approx(0.5, abs=1e-3)
+
+
+BAD = [
+    (["run", "no_such_experiment"], "unknown experiment 'no_such_experiment'"),
+    (["run", "lenet300_mnist", "--variant", "huge"], "unknown variant"),
+    (["run", "lenet300_mnist", "--set", "model=resnet9000"], "unknown model 'resnet9000'"),
+    (["run", "lenet300_mnist", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["run", "lenet300_mnist", "--prune-fraction", "1.5"], "prune fraction must be in (0, 1)"),
+    (["run", "lenet300_mnist", "--prune-fraction", "0"], "prune fraction must be in (0, 1)"),
+    (["run", "lenet300_mnist", "--levels", "-2"], "levels must be >= 0"),
+    (["run", "lenet300_mnist", "--batch-size", "100000"], "batch size 100000 is larger"),
+    (["run", "lenet300_mnist", "--variant", "smoke", "--rewind", "500it"], "rewind point '500it'"),
+    (["run", "lenet300_mnist", "--rewind", "yesterday"], "invalid duration"),
+    (["run", "lenet300_mnist", "--set", "pruning.speed=3"], "unknown config field"),
+    (["run", "lenet300_mnist", "--set", "oops"], "--set needs FIELD=VALUE"),
+    (["run", "lenet300_mnist", "--levels", "many"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[1:] or a) for a, _ in BAD])
+def test_bad_input_one_line_exit_2(capsys, runs_dir, argv, message):
+    code, _, err = run_cli(capsys, *argv, *(["--runs", str(runs_dir)] if argv[0] == "run" else []))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert not runs_dir.exists()
+
+
+def _save_wrong_mask(path):
+    np.savez(path, **{"fc1/kernel": np.ones((784, 299), bool)})
+
+
+def test_mask_that_does_not_fit(capsys, runs_dir, tmp_path):
+    wrong = tmp_path / "wrong.npz"
+    _save_wrong_mask(wrong)
+    code, _, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--mask", str(wrong), "--runs", str(runs_dir))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "fc1/kernel has shape (784, 299) in the mask but (784, 300)" in err
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file")
+    code, _, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--mask", str(garbage), "--runs", str(runs_dir))
+    assert code == 2 and "not a readable .npz mask" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--mask", str(tmp_path / "nope.npz"), "--runs", str(runs_dir))
+    assert code == 2 and "not found" in err
+    assert not runs_dir.exists()
+
+
+def test_real_entry_point_exit_code(tmp_path):
+    """The installed `lth` program itself: exit code 2, one line, no traceback."""
+    env = {**os.environ, "LTH_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", "lenet300_mnist", "--prune-fraction", "2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["lth: error: prune fraction must be in (0, 1), got 2.0: e.g. 0.2 prunes 20% per level"]
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,48 @@
+"""Config: canonical JSON, hashing, dotted replace, durations."""
+
+import dataclasses
+
+import pytest
+
+from lth.config import (
+    ExperimentConfig, canonical_json, config_hash, duration_to_steps, from_dict, parse_duration, replace, to_dict,
+)
+from lth.errors import ConfigError
+from lth.experiments import load_config
+
+
+def test_equal_configs_equal_hash_and_round_trip():
+    a = load_config("lenet300_mnist", "quick")
+    b = from_dict(to_dict(a))
+    assert a == b
+    assert canonical_json(a) == canonical_json(b)
+    assert config_hash(a) == config_hash(b)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("seed", 1), ("levels", 3), ("rewind", "500it"), ("training.batch_size", 30), ("pruning.fraction", 0.1),
+    ("optimizer.learning_rate", 1e-3), ("data.name", "mnist1d"), ("pruning.prunable", (".*",)), ("name", "x"),
+])
+def test_any_field_change_changes_hash(field, value):
+    base = ExperimentConfig()
+    assert config_hash(replace(base, **{field: value})) != config_hash(base)
+
+
+def test_replace_rejects_unknown_fields():
+    with pytest.raises(ConfigError, match="unknown config field"):
+        replace(ExperimentConfig(), **{"training.batchsize": 3})
+    with pytest.raises(ConfigError, match="unknown config field"):
+        from_dict({**to_dict(ExperimentConfig()), "colour": "red"})
+
+
+def test_durations():
+    assert parse_duration("500it") == (500, "it")
+    assert duration_to_steps("2ep", 58) == 116
+    for bad in ("5", "it", "1.5ep", "-3it", "3 iterations"):
+        with pytest.raises(ConfigError, match="invalid duration"):
+            parse_duration(bad)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ExperimentConfig().seed = 3

@@ -1,0 +1,170 @@
+"""The IMP driver: rewinding, determinism, compilation reuse, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import tiny_config
+from lth.errors import ConfigError, MaskError
+from lth.lottery import Hooks, init_params, lottery_levels, prepare, run_lottery
+from lth.masks import layer_counts, make_mask, mask_leaves, named_leaves
+
+
+class Recorder(Hooks):
+    def __init__(self):
+        self.starts, self.at_step = {}, {}
+
+    def level_start(self, level, state, mask):
+        self.starts[level] = (state, mask)
+
+    def chunk_done(self, level, state, evaluations):
+        self.at_step[(level, int(state.step))] = state
+
+
+def assert_rewound(start_state, mask, rewind_params):
+    got, want = named_leaves(start_state.params), named_leaves(rewind_params)
+    masks = named_leaves(mask)
+    for name, value in got.items():
+        value, expected = np.asarray(value), np.asarray(want[name])
+        m = masks.get(name)
+        if m is None:
+            np.testing.assert_array_equal(value, expected)  # biases: rewound too
+        else:
+            m = np.asarray(m)
+            np.testing.assert_array_equal(value[m], expected[m])  # survivors: exactly the rewind values
+            assert np.all(value[~m] == 0.0)
+
+
+def test_rewind_to_init_restores_initial_values():
+    setup = prepare(tiny_config(levels=3))
+    hooks = Recorder()
+    outcomes = list(lottery_levels(setup, hooks=hooks))
+    params0, _ = init_params(setup)
+    for level in range(1, 4):
+        state, mask = hooks.starts[level]
+        assert int(state.step) == 0
+        assert_rewound(state, mask, params0)
+        # the mask comes from the previous level's *trained* weights
+        prev = named_leaves(outcomes[level - 1].state.params)
+        for name, m in mask_leaves(mask).items():
+            kept = np.abs(np.asarray(prev[name]))[np.asarray(m)]
+            dropped = np.abs(np.asarray(prev[name]))[np.asarray(mask_leaves(outcomes[level - 1].mask)[name]) & ~np.asarray(m)]
+            assert kept.min() >= dropped.max()
+
+
+def test_rewind_to_step_k_restores_step_k_and_fresh_optimizer():
+    setup = prepare(tiny_config(rewind="13it", levels=1))
+    hooks = Recorder()
+    list(lottery_levels(setup, hooks=hooks))
+    state_k = hooks.at_step[(0, 13)]
+    start, mask = hooks.starts[1]
+    assert int(start.step) == 13
+    assert_rewound(start, mask, state_k.params)
+    assert all(float(jnp.abs(x).sum()) == 0.0 for x in jax.tree.leaves(start.opt_state) if x.dtype == jnp.float32)
+    assert (1, 35) in hooks.at_step and (1, 13) not in hooks.at_step  # level 1 trains 13 -> 35
+
+
+def test_records_and_densities():
+    records = [o.record for o in lottery_levels(prepare(tiny_config(levels=3)))]
+    assert [r["level"] for r in records] == [0, 1, 2, 3]
+    assert records[0]["density"] == 1.0
+    # mlp_tiny on 40 inputs: fc1 40x32, fc2 32x16 at 30 %, output 16x10 at 15 % per level
+    for r in records:
+        L = r["level"]
+        expected = round(1280 * 0.7**L) + round(512 * 0.7**L) + round(160 * 0.85**L)
+        assert r["weights_remaining"] == expected
+        assert r["density"] == pytest.approx(expected / 1952)
+        for key in ("test_accuracy", "early_stop_iteration", "early_stop_test_accuracy", "best_test_accuracy"):
+            assert key in r
+        assert r["early_stop_iteration"] in (10, 20, 30, 35)
+
+
+def test_same_seed_identical_results(tmp_path):
+    config = tiny_config()
+    run_lottery(config, runs_root=tmp_path / "a", progress=False)
+    run_lottery(config, runs_root=tmp_path / "b", progress=False)
+    (a,), (b,) = (list((tmp_path / x).glob("*/results.json")) for x in "ab")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.parent.name == b.parent.name  # same config -> same directory name
+    run_lottery(tiny_config(seed=1), runs_root=tmp_path / "c", progress=False)
+    (c,) = list((tmp_path / "c").glob("*/results.json"))
+    assert c.read_bytes() != a.read_bytes()
+
+
+def test_no_recompilation_after_the_first_level():
+    setup = prepare(tiny_config(levels=4, rewind="13it"))
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        levels = lottery_levels(setup)
+        next(levels)
+        chunk_programs = setup.trainer.train_chunk._cache_size()
+        next(levels)  # level 1 compiles the pruning step once
+        before = len(compiles)
+        for _ in levels:
+            pass
+        assert len(compiles) == before, "levels 2-4 compiled something"
+        assert setup.trainer.train_chunk._cache_size() == chunk_programs
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"levels": -1}, "levels must be >= 0"),
+    ({"pruning.fraction": 1.0}, "prune fraction"),
+    ({"pruning.fraction": 0.0}, "prune fraction"),
+    ({"model": "resnet9000"}, "unknown model"),
+    ({"data.name": "imagenet"}, "unknown dataset"),
+    ({"training.batch_size": 10_000}, "batch size 10000 is larger"),
+    ({"rewind": "40it"}, "rewind point"),
+    ({"rewind": "1ep"}, None),  # 35 steps per epoch: 1ep = 35 = the end -> error
+    ({"optimizer.name": "adagrad"}, "unknown optimizer"),
+    ({"rewind": "soon"}, "invalid duration"),
+])
+def test_bad_input_raises_value_error_and_writes_nothing(tmp_path, changes, match):
+    with pytest.raises(ValueError, match=match or "rewind point"):
+        run_lottery(tiny_config(**changes), runs_root=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_starting_mask_must_fit(tmp_path):
+    setup = prepare(tiny_config())
+    other = prepare(tiny_config(model="lenet300_100", **{"data.name": "mnist5k"}))
+    wrong = make_mask(init_params(other)[0])
+    with pytest.raises(MaskError, match="does not fit"):
+        run_lottery(setup.config, runs_root=tmp_path / "runs", mask=wrong, progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_starting_mask_is_trained_and_gets_its_own_run(tmp_path):
+    config = tiny_config(levels=1)
+    first = run_lottery(config, runs_root=tmp_path, progress=False)
+    (run,) = list(tmp_path.iterdir())
+    records = run_lottery(config, runs_root=tmp_path, mask=run / "masks" / "level_01.npz", progress=False)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert records[0]["weights_remaining"] == first[1]["weights_remaining"]
+    assert records[1]["weights_remaining"] < records[0]["weights_remaining"]
+
+
+def test_run_directory_contents(tmp_path):
+    records = run_lottery(tiny_config(), runs_root=tmp_path, progress=False)
+    (run,) = list(tmp_path.iterdir())
+    names = sorted(p.name for p in run.iterdir())
+    assert names == ["accuracy_vs_sparsity.png", "config.json", "masks", "metrics.jsonl", "results.json"]
+    assert sorted(p.name for p in (run / "masks").iterdir()) == ["level_00.npz", "level_01.npz", "level_02.npz"]
+    from lth.runs import load_mask
+    from lth.tracking import read_jsonl
+
+    params0, _ = init_params(prepare(tiny_config()))
+    mask2 = load_mask(run / "masks" / "level_02.npz", params0)
+    assert sum(k for k, _ in layer_counts(mask2).values()) == records[2]["weights_remaining"]
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["iteration"] for r in rows if r.get("level") == 1 and "iteration" in r] == [10, 20, 30, 35]
+    # a complete run is not recomputed
+    assert run_lottery(tiny_config(), runs_root=tmp_path, progress=False) == records
