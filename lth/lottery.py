@@ -13,6 +13,7 @@ adds the run directory, logging, progress bars and the plot.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,8 +146,26 @@ class Hooks:
     def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
         """Before training a level: its starting state (pruned and rewound) and its mask."""
 
-    def chunk_done(self, level: int, state: TrainState, evaluations: list[dict[str, float]]) -> None:
-        """After every compiled chunk (an epoch, or part of one at the rewind step)."""
+    def chunk_done(
+        self, level: int, state: TrainState, mask: Mask, new: list[dict[str, float]], evaluations: list[dict[str, float]]
+    ) -> None:
+        """After every compiled chunk (an epoch, or part of one at the rewind step): the chunk's
+        evaluations (`new`) and all of the level's so far."""
+
+    def rewind_captured(self, state: TrainState) -> None:
+        """Level 0 reached the rewind step k > 0: `state` holds the weights later levels rewind to."""
+
+
+class Resume(NamedTuple):
+    """Where an interrupted lottery continues (see `lth.runs.find_resume`)."""
+
+    level: int  # the first level not finished
+    previous: TrainState | None  # final state of level - 1 (None for level 0)
+    previous_mask: Mask | None
+    rewind_point: tuple[Any, Any] | None  # (params, model state) at step k > 0, once reached
+    state: TrainState | None = None  # a mid-level state of `level` to continue from
+    mask: Mask | None = None  # the mask of `level`, with `state`
+    evaluations: tuple[dict[str, float], ...] = ()  # the evaluations of `level` before `state`
 
 
 def lottery_levels(
@@ -154,37 +173,50 @@ def lottery_levels(
     mask: Mask | None = None,
     *,
     hooks: Hooks | None = None,
+    resume: Resume | None = None,
 ) -> Iterator[LevelOutcome]:
-    """Yield one `LevelOutcome` per level, 0 to `config.levels`. No files, no printing."""
+    """Yield one `LevelOutcome` per level, 0 to `config.levels` (from `resume.level` if given).
+
+    No files, no printing: side effects belong to `hooks`. A resumed run computes exactly what an
+    uninterrupted one does: chunks are cut at the same iterations and the data order is a function
+    of (seed, epoch) only.
+    """
     hooks = hooks or Hooks()
     config, trainer = setup.config, setup.trainer
     params0, model_state0 = init_params(setup)
-    mask = initial_mask(setup, params0, mask)
-    base_counts = {name: kept for name, (kept, _) in layer_counts(mask).items()}
+    mask0 = initial_mask(setup, params0, mask)
+    base_counts = {name: kept for name, (kept, _) in layer_counts(mask0).items()}
     order_key = rng.stream(config.seed, "data_order")
     k = setup.rewind_step
     rewind_point = (params0, model_state0) if k == 0 else None
-    previous: TrainState | None = None
+    previous, previous_mask, first_level = None, None, 0
+    if resume is not None:
+        first_level, previous, previous_mask = resume.level, resume.previous, resume.previous_mask
+        rewind_point = resume.rewind_point or rewind_point
 
-    for level in range(config.levels + 1):
+    for level in range(first_level, config.levels + 1):
         started = time.perf_counter()
-        if level == 0:
+        evaluations: list[dict[str, float]] = []
+        if resume is not None and level == resume.level and resume.state is not None:
+            state, mask, evaluations = resume.state, resume.mask, list(resume.evaluations)
+        elif level == 0:
+            mask = mask0
             state = trainer.init_state(apply_mask(params0, mask), model_state0, 0)
         else:
             assert previous is not None and rewind_point is not None
-            mask = prune_magnitude(previous.params, mask, config.pruning, level, base_counts)
+            mask = prune_magnitude(previous.params, previous_mask, config.pruning, level, base_counts)
             params, model_state = rewind_point
             state = trainer.init_state(apply_mask(params, mask), model_state, k)
         hooks.level_start(level, state, mask)
-        evaluations: list[dict[str, float]] = []
         breaks = (k,) if level == 0 and k > 0 else ()
         for state, evals in train(trainer, state, mask, setup.data, order_key, breaks=breaks):
             if level == 0 and k > 0 and int(state.step) == k:
                 rewind_point = (state.params, state.model_state)
+                hooks.rewind_captured(state)
             evaluations.extend(evals)
-            hooks.chunk_done(level, state, evals)
+            hooks.chunk_done(level, state, mask, evals, evaluations)
         jax.block_until_ready(state.params)
-        previous = state
+        previous, previous_mask = state, mask
         yield LevelOutcome(level_record(level, mask, evaluations), mask, state, evaluations,
                            time.perf_counter() - started)
 
@@ -192,24 +224,77 @@ def lottery_levels(
 # --------------------------------------------------------------------------- the run, with its files
 
 
-class _RunHooks(Hooks):
-    """Progress bar, table rows and metrics.jsonl for `run_lottery`."""
+def _warn(message: str) -> None:
+    print(f"lth: warning: {message}", file=sys.stderr, flush=True)
 
-    def __init__(self, sink: Any, reporter: Any):
-        self.sink, self.reporter, self.step = sink, reporter, 0
+
+class _ReplicateHooks(Hooks):
+    """Checkpoints, metrics.jsonl, trackers and the progress bar of one replicate."""
+
+    def __init__(self, rep: Any, sink: Any, reporter: Any, trackers: list[Any], replicate: int,
+                 checkpoint_every: int, steps_per_epoch: int, total_steps: int):
+        self.rep, self.sink, self.reporter, self.trackers = rep, sink, reporter, trackers
+        self.replicate, self.every, self.spe, self.total = replicate, checkpoint_every, steps_per_epoch, total_steps
+        self.step = self.last_checkpoint = 0
 
     def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
-        self.step = first_step = int(state.step)
+        self.step = self.last_checkpoint = int(state.step)
         counts = layer_counts(mask)
         percent = 100.0 * sum(k for k, _ in counts.values()) / sum(n for _, n in counts.values())
-        self.reporter.start_level(level, first_step, percent)
+        self.reporter.start_level(self.replicate, level, self.step, percent)
+        for tracker in self.trackers:
+            tracker.level_start(self.replicate, level, percent, self.step)
 
-    def chunk_done(self, level: int, state: TrainState, evaluations: list[dict[str, float]]) -> None:
-        for e in evaluations:
+    def chunk_done(self, level, state, mask, new, evaluations) -> None:
+        for e in new:
             self.sink.log({"level": level, **e})
+        for tracker in self.trackers:
+            tracker.log_evaluations(self.replicate, level, new)
         step = int(state.step)
-        self.reporter.advance(step - self.step, evaluations)
+        self.reporter.advance(step - self.step, new)
         self.step = step
+        if self.every and step < self.total and step % self.spe == 0 and step - self.last_checkpoint >= self.every:
+            self.rep.save_level_step(level, state, mask, evaluations)
+            self.last_checkpoint = step
+
+    def rewind_captured(self, state: TrainState) -> None:
+        self.rep.save_rewind(state)
+
+
+def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, checkpoint_every: int,
+                   reporter: Any, trackers: list[Any]) -> list[dict[str, Any]]:
+    from lth.tracking import JsonlSink
+
+    config, trainer = setup.config, setup.trainer
+    records = rep.read_results()
+    if len(records) == config.levels + 1:
+        return records
+    params0, model_state0 = init_params(setup)
+    template = trainer.init_state(params0, model_state0)
+    resume = rep.find_resume(template, initial_mask(setup, params0, mask), setup.rewind_step, _warn)
+    if resume is None:
+        rep.reset()
+        records = []
+    else:
+        records = rep.read_results()[: resume.level]
+        rep.truncate_metrics(resume.level, int(resume.state.step) if resume.state is not None else -1)
+        where = f"iteration {int(resume.state.step)}" if resume.state is not None else "its start"
+        reporter.note(f"resuming replicate {replicate} at level {resume.level}, {where}")
+    rep.path.mkdir(parents=True, exist_ok=True)
+    with JsonlSink(rep.metrics_path) as sink:
+        hooks = _ReplicateHooks(rep, sink, reporter, trackers, replicate, checkpoint_every,
+                                trainer.steps_per_epoch, trainer.total_steps)
+        for outcome in lottery_levels(setup, mask, hooks=hooks, resume=resume):
+            level = outcome.record["level"]
+            rep.save_level_final(level, outcome.state, outcome.mask)
+            rep.save_mask(level, outcome.mask)
+            records.append(outcome.record)
+            rep.write_results(records)  # after the final checkpoint: a listed level can always be resumed from
+            sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
+            reporter.end_level(outcome.record, outcome.seconds, replicate)
+            for tracker in trackers:
+                tracker.level_done(replicate, outcome.record, outcome.evaluations)
+    return records
 
 
 def run_lottery(
@@ -218,47 +303,66 @@ def run_lottery(
     runs_root: str | Path | None = None,
     data_root: str | Path | None = None,
     mask: Mask | str | Path | None = None,
+    replicates: int = 1,
+    checkpoint_every: str = "20ep",
     progress: bool = True,
+    trackers: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run a lottery experiment, write its run directory and return the per-level records.
+    """Run, resume or finish a lottery experiment; return its per-level records.
+
+    With one replicate the records are that replicate's; with several, the mean (and `*_std`) over
+    replicates per level (each replicate's own records are in ``replicate_XX/results.json``).
+    Replicate r uses seed ``config.seed + r``. Finished levels are never recomputed; an interrupted
+    level resumes from its latest checkpoint (every `checkpoint_every`, e.g. "20ep"; "0ep" = only
+    at level ends) and ends bit-identical to an uninterrupted run.
 
     Everything is validated before the run directory is created, so bad input raises a
     `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
-    starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config, so the
-    run gets its own directory. A run whose results are complete is returned, not recomputed.
+    starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config.
     """
     from lth.plots import plot_accuracy_vs_sparsity
     from lth.progress import LevelProgress
     from lth.runs import RunDir, load_mask
-    from lth.tracking import JsonlSink
 
     setup = prepare(config, data_root)
+    if replicates < 1:
+        raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    every = duration_to_steps(checkpoint_every, setup.trainer.steps_per_epoch)
     if mask is not None:
         params0, _ = init_params(setup)
         mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
         setup = dataclasses.replace(setup, config=replace(config, initial_mask=mask_digest(mask)))
         config = setup.config
     run = RunDir(runs_root, config)
-    done = run.read_results()
-    if len(done) == config.levels + 1:
+    reps = [run.replicate(r) for r in range(replicates)]
+    if run.results_path.exists() and all(len(rep.read_results()) == config.levels + 1 for rep in reps):
         if progress:
-            print(f"{run.path}: all {len(done)} levels already done, nothing to compute")
-        return done
+            print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done, nothing to compute")
+        return _records(run, reps)
 
+    trackers = list(trackers or [])
     run.create()
-    if progress:
-        print(f"run directory: {run.path}")
-    records: list[dict[str, Any]] = []
-    reporter = LevelProgress(config.levels, setup.total_steps, enabled=progress)
-    with JsonlSink(run.metrics_path, mode="w") as sink:
-        for outcome in lottery_levels(setup, mask, hooks=_RunHooks(sink, reporter)):
-            records.append(outcome.record)
-            run.save_mask(outcome.record["level"], outcome.mask)
-            run.write_results(records)
-            sink.log({"level": outcome.record["level"], "event": "level_done", "seconds": round(outcome.seconds, 3)})
-            reporter.end_level(outcome.record, outcome.seconds)
-    title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
-    plot_accuracy_vs_sparsity({config.name: records}, run.plot_path, title=title)
+    reporter = LevelProgress(config.levels, setup.total_steps, replicates, enabled=progress)
+    reporter.note(f"run directory: {run.path}")
+    with run.lock():
+        per_replicate = []
+        try:
+            for r, rep in enumerate(reps):
+                setup_r = dataclasses.replace(setup, config=replace(config, seed=config.seed + r))
+                per_replicate.append(_run_replicate(setup_r, rep, mask, r, every, reporter, trackers))
+                run.write_aggregate(per_replicate)
+        finally:
+            reporter.close()
+        title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
+        plot_accuracy_vs_sparsity({config.name: per_replicate}, run.plot_path, title=title)
+        for tracker in trackers:
+            tracker.run_done(run, _records(run, reps))
     if progress:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
-    return records
+    return _records(run, reps)
+
+
+def _records(run: Any, reps: list[Any]) -> list[dict[str, Any]]:
+    from lth.runs import read_json_list
+
+    return reps[0].read_results() if len(reps) == 1 else read_json_list(run.results_path)

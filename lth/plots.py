@@ -1,4 +1,5 @@
-"""Figures: test accuracy against percent of weights remaining (log axis, decreasing to the right)."""
+"""Figures: test accuracy and early-stop iteration against percent of weights remaining
+(log axis, decreasing to the right, as in Frankle & Carbin 2019)."""
 
 from __future__ import annotations
 
@@ -10,34 +11,59 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from lth.runs import aggregate  # noqa: E402
 
-def plot_accuracy_vs_sparsity(
-    series: Mapping[str, Sequence[dict[str, Any]]], path: str | Path, title: str = ""
-) -> Path:
-    """One line per series (label -> level records): early-stop test accuracy (solid) and final
-    test accuracy (dashed), x = percent of weights remaining on a log axis as in Frankle & Carbin."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, records) in enumerate(series.items()):
-        pct = [r["percent_remaining"] for r in records]
-        color = f"C{i}"
-        ax.plot(pct, [100 * r["early_stop_test_accuracy"] for r in records], "o-", color=color,
-                label=f"{label} (early stop)")
-        ax.plot(pct, [100 * r["test_accuracy"] for r in records], "x--", color=color, alpha=0.6,
-                label=f"{label} (end of training)")
+Replicates = Sequence[Sequence[dict[str, Any]]]  # replicate -> level records
+
+
+def _percent_axis(ax: Any, lowest: float) -> None:
     ax.set_xscale("log")
-    lowest = min((r["percent_remaining"] for rs in series.values() for r in rs), default=1.0)
     ax.set_xticks([t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if t >= lowest * 0.8])
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.invert_xaxis()
     ax.set_xlabel("percent of weights remaining")
-    ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+
+
+def _band(ax: Any, agg: list[dict[str, Any]], key: str, scale: float, style: str, color: str, label: str, alpha=1.0):
+    x = np.array([r["percent_remaining"] for r in agg])
+    y = scale * np.array([r[key] for r in agg])
+    s = scale * np.array([r[f"{key}_std"] for r in agg])
+    ax.plot(x, y, style, color=color, label=label, alpha=alpha)
+    if np.any(s > 0):
+        ax.fill_between(x, y - s, y + s, color=color, alpha=0.15 * alpha)
+
+
+def plot_accuracy_vs_sparsity(series: Mapping[str, Replicates], path: str | Path, title: str = "",
+                              early_stop_panel: bool = False) -> Path:
+    """One line per series (label -> replicates' level records), mean with a +-1 std band:
+    early-stop test accuracy (solid) and end-of-training test accuracy (dashed). With
+    `early_stop_panel`, a second panel shows the early-stop iteration."""
+    cols = 2 if early_stop_panel else 1
+    fig, axes = plt.subplots(1, cols, figsize=(7 * cols, 4.5), squeeze=False)
+    lowest = 100.0
+    for i, (label, reps) in enumerate(series.items()):
+        agg = aggregate([list(r) for r in reps])
+        if not agg:
+            continue
+        lowest = min(lowest, min(r["percent_remaining"] for r in agg))
+        n = f" (n={len(reps)})" if len(reps) > 1 else ""
+        _band(axes[0, 0], agg, "early_stop_test_accuracy", 100, "o-", f"C{i}", f"{label}{n}, early stop")
+        _band(axes[0, 0], agg, "test_accuracy", 100, "x--", f"C{i}", f"{label}{n}, end of training", alpha=0.6)
+        if early_stop_panel:
+            _band(axes[0, 1], agg, "early_stop_iteration", 1, "o-", f"C{i}", f"{label}{n}")
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    if early_stop_panel:
+        axes[0, 1].set_ylabel("early-stop iteration")
+    for ax in axes[0]:
+        _percent_axis(ax, lowest)
+        ax.legend(fontsize=7)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,43 +1,67 @@
-"""Terminal output of a run: a progress bar per level and one table row per finished level."""
+"""Terminal output of a run: a progress bar per level, one table row per finished level, an ETA."""
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from tqdm.auto import tqdm
 
-HEADER = f"{'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  {'final acc':>9}  {'time':>7}"
+HEADER = (f"{'rep':>3} {'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  "
+          f"{'final acc':>9}  {'time':>7}")
 
 
-def format_row(record: dict[str, Any], seconds: float) -> str:
+def format_row(replicate: int, record: dict[str, Any], seconds: float) -> str:
     return (
-        f"{record['level']:>5}  {record['percent_remaining']:>11.2f}  "
+        f"{replicate:>3} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
         f"{100 * record['early_stop_test_accuracy']:>13.2f}%  {record['early_stop_iteration']:>13}  "
         f"{100 * record['test_accuracy']:>8.2f}%  {seconds:>6.1f}s"
     )
 
 
-class LevelProgress:
-    """tqdm bar per level (iterations, latest validation loss / accuracy) and a results table."""
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
-    def __init__(self, levels: int, total_steps: int, enabled: bool = True, stream: Any = None):
-        self.levels = levels
-        self.total_steps = total_steps
+
+class LevelProgress:
+    """A tqdm bar per level (iterations, latest validation loss / accuracy, the run's ETA) and a table.
+
+    The ETA assumes the remaining levels take as long per iteration as the finished ones did.
+    """
+
+    def __init__(self, levels: int, total_steps: int, replicates: int = 1, enabled: bool = True, stream: Any = None):
+        self.levels, self.total_steps, self.replicates = levels, total_steps, replicates
         self.enabled = enabled
         self.stream = stream or sys.stdout
         self.bar: tqdm | None = None
         self._header_done = False
+        self._levels_done = 0
+        self._seconds_done = 0.0
+        self._level_started = time.perf_counter()
 
-    def start_level(self, level: int, first_step: int, percent_remaining: float) -> None:
+    def note(self, message: str) -> None:
+        if self.enabled:
+            (tqdm.write if self.bar is not None else print)(message, file=self.stream)
+
+    def _eta(self, replicate: int, level: int) -> str:
+        if not self._levels_done:
+            return "?"
+        remaining = (self.replicates - replicate) * (self.levels + 1) - level
+        return format_duration(remaining * self._seconds_done / self._levels_done)
+
+    def start_level(self, replicate: int, level: int, first_step: int, percent_remaining: float) -> None:
+        self._level_started = time.perf_counter()
         if not self.enabled:
             return
         if not self._header_done:
             print(HEADER, file=self.stream, flush=True)
             self._header_done = True
+        rep = f"rep {replicate + 1}/{self.replicates} " if self.replicates > 1 else ""
         self.bar = tqdm(
             total=self.total_steps - first_step,
-            desc=f"level {level}/{self.levels} ({percent_remaining:.1f}% left)",
+            desc=f"{rep}level {level}/{self.levels} ({percent_remaining:.1f}% left, run ETA {self._eta(replicate, level)})",
             unit="it",
             leave=False,
             dynamic_ncols=True,
@@ -51,9 +75,14 @@ class LevelProgress:
             last = evaluations[-1]
             self.bar.set_postfix(val_loss=f"{last['val_loss']:.4f}", val_acc=f"{100 * last['val_accuracy']:.2f}%")
 
-    def end_level(self, record: dict[str, Any], seconds: float) -> None:
+    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+        self._levels_done += 1
+        self._seconds_done += seconds
+        self.close()
+        if self.enabled:
+            print(format_row(replicate, record, seconds), file=self.stream, flush=True)
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.enabled:
-            print(format_row(record, seconds), file=self.stream, flush=True)

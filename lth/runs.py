@@ -1,28 +1,41 @@
-"""Run directories: where a run's files live, and atomic writes of its records and masks.
+"""Run directories: layout, atomic writes, checkpoints and resumption, the lock, listing.
 
 A run's directory is ``<runs root>/<experiment name>-<config hash>``: the same config always maps to
-the same directory, any field change to a new one. Files:
+the same directory, any field change to a new one. Layout:
 
-    config.json               the full resolved config (every field)
-    metrics.jsonl             every evaluation as it happens (one JSON object per line)
-    results.json              one record per finished level
-    masks/level_XX.npz        the mask of every level ({parameter path: bool array})
-    accuracy_vs_sparsity.png  test accuracy against percent of weights remaining
+    config.json                     the full resolved config (every field, defaults included)
+    results.json                    per level: mean (and std) over the replicates done
+    accuracy_vs_sparsity.png        test accuracy against percent of weights remaining
+    lock                            held by the process running it
+    replicate_00/                   seed = config.seed (replicate r: seed + r)
+        results.json                one record per finished level
+        metrics.jsonl               every evaluation as it happens
+        masks/level_XX.npz          the mask of every level ({parameter path: bool array})
+        checkpoints/rewind          the weights at the rewind step (k > 0)
+        checkpoints/level_XX/final  the trained state and mask of a finished level
+        checkpoints/level_XX/step_N the state inside a level, every `checkpoint_every`
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from lth import checkpoints
 from lth.config import ExperimentConfig, config_hash, to_dict
-from lth.errors import MaskError
+from lth.errors import LthError, MaskError
 from lth.masks import Mask, mask_from_arrays, mask_to_arrays
+from lth.train import TrainState
 
 
 def runs_root(override: str | os.PathLike | None = None) -> Path:
@@ -55,32 +68,100 @@ def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
-class RunDir:
-    """The files of one run. Creating the object touches nothing; `create` makes the directory."""
+def read_json_list(path: Path) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return value if isinstance(value, list) else []
 
-    def __init__(self, root: str | os.PathLike | None, config: ExperimentConfig):
-        self.config = config
-        self.path = runs_root(root) / run_name(config)
 
-    config_path = property(lambda self: self.path / "config.json")
-    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+# --------------------------------------------------------------------------- the lock
+
+
+class RunLock:
+    """An exclusive lock file naming its holder (host and PID). A lock left by a dead process on
+    this host is taken over; a live holder makes `acquire` raise a one-line LthError."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.held = False
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    @staticmethod
+    def _alive(holder: dict[str, Any]) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return True  # cannot tell: assume it is running
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, KeyError, ValueError, TypeError):
+            return True
+        return True
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and self._alive(holder):
+                    raise LthError(
+                        f"run {self.path.parent} is in use by process {holder.get('pid')} on {holder.get('host')}: "
+                        f"wait for it to finish, or delete {self.path} if that process is gone"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its holder is dead
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(me)
+            self.held = True
+            return
+        raise LthError(f"could not take the lock {self.path}: delete it if no process is using the run")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------- one replicate's files
+
+
+class ReplicateDir:
+    """The files of one replicate (one seed) of a run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
     results_path = property(lambda self: self.path / "results.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
     masks_dir = property(lambda self: self.path / "masks")
-    plot_path = property(lambda self: self.path / "accuracy_vs_sparsity.png")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    rewind_path = property(lambda self: self.path / "checkpoints" / "rewind")
+
+    def level_dir(self, level: int) -> Path:
+        return self.checkpoints_dir / f"level_{level:02d}"
 
     def mask_path(self, level: int) -> Path:
         return self.masks_dir / f"level_{level:02d}.npz"
 
-    def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.config_path, to_dict(self.config))
-
     def read_results(self) -> list[dict[str, Any]]:
-        """The finished levels' records ([] if none)."""
-        try:
-            return json.loads(self.results_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return []
+        return read_json_list(self.results_path)
 
     def write_results(self, records: list[dict[str, Any]]) -> None:
         write_json(self.results_path, records)
@@ -94,16 +175,161 @@ class RunDir:
         os.replace(tmp, path)
         return path
 
+    # checkpoints ---------------------------------------------------------------------------
+
+    def save_state(self, path: Path, state: TrainState, mask: Mask, record: dict[str, Any]) -> None:
+        checkpoints.save(path, {"state": state, "mask": mask}, record)
+
+    def save_level_step(self, level: int, state: TrainState, mask: Mask, evaluations: list[dict[str, float]]) -> None:
+        """A mid-level checkpoint; older ones of the level are removed once it is written."""
+        step = int(state.step)
+        self.save_state(checkpoints.step_dir(self.level_dir(level), step), state, mask,
+                        {"level": level, "step": step, "evaluations": evaluations})
+        for older in checkpoints.list_steps(self.level_dir(level))[1:]:
+            shutil.rmtree(checkpoints.step_dir(self.level_dir(level), older), ignore_errors=True)
+
+    def save_level_final(self, level: int, state: TrainState, mask: Mask) -> None:
+        self.save_state(self.level_dir(level) / "final", state, mask, {"level": level, "step": int(state.step)})
+        for step in checkpoints.list_steps(self.level_dir(level)):
+            shutil.rmtree(checkpoints.step_dir(self.level_dir(level), step), ignore_errors=True)
+
+    def save_rewind(self, state: TrainState) -> None:
+        checkpoints.save(self.rewind_path, {"params": state.params, "model_state": state.model_state},
+                         {"step": int(state.step)})
+
+    def _load_state(self, path: Path, template: TrainState, mask_template: Mask):
+        tree, record = checkpoints.load(path, {"state": template, "mask": mask_template})
+        state = jax.tree.map(jnp.asarray, tree["state"])
+        mask = jax.tree.map(lambda m: None if m is None else jnp.asarray(m, bool), tree["mask"],
+                            is_leaf=lambda x: x is None)
+        return state, mask, record
+
+    def find_resume(self, template: TrainState, mask_template: Mask, rewind_step: int, warn) -> Any:
+        """The `lottery.Resume` point of this replicate, or None to start from scratch.
+
+        Damaged checkpoints are reported through `warn` (one line each) and skipped: the level
+        resumes from the newest good one, or the run from the last good finished level.
+        """
+        from lth.lottery import Resume
+
+        records = self.read_results()
+        previous = previous_mask = None
+        while records:
+            level = len(records) - 1
+            try:
+                previous, previous_mask, _ = self._load_state(self.level_dir(level) / "final", template, mask_template)
+                break
+            except checkpoints.CheckpointError as err:
+                warn(f"{err}; level {level} will be recomputed")
+                records = records[:-1]
+                self.write_results(records)
+        level = len(records)
+        mid = None
+        for step in checkpoints.list_steps(self.level_dir(level)):
+            try:
+                mid = self._load_state(checkpoints.step_dir(self.level_dir(level), step), template, mask_template)
+                break
+            except checkpoints.CheckpointError as err:
+                warn(f"{err}; trying the previous checkpoint")
+        rewind_point = None
+        needs_rewind = rewind_step > 0 and (level > 0 or (mid is not None and int(mid[0].step) >= rewind_step))
+        if needs_rewind:
+            try:
+                tree, _ = checkpoints.load(self.rewind_path, {"params": template.params,
+                                                              "model_state": template.model_state})
+                rewind_point = (jax.tree.map(jnp.asarray, tree["params"]), jax.tree.map(jnp.asarray, tree["model_state"]))
+            except checkpoints.CheckpointError as err:
+                warn(f"{err}; the replicate restarts from level 0")
+                self.reset()
+                return None
+        if level == 0 and mid is None:
+            return None
+        resume = Resume(level, previous, previous_mask, rewind_point)
+        if mid is not None:
+            state, mask, record = mid
+            resume = resume._replace(state=state, mask=mask, evaluations=tuple(record["evaluations"]))
+        return resume
+
+    def truncate_metrics(self, level: int, step: int) -> None:
+        """Drop metrics.jsonl lines past the resume point (they will be recomputed, identically)."""
+        if not self.metrics_path.exists():
+            return
+        from lth.tracking import read_jsonl
+
+        keep = [r for r in read_jsonl(self.metrics_path)
+                if r.get("level", 0) < level or (r.get("level") == level and "iteration" in r and r["iteration"] <= step)]
+        write_atomic(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
+
+    def reset(self) -> None:
+        """Forget everything of this replicate (a fresh start)."""
+        for path in (self.results_path, self.metrics_path):
+            path.unlink(missing_ok=True)
+        for path in (self.masks_dir, self.checkpoints_dir):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class RunDir:
+    """The files of one run. Creating the object touches nothing; `create` makes the directory."""
+
+    def __init__(self, root: str | os.PathLike | None, config: ExperimentConfig):
+        self.config = config
+        self.path = runs_root(root) / run_name(config)
+
+    config_path = property(lambda self: self.path / "config.json")
+    results_path = property(lambda self: self.path / "results.json")
+    plot_path = property(lambda self: self.path / "accuracy_vs_sparsity.png")
+    lock_path = property(lambda self: self.path / "lock")
+
+    def replicate(self, index: int) -> ReplicateDir:
+        return ReplicateDir(self.path / f"replicate_{index:02d}")
+
+    def replicates(self) -> list[ReplicateDir]:
+        return [ReplicateDir(p) for p in sorted(self.path.glob("replicate_[0-9][0-9]")) if p.is_dir()]
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.config_path, to_dict(self.config))
+
+    def lock(self) -> RunLock:
+        return RunLock(self.lock_path)
+
+    def write_aggregate(self, per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        records = aggregate(per_replicate)
+        write_json(self.results_path, records)
+        return records
+
+
+AGGREGATED = ("density", "percent_remaining", "weights_remaining", "test_accuracy", "early_stop_iteration",
+              "early_stop_test_accuracy", "early_stop_val_loss", "best_test_accuracy")
+
+
+def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean and (population) standard deviation per level over the replicates that finished it."""
+    levels = max((len(r) for r in per_replicate), default=0)
+    out = []
+    for level in range(levels):
+        rows = [r[level] for r in per_replicate if len(r) > level]
+        record: dict[str, Any] = {"level": level, "replicates": len(rows)}
+        for key in AGGREGATED:
+            values = [float(row[key]) for row in rows]
+            record[key] = statistics.fmean(values)
+            record[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+        out.append(record)
+    return out
+
 
 def load_mask(path: str | os.PathLike, params: Any) -> Mask:
-    """Load a mask saved by `RunDir.save_mask` for `params`; one-line MaskError if it does not fit."""
+    """Load a mask saved by `ReplicateDir.save_mask` for `params`; one-line MaskError if it does not fit."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
-        raise MaskError(f"mask file {str(path)!r} not found: pass a runs/<run>/masks/level_XX.npz file") from None
-    except (OSError, ValueError, EOFError) as err:
-        raise MaskError(f"mask file {str(path)!r} is not a readable .npz mask ({err})") from None
+        raise MaskError(f"mask file {str(path)!r} not found: pass a runs/<run>/replicate_XX/masks/level_XX.npz file") from None
+    except Exception as err:  # zipfile, pickle and OS errors of a damaged file
+        raise MaskError(f"mask file {str(path)!r} is not a readable .npz mask ({type(err).__name__})") from None
     return mask_from_arrays(arrays, params)
 
 
@@ -117,26 +343,22 @@ def best_ticket(records: list[dict[str, Any]], tolerance: float = 0.005) -> dict
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every run directory under the root: name, levels done / planned, best ticket, path."""
+    """Every run under the root: name, hash, levels done / planned, replicates, best ticket, path."""
     rows = []
-    base = runs_root(root)
-    for config_path in sorted(base.glob("*/config.json")):
+    for config_path in sorted(runs_root(root).glob("*/config.json")):
         try:
             config = json.loads(config_path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         path = config_path.parent
-        try:
-            records = json.loads((path / "results.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            records = []
-        rows.append(
-            {
-                "name": path.name,
-                "levels_done": len(records),
-                "levels_planned": int(config.get("levels", 0)) + 1,
-                "best_ticket": best_ticket(records),
-                "path": str(path),
-            }
-        )
+        records = read_json_list(path / "results.json")
+        rows.append({
+            "name": config.get("name", path.name),
+            "hash": path.name.rsplit("-", 1)[-1],
+            "levels_done": len(records),
+            "levels_planned": int(config.get("levels", 0)) + 1,
+            "replicates": max((r.get("replicates", 1) for r in records), default=0),
+            "best_ticket": best_ticket(records),
+            "path": str(path),
+        })
     return rows

@@ -26,7 +26,7 @@ def test_end_to_end_smoke_run(capsys, runs_dir):
     assert code == 0, err
     (run,) = list(runs_dir.iterdir())
     assert run.name.startswith("lenet300_mnist-")
-    records = json.loads((run / "results.json").read_text())
+    records = json.loads((run / "replicate_00" / "results.json").read_text())
     assert [r["level"] for r in records] == [0, 1, 2]
     assert [round(r["percent_remaining"], 2) for r in records] == [100.0, 80.04, 64.06]  # 20 % hidden, 10 % output
     assert (run / "accuracy_vs_sparsity.png").stat().st_size > 10_000
@@ -47,7 +47,7 @@ def test_overrides_change_the_run(capsys, runs_dir):
     config = json.loads((run / "config.json").read_text())
     assert config["levels"] == 1 and config["pruning"]["fraction"] == 0.5 and config["pruning"]["strategy"] == "global"
     assert config["optimizer"]["name"] == "sgd" and config["optimizer"]["momentum"] == 0.9
-    records = json.loads((run / "results.json").read_text())
+    records = json.loads((run / "replicate_00" / "results.json").read_text())
     assert records[1]["density"] == pytest.approx(0.5, abs=1e-3)
 
 

@@ -18,7 +18,7 @@ class Recorder(Hooks):
     def level_start(self, level, state, mask):
         self.starts[level] = (state, mask)
 
-    def chunk_done(self, level, state, evaluations):
+    def chunk_done(self, level, state, mask, new, evaluations):
         self.at_step[(level, int(state.step))] = state
 
 
@@ -84,11 +84,11 @@ def test_same_seed_identical_results(tmp_path):
     config = tiny_config()
     run_lottery(config, runs_root=tmp_path / "a", progress=False)
     run_lottery(config, runs_root=tmp_path / "b", progress=False)
-    (a,), (b,) = (list((tmp_path / x).glob("*/results.json")) for x in "ab")
+    (a,), (b,) = (list((tmp_path / x).glob("*/replicate_00/results.json")) for x in "ab")
     assert a.read_bytes() == b.read_bytes()
     assert a.parent.name == b.parent.name  # same config -> same directory name
     run_lottery(tiny_config(seed=1), runs_root=tmp_path / "c", progress=False)
-    (c,) = list((tmp_path / "c").glob("*/results.json"))
+    (c,) = list((tmp_path / "c").glob("*/replicate_00/results.json"))
     assert c.read_bytes() != a.read_bytes()
 
 
@@ -146,7 +146,7 @@ def test_starting_mask_is_trained_and_gets_its_own_run(tmp_path):
     config = tiny_config(levels=1)
     first = run_lottery(config, runs_root=tmp_path, progress=False)
     (run,) = list(tmp_path.iterdir())
-    records = run_lottery(config, runs_root=tmp_path, mask=run / "masks" / "level_01.npz", progress=False)
+    records = run_lottery(config, runs_root=tmp_path, mask=run / "replicate_00" / "masks" / "level_01.npz", progress=False)
     assert len(list(tmp_path.iterdir())) == 2
     assert records[0]["weights_remaining"] == first[1]["weights_remaining"]
     assert records[1]["weights_remaining"] < records[0]["weights_remaining"]
@@ -156,15 +156,22 @@ def test_run_directory_contents(tmp_path):
     records = run_lottery(tiny_config(), runs_root=tmp_path, progress=False)
     (run,) = list(tmp_path.iterdir())
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["accuracy_vs_sparsity.png", "config.json", "masks", "metrics.jsonl", "results.json"]
-    assert sorted(p.name for p in (run / "masks").iterdir()) == ["level_00.npz", "level_01.npz", "level_02.npz"]
+    assert names == ["accuracy_vs_sparsity.png", "config.json", "replicate_00", "results.json"]
+    rep = run / "replicate_00"
+    assert sorted(p.name for p in (rep / "masks").iterdir()) == ["level_00.npz", "level_01.npz", "level_02.npz"]
     from lth.runs import load_mask
     from lth.tracking import read_jsonl
 
     params0, _ = init_params(prepare(tiny_config()))
-    mask2 = load_mask(run / "masks" / "level_02.npz", params0)
+    mask2 = load_mask(rep / "masks" / "level_02.npz", params0)
     assert sum(k for k, _ in layer_counts(mask2).values()) == records[2]["weights_remaining"]
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = read_jsonl(rep / "metrics.jsonl")
     assert [r["iteration"] for r in rows if r.get("level") == 1 and "iteration" in r] == [10, 20, 30, 35]
+    import json
+
+    top = json.loads((run / "results.json").read_text())
+    for key in ("level", "density", "test_accuracy", "early_stop_iteration", "early_stop_test_accuracy",
+                "best_test_accuracy"):
+        assert [r[key] for r in top] == [r[key] for r in records]
     # a complete run is not recomputed
     assert run_lottery(tiny_config(), runs_root=tmp_path, progress=False) == records

@@ -1,0 +1,338 @@
+"""Throughput of lth's masked training against this machine's XLA float32 matmul peak.
+
+Run: ``.venv/bin/python benchmarks/throughput.py`` (or ``make bench``); ``--help`` for options.
+
+One run measures, on MNIST-shaped random data (60,000 x 28x28x1 float32, 10 classes, made with
+NumPy, no download):
+
+1. the XLA float32 matmul peak: a jitted square matmul (n = 1024, 2048, 4096 by default), median
+   of timed repetitions after warm-up, GFLOP/s = 2 n^3 / s, best size. It is measured before and
+   after the training measurements and the higher value is the reference (a conservative one);
+2. lth's masked training throughput for LeNet-300-100, batch 60, Adam, through the library code
+   path (`lth.train.make_trainer(...).train_chunk`, one jitted `lax.scan` of 1000 steps = one
+   epoch), dense and at 5 % density; the first call (compile + one epoch) is reported apart, the
+   figure is the median of --repeats timed epochs after one more warm-up epoch;
+3. the FLOPs of a training step, 6 * 266,200 * batch (forward 2, backward 4 per weight and sample),
+   ~96 GFLOP per 60k-sample epoch, hence GFLOP/s and the fraction of the peak of point 1;
+4. the peak RSS of the process.
+
+Target (2 CPU cores): masked LeNet-300-100 training at >= 50 % of the measured matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Runnable from anywhere without installing: put the repository root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lth.config import OptimizerConfig  # noqa: E402
+from lth.data.dataset import Dataset  # noqa: E402
+from lth.data.device import epoch_order, to_device  # noqa: E402
+from lth.masks import apply_mask, density, make_mask  # noqa: E402
+from lth.models import get_model  # noqa: E402
+from lth.train import make_trainer  # noqa: E402
+
+NUM_TRAIN = 60_000
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+BATCH = 60
+STEPS_PER_EPOCH = NUM_TRAIN // BATCH  # 1000
+LENET_WEIGHTS = 784 * 300 + 300 * 100 + 100 * 10  # 266,200 prunable weights (kernels)
+TARGET_FRACTION = 0.5
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float, float]:
+    """(result, wall seconds, process CPU seconds) of fn(...) run to completion."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = jax.block_until_ready(fn(*args, **kwargs))
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process, MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def cache_size(jitted) -> int | None:
+    """Number of compiled variants of a jitted function (private JAX API; None if unavailable)."""
+    try:
+        return int(jitted._cache_size())
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
+# --------------------------------------------------------------------------- 1. matmul peak
+
+
+def matmul_peak(sizes: list[int], repeats: int, warmup: int = 2) -> dict[str, Any]:
+    """Best over `sizes` of the median GFLOP/s of a jitted float32 n x n matmul."""
+    rng = np.random.default_rng(0)
+    matmul = jax.jit(jnp.matmul)
+    per_size = {}
+    for n in sizes:
+        a = jnp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+        b = jnp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+        for _ in range(warmup):
+            jax.block_until_ready(matmul(a, b))
+        walls, cpus = [], []
+        for _ in range(repeats):
+            _, wall, cpu = timed(matmul, a, b)
+            walls.append(wall)
+            cpus.append(cpu)
+        median = statistics.median(walls)
+        per_size[n] = {
+            "median_s": median,
+            "gflops": 2 * n**3 / median / 1e9,
+            "cores_used": statistics.median(c / w for c, w in zip(cpus, walls)),
+        }
+        del a, b
+    best = max(per_size, key=lambda n: per_size[n]["gflops"])
+    return {"gflops": per_size[best]["gflops"], "best_n": best, "per_size": per_size}
+
+
+# --------------------------------------------------------------------------- 2. lth training
+
+
+def random_mnist(seed: int, eval_size: int) -> Dataset:
+    """MNIST-shaped random data: standard-normal float32 images (as normalised MNIST), int32 labels."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.standard_normal((n, *INPUT_SHAPE), dtype=np.float32)
+        y = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+        return x, y
+
+    x_train, y_train = split(NUM_TRAIN)
+    x_val, y_val = split(eval_size)
+    x_test, y_test = split(eval_size)
+    return Dataset("random_mnist", x_train, y_train, x_val, y_val, x_test, y_test, NUM_CLASSES)
+
+
+def random_mask(params: Any, keep: float, seed: int) -> Any:
+    """A mask with exactly round(keep * size) True entries, at random, on every kernel leaf."""
+    rng = np.random.default_rng(seed)
+    full = make_mask(params)
+
+    def leaf(m: Any) -> Any:
+        if m is None:
+            return None
+        size = int(np.size(m))
+        flat = np.zeros(size, dtype=bool)
+        flat[rng.permutation(size)[: round(keep * size)]] = True
+        return jnp.asarray(flat.reshape(np.shape(m)))
+
+    return jax.tree.map(leaf, full, is_leaf=lambda x: x is None)
+
+
+def train_throughput(
+    trainer, params: Any, model_state: Any, mask: Any, data, orders: list, repeats: int
+) -> dict[str, Any]:
+    """First call (compile + 1 epoch), 1 warm-up epoch, then `repeats` timed epochs, chained as in
+    `lth.train.train` (each epoch continues from the previous state with its own batch order)."""
+    state = trainer.init_state(apply_mask(params, mask), model_state)
+    offset = jnp.int32(0)
+    variants_before = cache_size(trainer.train_chunk)
+    (state, metrics), first_s, _ = timed(
+        trainer.train_chunk, state, mask, data, orders[0], offset, length=STEPS_PER_EPOCH
+    )
+    variants_after = cache_size(trainer.train_chunk)
+    compiled = None if variants_before is None else variants_after > variants_before
+    (state, metrics), _, _ = timed(trainer.train_chunk, state, mask, data, orders[1], offset, length=STEPS_PER_EPOCH)
+    walls, cpus = [], []
+    for e in range(repeats):
+        (state, metrics), wall, cpu = timed(
+            trainer.train_chunk, state, mask, data, orders[2 + e], offset, length=STEPS_PER_EPOCH
+        )
+        walls.append(wall)
+        cpus.append(cpu)
+    if bool(np.any(np.asarray(metrics.evaluated))):
+        raise RuntimeError("an evaluation ran inside a timed epoch; raise eval_every")
+    median = statistics.median(walls)
+    flops = 6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH
+    return {
+        "density": density(mask),
+        "first_call_s": first_s,
+        "compiled_on_first_call": compiled,
+        "compile_s_estimate": first_s - median if compiled or compiled is None else 0.0,
+        "epoch_s": walls,
+        "median_epoch_s": median,
+        "min_epoch_s": min(walls),
+        "samples_per_s": BATCH * STEPS_PER_EPOCH / median,
+        "gflop_per_epoch": flops / 1e9,
+        "gflops": flops / median / 1e9,
+        "cores_used": statistics.median(c / w for c, w in zip(cpus, walls)),
+        "final_train_loss": float(np.asarray(metrics.train_loss)[-1]),
+        "steps_done": int(state.step),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per mask (median reported); default 5")
+    parser.add_argument("--mm-repeats", type=int, default=7, help="timed matmuls per size; default 7")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1024, 2048, 4096], help="square matmul sizes; default 1024 2048 4096"
+    )
+    parser.add_argument("--density", type=float, default=0.05, help="density of the sparse mask; default 0.05")
+    parser.add_argument("--eval-size", type=int, default=1000, help="validation and test examples (unused in timing)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: repeats 2, matmul n=1024 and 2048, 3 reps")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this path")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = min(args.repeats, 2)
+        args.mm_repeats = min(args.mm_repeats, 3)
+        args.sizes = [n for n in args.sizes if n <= 2048] or [1024]
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    t_start = time.perf_counter()
+    load_before = os.getloadavg()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, load {load_before[0]:.2f}")
+
+    # 1. matmul peak, before the training measurements
+    peak_before = matmul_peak(args.sizes, args.mm_repeats)
+    print(f"matmul peak (before): {peak_before['gflops']:.0f} GFLOP/s at n={peak_before['best_n']}")
+
+    # 2. training
+    t0 = time.perf_counter()
+    ds = random_mnist(args.seed, args.eval_size)
+    data = to_device(ds)
+    data_s = time.perf_counter() - t0
+    model = get_model("lenet300_100", INPUT_SHAPE, NUM_CLASSES)
+    params, model_state = model.init(jax.random.key(args.seed))
+    epochs_per_mask = 2 + args.repeats
+    total_steps = STEPS_PER_EPOCH * (epochs_per_mask + 1)  # never reached: no end-of-training evaluation
+    trainer = make_trainer(
+        model,
+        OptimizerConfig(name="adam", learning_rate=1.2e-3),
+        total_steps=total_steps,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        batch_size=BATCH,
+        eval_every=10**9,  # no evaluation inside the timed epochs
+    )
+    key = jax.random.key(args.seed + 1)
+    # The batch orders are made before timing (lth.train.train makes one per epoch between chunks).
+    jax.block_until_ready(epoch_order(key, 0, NUM_TRAIN, BATCH))  # compile
+    orders, order_walls = [], []
+    for e in range(epochs_per_mask):
+        order, wall, _ = timed(epoch_order, key, e, NUM_TRAIN, BATCH)
+        orders.append(order)
+        order_walls.append(wall)
+
+    masks = {"dense": make_mask(params), f"{args.density:.0%} density": random_mask(params, args.density, args.seed)}
+    results = {}
+    for name, mask in masks.items():
+        results[name] = train_throughput(trainer, params, model_state, mask, data, orders, args.repeats)
+        r = results[name]
+        print(
+            f"train {name}: first call {r['first_call_s']:.2f} s, median epoch {r['median_epoch_s']:.3f} s "
+            f"({r['samples_per_s']:,.0f} samples/s)"
+        )
+    compiled_variants = cache_size(trainer.train_chunk)
+
+    # 1'. matmul peak again, after
+    peak_after = matmul_peak(args.sizes, args.mm_repeats)
+    print(f"matmul peak (after):  {peak_after['gflops']:.0f} GFLOP/s at n={peak_after['best_n']}")
+    peak = max(peak_before["gflops"], peak_after["gflops"])
+
+    for r in results.values():
+        r["fraction_of_peak"] = r["gflops"] / peak
+        r["target_met"] = r["fraction_of_peak"] >= TARGET_FRACTION
+    rss = peak_rss_mib()
+    load_after = os.getloadavg()
+    total_s = time.perf_counter() - t_start
+
+    rows = [("figure", "value")]
+    rows.append(("matmul peak, before training (GFLOP/s)", f"{peak_before['gflops']:.0f} (n={peak_before['best_n']})"))
+    rows.append(("matmul peak, after training (GFLOP/s)", f"{peak_after['gflops']:.0f} (n={peak_after['best_n']})"))
+    rows.append(("matmul peak, reference = max (GFLOP/s)", f"{peak:.0f}"))
+    for n, v in peak_before["per_size"].items():
+        rows.append((f"  matmul n={n}, before (GFLOP/s, cores used)", f"{v['gflops']:.0f}, {v['cores_used']:.2f}"))
+    rows.append(("training FLOPs per epoch (6*266,200*60*1000)", f"{6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH / 1e9:.1f} GFLOP"))
+    for name, r in results.items():
+        if r["compiled_on_first_call"] is False:
+            rows.append((f"{name}: first call (no compile: program reused) (s)", f"{r['first_call_s']:.2f}"))
+        else:
+            rows.append((f"{name}: first call = compile + 1 epoch (s)", f"{r['first_call_s']:.2f}"))
+            rows.append((f"{name}: compile = first call - median epoch (s)", f"{r['compile_s_estimate']:.2f}"))
+        rows.append((f"{name}: median epoch of {args.repeats} (s)", f"{r['median_epoch_s']:.3f}"))
+        rows.append((f"{name}: samples/s", f"{r['samples_per_s']:,.0f}"))
+        rows.append((f"{name}: GFLOP/s", f"{r['gflops']:.0f}"))
+        rows.append((f"{name}: fraction of matmul peak", f"{r['fraction_of_peak']:.1%}"))
+        rows.append((f"{name}: cores used (CPU s / wall s)", f"{r['cores_used']:.2f}"))
+    rows.append(("train_chunk compiled variants (1 = no recompile)", str(compiled_variants)))
+    rows.append(("epoch_order per epoch, not in the timed epoch (ms)", f"{statistics.median(order_walls) * 1e3:.1f}"))
+    rows.append(("peak RSS (MiB)", f"{rss:.0f}"))
+    rows.append(("load average 1 min, start / end", f"{load_before[0]:.2f} / {load_after[0]:.2f}"))
+    rows.append(("benchmark wall time (s)", f"{total_s:.1f}"))
+    print()
+    print(fmt_table(rows))
+    print()
+    for name, r in results.items():
+        margin = (r["fraction_of_peak"] - TARGET_FRACTION) * 100
+        verdict = "MET" if r["target_met"] else "NOT MET"
+        print(f"target >= 50% of peak, {name}: {verdict} ({r['fraction_of_peak']:.1%}, {margin:+.1f} points)")
+
+    if args.json is not None:
+        report = {
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "jax": jax.__version__,
+            "backend": jax.devices()[0].platform,
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "data": {"train": NUM_TRAIN, "eval_each": args.eval_size, "shape": INPUT_SHAPE, "build_s": data_s},
+            "model": {"name": "lenet300_100", "prunable_weights": LENET_WEIGHTS, "batch": BATCH},
+            "flops_per_step": 6 * LENET_WEIGHTS * BATCH,
+            "matmul_peak": {"before": peak_before, "after": peak_after, "reference_gflops": peak},
+            "training": results,
+            "train_chunk_compiled_variants": compiled_variants,
+            "epoch_order_s": order_walls,
+            "target_fraction": TARGET_FRACTION,
+            "peak_rss_mib": rss,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "total_s": total_s,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

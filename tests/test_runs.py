@@ -1,0 +1,190 @@
+"""Run records: resume after SIGKILL (bit-identical), damaged checkpoints, the lock, replicates, listing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import tiny_config
+from lth.errors import LthError
+from lth.lottery import run_lottery
+from lth.runs import RunDir, RunLock, aggregate, list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def resumable_config(**changes):
+    # 4 epochs of 35 iterations per level; checkpoints every epoch; rewind to 13it
+    return tiny_config(**{"training.length": "4ep", "training.eval_every": "10it", "rewind": "13it", "levels": 3,
+                          **changes})
+
+
+def results_bytes(root):
+    (path,) = list(Path(root).glob("*/replicate_00/results.json"))
+    return path.read_bytes()
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from helpers import tiny_config
+    from lth.lottery import run_lottery
+    config = tiny_config(**{{"training.length": "4ep", "training.eval_every": "10it", "rewind": "13it", "levels": 3}})
+    run_lottery(config, runs_root={root!r}, checkpoint_every="1ep", progress=False)
+""")
+
+
+def start_child(root):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    code = CHILD.format(tests=str(ROOT / "tests"), root=str(root))
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("kill_when", ["mid_level_1", "level_2_started"])
+def test_sigkill_then_rerun_is_bit_identical(tmp_path, kill_when):
+    reference = tmp_path / "reference"
+    run_lottery(resumable_config(), runs_root=reference, checkpoint_every="1ep", progress=False)
+
+    killed = tmp_path / "killed"
+    child = start_child(killed)
+    deadline = time.time() + 120
+    rep = None
+    while time.time() < deadline and child.poll() is None:
+        reps = list(killed.glob("*/replicate_00"))
+        rep = reps[0] if reps else None
+        if rep is not None:
+            if kill_when == "mid_level_1" and list((rep / "checkpoints" / "level_01").glob("step_*")):
+                break
+            if kill_when == "level_2_started" and (rep / "checkpoints" / "level_01" / "final").exists():
+                break
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode in (-signal.SIGKILL, 0), child.stderr.read().decode()[-2000:]
+    done_before = len(json.loads((rep / "results.json").read_text())) if (rep / "results.json").exists() else 0
+    assert done_before < 4, "the child finished before it was killed: nothing was tested"
+
+    run_lottery(resumable_config(), runs_root=killed, checkpoint_every="1ep", progress=False)  # takes over the stale lock
+    assert results_bytes(killed) == results_bytes(reference)
+    # metrics.jsonl has each evaluation once, in order
+    ref_rows = [r for r in map(json.loads, next(reference.glob("*/replicate_00/metrics.jsonl")).read_text().splitlines())
+                if "iteration" in r]
+    rows = [r for r in map(json.loads, (rep / "metrics.jsonl").read_text().splitlines()) if "iteration" in r]
+    assert rows == ref_rows
+
+
+def test_damaged_checkpoint_is_reported_and_the_level_resumes_from_the_previous_one(tmp_path, capsys):
+    reference = tmp_path / "reference"
+    run_lottery(resumable_config(levels=1), runs_root=reference, checkpoint_every="1ep", progress=False)
+
+    root = tmp_path / "damaged"
+    run_lottery(resumable_config(levels=1), runs_root=root, checkpoint_every="1ep", progress=False)
+    (rep,) = list(root.glob("*/replicate_00"))
+    # simulate a crash during level 1 after two mid-level checkpoints, the newest one truncated
+    results = json.loads((rep / "results.json").read_text())
+    (rep / "results.json").write_text(json.dumps(results[:1]))
+    level1 = rep / "checkpoints" / "level_01"
+    # the final state of level 1 becomes a mid-level checkpoint, then is damaged: the level must
+    # report it and start again from its beginning (no older good checkpoint)
+    import shutil
+
+    shutil.copytree(level1 / "final", level1 / "step_000000105")
+    shutil.rmtree(level1 / "final")
+    data_files = [p for p in (level1 / "step_000000105").rglob("*") if p.is_file() and p.parent.name == "d"]
+    for path in data_files:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    capsys.readouterr()
+    run_lottery(resumable_config(levels=1), runs_root=root, checkpoint_every="1ep", progress=False)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("lth: warning:")]
+    assert len(warnings) == 1 and "step_000000105" in warnings[0]
+    assert "damaged" in warnings[0] or "digest" in warnings[0]
+    assert results_bytes(root) == results_bytes(reference)
+
+
+def test_flipped_bytes_fail_the_digest(tmp_path):
+    from lth import checkpoints
+
+    tree = {"w": np.arange(1000, dtype=np.float32)}
+    checkpoints.save(tmp_path / "c", tree, {"note": 1})
+    back, record = checkpoints.load(tmp_path / "c", tree)
+    np.testing.assert_array_equal(back["w"], tree["w"]) and record == {"note": 1}
+    record_file = next(p for p in (tmp_path / "c").rglob("*") if p.is_file() and p.parent.name == "record")
+    record = json.loads(record_file.read_text())
+    record["digest"] = "0" * 64
+    record_file.write_text(json.dumps(record))
+    with pytest.raises(checkpoints.CheckpointError, match="fails its digest"):
+        checkpoints.load(tmp_path / "c", tree)
+
+
+def test_second_process_on_the_same_run_refuses(tmp_path):
+    lock = RunLock(tmp_path / "lock")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "lock").write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid}))
+        with pytest.raises(LthError, match=f"in use by process {holder.pid}"):
+            lock.acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock.acquire()  # the holder is dead: its lock is stale and taken over
+    assert json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (tmp_path / "lock").exists()
+
+
+def test_run_refuses_while_another_process_holds_it(tmp_path, capsys):
+    from lth.cli import main
+
+    config = tiny_config()
+    run = RunDir(tmp_path, config)
+    run.create()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        run.lock_path.write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid}))
+        with pytest.raises(LthError, match=f"in use by process {holder.pid}"):
+            run_lottery(config, runs_root=tmp_path, progress=False)
+        assert not (run.path / "replicate_00").exists()
+        code = main(["run", "mlp_mnist1d", "--variant", "smoke", "--runs", str(tmp_path)])
+        assert code == 0  # another config: another directory, no conflict
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_replicates_and_aggregate(tmp_path):
+    records = run_lottery(tiny_config(levels=1), runs_root=tmp_path, replicates=3, progress=False)
+    (run,) = list(tmp_path.iterdir())
+    reps = [json.loads((run / f"replicate_{r:02d}" / "results.json").read_text()) for r in range(3)]
+    assert [len(r) for r in reps] == [2, 2, 2]
+    accs = [r[1]["early_stop_test_accuracy"] for r in reps]
+    assert len(set(accs)) > 1  # different seeds
+    assert records[1]["replicates"] == 3
+    assert records[1]["early_stop_test_accuracy"] == pytest.approx(np.mean(accs))
+    assert records[1]["early_stop_test_accuracy_std"] == pytest.approx(np.std(accs))
+    # replicate 0 equals a single-replicate run of the same seed
+    single = run_lottery(tiny_config(levels=1), runs_root=tmp_path / "single", progress=False)
+    assert single == reps[0]
+    # more replicates later: the finished ones are reused, not recomputed
+    before = (run / "replicate_00" / "results.json").stat().st_mtime_ns
+    run_lottery(tiny_config(levels=1), runs_root=tmp_path, replicates=4, progress=False)
+    assert (run / "replicate_00" / "results.json").stat().st_mtime_ns == before
+    assert json.loads((run / "results.json").read_text())[0]["replicates"] == 4
+    rows = list_runs(tmp_path)
+    assert rows[0]["replicates"] == 4 and rows[0]["levels_done"] == 2
+
+
+def test_aggregate_hand_worked():
+    a = [{"level": 0, **{k: 1.0 for k in ("density", "percent_remaining", "weights_remaining", "test_accuracy",
+                                             "early_stop_iteration", "early_stop_test_accuracy",
+                                             "early_stop_val_loss", "best_test_accuracy")}}]
+    b = [{**a[0], "test_accuracy": 0.5}]
+    (row,) = aggregate([a, b])
+    assert row["test_accuracy"] == 0.75 and row["test_accuracy_std"] == 0.25 and row["replicates"] == 2
