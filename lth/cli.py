@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
+    run.add_argument("--replicates", type=int, default=1, help="independent seeds (seed, seed+1, ...)")
+    run.add_argument("--checkpoint-every", default="20ep", help="checkpoint period inside a level (e.g. 5ep, 2000it; 0ep = level ends only)")
+    run.add_argument("--wandb", choices=("online", "offline", "disabled"),
+                     help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
     run.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
     run.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
@@ -94,7 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lth.lottery import run_lottery
 
     config = config_from_args(args)
-    run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, progress=not args.no_progress)
+    run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, replicates=args.replicates,
+                checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress)
     return 0
 
 

@@ -306,6 +306,7 @@ def run_lottery(
     replicates: int = 1,
     checkpoint_every: str = "20ep",
     progress: bool = True,
+    wandb: str | None = None,
     trackers: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
@@ -319,11 +320,21 @@ def run_lottery(
     Everything is validated before the run directory is created, so bad input raises a
     `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
     starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config.
+
+    `wandb`: "offline" (default, or $WANDB_MODE), "online" or "disabled"; offline files are written
+    inside the run directory. Local files (results, metrics.jsonl, plots) are written in every mode.
     """
     from lth.plots import plot_accuracy_vs_sparsity
     from lth.progress import LevelProgress
     from lth.runs import RunDir, load_mask
 
+    from lth.config import to_dict
+    from lth.tracking import WandbTracker, resolve_wandb_mode, wandb_credentials_present
+
+    wandb_mode = resolve_wandb_mode(wandb)
+    if wandb_mode == "online" and not wandb_credentials_present():
+        raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
+                          "or use --wandb offline (sync later)")
     setup = prepare(config, data_root)
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
@@ -340,8 +351,9 @@ def run_lottery(
             print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done, nothing to compute")
         return _records(run, reps)
 
-    trackers = list(trackers or [])
     run.create()
+    wandb_tracker = WandbTracker(run.path, to_dict(config), wandb_mode, warn=_warn)
+    trackers = [*(trackers or []), wandb_tracker]
     reporter = LevelProgress(config.levels, setup.total_steps, replicates, enabled=progress)
     reporter.note(f"run directory: {run.path}")
     with run.lock():
@@ -351,14 +363,18 @@ def run_lottery(
                 setup_r = dataclasses.replace(setup, config=replace(config, seed=config.seed + r))
                 per_replicate.append(_run_replicate(setup_r, rep, mask, r, every, reporter, trackers))
                 run.write_aggregate(per_replicate)
+            title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
+            plot_accuracy_vs_sparsity({config.name: per_replicate}, run.plot_path, title=title)
+            for tracker in trackers:
+                tracker.run_done(run, _records(run, reps))
         finally:
             reporter.close()
-        title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
-        plot_accuracy_vs_sparsity({config.name: per_replicate}, run.plot_path, title=title)
-        for tracker in trackers:
-            tracker.run_done(run, _records(run, reps))
+            for tracker in trackers:
+                tracker.close()
     if progress:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
+        if wandb_tracker.sync_command() and wandb_tracker.active:
+            print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     return _records(run, reps)
 
 
