@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list the runs under the run root")
     ls.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
 
+    plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
+    plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
+    plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
+    plot.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
+
     sub.add_parser("experiments", help="list the experiment files")
     return parser
 
@@ -118,6 +123,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lth.plots import plot_runs
+
+    path = plot_runs(args.run, args.out, root=args.runs)
+    print(f"plot: {path}")
+    return 0
+
+
 def cmd_experiments(args: argparse.Namespace) -> int:
     from lth.experiments import experiment_names
 
@@ -128,7 +141,7 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "ls": cmd_ls, "experiments": cmd_experiments}[args.command]
+    handler = {"run": cmd_run, "ls": cmd_ls, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
     try:
         return handler(args)
     except LthError as err:

@@ -70,3 +70,58 @@ def plot_accuracy_vs_sparsity(series: Mapping[str, Replicates], path: str | Path
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def resolve_run(name: str, root: str | Path | None = None) -> Path:
+    """A run directory from a path, a directory name, or a hash under the run root."""
+    from lth.errors import LthError
+    from lth.runs import runs_root
+
+    path = Path(name)
+    if (path / "config.json").is_file():
+        return path
+    base = runs_root(root)
+    matches = [p for p in base.glob("*/config.json") if p.parent.name == name or p.parent.name.endswith(f"-{name}")]
+    if len(matches) == 1:
+        return matches[0].parent
+    if not matches:
+        raise LthError(f"no run {name!r} under {base}: give a run directory, or see `lth ls`")
+    raise LthError(f"{name!r} matches {len(matches)} runs under {base}: give the full directory name")
+
+
+def legend_labels(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Experiment name plus the config fields that differ between the runs (dotted names)."""
+    import json
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, value in d.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = json.dumps(value)
+        return out
+
+    flats = [flat(c) for c in configs]
+    keys = sorted({k for f in flats for k in f if k != "name"})
+    differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+    labels = []
+    for config, f in zip(configs, flats):
+        parts = [f"{k}={f.get(k, '-').strip(chr(34))}" for k in differing]
+        labels.append(" ".join([config.get("name", "run"), *parts]))
+    return labels
+
+
+def plot_runs(names: Sequence[str], out: str | Path, root: str | Path | None = None) -> Path:
+    """`lth plot`: overlay several runs (mean and spread over replicates) and their early-stop iterations."""
+    import json
+
+    from lth.runs import ReplicateDir
+
+    dirs = [resolve_run(n, root) for n in names]
+    configs = [json.loads((d / "config.json").read_text()) for d in dirs]
+    series = {}
+    for label, d in zip(legend_labels(configs), dirs):
+        reps = [ReplicateDir(p).read_results() for p in sorted(d.glob("replicate_[0-9][0-9]"))]
+        series[label] = [r for r in reps if r]
+    return plot_accuracy_vs_sparsity(series, out, early_stop_panel=True)

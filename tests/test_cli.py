@@ -107,3 +107,21 @@ def test_real_entry_point_exit_code(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["lth: error: prune fraction must be in (0, 1), got 2.0: e.g. 0.2 prunes 20% per level"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_plot_compares_runs_with_differing_fields_in_the_legend(capsys, runs_dir, tmp_path):
+    from lth.plots import legend_labels
+
+    for rewind in ("0it", "10it"):
+        code, _, err = run_cli(capsys, "run", "mlp_mnist1d", "--variant", "smoke", "--rewind", rewind, "--no-progress",
+                               "--runs", str(runs_dir))
+        assert code == 0, err
+    runs = sorted(p.name for p in runs_dir.iterdir())
+    out = tmp_path / "cmp.png"
+    code, stdout, err = run_cli(capsys, "plot", *runs, "--out", str(out), "--runs", str(runs_dir))
+    assert code == 0, err
+    assert out.stat().st_size > 10_000
+    configs = [json.loads((runs_dir / r / "config.json").read_text()) for r in runs]
+    assert sorted(legend_labels(configs)) == ["mlp_mnist1d rewind=0it", "mlp_mnist1d rewind=10it"]
+    code, _, err = run_cli(capsys, "plot", "nope", "--runs", str(runs_dir))
+    assert code == 2 and "no run 'nope'" in err
