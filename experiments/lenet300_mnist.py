@@ -24,7 +24,7 @@ table): end-of-training accuracy >= dense (94.0 %) down to 5.6 % remaining, 92.4
 early-stop accuracy is noisier than in the paper.
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
+from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
 
 VARIANTS = ("default", "quick", "smoke")
 
@@ -47,7 +47,7 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         seed=0,
     )
     if variant == "quick":
-        config = ExperimentConfig(**{**config.__dict__, "training": TrainingConfig(60, "5000it", "100it"), "levels": 18})
+        config = replace(config, **{"training.length": "5000it", "levels": 18})
     elif variant == "smoke":
-        config = ExperimentConfig(**{**config.__dict__, "training": TrainingConfig(60, "60it", "20it"), "levels": 2})
+        config = replace(config, **{"training.length": "60it", "training.eval_every": "20it", "levels": 2})
     return config

@@ -15,7 +15,7 @@ Expected outcome (MNIST-1D README / notebook): the dense MLP reaches roughly 60-
 tickets near 90 % sparsity beat both the dense network and random masks of the same sparsity.
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
+from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
 
 VARIANTS = ("default", "quick", "smoke")
 
@@ -33,8 +33,7 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         seed=0,
     )
     if variant == "quick":
-        config = ExperimentConfig(**{**config.__dict__, "pruning": PruningConfig(
-            "layerwise", 0.2, prunable=(r".*kernel", r".*bias")), "levels": 10})
+        config = replace(config, **{"pruning.fraction": 0.2, "levels": 10})
     elif variant == "smoke":
-        config = ExperimentConfig(**{**config.__dict__, "training": TrainingConfig(100, "30it", "10it"), "levels": 2})
+        config = replace(config, **{"training.length": "30it", "training.eval_every": "10it", "levels": 2})
     return config
