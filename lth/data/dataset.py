@@ -23,6 +23,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    augmentation: str = "none"  # "none" | "crop_flip" (random 4-pixel-padded crop + horizontal flip)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
