@@ -107,6 +107,7 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
         steps_per_epoch=steps_per_epoch,
         batch_size=batch,
         eval_every=eval_every,
+        augmentation=dataset.augmentation,
     )
     return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind)
 
@@ -187,6 +188,7 @@ def lottery_levels(
     mask0 = initial_mask(setup, params0, mask)
     base_counts = {name: kept for name, (kept, _) in layer_counts(mask0).items()}
     order_key = rng.stream(config.seed, "data_order")
+    augment_key = rng.stream(config.seed, "augmentation")
     k = setup.rewind_step
     rewind_point = (params0, model_state0) if k == 0 else None
     previous, previous_mask, first_level = None, None, 0
@@ -209,7 +211,7 @@ def lottery_levels(
             state = trainer.init_state(apply_mask(params, mask), model_state, k)
         hooks.level_start(level, state, mask)
         breaks = (k,) if level == 0 and k > 0 else ()
-        for state, evals in train(trainer, state, mask, setup.data, order_key, breaks=breaks):
+        for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key, breaks=breaks):
             if level == 0 and k > 0 and int(state.step) == k:
                 rewind_point = (state.params, state.model_state)
                 hooks.rewind_captured(state)

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from lth.config import OptimizerConfig, duration_to_steps
-from lth.data.device import DeviceData, EvalSet, epoch_order
+from lth.data.device import AUGMENTATIONS, DeviceData, EvalSet, crop_flip, epoch_order
 from lth.errors import ConfigError
 from lth.masks import Mask, apply_mask
 from lth.models.base import Model
@@ -127,7 +127,8 @@ class Trainer(NamedTuple):
     steps_per_epoch: int
     batch_size: int
     eval_every: int
-    train_chunk: Any  # jitted (state, mask, data, order, offset, *, length) -> (state, ChunkMetrics)
+    augmentation: str
+    train_chunk: Any  # jitted (state, mask, data, order, offset, augment_key, *, length) -> (state, ChunkMetrics)
     evaluate: Any  # jitted (params, model_state, EvalSet) -> (loss, accuracy)
 
     def init_state(self, params: Any, model_state: Any, step: int = 0) -> TrainState:
@@ -143,8 +144,15 @@ def make_trainer(
     steps_per_epoch: int,
     batch_size: int,
     eval_every: int,
+    augmentation: str = "none",
 ) -> Trainer:
-    """Build the jitted chunk-of-epoch trainer for `model` (compiled on first use)."""
+    """Build the jitted chunk-of-epoch trainer for `model` (compiled on first use).
+
+    `augmentation` ("none" or "crop_flip") is applied to every training batch inside the compiled
+    epoch, with the key ``fold_in(augment_key, iteration)``: reproducible, and the same at every level.
+    """
+    if augmentation not in AUGMENTATIONS:
+        raise ConfigError(f"unknown augmentation {augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
     tx = make_optimizer(optimizer)
     schedule = make_schedule(optimizer, total_steps, steps_per_epoch)
     evaluate = make_evaluate(model)
@@ -164,12 +172,22 @@ def make_trainer(
         return TrainState(params, model_state, opt_state, state.step + 1), loss
 
     def train_chunk(
-        state: TrainState, mask: Mask, data: DeviceData, order: jax.Array, offset: jax.Array, *, length: int
+        state: TrainState,
+        mask: Mask,
+        data: DeviceData,
+        order: jax.Array,
+        offset: jax.Array,
+        augment_key: jax.Array,
+        *,
+        length: int,
     ) -> tuple[TrainState, ChunkMetrics]:
         batches = jax.lax.dynamic_slice_in_dim(order, offset, length)
 
         def body(state: TrainState, idx_B: jax.Array):
-            state, loss = train_step(state, mask, data.x_train[idx_B], data.y_train[idx_B])
+            x = data.x_train[idx_B]
+            if augmentation == "crop_flip":
+                x = crop_flip(jax.random.fold_in(augment_key, state.step), x, data.pad_value)
+            state, loss = train_step(state, mask, x, data.y_train[idx_B])
             due = (state.step % eval_every == 0) | (state.step == total_steps)
 
             def run_eval():
@@ -191,6 +209,7 @@ def make_trainer(
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
         eval_every=eval_every,
+        augmentation=augmentation,
         train_chunk=jax.jit(train_chunk, static_argnames=("length",)),
         evaluate=jax.jit(evaluate),
     )
@@ -238,6 +257,7 @@ def train(
     mask: Mask,
     data: DeviceData,
     order_key: jax.Array,
+    augment_key: jax.Array | None = None,
     *,
     breaks: Iterable[int] = (),
 ) -> Iterator[tuple[TrainState, list[dict[str, float]]]]:
@@ -246,12 +266,16 @@ def train(
     Chunks are epochs, cut at `breaks` too, so that a caller can save the state at a rewind step.
     The data order of epoch e is a function of (order_key, e) only: rerunning from any step replays it.
     """
+    if augment_key is None:
+        augment_key = jax.random.fold_in(order_key, 0x5EED)
     start = int(state.step)
     num_examples = int(data.x_train.shape[0])
     for chunk in chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks):
         order = epoch_order(order_key, chunk.epoch, num_examples, trainer.batch_size)
         first = int(state.step)
-        state, metrics = trainer.train_chunk(state, mask, data, order, jnp.int32(chunk.offset), length=chunk.length)
+        state, metrics = trainer.train_chunk(
+            state, mask, data, order, jnp.int32(chunk.offset), augment_key, length=chunk.length
+        )
         yield state, eval_records(metrics, first)
 
 

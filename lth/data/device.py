@@ -25,6 +25,7 @@ class DeviceData(NamedTuple):
     y_train: jax.Array
     val: EvalSet
     test: EvalSet
+    pad_value: jax.Array  # per channel: the value of a black pixel after normalisation (crop padding)
 
 
 def eval_set(x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> EvalSet:
@@ -50,6 +51,10 @@ def to_device(ds: Dataset, eval_batch_size: int = 1000) -> DeviceData:
         jnp.asarray(ds.y_train),
         eval_set(ds.x_val, ds.y_val, eval_batch_size),
         eval_set(ds.x_test, ds.y_test, eval_batch_size),
+        # the smallest value of each channel in train is a black pixel once normalised, which is
+        # what torchvision's RandomCrop(padding=4) pads with before normalisation
+        jnp.asarray(ds.x_train.reshape(-1, ds.x_train.shape[-1]).min(axis=0) if ds.x_train.ndim == 4
+                    else np.zeros(1, np.float32)),
     )
 
 
@@ -59,3 +64,21 @@ def epoch_order(key: jax.Array, epoch: jax.Array, num_examples: int, batch_size:
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
     steps = num_examples // batch_size
     return perm[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
+
+
+AUGMENTATIONS = ("none", "crop_flip")
+
+
+def crop_flip(key: jax.Array, x_BxHxWxC: jax.Array, pad_C: jax.Array, padding: int = 4) -> jax.Array:
+    """Random crop of a `padding`-padded image (pad value `pad_C`) and a horizontal flip with p = 1/2,
+    per image, on device (the CIFAR augmentation of the LTH papers)."""
+    b, h, w, c = x_BxHxWxC.shape
+    padded = jnp.pad(x_BxHxWxC, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    inside_HxW = jnp.pad(jnp.ones((h, w), bool), padding)
+    padded = jnp.where(inside_HxW[None, :, :, None], padded, pad_C.astype(padded.dtype))
+    k_y, k_x, k_flip = jax.random.split(key, 3)
+    dy = jax.random.randint(k_y, (b,), 0, 2 * padding + 1)
+    dx = jax.random.randint(k_x, (b,), 0, 2 * padding + 1)
+    crops = jax.vmap(lambda img, y, x: jax.lax.dynamic_slice(img, (y, x, 0), (h, w, c)))(padded, dy, dx)
+    flip = jax.random.bernoulli(k_flip, 0.5, (b,))
+    return jnp.where(flip[:, None, None, None], crops[:, :, ::-1, :], crops)
