@@ -115,11 +115,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs under {runs_root(args.runs)}")
         return 0
-    print(f"{'run':<40} {'levels':>8}  {'best ticket (% remaining, acc)':<32} path")
+    print(f"{'experiment':<22} {'hash':<8} {'levels':>7} {'reps':>4}  {'best ticket (% left, acc)':<26} path")
     for row in rows:
         best = row["best_ticket"]
-        best_text = f"{best['percent_remaining']:.2f}%  {100 * best['early_stop_test_accuracy']:.2f}%" if best else "-"
-        print(f"{row['name']:<40} {row['levels_done']:>3}/{row['levels_planned']:<4}  {best_text:<32} {row['path']}")
+        best_text = f"{best['percent_remaining']:6.2f}%  {100 * best['early_stop_test_accuracy']:.2f}%" if best else "-"
+        levels = f"{row['levels_done']}/{row['levels_planned']}"
+        print(f"{row['name']:<22} {row['hash']:<8} {levels:>7} {row['replicates']:>4}  {best_text:<26} {row['path']}")
     return 0
 
 

@@ -35,7 +35,9 @@ def test_end_to_end_smoke_run(capsys, runs_dir):
     assert config["model"] == "lenet300_100" and config["training"]["length"] == "60it"
 
     code, out, _ = run_cli(capsys, "ls", "--runs", str(runs_dir))
-    assert code == 0 and run.name in out and "3/3" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("lenet300_mnist")]
+    name, hash_, levels, reps = row.split()[:4]
+    assert run.name == f"{name}-{hash_}" and levels == "3/3" and reps == "1" and row.endswith(str(run))
 
 
 def test_overrides_change_the_run(capsys, runs_dir):

@@ -120,3 +120,30 @@ def test_summarize_early_stop():
     assert s["early_stop_iteration"] == 200  # first minimum
     assert s["early_stop_test_accuracy"] == 0.88
     assert s["test_accuracy"] == 0.90 and s["best_test_accuracy"] == 0.93
+
+
+def test_nnx_model_trains_with_a_mask():
+    from flax import nnx
+
+    from lth.models import from_nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(12, 16, rngs=rngs)
+            self.out = nnx.Linear(16, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.hidden(x)))
+
+    ds = synthetic()
+    model = from_nnx("nnx_net", Net)
+    params, state = model.init(jax.random.key(0))
+    mask = half_mask(params)
+    trainer = make_trainer(model, OptimizerConfig(learning_rate=1e-2), total_steps=24, steps_per_epoch=8,
+                           batch_size=30, eval_every=8)
+    evals = []
+    for st, chunk in train(trainer, trainer.init_state(params, state), mask, to_device(ds), jax.random.key(1)):
+        evals += chunk
+    kernel = np.asarray(st.params["hidden"]["kernel"][...])
+    assert np.all(kernel[~np.asarray(mask["hidden"]["kernel"])] == 0.0)
+    assert evals[-1]["test_accuracy"] > 0.5  # it learned (3 classes, chance 1/3)
