@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prune-fraction", type=float, help="fraction of the remaining weights pruned per level, in (0, 1)")
     run.add_argument("--strategy", choices=("layerwise", "global"), help="one threshold per layer or one for all")
     run.add_argument("--rewind", help="rewind point: 0it (init), 500it, 2ep ...")
+    run.add_argument("--retraining", choices=("rewind", "lr_rewind", "finetune"),
+                     help="weight rewinding (default), learning-rate rewinding or fine-tuning (Renda et al. 2020)")
     run.add_argument("--seed", type=int)
     length = run.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="training length of every level, in epochs")
@@ -78,6 +80,7 @@ def config_from_args(args: argparse.Namespace):
         "prune_fraction": "pruning.fraction",
         "strategy": "pruning.strategy",
         "rewind": "rewind",
+        "retraining": "retraining",
         "seed": "seed",
         "batch_size": "training.batch_size",
         "lr": "optimizer.learning_rate",

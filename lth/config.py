@@ -76,6 +76,10 @@ class ExperimentConfig:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     levels: int = 15  # pruning levels after the dense level 0
     rewind: str = "0it"  # rewind point: "0it" (init), "500it", "2ep"
+    # how a pruned network is retrained (Renda, Frankle & Carbin 2020), from iteration `rewind` to the end:
+    # "rewind": weights and schedule rewound to `rewind`; "lr_rewind": final weights kept, the
+    # schedule replayed from `rewind`; "finetune": final weights kept, the final learning rate.
+    retraining: str = "rewind"
     seed: int = 0
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
 

@@ -13,6 +13,7 @@ adds the run directory, logging, progress bars and the plot.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ from lth.pruning import prune_magnitude, validate_spec
 from lth.train import OPTIMIZERS, SCHEDULES, Trainer, TrainState, make_trainer, summarize, train
 
 
+RETRAINING = ("rewind", "lr_rewind", "finetune")
+
+
 @dataclass(frozen=True)
 class Setup:
     """Everything a run needs, resolved and validated from its config; nothing written yet."""
@@ -44,6 +48,7 @@ class Setup:
     trainer: Trainer
     total_steps: int
     rewind_step: int
+    retrain_trainer: Trainer  # levels >= 1: `trainer`, or a constant final-LR one for fine-tuning
 
 
 class LevelOutcome(NamedTuple):
@@ -67,6 +72,8 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"learning rate must be > 0, got {config.optimizer.learning_rate}")
     if config.training.batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
+    if config.retraining not in RETRAINING:
+        raise ConfigError(f"unknown retraining {config.retraining!r}: choose one of {', '.join(RETRAINING)}")
     if config.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {config.seed}")
     check_model_name(config.model)
@@ -100,16 +107,15 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")
     model = get_model(config.model, dataset.input_shape, dataset.num_classes)
-    trainer = make_trainer(
-        model,
-        config.optimizer,
-        total_steps=total,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch,
-        eval_every=eval_every,
-        augmentation=dataset.augmentation,
-    )
-    return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind)
+    build = functools.partial(make_trainer, model, total_steps=total, steps_per_epoch=steps_per_epoch,
+                              batch_size=batch, eval_every=eval_every, augmentation=dataset.augmentation)
+    trainer = build(config.optimizer)
+    retrain_trainer = trainer
+    if config.retraining == "finetune":
+        final_lr = float(trainer.schedule(total - 1))
+        retrain_trainer = build(replace(config.optimizer, schedule="constant", learning_rate=final_lr,
+                                        warmup="0it", milestones=()))
+    return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind, retrain_trainer)
 
 
 def init_params(setup: Setup) -> tuple[Any, Any]:
@@ -207,11 +213,15 @@ def lottery_levels(
         else:
             assert previous is not None and rewind_point is not None
             mask = prune_magnitude(previous.params, previous_mask, config.pruning, level, base_counts)
-            params, model_state = rewind_point
+            if config.retraining == "rewind":
+                params, model_state = rewind_point
+            else:  # learning-rate rewinding and fine-tuning keep the trained weights
+                params, model_state = previous.params, previous.model_state
             state = trainer.init_state(apply_mask(params, mask), model_state, k)
         hooks.level_start(level, state, mask)
         breaks = (k,) if level == 0 and k > 0 else ()
-        for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key, breaks=breaks):
+        level_trainer = trainer if level == 0 else setup.retrain_trainer
+        for state, evals in train(level_trainer, state, mask, setup.data, order_key, augment_key, breaks=breaks):
             if level == 0 and k > 0 and int(state.step) == k:
                 rewind_point = (state.params, state.model_state)
                 hooks.rewind_captured(state)

@@ -175,3 +175,31 @@ def test_run_directory_contents(tmp_path):
         assert [r[key] for r in top] == [r[key] for r in records]
     # a complete run is not recomputed
     assert run_lottery(tiny_config(), runs_root=tmp_path, progress=False) == records
+
+
+@pytest.mark.parametrize("retraining", ["lr_rewind", "finetune"])
+def test_lr_rewinding_and_finetuning_keep_the_final_weights(retraining):
+    # a decaying (step) schedule, so that replaying it from k differs from the final learning rate
+    config = tiny_config(rewind="13it", levels=2, retraining=retraining, **{
+        "optimizer.schedule": "step", "optimizer.milestones": ("20it",), "optimizer.gamma": 0.1})
+    setup = prepare(config)
+    hooks = Recorder()
+    outcomes = list(lottery_levels(setup, hooks=hooks))
+    for level in (1, 2):
+        start, mask = hooks.starts[level]
+        assert int(start.step) == 13
+        assert_rewound(start, mask, outcomes[level - 1].state.params)  # survivors keep their trained values
+    schedule = setup.retrain_trainer.schedule
+    if retraining == "lr_rewind":
+        assert float(schedule(13)) == pytest.approx(1e-2) and float(schedule(30)) == pytest.approx(1e-3)
+    else:
+        assert float(schedule(13)) == pytest.approx(1e-3) == float(schedule(30))  # the final learning rate
+
+
+def test_weight_rewinding_differs_from_lr_rewinding():
+    base = {"rewind": "13it", "levels": 1, "optimizer.schedule": "step", "optimizer.milestones": ("20it",)}
+    records = {r: list(lottery_levels(prepare(tiny_config(retraining=r, **base))))[1].record
+               for r in ("rewind", "lr_rewind", "finetune")}
+    assert len({r["test_accuracy"] for r in records.values()}) == 3
+    with pytest.raises(ConfigError, match="unknown retraining"):
+        prepare(tiny_config(retraining="continue"))
