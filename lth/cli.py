@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list the runs under the run root")
     ls.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
 
+    control = sub.add_parser("control", help="controls of a finished run: reinit, random pruning, shuffle, one-shot ...")
+    control.add_argument("run", help="the run: a directory, a name or a config hash (see `lth ls`)")
+    control.add_argument("controls", help="comma-separated, e.g. reinit,random_layerwise,random_global,shuffle,"
+                                          "invert,oneshot,snip,snip+shuffle,synflow+reinit")
+    control.add_argument("--levels", default="0-999", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
+    control.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
+    control.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
+    control.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    control.add_argument("--no-progress", action="store_true")
+
     plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
     plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
     plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
@@ -127,6 +137,21 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_control(args: argparse.Namespace) -> int:
+    import json
+
+    from lth.controls import run_controls
+    from lth.runs import resolve_run
+
+    levels = args.levels
+    if levels == "0-999":  # all the levels the run has
+        config = json.loads((resolve_run(args.run, args.runs) / "config.json").read_text())
+        levels = f"0-{config['levels']}"
+    run_controls(args.run, args.controls, levels, runs_root=args.runs, data_root=args.data_dir, wandb=args.wandb,
+                 progress=not args.no_progress)
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from lth.plots import plot_runs
 
@@ -145,7 +170,7 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "ls": cmd_ls, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
     try:
         return handler(args)
     except LthError as err:

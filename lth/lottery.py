@@ -336,7 +336,7 @@ def run_lottery(
     `wandb`: "offline" (default, or $WANDB_MODE), "online" or "disabled"; offline files are written
     inside the run directory. Local files (results, metrics.jsonl, plots) are written in every mode.
     """
-    from lth.plots import plot_accuracy_vs_sparsity
+    from lth.plots import plot_run
     from lth.progress import LevelProgress
     from lth.runs import RunDir, load_mask
 
@@ -375,8 +375,7 @@ def run_lottery(
                 setup_r = dataclasses.replace(setup, config=replace(config, seed=config.seed + r))
                 per_replicate.append(_run_replicate(setup_r, rep, mask, r, every, reporter, trackers))
                 run.write_aggregate(per_replicate)
-            title = f"{config.name}: {config.model} on {config.data.name}, rewind to {config.rewind}"
-            plot_accuracy_vs_sparsity({config.name: per_replicate}, run.plot_path, title=title)
+            plot_run(run.path)
             for tracker in trackers:
                 tracker.run_done(run, _records(run, reps))
         finally:

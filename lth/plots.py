@@ -72,23 +72,6 @@ def plot_accuracy_vs_sparsity(series: Mapping[str, Replicates], path: str | Path
     return path
 
 
-def resolve_run(name: str, root: str | Path | None = None) -> Path:
-    """A run directory from a path, a directory name, or a hash under the run root."""
-    from lth.errors import LthError
-    from lth.runs import runs_root
-
-    path = Path(name)
-    if (path / "config.json").is_file():
-        return path
-    base = runs_root(root)
-    matches = [p for p in base.glob("*/config.json") if p.parent.name == name or p.parent.name.endswith(f"-{name}")]
-    if len(matches) == 1:
-        return matches[0].parent
-    if not matches:
-        raise LthError(f"no run {name!r} under {base}: give a run directory, or see `lth ls`")
-    raise LthError(f"{name!r} matches {len(matches)} runs under {base}: give the full directory name")
-
-
 def legend_labels(configs: Sequence[dict[str, Any]]) -> list[str]:
     """Experiment name plus the config fields that differ between the runs (dotted names)."""
     import json
@@ -116,7 +99,7 @@ def plot_runs(names: Sequence[str], out: str | Path, root: str | Path | None = N
     """`lth plot`: overlay several runs (mean and spread over replicates) and their early-stop iterations."""
     import json
 
-    from lth.runs import ReplicateDir
+    from lth.runs import ReplicateDir, resolve_run
 
     dirs = [resolve_run(n, root) for n in names]
     configs = [json.loads((d / "config.json").read_text()) for d in dirs]
@@ -125,3 +108,21 @@ def plot_runs(names: Sequence[str], out: str | Path, root: str | Path | None = N
         reps = [ReplicateDir(p).read_results() for p in sorted(d.glob("replicate_[0-9][0-9]"))]
         series[label] = [r for r in reps if r]
     return plot_accuracy_vs_sparsity(series, out, early_stop_panel=True)
+
+
+def plot_run(path: str | Path) -> Path:
+    """Redraw a run's accuracy_vs_sparsity.png: the main line and every control found on disk."""
+    import json
+
+    from lth.runs import ReplicateDir
+
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    reps = sorted(path.glob("replicate_[0-9][0-9]"))
+    series = {config.get("name", path.name): [ReplicateDir(r).read_results() for r in reps]}
+    controls = sorted({c.name for r in reps for c in (r / "controls").glob("*") if c.is_dir()})
+    for name in controls:
+        series[name] = [ReplicateDir(r / "controls" / name).read_results() for r in reps
+                        if (r / "controls" / name / "results.json").exists()]
+    title = f"{config.get('name')}: {config.get('model')} on {config.get('data', {}).get('name')}, rewind to {config.get('rewind')}"
+    return plot_accuracy_vs_sparsity(series, path / "accuracy_vs_sparsity.png", title=title)

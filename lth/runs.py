@@ -197,6 +197,16 @@ class ReplicateDir:
         checkpoints.save(self.rewind_path, {"params": state.params, "model_state": state.model_state},
                          {"step": int(state.step)})
 
+    def load_final(self, level: int, template: TrainState, mask_template: Mask) -> tuple[TrainState, Mask]:
+        """The trained state and mask of a finished level (CheckpointError if missing or damaged)."""
+        state, mask, _ = self._load_state(self.level_dir(level) / "final", template, mask_template)
+        return state, mask
+
+    def load_rewind(self, template: TrainState) -> tuple[Any, Any]:
+        """(params, model state) at the rewind step k > 0."""
+        tree, _ = checkpoints.load(self.rewind_path, {"params": template.params, "model_state": template.model_state})
+        return jax.tree.map(jnp.asarray, tree["params"]), jax.tree.map(jnp.asarray, tree["model_state"])
+
     def _load_state(self, path: Path, template: TrainState, mask_template: Mask):
         tree, record = checkpoints.load(path, {"state": template, "mask": mask_template})
         state = jax.tree.map(jnp.asarray, tree["state"])
@@ -235,9 +245,7 @@ class ReplicateDir:
         needs_rewind = rewind_step > 0 and (level > 0 or (mid is not None and int(mid[0].step) >= rewind_step))
         if needs_rewind:
             try:
-                tree, _ = checkpoints.load(self.rewind_path, {"params": template.params,
-                                                              "model_state": template.model_state})
-                rewind_point = (jax.tree.map(jnp.asarray, tree["params"]), jax.tree.map(jnp.asarray, tree["model_state"]))
+                rewind_point = self.load_rewind(template)
             except checkpoints.CheckpointError as err:
                 warn(f"{err}; the replicate restarts from level 0")
                 self.reset()
@@ -307,11 +315,15 @@ AGGREGATED = ("density", "percent_remaining", "weights_remaining", "test_accurac
 
 
 def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Mean and (population) standard deviation per level over the replicates that finished it."""
-    levels = max((len(r) for r in per_replicate), default=0)
+    """Mean and (population) standard deviation per level over the replicates that finished it.
+    Levels are matched by their `level` field, so replicates may hold different sets of levels."""
+    by_level: dict[int, list[dict[str, Any]]] = {}
+    for records in per_replicate:
+        for row in records:
+            by_level.setdefault(int(row["level"]), []).append(row)
     out = []
-    for level in range(levels):
-        rows = [r[level] for r in per_replicate if len(r) > level]
+    for level in sorted(by_level):
+        rows = by_level[level]
         record: dict[str, Any] = {"level": level, "replicates": len(rows)}
         for key in AGGREGATED:
             values = [float(row[key]) for row in rows]
@@ -362,3 +374,18 @@ def list_runs(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
             "path": str(path),
         })
     return rows
+
+
+def resolve_run(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A run directory from a path, a directory name, or a config hash under the run root."""
+    path = Path(name)
+    if (path / "config.json").is_file():
+        return path
+    base = runs_root(root)
+    matches = [p.parent for p in base.glob("*/config.json")
+               if p.parent.name == str(name) or p.parent.name.endswith(f"-{name}")]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise LthError(f"no run {str(name)!r} under {base}: give a run directory, a name or a hash (see `lth ls`)")
+    raise LthError(f"{str(name)!r} matches {len(matches)} runs under {base}: give the full directory name")

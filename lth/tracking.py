@@ -141,11 +141,15 @@ class WandbTracker:
             run, self.current = self.current, None
             run.finish()
 
-    def level_start(self, replicate: int, level: int, percent_remaining: float, first_step: int) -> None:
-        run_id = f"{self.group}-r{replicate}-l{level}"
-        config = {**self.config, "level": level, "replicate": replicate,
+    def level_start(self, replicate: int, level: int, percent_remaining: float, first_step: int,
+                    branch: str = "main") -> None:
+        """Open the W&B run of a level; `branch` names a control ("imp+reinit"), its own job type."""
+        suffix = f"-{branch.replace('+', '-')}" if branch != "main" else ""
+        run_id = f"{self.group}-r{replicate}{suffix}-l{level}"
+        config = {**self.config, "level": level, "replicate": replicate, "branch": branch,
                   "seed": self.config.get("seed", 0) + replicate, "percent_remaining": percent_remaining}
-        self._guard("init", self._init, run_id, f"r{replicate}-level{level:02d}", "level", config)
+        name = f"r{replicate}{suffix}-level{level:02d}"
+        self._guard("init", self._init, run_id, name, "level" if branch == "main" else branch, config)
 
     def log_evaluations(self, replicate: int, level: int, evaluations: list[dict[str, float]]) -> None:
         def log():

@@ -1,0 +1,141 @@
+"""Controls: masks with exactly the intended densities, correct initial weights, stored beside the main line."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from helpers import tiny_config
+from lth.controls import (
+    Control, LevelInputs, control_mask, control_start, counts_of, finalize_mask, parse_control, parse_controls,
+    parse_levels, run_controls,
+)
+from lth.errors import ConfigError
+from lth.lottery import init_params, lottery_levels, prepare, run_lottery
+from lth.masks import mask_leaves, named_leaves
+
+
+@pytest.fixture(scope="module")
+def main_line():
+    setup = prepare(tiny_config(levels=3))
+    outcomes = list(lottery_levels(setup))
+    params0, state0 = init_params(setup)
+    return setup, outcomes, params0, state0
+
+
+def inputs_for(outcomes, level, **extra):
+    return LevelInputs(level, outcomes[level].mask, outcomes[0].mask, **extra)
+
+
+def as_np(mask):
+    return {k: np.asarray(v) for k, v in mask_leaves(mask).items()}
+
+
+def test_parse():
+    assert parse_control("snip+shuffle") == Control("snip", ("shuffle",))
+    assert [c.name for c in parse_controls("reinit,random_layerwise")] == ["imp+reinit", "random_layerwise"]
+    assert parse_levels("0-3,7, 12", 12) == [0, 1, 2, 3, 7, 12]
+    for bad, match in [("magic", "unknown control source"), ("snip+twist", "unknown control transform"),
+                       ("imp", "main line"), ("random_global+invert", "drop"), ("imp+reinit+reinit", "repeats")]:
+        with pytest.raises(ConfigError, match=match):
+            parse_control(bad)
+    for bad in ("1-", "3-1", "a", "1,,2"):
+        with pytest.raises(ConfigError):
+            parse_levels(bad, 5)
+    with pytest.raises(ConfigError, match="beyond"):
+        parse_levels("0-6", 5)
+
+
+def test_random_layerwise_keeps_per_layer_counts(main_line):
+    setup, outcomes, params0, state0 = main_line
+    mask = control_mask(setup, Control("random_layerwise"), inputs_for(outcomes, 3), params0, state0)
+    assert counts_of(mask) == counts_of(outcomes[3].mask)
+    assert any(np.any(a != b) for a, b in zip(as_np(mask).values(), as_np(outcomes[3].mask).values()))
+
+
+def test_random_global_keeps_the_overall_count_only(main_line):
+    setup, outcomes, params0, state0 = main_line
+    mask = control_mask(setup, Control("random_global"), inputs_for(outcomes, 3), params0, state0)
+    assert sum(counts_of(mask).values()) == sum(counts_of(outcomes[3].mask).values())
+    assert counts_of(mask) != counts_of(outcomes[3].mask)  # spread uniformly, not per layer
+    # uniform: each layer's density close to the overall one
+    overall = sum(counts_of(mask).values()) / 1952
+    for name, m in as_np(mask).items():
+        assert abs(m.mean() - overall) < 0.1, name
+
+
+def test_shuffle_preserves_counts_and_moves_positions(main_line):
+    setup, outcomes, params0, state0 = main_line
+    control = parse_control("imp+shuffle")
+    mask = finalize_mask(setup, control, 3, control_mask(setup, control, inputs_for(outcomes, 3), params0, state0))
+    assert counts_of(mask) == counts_of(outcomes[3].mask)
+    for name, m in as_np(mask).items():
+        original = as_np(outcomes[3].mask)[name]
+        assert np.count_nonzero(m != original) > 0.2 * m.size * min(m.mean(), 1 - m.mean()), name
+
+
+def test_reinit_keeps_the_mask_and_changes_the_values(main_line):
+    setup, outcomes, params0, state0 = main_line
+    control = parse_control("imp+reinit")
+    mask = finalize_mask(setup, control, 2, control_mask(setup, control, inputs_for(outcomes, 2), params0, state0))
+    assert counts_of(mask) == counts_of(outcomes[2].mask)
+    assert all(np.array_equal(a, b) for a, b in zip(as_np(mask).values(), as_np(outcomes[2].mask).values()))
+    start = control_start(setup, control, 2, mask, params0, state0, (params0, state0))
+    rewound = control_start(setup, Control("random_layerwise"), 2, mask, params0, state0, (params0, state0))
+    for name, m in as_np(mask).items():
+        fresh = np.asarray(named_leaves(start.params)[name])
+        original = np.asarray(named_leaves(rewound.params)[name])
+        assert np.all(fresh[~m] == 0) and not np.allclose(fresh[m], original[m])
+        assert fresh[m].std() == pytest.approx(original[m].std(), rel=0.3)  # same init distribution
+
+
+def test_invert_keeps_the_smallest_trained_weights(main_line):
+    setup, outcomes, params0, state0 = main_line
+    inputs = inputs_for(outcomes, 2, previous_final=outcomes[1].state.params, previous_mask=outcomes[1].mask)
+    mask = control_mask(setup, parse_control("imp+invert"), inputs, params0, state0)
+    assert counts_of(mask) == counts_of(outcomes[2].mask)
+    weights = named_leaves(outcomes[1].state.params)
+    for name, m in as_np(mask).items():
+        alive = as_np(outcomes[1].mask)[name]
+        w = np.abs(np.asarray(weights[name]))
+        kept, dropped = w[m], w[alive & ~m]
+        assert kept.max() <= dropped.min()
+
+
+def test_oneshot_equals_magnitude_pruning_of_the_dense_network(main_line):
+    setup, outcomes, params0, state0 = main_line
+    inputs = inputs_for(outcomes, 3, dense_final=outcomes[0].state.params)
+    mask = control_mask(setup, Control("oneshot"), inputs, params0, state0)
+    assert counts_of(mask) == counts_of(outcomes[3].mask)
+    weights = named_leaves(outcomes[0].state.params)
+    for name, m in as_np(mask).items():
+        w = np.abs(np.asarray(weights[name]))
+        assert w[m].min() >= w[~m].max()
+    level1 = control_mask(setup, Control("oneshot"), inputs_for(outcomes, 1, dense_final=outcomes[0].state.params),
+                          params0, state0)
+    assert all(np.array_equal(a, b) for a, b in zip(as_np(level1).values(), as_np(outcomes[1].mask).values()))
+
+
+def test_run_controls_stores_results_beside_the_main_line_and_resumes(tmp_path, capsys):
+    from lth.cli import main
+
+    config = tiny_config(levels=2)
+    main_records = run_lottery(config, runs_root=tmp_path, wandb="disabled", progress=False)
+    (run,) = list(tmp_path.iterdir())
+    results = run_controls(run, "reinit,random_layerwise", "1-2", wandb="disabled", progress=False)
+    assert sorted(results) == ["imp+reinit", "random_layerwise"]
+    for name, records in results.items():
+        assert [r["level"] for r in records] == [1, 2]
+        assert [r["weights_remaining"] for r in records] == [m["weights_remaining"] for m in main_records[1:]]
+        stored = json.loads((run / "replicate_00" / "controls" / name / "results.json").read_text())
+        assert stored == records
+        assert (run / "replicate_00" / "controls" / name / "masks" / "level_02.npz").exists()
+    before = (run / "replicate_00" / "controls" / "imp+reinit" / "results.json").stat().st_mtime_ns
+    code = main(["control", run.name, "reinit", "--levels", "1-2", "--runs", str(tmp_path), "--no-progress",
+                 "--wandb", "disabled"])
+    assert code == 0
+    assert (run / "replicate_00" / "controls" / "imp+reinit" / "results.json").stat().st_mtime_ns == before
+    code = main(["control", run.name, "reinit", "--levels", "0-5", "--runs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "beyond the run's last level 2" in err and len(err.strip().splitlines()) == 1
