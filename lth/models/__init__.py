@@ -6,7 +6,10 @@ from collections.abc import Callable, Sequence
 
 from lth.errors import ConfigError
 from lth.models.base import Model, from_functions, from_linen, from_nnx
+from lth.models.conv import CNN1D, ConvNet, LeNet5
 from lth.models.mlp import MLP
+from lth.models.resnet import resnet
+from lth.models.vgg import vgg
 
 _REGISTRY: dict[str, Callable[[Sequence[int], int], Model]] = {
     # 784-300-100-10 (Frankle & Carbin 2019): 266,200 weights, 266,610 with biases.
@@ -15,6 +18,22 @@ _REGISTRY: dict[str, Callable[[Sequence[int], int], Model]] = {
     "mlp_mnist1d": lambda shape, k: from_linen("mlp_mnist1d", MLP((500, 500), k, residual=True), shape),
     # A tiny MLP for tests and smoke runs.
     "mlp_tiny": lambda shape, k: from_linen("mlp_tiny", MLP((32, 16), k), shape),
+    # LeNet-5 (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, 120-84-10): 61,706 parameters on MNIST.
+    "lenet5": lambda shape, k: from_linen("lenet5", LeNet5(k), shape),
+    # Frankle & Carbin 2019 CIFAR-10 convnets; 4,301,642 / 2,425,930 / 2,262,602 parameters.
+    "conv2": lambda shape, k: from_linen("conv2", ConvNet((64,), k), shape),
+    "conv4": lambda shape, k: from_linen("conv4", ConvNet((64, 128), k), shape),
+    "conv6": lambda shape, k: from_linen("conv6", ConvNet((64, 128, 256), k), shape),
+    # OpenLTH's cifar_vgg (BatchNorm; state = batch_stats): VGG-16 14,728,266 parameters.
+    "vgg11": lambda shape, k: from_linen("vgg11", vgg(11, k), shape),
+    "vgg13": lambda shape, k: from_linen("vgg13", vgg(13, k), shape),
+    "vgg16": lambda shape, k: from_linen("vgg16", vgg(16, k), shape),
+    "vgg19": lambda shape, k: from_linen("vgg19", vgg(19, k), shape),
+    # OpenLTH's cifar_resnet (BatchNorm, 1x1-conv shortcuts): 272,474 / 855,770 parameters.
+    "resnet20": lambda shape, k: from_linen("resnet20", resnet(20, k), shape),
+    "resnet56": lambda shape, k: from_linen("resnet56", resnet(56, k), shape),
+    # The MNIST-1D paper's CNN (three 1-D convs of 25 channels, stride 2): 5,210 parameters.
+    "cnn_mnist1d": lambda shape, k: from_linen("cnn_mnist1d", CNN1D(k), shape),
 }
 
 
