@@ -24,5 +24,15 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 
+.PHONY: notebook
+NB_STAMP := $(VENV)/.notebook-installed
+
+$(NB_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	touch $(NB_STAMP)
+
+notebook: $(NB_STAMP)  ## JupyterLab on notebooks/ in the project's venv (the `notebook` extra, installed on first use)
+	LTH_RUNS="$${LTH_RUNS:-$(CURDIR)/runs}" $(BIN)/jupyter lab notebooks/
+
 clean-venv:
 	rm -rf $(VENV)
