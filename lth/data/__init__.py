@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import os
 
+from lth.data.cifar import cifar10, cifar100
 from lth.data.dataset import Dataset, data_dir
 from lth.data.embedded import mnist1d, mnist5k
+from lth.data.idx import fashion_mnist, mnist
+from lth.data.synthetic import synthetic_cifar10, synthetic_mnist
 from lth.errors import ConfigError
 
-_REGISTRY = {"mnist5k": mnist5k, "mnist1d": mnist1d}
+_REGISTRY = {
+    "mnist5k": mnist5k,
+    "mnist1d": mnist1d,
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+    "synthetic_mnist": synthetic_mnist,
+    "synthetic_cifar10": synthetic_cifar10,
+}
 
 
 def dataset_names() -> list[str]:
