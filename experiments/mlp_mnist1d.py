@@ -8,8 +8,11 @@ The notebook prunes gradually over about 100 rounds; here the default prunes 5 %
 weights per level for 45 levels (10 % left) -- the same end point in fewer rounds. Set
 `--levels 100 --prune-fraction 0.023` for the notebook's schedule.
 
-Variants: default (about 4 minutes on 2 CPU cores); quick (10 levels of 20 %, ~1 minute);
-smoke (tests: a few iterations, 2 levels).
+    lth run mlp_mnist1d                      # 45 levels of 5 %
+    lth run mlp_mnist1d --variant quick      # 10 levels of 20 %
+    lth run mlp_mnist1d --variant smoke      # tests: a few iterations, 2 levels
+
+Runtime on 2 CPU cores: RUNTIME_NOTE
 
 Expected outcome (MNIST-1D README / notebook): the dense MLP reaches roughly 60-70 % test accuracy;
 tickets near 90 % sparsity beat both the dense network and random masks of the same sparsity.

@@ -62,6 +62,7 @@ class TrainingConfig:
 class DataConfig:
     name: str = "mnist5k"
     validation_size: int | None = None  # None: the dataset's default split
+    augmentation: str | None = None  # None: the dataset's default ("crop_flip" for CIFAR); or "none"
 
 
 @dataclass(frozen=True)

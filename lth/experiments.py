@@ -54,3 +54,16 @@ def load_config(name_or_path: str, variant: str = "default") -> ExperimentConfig
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"get_config() of {str(path)!r} must return an lth.config.ExperimentConfig")
     return config
+
+
+def smoke_variant(config: ExperimentConfig, dataset: str, batch_size: int | None = None) -> ExperimentConfig:
+    """The `smoke` variant of an experiment: its model on synthetic data of the right shape, 2 levels
+    of 4 iterations and one evaluation each -- a wiring check that the test suite runs for every
+    experiment (seconds; ~1 minute for VGG-16, whose convolutions are slow on CPU)."""
+    from lth.config import replace
+
+    changes = {"data.name": dataset, "data.validation_size": None, "training.length": "4it",
+               "training.eval_every": "4it", "levels": 2, "rewind": "0it"}
+    if batch_size is not None:
+        changes["training.batch_size"] = batch_size
+    return replace(config, **changes)

@@ -31,7 +31,7 @@ from lth.errors import ConfigError
 from lth.masks import Mask, apply_mask, check_mask, layer_counts, layer_densities, make_mask, mask_digest
 from lth.models import Model, check_model_name, get_model
 from lth.pruning import prune_magnitude, validate_spec
-from lth.train import OPTIMIZERS, SCHEDULES, Trainer, TrainState, make_trainer, summarize, train
+from lth.train import OPTIMIZERS, SCHEDULES, Trainer, TrainState, choose_loop, make_trainer, summarize, train
 
 
 RETRAINING = ("rewind", "lr_rewind", "finetune")
@@ -108,7 +108,9 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
         raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")
     model = get_model(config.model, dataset.input_shape, dataset.num_classes)
     build = functools.partial(make_trainer, model, total_steps=total, steps_per_epoch=steps_per_epoch,
-                              batch_size=batch, eval_every=eval_every, augmentation=dataset.augmentation)
+                              batch_size=batch, eval_every=eval_every,
+                              augmentation=config.data.augmentation or dataset.augmentation,
+                              loop=choose_loop(model, dataset.input_shape))
     trainer = build(config.optimizer)
     retrain_trainer = trainer
     if config.retraining == "finetune":

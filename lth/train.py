@@ -27,6 +27,7 @@ from lth.masks import Mask, apply_mask
 from lth.models.base import Model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LOOPS = ("scan", "steps")
 SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -145,12 +146,20 @@ def make_trainer(
     batch_size: int,
     eval_every: int,
     augmentation: str = "none",
+    loop: str = "scan",
 ) -> Trainer:
     """Build the jitted chunk-of-epoch trainer for `model` (compiled on first use).
 
     `augmentation` ("none" or "crop_flip") is applied to every training batch inside the compiled
     epoch, with the key ``fold_in(augment_key, iteration)``: reproducible, and the same at every level.
+
+    `loop`: "scan" compiles a whole chunk (an epoch) as one `lax.scan`; "steps" compiles one
+    iteration and dispatches it per iteration. Use "steps" for convolutional models on CPU: XLA:CPU
+    runs the gradient of a convolution inside a loop body ~100x slower than outside one (measured
+    here; jax-ml/jax#12868), while the per-iteration dispatch costs ~0.1 ms. `choose_loop` picks.
     """
+    if loop not in LOOPS:
+        raise ConfigError(f"unknown training loop {loop!r}: choose one of {', '.join(LOOPS)}")
     if augmentation not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
     tx = make_optimizer(optimizer)
@@ -171,7 +180,26 @@ def make_trainer(
         params = apply_mask(params, mask)
         return TrainState(params, model_state, opt_state, state.step + 1), loss
 
-    def train_chunk(
+    def iteration(state: TrainState, mask: Mask, data: DeviceData, idx_B: jax.Array, augment_key: jax.Array):
+        """One training step on the examples `idx_B`, then the evaluation if one is due."""
+        x = data.x_train[idx_B]
+        if augmentation == "crop_flip":
+            x = crop_flip(jax.random.fold_in(augment_key, state.step), x, data.pad_value)
+        state, loss = train_step(state, mask, x, data.y_train[idx_B])
+        due = (state.step % eval_every == 0) | (state.step == total_steps)
+
+        def run_eval():
+            vl, va = evaluate(state.params, state.model_state, data.val)
+            tl, ta = evaluate(state.params, state.model_state, data.test)
+            return jnp.stack([vl, va, tl, ta])
+
+        evals = jax.lax.cond(due, run_eval, lambda: jnp.full((4,), jnp.nan, jnp.float32))
+        return state, (loss, due, evals)
+
+    def as_metrics(loss, due, evals) -> ChunkMetrics:
+        return ChunkMetrics(loss, due, evals[:, 0], evals[:, 1], evals[:, 2], evals[:, 3])
+
+    def scan_chunk(
         state: TrainState,
         mask: Mask,
         data: DeviceData,
@@ -182,25 +210,22 @@ def make_trainer(
         length: int,
     ) -> tuple[TrainState, ChunkMetrics]:
         batches = jax.lax.dynamic_slice_in_dim(order, offset, length)
+        state, (loss, due, evals) = jax.lax.scan(
+            lambda st, idx_B: iteration(st, mask, data, idx_B, augment_key), state, batches
+        )
+        return state, as_metrics(loss, due, evals)
 
-        def body(state: TrainState, idx_B: jax.Array):
-            x = data.x_train[idx_B]
-            if augmentation == "crop_flip":
-                x = crop_flip(jax.random.fold_in(augment_key, state.step), x, data.pad_value)
-            state, loss = train_step(state, mask, x, data.y_train[idx_B])
-            due = (state.step % eval_every == 0) | (state.step == total_steps)
+    step = jax.jit(lambda st, mask, data, order, i, key: iteration(st, mask, data, order[i], key))
 
-            def run_eval():
-                vl, va = evaluate(state.params, state.model_state, data.val)
-                tl, ta = evaluate(state.params, state.model_state, data.test)
-                return jnp.stack([vl, va, tl, ta])
+    def steps_chunk(state, mask, data, order, offset, augment_key, *, length):
+        rows = []
+        for i in range(int(offset), int(offset) + length):
+            state, row = step(state, mask, data, order, i, augment_key)
+            rows.append(row)
+        loss, due, evals = (jnp.stack(column) for column in zip(*rows))
+        return state, as_metrics(loss, due, evals)
 
-            evals = jax.lax.cond(due, run_eval, lambda: jnp.full((4,), jnp.nan, jnp.float32))
-            return state, (loss, due, evals)
-
-        state, (loss, due, evals) = jax.lax.scan(body, state, batches)
-        return state, ChunkMetrics(loss, due, evals[:, 0], evals[:, 1], evals[:, 2], evals[:, 3])
-
+    steps_chunk._cache_size = step._cache_size  # compilations, as for the scan version
     return Trainer(
         model=model,
         optimizer=tx,
@@ -210,9 +235,22 @@ def make_trainer(
         batch_size=batch_size,
         eval_every=eval_every,
         augmentation=augmentation,
-        train_chunk=jax.jit(train_chunk, static_argnames=("length",)),
+        train_chunk=jax.jit(scan_chunk, static_argnames=("length",)) if loop == "scan" else steps_chunk,
         evaluate=jax.jit(evaluate),
     )
+
+
+def uses_convolution(model: Model, input_shape: tuple[int, ...]) -> bool:
+    """Whether the model's training step contains a convolution (from its jaxpr; nothing is run)."""
+    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+    jaxpr = jax.make_jaxpr(lambda p, s, x: model.apply(p, s, x, True))(params, state, x)
+    return "conv_general_dilated" in str(jaxpr)
+
+
+def choose_loop(model: Model, input_shape: tuple[int, ...]) -> str:
+    """"steps" for convolutional models on CPU (see `make_trainer`), else "scan"."""
+    return "steps" if jax.default_backend() == "cpu" and uses_convolution(model, input_shape) else "scan"
 
 
 # --------------------------------------------------------------------------- the host-side loop

@@ -147,3 +147,34 @@ def test_nnx_model_trains_with_a_mask():
     kernel = np.asarray(st.params["hidden"]["kernel"][...])
     assert np.all(kernel[~np.asarray(mask["hidden"]["kernel"])] == 0.0)
     assert evals[-1]["test_accuracy"] > 0.5  # it learned (3 classes, chance 1/3)
+
+
+def test_steps_loop_matches_the_scan_loop():
+    """The per-iteration loop (used for convolutional models on CPU) computes what the scan does."""
+    ds = synthetic()
+    model = get_model("mlp_tiny", ds.input_shape, ds.num_classes)
+    params, state = model.init(jax.random.key(0))
+    mask = half_mask(params)
+    results = {}
+    for loop in ("scan", "steps"):
+        trainer = make_trainer(model, OptimizerConfig(learning_rate=1e-2), total_steps=20, steps_per_epoch=8,
+                               batch_size=30, eval_every=5, loop=loop)
+        evals = []
+        for st, chunk in train(trainer, trainer.init_state(params, state), mask, to_device(ds), jax.random.key(1)):
+            evals += chunk
+        results[loop] = (st, evals)
+    (a, ea), (b, eb) = results["scan"], results["steps"]
+    assert [e["iteration"] for e in ea] == [e["iteration"] for e in eb]
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([e["val_loss"] for e in ea], [e["val_loss"] for e in eb], rtol=1e-5)
+
+
+def test_loop_choice():
+    from lth.train import choose_loop, uses_convolution
+
+    assert not uses_convolution(get_model("mlp_tiny", (12,), 3), (12,))
+    assert uses_convolution(get_model("conv2", (32, 32, 3), 10), (32, 32, 3))
+    assert choose_loop(get_model("lenet300_100", (28, 28, 1), 10), (28, 28, 1)) == "scan"
+    expected = "steps" if jax.default_backend() == "cpu" else "scan"
+    assert choose_loop(get_model("resnet20", (32, 32, 3), 10), (32, 32, 3)) == expected
