@@ -419,14 +419,12 @@ def split_by_mask(params: Any, mask: Mask, alive: Mask | None = None) -> dict[st
 
 def sign_agreement(params_init: Any, params_final: Any, mask: Mask, per_layer: bool = False) -> Any:
     """The fraction of the weights kept by `mask` whose sign is the same in both params (e.g. at
-    initialisation and after training). A float, or {layer: fraction} with `per_layer`."""
-    init = _prunable_pairs(params_init, mask)
-    final = _prunable_pairs(params_final, mask)
-    same = {name: (np.sign(w0[m]) == np.sign(final[name][0][m])) for name, (w0, m) in init.items()}
-    if per_layer:
-        return {name: float(s.mean()) if s.size else float("nan") for name, s in same.items()}
-    total = sum(s.size for s in same.values())
-    return float(sum(int(s.sum()) for s in same.values()) / total) if total else float("nan")
+    initialisation and after training). A float, or {layer: fraction} with `per_layer`.
+    Masks may be pytrees or {path: bool array} dicts."""
+    from lth.masks import sign_agreement as _sign_agreement
+
+    _prunable_pairs(params_init, mask)  # one-line errors for a mask of another model
+    return _sign_agreement(params_init, params_final, mask, per_layer)
 
 
 __all__ = [

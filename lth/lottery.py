@@ -28,7 +28,9 @@ from lth.config import ExperimentConfig, duration_to_steps, parse_duration, repl
 from lth.data import Dataset, check_dataset_name, load_dataset
 from lth.data.device import DeviceData, to_device
 from lth.errors import ConfigError
-from lth.masks import Mask, apply_mask, check_mask, layer_counts, layer_densities, make_mask, mask_digest
+from lth.masks import (
+    Mask, apply_mask, check_mask, layer_counts, layer_densities, make_mask, mask_digest, overlap, sign_agreement,
+)
 from lth.models import Model, check_model_name, get_model
 from lth.pruning import prune_magnitude, validate_spec
 from lth.train import OPTIMIZERS, SCHEDULES, Trainer, TrainState, choose_loop, make_trainer, summarize, train
@@ -133,8 +135,11 @@ def initial_mask(setup: Setup, params: Any, mask: Mask | None = None) -> Mask:
     return mask
 
 
-def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]]) -> dict[str, Any]:
-    """The results.json row of a level: density, early-stop and final accuracies, per-layer density."""
+def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *, previous_mask: Mask | None = None,
+                 params_init: Any = None, params_final: Any = None) -> dict[str, Any]:
+    """The results.json row of a level: density, early-stop and final accuracies, per-layer density,
+    and (when given) the mask's overlap with the previous level's and the fraction of surviving
+    weights whose trained sign equals their sign at initialisation."""
     counts = layer_counts(mask)
     kept = sum(k for k, _ in counts.values())
     total = sum(n for _, n in counts.values())
@@ -146,6 +151,9 @@ def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]]) ->
         "prunable_weights": total,
         **summarize(evaluations),
         "layer_density": layer_densities(mask),
+        **({"overlap_with_previous": overlap(mask, previous_mask)} if previous_mask is not None else {}),
+        **({"sign_agreement_with_init": sign_agreement(params_init, params_final, mask)}
+           if params_init is not None and params_final is not None else {}),
     }
 
 
@@ -230,9 +238,10 @@ def lottery_levels(
             evaluations.extend(evals)
             hooks.chunk_done(level, state, mask, evals, evaluations)
         jax.block_until_ready(state.params)
+        record = level_record(level, mask, evaluations, previous_mask=previous_mask, params_init=params0,
+                              params_final=state.params)
         previous, previous_mask = state, mask
-        yield LevelOutcome(level_record(level, mask, evaluations), mask, state, evaluations,
-                           time.perf_counter() - started)
+        yield LevelOutcome(record, mask, state, evaluations, time.perf_counter() - started)
 
 
 # --------------------------------------------------------------------------- the run, with its files

@@ -161,6 +161,20 @@ def overlap(a: Mask, b: Mask) -> float:
     return inter / union if union else 1.0
 
 
+def sign_agreement(params_a: Params, params_b: Params, mask: Mask, per_layer: bool = False) -> Any:
+    """The fraction of the weights kept by `mask` whose sign is the same in both params (e.g. at
+    initialisation and after training; Zhou et al. 2019). A float, or {layer: fraction} with `per_layer`."""
+    a, b = named_leaves(params_a), named_leaves(params_b)
+    same = {}
+    for name, m in mask_leaves(mask).items():
+        m = np.asarray(m, dtype=bool)
+        same[name] = np.sign(np.asarray(a[name])[m]) == np.sign(np.asarray(b[name])[m])
+    if per_layer:
+        return {name: float(s.mean()) if s.size else float("nan") for name, s in same.items()}
+    total = sum(s.size for s in same.values())
+    return float(sum(int(s.sum()) for s in same.values()) / total) if total else float("nan")
+
+
 def mask_to_arrays(mask: Mask) -> dict[str, np.ndarray]:
     """The prunable leaves as {path: numpy bool array}, e.g. for `np.savez`."""
     return {k: np.asarray(v, dtype=bool) for k, v in mask_leaves(mask).items()}

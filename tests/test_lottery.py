@@ -203,3 +203,25 @@ def test_weight_rewinding_differs_from_lr_rewinding():
     assert len({r["test_accuracy"] for r in records.values()}) == 3
     with pytest.raises(ConfigError, match="unknown retraining"):
         prepare(tiny_config(retraining="continue"))
+
+
+def test_records_carry_mask_analysis():
+    from lth.masks import overlap, sign_agreement
+
+    setup = prepare(tiny_config(levels=2))
+    outcomes = list(lottery_levels(setup))
+    params0, _ = init_params(setup)
+    assert "overlap_with_previous" not in outcomes[0].record
+    for level in (1, 2):
+        record = outcomes[level].record
+        assert record["overlap_with_previous"] == pytest.approx(overlap(outcomes[level].mask, outcomes[level - 1].mask))
+        # nested masks: the overlap is the density ratio
+        assert record["overlap_with_previous"] == pytest.approx(
+            record["weights_remaining"] / outcomes[level - 1].record["weights_remaining"])
+        agreement = sign_agreement(params0, outcomes[level].state.params, outcomes[level].mask)
+        assert record["sign_agreement_with_init"] == agreement and 0.5 < agreement <= 1.0
+    # hand-worked: 3 kept weights, two keep their sign
+    a = {"l": {"kernel": jnp.array([1.0, -2.0, 3.0, 4.0])}}
+    b = {"l": {"kernel": jnp.array([0.5, 2.0, 1.0, -9.0])}}
+    mask = {"l": {"kernel": jnp.array([True, True, True, False])}}
+    assert sign_agreement(a, b, mask) == pytest.approx(2 / 3)
