@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
     run.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
     run.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    run.add_argument("--no-controls", action="store_true", help="skip the controls the experiment file lists")
     run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
 
     ls = sub.add_parser("ls", help="list the runs under the run root")
@@ -81,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     from lth.config import replace
-    from lth.experiments import load_config
+    from lth.experiments import load_experiment
 
-    config = load_config(args.experiment, args.variant)
+    config = load_experiment(args.experiment, args.variant).config
     changes: dict[str, Any] = {}
     simple = {
         "levels": "levels",
@@ -115,9 +116,14 @@ def config_from_args(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from lth.lottery import run_lottery
 
+    from lth.experiments import load_experiment
+
     config = config_from_args(args)
+    experiment = load_experiment(args.experiment, args.variant)
+    controls = () if args.no_controls else experiment.controls
     run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, replicates=args.replicates,
-                checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress)
+                checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
+                controls=controls, control_levels=experiment.control_levels)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from pathlib import Path
+from typing import NamedTuple
 
 from lth.config import ExperimentConfig
 from lth.errors import ConfigError
@@ -37,13 +38,41 @@ def find_experiment(name_or_path: str) -> Path:
     raise ConfigError(f"unknown experiment {name_or_path!r}: choose one of {names}, or give a path to a .py file")
 
 
+class Experiment(NamedTuple):
+    """An experiment file's config, and the controls it asks for (module attributes CONTROLS and
+    CONTROL_LEVELS), which `lth run` trains after the main line."""
+
+    config: ExperimentConfig
+    controls: tuple[str, ...]
+    control_levels: str | None  # e.g. "3,6,9"; None: every level (CONTROL_LEVELS may map variant -> levels)
+
+
+def load_experiment(name_or_path: str, variant: str = "default") -> Experiment:
+    """Import the experiment file: its `get_config(variant)`, CONTROLS and CONTROL_LEVELS."""
+    module, path = _import(name_or_path)
+    controls = tuple(getattr(module, "CONTROLS", ()))
+    levels = getattr(module, "CONTROL_LEVELS", None)
+    if isinstance(levels, dict):
+        levels = levels.get(variant)
+    return Experiment(_config(module, path, variant), controls, levels)
+
+
 def load_config(name_or_path: str, variant: str = "default") -> ExperimentConfig:
     """Import the experiment file and call its `get_config(variant)`."""
+    module, path = _import(name_or_path)
+    return _config(module, path, variant)
+
+
+def _import(name_or_path: str):
     path = find_experiment(name_or_path)
     spec = importlib.util.spec_from_file_location(f"lth_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
+    return module, path
+
+
+def _config(module, path: Path, variant: str) -> ExperimentConfig:
     if not hasattr(module, "get_config"):
         raise ConfigError(f"experiment file {str(path)!r} defines no get_config(variant)")
     variants = getattr(module, "VARIANTS", ("default",))

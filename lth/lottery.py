@@ -331,6 +331,8 @@ def run_lottery(
     progress: bool = True,
     wandb: str | None = None,
     trackers: list[Any] | None = None,
+    controls: tuple[str, ...] = (),
+    control_levels: str | list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
 
@@ -346,6 +348,9 @@ def run_lottery(
 
     `wandb`: "offline" (default, or $WANDB_MODE), "online" or "disabled"; offline files are written
     inside the run directory. Local files (results, metrics.jsonl, plots) are written in every mode.
+
+    `controls` (e.g. ("imp+reinit", "random_layerwise")) are trained afterwards for `control_levels`
+    (default: every level) by `lth.controls.run_controls`; finished ones are not recomputed.
     """
     from lth.plots import plot_run
     from lth.progress import LevelProgress
@@ -369,9 +374,19 @@ def run_lottery(
         config = setup.config
     run = RunDir(runs_root, config)
     reps = [run.replicate(r) for r in range(replicates)]
+    if controls:
+        from lth.controls import parse_controls, parse_levels
+
+        parse_controls(controls)
+        # an experiment's control levels beyond a shortened run (--levels) are left out
+        wanted = control_levels if control_levels is not None else f"0-{config.levels}"
+        if isinstance(wanted, str):
+            wanted = parse_levels(wanted, 10**6)
+        control_levels = [lv for lv in wanted if lv <= config.levels]
     if run.results_path.exists() and all(len(rep.read_results()) == config.levels + 1 for rep in reps):
         if progress:
-            print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done, nothing to compute")
+            print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done")
+        _run_controls(run, controls, control_levels, data_root, wandb, progress)
         return _records(run, reps)
 
     run.create()
@@ -393,11 +408,21 @@ def run_lottery(
             reporter.close()
             for tracker in trackers:
                 tracker.close()
+    _run_controls(run, controls, control_levels, data_root, wandb, progress)
     if progress:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     return _records(run, reps)
+
+
+def _run_controls(run: Any, controls: tuple[str, ...], levels: Any, data_root: Any, wandb: Any,
+                  progress: bool) -> None:
+    if not controls or not levels:
+        return
+    from lth.controls import run_controls
+
+    run_controls(run.path, controls, levels, data_root=data_root, wandb=wandb, progress=progress)
 
 
 def _records(run: Any, reps: list[Any]) -> list[dict[str, Any]]:

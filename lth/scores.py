@@ -296,8 +296,10 @@ def synflow_prune(
     spec: PruningConfig | None = None,
     *,
     dtype: Any = None,
+    invert: bool = False,
 ) -> Mask:
     """Iterative SynFlow: `rounds` rounds of score-and-prune to `target_density`.
+    With `invert`, every round keeps the lowest scores instead (the inverted sanity check).
 
     Round r = 1..rounds keeps ``round(N * d_r)`` weights with the exponential schedule
     ``d_r = target_density ** (r / rounds)`` (as Synaptic-Flow's ``prune_loop``), rescoring the
@@ -324,6 +326,8 @@ def synflow_prune(
                 f"SynFlow scores overflowed in round {r}: compute them in float64 "
                 "(jax.config.update('jax_enable_x64', True) and dtype=jnp.float64)"
             )
+        if invert:
+            scores = invert_scores(scores)
         mask = prune_by_scores(scores, mask, density_groups(mask, density, strategy, exclude))
     return mask
 
@@ -342,8 +346,10 @@ def prune_at_init(
     key: jax.Array | None = None,
     exclude: Sequence[str] = (),
     rounds: int = 100,
+    invert: bool = False,
 ) -> Mask:
-    """Prune `mask` at initialisation to `target_density` with one of `METHODS`.
+    """Prune `mask` at initialisation to `target_density` with one of `METHODS` (`invert`: keep the
+    lowest scores instead -- Frankle et al. 2021's inversion sanity check).
 
     One shot for magnitude / snip / grasp / random (global: one threshold over all prunable layers,
     ``round(N * d)`` kept; layerwise: ``round(N_l * d)`` per layer); SynFlow is iterative
@@ -365,7 +371,8 @@ def prune_at_init(
                 raise ConfigError("synflow needs input_shape (the shape of one example) or a batch")
             input_shape = tuple(np.shape(batch[0])[1:])
         spec = PruningConfig(strategy=strategy, exclude=tuple(exclude))
-        return synflow_prune(model, params, model_state, mask, input_shape, target_density, rounds, spec)
+        return synflow_prune(model, params, model_state, mask, input_shape, target_density, rounds, spec,
+                             invert=invert)
     if method == "magnitude":
         scores = magnitude_at_init(params, mask)
     elif method == "random":
@@ -376,6 +383,8 @@ def prune_at_init(
         scores = snip_scores(model, params, model_state, mask, *batch)
     else:
         scores = grasp_scores(model, params, model_state, mask, *batch)
+    if invert:
+        scores = invert_scores(scores)
     return prune_by_scores(scores, mask, density_groups(mask, target_density, strategy, exclude))
 
 

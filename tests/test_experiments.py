@@ -32,3 +32,25 @@ def test_smoke_variant_runs_end_to_end(name, tmp_path):
     assert [r["level"] for r in records] == [0, 1, 2]
     assert records[0]["density"] == 1.0 > records[1]["density"] > records[2]["density"]
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in records)
+
+
+def test_experiment_controls_run_after_the_main_line(tmp_path, capsys):
+    """`lth run` trains the controls an experiment file lists (pruning at init and sanity checks here)."""
+    import json
+
+    from lth.cli import main
+    from lth.experiments import load_experiment
+
+    experiment = load_experiment("pai_lenet300", "smoke")
+    assert "snip+shuffle" in experiment.controls and experiment.control_levels == "2"
+    assert load_experiment("pai_lenet300").control_levels == "3,6,9,12"
+    code = main(["run", "pai_lenet300", "--variant", "smoke", "--runs", str(tmp_path), "--no-progress",
+                 "--wandb", "disabled"])
+    assert code == 0, capsys.readouterr().err
+    (run,) = list(tmp_path.iterdir())
+    main_records = json.loads((run / "replicate_00" / "results.json").read_text())
+    for name in experiment.controls:
+        records = json.loads((run / "replicate_00" / "controls" / name / "results.json").read_text())
+        assert [r["level"] for r in records] == [2], name
+        for r, m in zip(records, main_records[2:]):
+            assert abs(r["weights_remaining"] - m["weights_remaining"]) <= 1, name  # the level's density

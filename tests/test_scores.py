@@ -584,3 +584,25 @@ def test_invert_scores_with_ties_keeps_the_lowest():
         inv = np.asarray(prune_by_scores(invert_scores(scores), mask, [Group(("a/kernel",), k)])["a"]["kernel"])
         assert inv.sum() == k
         assert s[inv].max() <= s[~inv].min()
+
+
+def test_prune_at_init_invert_keeps_the_lowest_scores():
+    import lth.scores as S
+
+    rng = np.random.default_rng(0)
+    params = {"l1": {"kernel": jnp.asarray(rng.normal(size=(6, 5)).astype(np.float32))},
+              "l2": {"kernel": jnp.asarray(rng.normal(size=(5, 3)).astype(np.float32))}}
+    from lth.masks import make_mask
+    from lth.models import from_functions
+
+    model = from_functions("lin", lambda k: params, lambda p, x: jnp.maximum(x @ p["l1"]["kernel"], 0) @ p["l2"]["kernel"])
+    mask = make_mask(params)
+    kept = S.prune_at_init("magnitude", model, params, {}, mask, None, (6,), 0.4)
+    inverted = S.prune_at_init("magnitude", model, params, {}, mask, None, (6,), 0.4, invert=True)
+    w = np.concatenate([np.abs(np.asarray(params[k]["kernel"])).ravel() for k in ("l1", "l2")])
+    a = np.concatenate([np.asarray(kept[k]["kernel"]).ravel() for k in ("l1", "l2")])
+    b = np.concatenate([np.asarray(inverted[k]["kernel"]).ravel() for k in ("l1", "l2")])
+    assert a.sum() == b.sum() == round(0.4 * w.size)
+    assert w[a].min() > w[b].max()  # inverted keeps the smallest magnitudes
+    syn = S.prune_at_init("synflow", model, params, {}, mask, None, (6,), 0.4, rounds=5, invert=True)
+    assert sum(int(np.asarray(syn[k]["kernel"]).sum()) for k in ("l1", "l2")) == round(0.4 * w.size)
