@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
     control.add_argument("--no-progress", action="store_true")
 
+    inst = sub.add_parser("instability", help="linear mode connectivity: error barrier per level and rewind step")
+    inst.add_argument("run", help="the run: a directory, a name or a config hash (see `lth ls`)")
+    inst.add_argument("--rewind", required=True, help="rewind steps k, e.g. 0,100,500it,2ep")
+    inst.add_argument("--levels", default="0", help="levels: 0 = the dense network, L = the level's ticket (e.g. 0,3)")
+    inst.add_argument("--replicate", type=int, default=0)
+    inst.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
+    inst.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    inst.add_argument("--no-progress", action="store_true")
+
     plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
     plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
     plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
@@ -158,6 +167,18 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_instability(args: argparse.Namespace) -> int:
+    from lth.connectivity import run_instability
+
+    results = run_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
+                              data_root=args.data_dir, progress=not args.no_progress)
+    print(f"{'level':>5} {'k':>7} {'barrier (points)':>17} {'stable':>7}")
+    for level, records in results.items():
+        for r in records:
+            print(f"{level:>5} {r['rewind_step']:>7} {100 * r['barrier']:>17.2f} {str(r['stable']):>7}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from lth.plots import plot_runs
 
@@ -176,7 +197,7 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
     try:
         return handler(args)
     except LthError as err:

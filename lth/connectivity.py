@@ -379,3 +379,84 @@ def instability_curve(
             callback(record)
         records.append(record)
     return records
+
+
+# --------------------------------------------------------------------------- the run, with its files
+
+
+def parse_steps(text: str, steps_per_epoch: int) -> list[int]:
+    """'0,100,500it,2ep' -> iterations (a bare number is iterations)."""
+    from lth.config import duration_to_steps
+
+    steps = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        steps.append(duration_to_steps(part + "it" if part.isdigit() else part, steps_per_epoch))
+    if not steps:
+        raise ConfigError(f"no rewind step in {text!r}: write e.g. 0,100,500it,2ep")
+    return sorted(set(steps))
+
+
+def run_instability(
+    run: Any,
+    rewind_steps: str,
+    levels: str = "0",
+    *,
+    replicate: int = 0,
+    runs_root: Any = None,
+    data_root: Any = None,
+    progress: bool = True,
+) -> dict[int, list[dict[str, Any]]]:
+    """Instability analysis of a finished run: for each chosen level (0 = the dense network; L = the
+    level's ticket, trained dense to k and masked there, as an IMP ticket rewound to k) and each
+    rewind step k, two copies trained to the end with different data orders, and the error barrier
+    along the linear path between them. Records go to ``replicate_XX/instability/level_XX.json`` and
+    a plot beside them; finished (level, k) pairs are not recomputed. Returns {level: records}."""
+    import dataclasses
+    import json
+
+    from lth.config import from_dict, replace
+    from lth.connectivity_plots import plot_instability
+    from lth.controls import parse_levels
+    from lth.lottery import init_params, prepare
+    from lth.runs import RunDir, load_mask, resolve_run, write_json
+
+    path = resolve_run(run, runs_root)
+    config = from_dict(json.loads((path / "config.json").read_text()))
+    chosen = parse_levels(levels, config.levels)
+    setup = prepare(config, data_root)
+    steps = parse_steps(rewind_steps, setup.trainer.steps_per_epoch)
+    beyond = [k for k in steps if k >= setup.total_steps]
+    if beyond:
+        raise ConfigError(f"rewind step(s) {beyond} not before the end of training ({setup.total_steps} iterations)")
+    run_dir = RunDir(path.parent, config)
+    rep = run_dir.replicate(replicate)
+    done_levels = len(rep.read_results())
+    missing = [level for level in chosen if level >= done_levels]
+    if missing:
+        raise ConfigError(f"replicate {replicate} of {path.name} has not finished level(s) {missing}: run it first")
+    setup = dataclasses.replace(setup, config=replace(config, seed=config.seed + replicate))
+    params0, _ = init_params(setup)
+    out: dict[int, list[dict[str, Any]]] = {}
+    with run_dir.lock():
+        for level in chosen:
+            file = rep.path / "instability" / f"level_{level:02d}.json"
+            records = {r["rewind_step"]: r for r in (json.loads(file.read_text()) if file.exists() else [])}
+            todo = [k for k in steps if k not in records]
+            mask = load_mask(rep.mask_path(level), params0) if level > 0 else None
+
+            def save(record: dict[str, Any], level: int = level, records: dict = records, file=file) -> None:
+                records[record["rewind_step"]] = record
+                write_json(file, [records[k] for k in sorted(records)])
+                if progress:
+                    print(f"level {level}  k={record['rewind_step']:>6}  barrier {100 * record['barrier']:6.2f} points"
+                          f"  {'stable' if record['stable'] else 'unstable'}", flush=True)
+
+            if todo:
+                instability_curve(setup, todo, mask, rewind_dense=level > 0, callback=save)
+            out[level] = [records[k] for k in sorted(records)]
+            plot_instability(out[level], file.with_suffix(".png"),
+                             title=f"{config.name} level {level}: instability (replicate {replicate})")
+    return out

@@ -235,3 +235,25 @@ def test_plot_instability(tmp_path):
                for k, b in ((0, 0.1), (10, 0.02), (100, 0.0))]
     path = plot_instability(records, tmp_path / "sub" / "instability.png", title="tiny")
     assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_instability_command_on_a_finished_run(tmp_path, capsys):
+    import json
+
+    from lth.cli import main
+    from lth.lottery import run_lottery
+
+    run_lottery(tiny_config(levels=1), runs_root=tmp_path, wandb="disabled", progress=False)
+    (run,) = list(tmp_path.iterdir())
+    code = main(["instability", run.name, "--rewind", "0,13", "--levels", "0,1", "--runs", str(tmp_path), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    for level in (0, 1):
+        records = json.loads((run / "replicate_00" / "instability" / f"level_{level:02d}.json").read_text())
+        assert [r["rewind_step"] for r in records] == [0, 13]
+        assert all(len(r["errors"]) == 30 for r in records)
+        assert (run / "replicate_00" / "instability" / f"level_{level:02d}.png").exists()
+    assert len([line for line in out.splitlines() if line.strip().startswith(("0 ", "1 "))]) == 4
+    code = main(["instability", run.name, "--rewind", "35", "--runs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "not before the end of training" in err
