@@ -28,7 +28,7 @@ import numpy as np
 from lth.config import ExperimentConfig, from_dict, replace
 from lth.errors import LthError
 from lth.masks import Mask, layer_counts, mask_leaves, named_leaves, overlap
-from lth.plots import legend_labels  # (lth.plots selects matplotlib's Agg backend on import)
+from lth.plots import legend_labels  # (outside Jupyter, lth.plots selects matplotlib's Agg backend)
 from lth.runs import ReplicateDir, RunDir, aggregate, list_runs, load_mask, read_json_list, resolve_run, runs_root
 
 # --------------------------------------------------------------------------- tables
