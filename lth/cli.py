@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
     run.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
     run.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    run.add_argument("--data-parallel", action="store_true",
+                     help="shard each batch over all local devices (jax.sharding; the batch size must divide)")
     run.add_argument("--no-controls", action="store_true", help="skip the controls the experiment file lists")
     run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
 
@@ -79,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
     inst.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
     inst.add_argument("--no-progress", action="store_true")
+
+    export = sub.add_parser("export", help="write a level's ticket in a compressed sparse format")
+    export.add_argument("run", help="the run: a directory, a name or a config hash (see `lth ls`)")
+    export.add_argument("--level", type=int, required=True)
+    export.add_argument("--replicate", type=int, default=0)
+    export.add_argument("--out", help="output .npz (default: <run>/replicate_XX/tickets/level_XX.npz)")
+    export.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
 
     plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
     plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
@@ -132,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     controls = () if args.no_controls else experiment.controls
     run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, replicates=args.replicates,
                 checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
-                controls=controls, control_levels=experiment.control_levels)
+                controls=controls, control_levels=experiment.control_levels, data_parallel=args.data_parallel)
     return 0
 
 
@@ -179,6 +188,17 @@ def cmd_instability(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from lth.export import export_from_run
+
+    info = export_from_run(args.run, args.level, replicate=args.replicate, out=args.out, root=args.runs)
+    print(f"ticket: {info['path']} ({100 * info['density']:.2f} % of the weights)")
+    for key, value in info.items():
+        if key.endswith("bytes") or "size" in key:
+            print(f"  {key}: {value}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from lth.plots import plot_runs
 
@@ -197,7 +217,8 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability, "export": cmd_export,
+               "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
     try:
         return handler(args)
     except LthError as err:

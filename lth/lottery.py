@@ -333,6 +333,7 @@ def run_lottery(
     trackers: list[Any] | None = None,
     controls: tuple[str, ...] = (),
     control_levels: str | list[int] | None = None,
+    data_parallel: bool = False,
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
 
@@ -351,6 +352,10 @@ def run_lottery(
 
     `controls` (e.g. ("imp+reinit", "random_layerwise")) are trained afterwards for `control_levels`
     (default: every level) by `lth.controls.run_controls`; finished ones are not recomputed.
+
+    `data_parallel`: shard every batch over all local devices (`lth.parallel`; params and masks
+    replicated). Results equal single-device training to float tolerance, not bit for bit: resume a
+    run on the device count it started with.
     """
     from lth.plots import plot_run
     from lth.progress import LevelProgress
@@ -364,6 +369,10 @@ def run_lottery(
         raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
                           "or use --wandb offline (sync later)")
     setup = prepare(config, data_root)
+    if data_parallel:
+        from lth.parallel import data_parallel_setup
+
+        setup = data_parallel_setup(setup)
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
     every = duration_to_steps(checkpoint_every, setup.trainer.steps_per_epoch)

@@ -226,6 +226,7 @@ def make_trainer(
         return state, as_metrics(loss, due, evals)
 
     steps_chunk._cache_size = step._cache_size  # compilations, as for the scan version
+    steps_chunk.step = step  # the jitted iteration (lth.parallel re-jits it over a mesh)
     return Trainer(
         model=model,
         optimizer=tx,

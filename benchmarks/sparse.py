@@ -1,0 +1,312 @@
+"""Sparse tickets, honestly: file size and inference latency of LeNet-300-100 at 100, 20, 5 and 1 %.
+
+Run: ``.venv/bin/python benchmarks/sparse.py`` (``--json out.json`` to save the numbers, ``--help``).
+
+For LeNet-300-100 (784-300-100-10, 266,200 prunable weights, random init) and layerwise random
+masks (every kernel keeps exactly round(d * size) weights; on a random init this is what
+magnitude pruning gives in distribution), at each density d it measures
+
+1. sizes: the sparse ticket file of `lth.export.export_ticket` (written to a temporary directory,
+   bytes on disk), the same file uncompressed, and the masked params saved dense with
+   ``np.savez_compressed`` and ``np.savez``; and the in-memory bytes of the BCOO kernels;
+2. inference latency, batch 1 and batch 1000, jitted, one call = one forward to a blocked result,
+   median (and minimum) of --repeats calls after warm-up, timed in 5 rounds of back-to-back calls
+   per variant (the order rotating), so that a busy machine slows all variants alike:
+   - dense: `lth.export.dense_forward` on the masked kernels (zeros and all: what training uses),
+   - BCOO: `lth.export.sparse_forward` on `to_bcoo` kernels (``h @ bcoo``, jax.experimental.sparse),
+   - compact: `lth.export.compact_mlp`, the structured alternative: the neurons the mask cut off
+     (no kept outgoing weight, or no kept incoming weight: a constant folded into the next bias)
+     are removed and a smaller dense MLP runs,
+   - scipy CSR: the same forward in NumPy with scipy.sparse CSR kernels, not JAX: a reference for
+     what an unstructured sparse kernel can do on this CPU;
+3. how many input features and hidden neurons survive in the compact network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Runnable from anywhere without installing: put the repository root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lth import export as ex  # noqa: E402
+from lth.masks import count_remaining, layer_densities, make_mask  # noqa: E402
+from lth.masks import density as lth_density  # noqa: E402
+from lth.models import get_model  # noqa: E402
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+VARIANTS = ("dense", "bcoo", "compact", "scipy_csr")
+
+
+def random_mask(params: Any, density: float, seed: int) -> Any:
+    """Layerwise: every prunable leaf keeps exactly round(density * size) entries, chosen at random."""
+    rng = np.random.default_rng(seed)
+
+    def leaf(m):
+        if m is None:
+            return None
+        keep = np.zeros(m.size, bool)
+        keep[rng.choice(m.size, int(round(density * m.size)), replace=False)] = True
+        return jnp.asarray(keep.reshape(m.shape))
+
+    return jax.tree.map(leaf, make_mask(params), is_leaf=lambda x: x is None)
+
+
+def scipy_forward_fn(params: Any, mask: Any):
+    """A NumPy forward with scipy.sparse CSR kernels (stored transposed: y^T = W^T h^T)."""
+    import scipy.sparse as sp
+
+    layers = ex.mlp_layers(params)
+    dense = ex.masked_params(params, mask)
+    mats = [(sp.csr_matrix(np.asarray(dense[n]["kernel"]).T), np.asarray(dense[n]["bias"])) for n in layers]
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        h = x.reshape(x.shape[0], -1).T  # features x batch
+        for i, (w_t, b) in enumerate(mats):
+            h = w_t @ h + b[:, None]
+            if i < len(mats) - 1:
+                np.maximum(h, 0, out=h)
+        return h.T
+
+    return forward
+
+
+def measure(fns: dict[str, Any], repeats: int, rounds: int = 5) -> dict[str, dict[str, float]]:
+    """{fn: {"median", "min", "repeats"}} seconds per call, timed in `rounds` rounds; in each round
+    every fn runs one untimed call, then repeats / rounds timed calls back to back, the order of
+    the fns rotating from round to round. Blocks keep one variant's memory traffic (BCOO's
+    nse x batch intermediates) from slowing the next variant's calls; rounds spread a busy
+    machine's load over all variants. The median is what the tables show first; the minimum is
+    the least disturbed call."""
+    for fn in fns.values():  # compile and warm up
+        for _ in range(2):
+            jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    per_round = max(1, -(-repeats // rounds))
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
+            jax.block_until_ready(fn())
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn())
+                times[name].append(time.perf_counter() - t0)
+    return {name: {"median": statistics.median(ts), "min": min(ts), "repeats": len(ts)} for name, ts in times.items()}
+
+
+def bcoo_bytes(sparse_params: Any) -> int:
+    return sum(int(p["kernel"].data.nbytes + p["kernel"].indices.nbytes + np.asarray(p["bias"]).nbytes)
+               for p in sparse_params.values())
+
+
+def random_cases(densities: list[float], seed: int):
+    """(label, params, mask) per density: LeNet-300-100 at random init, layerwise random masks."""
+    params, _ = get_model("lenet300_100", INPUT_SHAPE, NUM_CLASSES).init(jax.random.key(seed))
+    for density in densities:
+        yield {"density_requested": density}, params, random_mask(params, density, seed)
+
+
+def run_cases(run_ref: str, densities: list[float], replicate: int, root: str | None):
+    """(label, params, mask) per density: the finished level of a run whose density is nearest (log scale)."""
+    import lth.analysis as la
+
+    run = la.load_run(run_ref, root=root)
+    records = run.records[replicate] if replicate < len(run.records) else []
+    if not records:
+        raise SystemExit(f"run {run.name} has no finished level in replicate {replicate}")
+    for density in densities:
+        record = min(records, key=lambda r: abs(np.log(r["density"] / density)))
+        level = int(record["level"])
+        yield ({"density_requested": density, "run": run.name, "level": level,
+                "early_stop_test_accuracy": record.get("early_stop_test_accuracy"),
+                "test_accuracy": record.get("test_accuracy")},
+               run.params(level, replicate), run.mask(level, replicate))
+
+
+def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed + 1)
+    inputs = {1: rng.standard_normal((1, *INPUT_SHAPE)).astype(np.float32),
+              big_batch: rng.standard_normal((big_batch, *INPUT_SHAPE)).astype(np.float32)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, params, mask in cases:
+            density = lth_density(mask)
+            path = ex.export_ticket(params, mask, Path(tmp) / "ticket.npz")
+            on_disk = ex.ticket_size(path)
+            sizes = ex.ticket_sizes(params, mask)
+            assert on_disk["sparse"] == sizes["sparse_compressed"]
+
+            dense_params = jax.tree.map(jnp.asarray, ex.masked_params(params, mask))
+            sparse_params = ex.to_bcoo(params, mask)
+            index, small, report = ex.compact_mlp(params, mask)
+            index = None if index is None else jnp.asarray(index)
+            scipy_forward = scipy_forward_fn(params, mask)
+
+            row: dict[str, Any] = {
+                **label,
+                "density": density,
+                "layer_density": layer_densities(mask),
+                "weights_remaining": count_remaining(mask),
+                "sparse_file_bytes": on_disk["sparse"],
+                "sparse_raw_bytes": sizes["sparse_raw"],
+                "dense_compressed_bytes": sizes["dense_compressed"],
+                "dense_raw_bytes": sizes["dense_raw"],
+                "values_bytes": sizes["values_bytes"],
+                "encodings": sizes["encodings"],
+                "bcoo_memory_bytes": bcoo_bytes(sparse_params),
+                "dense_memory_bytes": sizes["dense_array_bytes"],
+                "compact": report,
+                "latency_s": {},
+            }
+            for batch, x_np in inputs.items():
+                x = jnp.asarray(x_np)
+                reference = np.asarray(ex.dense_forward(dense_params, x))
+                checks = {
+                    "bcoo": np.asarray(ex.sparse_forward(sparse_params, x)),
+                    "compact": np.asarray(ex.compact_forward(index, small, x)),
+                    "scipy_csr": scipy_forward(x_np),
+                }
+                for name, out in checks.items():
+                    np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-4, err_msg=name)
+                fns = {
+                    "dense": lambda x=x: ex.dense_forward(dense_params, x),
+                    "bcoo": lambda x=x: ex.sparse_forward(sparse_params, x),
+                    "compact": lambda x=x: ex.compact_forward(index, small, x),
+                    "scipy_csr": lambda x=x_np: scipy_forward(x),
+                }
+                row["latency_s"][str(batch)] = measure(fns, repeats_b1 if batch == 1 else repeats_big)
+            rows.append(row)
+            print(f"  measured density {100 * density:.2f} %", file=sys.stderr, flush=True)
+    return {"rows": rows, "batches": [1, big_batch]}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1000:,.1f}"
+
+
+def _digits(value: float) -> int:
+    return 0 if value >= 100 else 1 if value >= 10 else 2
+
+
+def _pct(row: dict[str, Any]) -> str:
+    text = f"{100 * row['density']:.3g} %"
+    return f"{text} (level {row['level']})" if "level" in row else text
+
+
+def tables(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    big = str(result["batches"][1])
+    out = ["Sizes (kB = 1000 bytes)", ""]
+    out.append("| density | weights kept | sparse file (compressed) | sparse, np.savez | dense, np.savez_compressed "
+               "| dense, np.savez | sparse / dense compressed | sparse / dense raw | BCOO in memory "
+               "| encodings (fc1, fc2, output) |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        enc = ", ".join(v for k, v in r["encodings"].items() if k.endswith("kernel"))
+        out.append(f"| {_pct(r)} | {r['weights_remaining']:,} | {_kb(r['sparse_file_bytes'])} kB "
+                   f"| {_kb(r['sparse_raw_bytes'])} kB | {_kb(r['dense_compressed_bytes'])} kB "
+                   f"| {_kb(r['dense_raw_bytes'])} kB "
+                   f"| {r['sparse_file_bytes'] / r['dense_compressed_bytes']:.2f} "
+                   f"| {r['sparse_file_bytes'] / r['dense_raw_bytes']:.3f} "
+                   f"| {_kb(r['bcoo_memory_bytes'])} kB | {enc} |")
+    for batch in ("1", big):
+        unit, scale = ("µs", 1e6) if batch == "1" else ("ms", 1e3)
+        out += ["", f"Latency, batch {batch}: median ({unit}) per forward, the minimum in brackets; jitted "
+                "(scipy: NumPy, not jitted); ratios of the medians (of the minima)", ""]
+        out.append("| density | dense (masked) | BCOO | BCOO / dense | compact dense | compact / dense | scipy CSR |")
+        out.append("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            t = r["latency_s"][batch]
+
+            def cell(name: str) -> str:
+                return f"{t[name]['median'] * scale:,.{_digits(t[name]['median'] * scale)}f} " \
+                       f"({t[name]['min'] * scale:,.{_digits(t[name]['min'] * scale)}f})"
+
+            def ratio(name: str) -> str:
+                return f"{t[name]['median'] / t['dense']['median']:.2f}x ({t[name]['min'] / t['dense']['min']:.2f}x)"
+
+            out.append(f"| {_pct(r)} | {cell('dense')} | {cell('bcoo')} | {ratio('bcoo')} | {cell('compact')} "
+                       f"| {ratio('compact')} | {cell('scipy_csr')} |")
+    out += ["", "Compact network (structured alternative): units left of 784 inputs, 300 fc1, 100 fc2", ""]
+    out.append("| density | inputs | fc1 | fc2 | fc1 / fc2 removed (no kept output) | fc1 / fc2 folded (no kept input) "
+               "| kept weights in it | its dense weights |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        c = r["compact"]
+        out.append(f"| {_pct(r)} | {c['inputs'][0]} | {c['hidden']['fc1'][0]} | {c['hidden']['fc2'][0]} "
+                   f"| {c['removed_no_output']['fc1']} / {c['removed_no_output']['fc2']} "
+                   f"| {c['folded_constant']['fc1']} / {c['folded_constant']['fc2']} "
+                   f"| {c['weights']:,} | {c['dense_weights']:,} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--densities", default="100,20,5,1", help="percent, comma-separated (default 100,20,5,1)")
+    parser.add_argument("--repeats", type=int, default=200, help="timed calls per variant at batch 1 (default 200)")
+    parser.add_argument("--repeats-big", type=int, default=20,
+                        help="timed calls per variant at the big batch (default 20)")
+    parser.add_argument("--batch", type=int, default=1000, help="the big batch (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--run", metavar="RUN", help="use a LeNet-300-100 run's trained tickets (the finished level "
+                        "nearest each density) instead of random masks on a random init")
+    parser.add_argument("--replicate", type=int, default=0, help="with --run: the replicate (default 0)")
+    parser.add_argument("--runs", metavar="DIR", help="with --run: the run root (default $LTH_RUNS, else ./runs)")
+    args = parser.parse_args(argv)
+    try:
+        densities = [float(d) / 100 for d in args.densities.split(",")]
+    except ValueError:
+        parser.error(f"--densities: comma-separated percentages, got {args.densities!r}")
+    if not all(0 < d <= 1 for d in densities):
+        parser.error("--densities: each in (0, 100]")
+
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    cases = (run_cases(args.run, densities, args.replicate, args.runs) if args.run
+             else random_cases(densities, args.seed))
+    result = run(cases, args.repeats, args.repeats_big, args.batch, args.seed)
+    result["source"] = f"run {args.run}" if args.run else "random init, layerwise random masks"
+    result["machine"] = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "numpy": np.__version__,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "wall_s": time.perf_counter() - t0,
+        "repeats": {"1": args.repeats, str(args.batch): args.repeats_big},
+    }
+    m = result["machine"]
+    print(f"LeNet-300-100, {result['source']}; jax {m['jax']} ({m['backend']}), {m['cpu_count']} CPU cores; "
+          f"load average {m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} after; "
+          f"{m['wall_s']:.0f} s\n")
+    print(tables(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
