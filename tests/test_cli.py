@@ -61,7 +61,7 @@ BAD = [
     (["run", "lenet300_mnist", "--prune-fraction", "1.5"], "prune fraction must be in (0, 1)"),
     (["run", "lenet300_mnist", "--prune-fraction", "0"], "prune fraction must be in (0, 1)"),
     (["run", "lenet300_mnist", "--levels", "-2"], "levels must be >= 0"),
-    (["run", "lenet300_mnist", "--batch-size", "100000"], "batch size 100000 is larger"),
+    (["run", "lenet300_mnist", "--variant", "quick", "--batch-size", "100000"], "batch size 100000 is larger"),
     (["run", "lenet300_mnist", "--variant", "smoke", "--rewind", "500it"], "rewind point '500it'"),
     (["run", "lenet300_mnist", "--rewind", "yesterday"], "invalid duration"),
     (["run", "lenet300_mnist", "--set", "pruning.speed=3"], "unknown config field"),
