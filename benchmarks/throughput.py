@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import os
 import platform
@@ -54,6 +55,7 @@ BATCH = 60
 STEPS_PER_EPOCH = NUM_TRAIN // BATCH  # 1000
 LENET_WEIGHTS = 784 * 300 + 300 * 100 + 100 * 10  # 266,200 prunable weights (kernels)
 TARGET_FRACTION = 0.5
+PROBE_N = 1024  # matmul size timed right before and after each training epoch (the paired fraction)
 BUSY_CORES = 1.5  # below this many cores used (CPU s / wall s) a measurement is flagged as contended
 
 
@@ -110,6 +112,21 @@ def matmul_peak(sizes: list[int], repeats: int, warmup: int = 2) -> dict[str, An
     return {"gflops": per_size[best]["gflops"], "best_n": best, "per_size": per_size}
 
 
+def matmul_probe(n: int, repeats: int = 3):
+    """A callable giving the median GFLOP/s of `repeats` jitted n x n matmuls (compiled and warm):
+    the matmul rate right next to a training epoch, under the same load."""
+    rng = np.random.default_rng(1)
+    a = jnp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+    matmul = jax.jit(jnp.matmul)
+    jax.block_until_ready(matmul(a, a))
+
+    def probe() -> float:
+        walls = [timed(matmul, a, a)[1] for _ in range(repeats)]
+        return 2 * n**3 / statistics.median(walls) / 1e9
+
+    return probe
+
+
 # --------------------------------------------------------------------------- 2. lth training
 
 
@@ -144,31 +161,51 @@ def random_mask(params: Any, keep: float, seed: int) -> Any:
     return jax.tree.map(leaf, full, is_leaf=lambda x: x is None)
 
 
+def chunk_caller(trainer, augment_key: jax.Array):
+    """(state, mask, data, order, offset) -> trainer.train_chunk(..., length=one epoch), passing the
+    augmentation key where this version of `train_chunk` takes one (unused without augmentation)."""
+    try:
+        takes_key = "augment_key" in inspect.signature(trainer.train_chunk).parameters
+    except (TypeError, ValueError):
+        takes_key = False
+    if takes_key:
+        return lambda s, m, d, o, off: trainer.train_chunk(s, m, d, o, off, augment_key, length=STEPS_PER_EPOCH)
+    return lambda s, m, d, o, off: trainer.train_chunk(s, m, d, o, off, length=STEPS_PER_EPOCH)
+
+
 def train_throughput(
-    trainer, params: Any, model_state: Any, mask: Any, data, orders: list, repeats: int
+    trainer,
+    params: Any,
+    model_state: Any,
+    mask: Any,
+    data,
+    orders: list,
+    repeats: int,
+    augment_key: jax.Array,
+    probe,
 ) -> dict[str, Any]:
     """First call (compile + 1 epoch), 1 warm-up epoch, then `repeats` timed epochs, chained as in
     `lth.train.train` (each epoch continues from the previous state with its own batch order)."""
+    chunk = chunk_caller(trainer, augment_key)
+    flops = 6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH
     state = trainer.init_state(apply_mask(params, mask), model_state)
     offset = jnp.int32(0)
     variants_before = cache_size(trainer.train_chunk)
-    (state, metrics), first_s, _ = timed(
-        trainer.train_chunk, state, mask, data, orders[0], offset, length=STEPS_PER_EPOCH
-    )
+    (state, metrics), first_s, _ = timed(chunk, state, mask, data, orders[0], offset)
     variants_after = cache_size(trainer.train_chunk)
     compiled = None if variants_before is None else variants_after > variants_before
-    (state, metrics), _, _ = timed(trainer.train_chunk, state, mask, data, orders[1], offset, length=STEPS_PER_EPOCH)
-    walls, cpus = [], []
+    (state, metrics), _, _ = timed(chunk, state, mask, data, orders[1], offset)
+    walls, cpus, paired = [], [], []
     for e in range(repeats):
-        (state, metrics), wall, cpu = timed(
-            trainer.train_chunk, state, mask, data, orders[2 + e], offset, length=STEPS_PER_EPOCH
-        )
+        before = probe()
+        (state, metrics), wall, cpu = timed(chunk, state, mask, data, orders[2 + e], offset)
+        after = probe()
         walls.append(wall)
         cpus.append(cpu)
+        paired.append(flops / wall / 1e9 / max(before, after))
     if bool(np.any(np.asarray(metrics.evaluated))):
         raise RuntimeError("an evaluation ran inside a timed epoch; raise eval_every")
     median = statistics.median(walls)
-    flops = 6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH
     return {
         "density": density(mask),
         "first_call_s": first_s,
@@ -181,6 +218,8 @@ def train_throughput(
         "gflop_per_epoch": flops / 1e9,
         "gflops": flops / median / 1e9,
         "cores_used": statistics.median(c / w for c, w in zip(cpus, walls)),
+        "paired_fractions": paired,
+        "paired_fraction": statistics.median(paired),
         "final_train_loss": float(np.asarray(metrics.train_loss)[-1]),
         "steps_done": int(state.step),
     }
@@ -253,10 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         orders.append(order)
         order_walls.append(wall)
 
+    probe_n = min(args.sizes, key=lambda n: abs(n - PROBE_N))
+    probe = matmul_probe(probe_n)
     masks = {"dense": make_mask(params), f"{args.density:.0%} density": random_mask(params, args.density, args.seed)}
     results = {}
     for name, mask in masks.items():
-        results[name] = train_throughput(trainer, params, model_state, mask, data, orders, args.repeats)
+        results[name] = train_throughput(
+            trainer, params, model_state, mask, data, orders, args.repeats, jax.random.key(args.seed + 2), probe
+        )
         r = results[name]
         print(
             f"train {name}: first call {r['first_call_s']:.2f} s, median epoch {r['median_epoch_s']:.3f} s "
@@ -299,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{name}: samples/s", f"{r['samples_per_s']:,.0f}"))
         rows.append((f"{name}: GFLOP/s", f"{r['gflops']:.0f}"))
         rows.append((f"{name}: fraction of matmul peak", f"{r['fraction_of_peak']:.1%}"))
+        rows.append((f"{name}: paired fraction (vs n={probe_n} matmul next to each epoch)", f"{r['paired_fraction']:.1%}"))
         rows.append((f"{name}: cores used (CPU s / wall s)", f"{r['cores_used']:.2f}"))
     rows.append(("train_chunk compiled variants (1 = no recompile)", str(compiled_variants)))
     rows.append(("epoch_order per epoch, not in the timed epoch (ms)", f"{statistics.median(order_walls) * 1e3:.1f}"))
@@ -344,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             "flops_per_step": 6 * LENET_WEIGHTS * BATCH,
             "matmul_peak": {"before": peak_before, "after": peak_after, "reference_gflops": peak},
             "training": results,
+            "paired_probe_n": probe_n,
             "train_chunk_compiled_variants": compiled_variants,
             "epoch_order_s": order_walls,
             "target_fraction": TARGET_FRACTION,
