@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -334,6 +335,7 @@ def run_lottery(
     controls: tuple[str, ...] = (),
     control_levels: str | list[int] | None = None,
     data_parallel: bool = False,
+    workers: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
 
@@ -356,6 +358,10 @@ def run_lottery(
     `data_parallel`: shard every batch over all local devices (`lth.parallel`; params and masks
     replicated). Results equal single-device training to float tolerance, not bit for bit: resume a
     run on the device count it started with.
+
+    `workers`: replicates trained at once in worker processes, each pinned to its own CPU core
+    (default: on CPU, as many as there are cores and replicates to train; elsewhere 1, i.e. one
+    after another). A pinned worker computes the same numbers as the main process (tested).
     """
     from lth.plots import plot_run
     from lth.progress import LevelProgress
@@ -403,10 +409,15 @@ def run_lottery(
     trackers = [*(trackers or []), wandb_tracker]
     reporter = LevelProgress(config.levels, setup.total_steps, replicates, enabled=progress)
     reporter.note(f"run directory: {run.path}")
+    todo = [r for r, rep in enumerate(reps) if len(rep.read_results()) < config.levels + 1]
+    workers = choose_workers(workers, len(todo), data_parallel)
     with run.lock():
         per_replicate = []
         try:
-            for r, rep in enumerate(reps):
+            if workers > 1:
+                _run_replicates_in_workers(run, todo, workers, config, runs_root, data_root, mask,
+                                           checkpoint_every, wandb_mode, reporter)
+            for r, rep in enumerate(reps):  # in workers' runs, this only reads their finished records
                 setup_r = dataclasses.replace(setup, config=replace(config, seed=config.seed + r))
                 per_replicate.append(_run_replicate(setup_r, rep, mask, r, every, reporter, trackers))
                 run.write_aggregate(per_replicate)
@@ -423,6 +434,72 @@ def run_lottery(
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     return _records(run, reps)
+
+
+def choose_workers(workers: int | None, replicates: int, data_parallel: bool = False) -> int:
+    """How many replicate worker processes: the argument (>= 1), else on CPU one per core and
+    replicate to train, else 1. Data-parallel runs use every device in one process."""
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        return 1 if data_parallel else min(workers, max(replicates, 1))
+    if data_parallel or replicates < 2 or jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(replicates, len(os.sched_getaffinity(0))))
+
+
+def _pin_worker(cores: Any) -> None:
+    core = cores.get()
+    os.sched_setaffinity(0, {core})
+
+
+def _replicate_worker(config_dict: dict[str, Any], replicate: int, runs_root: Any, data_root: Any,
+                      mask_arrays: dict[str, Any] | None, checkpoint_every: str, wandb_mode: str) -> int:
+    """One replicate in a worker process (pinned to a core by `_pin_worker`): no progress bars."""
+    from lth.config import from_dict, to_dict
+    from lth.masks import mask_from_arrays
+    from lth.progress import LevelProgress
+    from lth.runs import RunDir
+    from lth.tracking import WandbTracker
+
+    config = from_dict(config_dict)
+    setup = prepare(replace(config, initial_mask=None), data_root)
+    setup = dataclasses.replace(setup, config=replace(config, seed=config.seed + replicate))
+    mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
+    run = RunDir(runs_root, config)
+    tracker = WandbTracker(run.path, to_dict(config), wandb_mode, warn=_warn)
+    reporter = LevelProgress(config.levels, setup.total_steps, enabled=False)
+    try:
+        every = duration_to_steps(checkpoint_every, setup.trainer.steps_per_epoch)
+        records = _run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, [tracker])
+    finally:
+        tracker.close()
+    return len(records)
+
+
+def _run_replicates_in_workers(run: Any, todo: list[int], workers: int, config: ExperimentConfig, runs_root: Any,
+                               data_root: Any, mask: Mask | None, checkpoint_every: str, wandb_mode: str,
+                               reporter: Any) -> None:
+    """Train the replicates `todo` in `workers` processes pinned to distinct cores."""
+    import concurrent.futures
+    import multiprocessing
+
+    from lth.config import to_dict
+    from lth.masks import mask_to_arrays
+
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds XLA threads
+    cores = context.Queue()
+    for core in sorted(os.sched_getaffinity(0))[:workers]:
+        cores.put(core)
+    reporter.note(f"training {len(todo)} replicates in {workers} worker processes (one core each)")
+    arrays = mask_to_arrays(mask) if mask is not None else None
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker,
+                                                initargs=(cores,)) as pool:
+        futures = {pool.submit(_replicate_worker, to_dict(config), r, str(run.path.parent), data_root, arrays,
+                               checkpoint_every, wandb_mode): r for r in todo}
+        for future in concurrent.futures.as_completed(futures):
+            levels = future.result()  # a worker's error is raised here, its finished levels kept
+            reporter.note(f"replicate {futures[future]}: {levels} levels done")
 
 
 def _run_controls(run: Any, controls: tuple[str, ...], levels: Any, data_root: Any, wandb: Any,

@@ -82,7 +82,8 @@ class WandbTracker:
       vs sparsity and the plot image.
 
     Ids are deterministic (config hash, replicate, level), so a resumed run continues the same W&B
-    runs; steps already logged (recorded in `wandb_steps.json`) are not logged again. W&B never
+    runs; steps already logged (recorded per W&B run id in `wandb_steps/<id>.json`, one small file per
+    run, so replicate worker processes never write the same file) are not logged again. W&B never
     stops training: any failure prints one warning and turns this tracker off; local files go on.
     """
 
@@ -93,20 +94,19 @@ class WandbTracker:
         self.active = mode != "disabled"
         self.current = None
         self.current_id = ""
-        self._steps_path = self.run_path / "wandb_steps.json"
-        self._steps = self._read_steps()
+        self._steps_dir = self.run_path / "wandb_steps"
         self.used_ids: list[str] = []
 
-    def _read_steps(self) -> dict[str, int]:
+    def _last_step(self, run_id: str) -> int:
         try:
-            return json.loads(self._steps_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+            return int(json.loads((self._steps_dir / f"{run_id}.json").read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, ValueError, TypeError):
+            return -1
 
-    def _write_steps(self) -> None:
+    def _record_step(self, run_id: str, step: int) -> None:
         from lth.runs import write_atomic
 
-        write_atomic(self._steps_path, json.dumps(self._steps, sort_keys=True).encode())
+        write_atomic(self._steps_dir / f"{run_id}.json", json.dumps(step).encode())
 
     def _guard(self, what: str, fn, *args, **kwargs):
         if not self.active:
@@ -153,14 +153,13 @@ class WandbTracker:
 
     def log_evaluations(self, replicate: int, level: int, evaluations: list[dict[str, float]]) -> None:
         def log():
-            last = self._steps.get(self.current_id, -1)
+            last = self._last_step(self.current_id)
             fresh = [e for e in evaluations if e["iteration"] > last]
             for e in fresh:
                 self.current.log({k: v for k, v in e.items() if k != "iteration"} | {"iteration": e["iteration"]},
                                  step=e["iteration"])
             if fresh:
-                self._steps[self.current_id] = fresh[-1]["iteration"]
-                self._write_steps()
+                self._record_step(self.current_id, fresh[-1]["iteration"])
 
         if self.current is not None:
             self._guard("log", log)

@@ -190,3 +190,22 @@ def test_aggregate_hand_worked():
     b = [{**a[0], "test_accuracy": 0.5}]
     (row,) = aggregate([a, b])
     assert row["test_accuracy"] == 0.75 and row["test_accuracy_std"] == 0.25 and row["replicates"] == 2
+
+
+def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
+    """Worker processes (one core each) compute byte-identical records to the sequential loop."""
+    from lth.lottery import choose_workers
+
+    config = tiny_config(levels=1)
+    sequential = run_lottery(config, runs_root=tmp_path / "seq", replicates=2, workers=1, progress=False,
+                             wandb="disabled")
+    parallel = run_lottery(config, runs_root=tmp_path / "par", replicates=2, workers=2, progress=False,
+                           wandb="disabled")
+    assert parallel == sequential
+    for r in range(2):
+        (a,) = (tmp_path / "seq").glob(f"*/replicate_{r:02d}/results.json")
+        (b,) = (tmp_path / "par").glob(f"*/replicate_{r:02d}/results.json")
+        assert a.read_bytes() == b.read_bytes()
+    assert choose_workers(None, 1) == 1 and choose_workers(3, 2) == 2 and choose_workers(4, 4, data_parallel=True) == 1
+    with pytest.raises(LthError, match="workers must be >= 1"):
+        choose_workers(0, 2)
