@@ -17,25 +17,12 @@ accuracy than the dense network down to a few % of the weights (Conv-2 dense ~65
 at early stop, tickets a few points higher); randomly reinitialised tickets lose accuracy early.
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
-from lth.experiments import smoke_variant
+from lth.config import ExperimentConfig
+from lth.experiments import frankle_carbin_conv, smoke_variant
 
 VARIANTS = ("default", "smoke")
 
 
 def get_config(variant: str = "default") -> ExperimentConfig:
-    config = ExperimentConfig(
-        name="conv2_cifar10",
-        model="conv2",
-        data=DataConfig(name="cifar10", augmentation="none"),
-        training=TrainingConfig(batch_size=60, length="20000it", eval_every="100it"),
-        optimizer=OptimizerConfig(name="adam", learning_rate=2e-4),
-        pruning=PruningConfig(
-            strategy="layerwise",
-            fraction=0.2,
-            layer_fractions=((r"conv\d+/kernel", 0.1), (r"output/kernel", 0.1)),
-        ),
-        levels=20,
-        rewind="0it",
-    )
+    config = frankle_carbin_conv(2, learning_rate=2e-4, iterations=20000, conv_fraction=0.1)
     return smoke_variant(config, "synthetic_cifar10") if variant == "smoke" else config

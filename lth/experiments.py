@@ -96,3 +96,25 @@ def smoke_variant(config: ExperimentConfig, dataset: str, batch_size: int | None
     if batch_size is not None:
         changes["training.batch_size"] = batch_size
     return replace(config, **changes)
+
+
+def frankle_carbin_conv(depth: int, learning_rate: float, iterations: int, conv_fraction: float) -> ExperimentConfig:
+    """Conv-2/4/6 on CIFAR-10 as in Frankle & Carbin (2019): Adam, batch 60, evaluation every 100
+    iterations, layerwise pruning of `conv_fraction` of the convs, 20 % of the FC layers, 10 % of
+    the output layer per level, rewind to init, no augmentation."""
+    from lth.config import DataConfig, OptimizerConfig, PruningConfig, TrainingConfig
+
+    return ExperimentConfig(
+        name=f"conv{depth}_cifar10",
+        model=f"conv{depth}",
+        data=DataConfig(name="cifar10", augmentation="none"),
+        training=TrainingConfig(batch_size=60, length=f"{iterations}it", eval_every="100it"),
+        optimizer=OptimizerConfig(name="adam", learning_rate=learning_rate),
+        pruning=PruningConfig(
+            strategy="layerwise",
+            fraction=0.2,
+            layer_fractions=((r"conv\d+/kernel", conv_fraction), (r"output/kernel", 0.1)),
+        ),
+        levels=20,
+        rewind="0it",
+    )
