@@ -13,8 +13,13 @@ NumPy, no download):
    epoch), dense and at 5 % density; the first call (compile + one epoch) is reported apart, the
    figure is the median of --repeats timed epochs after one more warm-up epoch;
 3. the FLOPs of a training step, 6 * 266,200 * batch (forward 2, backward 4 per weight and sample),
-   ~96 GFLOP per 60k-sample epoch, hence GFLOP/s and the fraction of the peak of point 1;
+   ~96 GFLOP per 60k-sample epoch, hence GFLOP/s and the fraction of the peak of point 1; also a
+   "paired" fraction against an n=1024 matmul timed right before and after each epoch, which stays
+   meaningful when other work shares the machine;
 4. the peak RSS of the process.
+
+The CPU time / wall time of each measurement ("cores used") is printed too: a run in which a
+measurement got fewer than 1.5 cores is flagged as taken on a busy machine.
 
 Target (2 CPU cores): masked LeNet-300-100 training at >= 50 % of the measured matmul peak.
 """
