@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from lth.plots import save_figure  # selects the Agg backend outside Jupyter, as for every lth plot
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -45,11 +44,4 @@ def plot_instability(records: Sequence[dict[str, Any]], path: str | Path, title:
     right.set_ylabel("error barrier (percentage points)")
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import numpy as np
 
 from lth import rng
 from lth.errors import ConfigError
-from lth.masks import Mask, apply_mask, layer_counts, mask_leaves
+from lth.masks import Mask, apply_mask, layer_counts
 from lth.pruning import Group, magnitude_scores, plan_groups, prune_by_scores
+from lth.scores import random_scores, shuffle_mask
 from lth.train import TrainState, train
 
 SOURCES = ("imp", "oneshot", "random_layerwise", "random_global", "magnitude_init", "snip", "grasp", "synflow")
@@ -91,20 +91,6 @@ def parse_levels(text: str, max_level: int) -> list[int]:
 
 def counts_of(mask: Mask) -> dict[str, int]:
     return {name: kept for name, (kept, _) in layer_counts(mask).items()}
-
-
-def random_scores(mask: Mask, key: jax.Array) -> dict[str, jax.Array]:
-    """Independent uniform scores for every prunable weight."""
-    leaves = mask_leaves(mask)
-    keys = jax.random.split(key, len(leaves))
-    return {name: jax.random.uniform(k, m.shape) for k, (name, m) in zip(keys, leaves.items())}
-
-
-def shuffle_layers(mask: Mask, key: jax.Array) -> Mask:
-    """Permute each layer's mask within the layer: per-layer counts kept, positions random."""
-    from lth.scores import shuffle_mask
-
-    return shuffle_mask(mask, key)
 
 
 def _layer_groups(counts: dict[str, int]) -> list[Group]:
@@ -187,7 +173,7 @@ def control_start(setup: Any, control: Control, level: int, mask: Mask, params0:
 
 def finalize_mask(setup: Any, control: Control, level: int, mask: Mask) -> Mask:
     if "shuffle" in control.transforms:
-        mask = shuffle_layers(mask, rng.stream(setup.config.seed, "shuffle", level))
+        mask = shuffle_mask(mask, rng.stream(setup.config.seed, "shuffle", level))
     return mask
 
 
@@ -207,17 +193,6 @@ def train_control_level(setup: Any, control: Control, level: int, state: TrainSt
     jax.block_until_ready(state.params)
     record = {**level_record(level, mask, evaluations), "control": control.name}
     return record, state, evaluations, time.perf_counter() - started
-
-
-def check_counts_equal(a: Mask, b: Mask) -> bool:
-    """Same kept count in every layer (e.g. a shuffled or random-layerwise mask vs. its level's)."""
-    return counts_of(a) == counts_of(b)
-
-
-def mask_changed_positions(a: Mask, b: Mask) -> int:
-    """Number of prunable positions where two masks differ."""
-    return sum(int(np.count_nonzero(np.asarray(x) != np.asarray(y)))
-               for x, y in zip(mask_leaves(a).values(), mask_leaves(b).values(), strict=True))
 
 
 def parse_controls(texts: Iterable[str] | str) -> list[Control]:

@@ -22,6 +22,18 @@ from lth.runs import aggregate  # noqa: E402
 Replicates = Sequence[Sequence[dict[str, Any]]]  # replicate -> level records
 
 
+def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
+    """Title, tight layout, write a PNG (creating its folder), close the figure; returns the path."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _percent_axis(ax: Any, lowest: float) -> None:
     ax.set_xscale("log")
     ax.set_xticks([t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if t >= lowest * 0.8])
@@ -65,14 +77,7 @@ def plot_accuracy_vs_sparsity(series: Mapping[str, Replicates], path: str | Path
     for ax in axes[0]:
         _percent_axis(ax, lowest)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def legend_labels(configs: Sequence[dict[str, Any]]) -> list[str]:

@@ -148,10 +148,3 @@ def prune_magnitude(
         base_counts = {name: kept for name, (kept, _) in layer_counts(mask).items()}
     return prune_by_scores(magnitude_scores(params, mask), mask, plan_groups(base_counts, spec, level))
 
-
-def expected_density(spec: PruningConfig, base_counts: dict[str, int], level: int) -> float:
-    """Overall density after `level` levels, from the plan (no pruning done)."""
-    groups = plan_groups(base_counts, spec, level)
-    total = sum(base_counts.values())
-    return sum(g.keep for g in groups) / total if total else 1.0
-
