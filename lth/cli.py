@@ -50,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
     run.add_argument("--replicates", type=int, default=1, help="independent seeds (seed, seed+1, ...)")
+    run.add_argument("--layout", metavar="LAYOUT",
+                     help="how replicates run: sequential, workers (processes pinned to cores; CPU default), "
+                          "vmap (one vmapped program) or devices (vmapped, split over the local devices; "
+                          "accelerator default)")
     run.add_argument("--workers", type=int,
-                     help="replicates trained at once, in processes pinned to cores (default: on CPU, one per core)")
+                     help="with --layout workers: how many processes (default: one per core and replicate)")
     run.add_argument("--checkpoint-every", default="20ep", help="checkpoint period inside a level (e.g. 5ep, 2000it; 0ep = level ends only)")
     run.add_argument("--wandb", choices=("online", "offline", "disabled"),
                      help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
@@ -144,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, replicates=args.replicates,
                 checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
                 controls=controls, control_levels=experiment.control_levels, data_parallel=args.data_parallel,
-                workers=args.workers)
+                workers=args.workers, layout=args.layout)
     return 0
 
 

@@ -17,7 +17,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -199,50 +199,124 @@ def lottery_levels(
     uninterrupted one does: chunks are cut at the same iterations and the data order is a function
     of (seed, epoch) only.
     """
-    hooks = hooks or Hooks()
-    config, trainer = setup.config, setup.trainer
+    for (outcome,) in lottery_levels_together([setup], [mask], hooks=[hooks or Hooks()], resumes=[resume]):
+        yield outcome
+
+
+TrainMany = Callable[..., Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]]
+
+
+def train_each(trainer: Trainer, states: list[TrainState], masks: list[Mask], data: DeviceData,
+               order_keys: list[jax.Array], augment_keys: list[jax.Array], *,
+               breaks: Iterable[int] = ()) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
+    """`lth.train.train` for a single replicate, in the (states, evaluations) per-replicate form of
+    `lottery_levels_together` (one replicate only: several are trained by `lth.replicates`)."""
+    if len(states) != 1:
+        raise ValueError("train_each trains one replicate; use lth.replicates.train_stacked for several")
+    for state, evals in train(trainer, states[0], masks[0], data, order_keys[0], augment_keys[0], breaks=breaks):
+        yield [state], [evals]
+
+
+@dataclass
+class _Seed:
+    """What the IMP driver keeps per replicate between levels."""
+
+    params0: Any
+    model_state0: Any
+    mask0: Mask
+    base_counts: dict[str, int]
+    order_key: jax.Array
+    augment_key: jax.Array
+    rewind_point: tuple[Any, Any] | None
+    previous: TrainState | None = None
+    previous_mask: Mask | None = None
+
+
+def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
     params0, model_state0 = init_params(setup)
     mask0 = initial_mask(setup, params0, mask)
-    base_counts = {name: kept for name, (kept, _) in layer_counts(mask0).items()}
-    order_key = rng.stream(config.seed, "data_order")
-    augment_key = rng.stream(config.seed, "augmentation")
-    k = setup.rewind_step
-    rewind_point = (params0, model_state0) if k == 0 else None
-    previous, previous_mask, first_level = None, None, 0
+    seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
+                 rng.stream(setup.config.seed, "data_order"), rng.stream(setup.config.seed, "augmentation"),
+                 (params0, model_state0) if setup.rewind_step == 0 else None)
     if resume is not None:
-        first_level, previous, previous_mask = resume.level, resume.previous, resume.previous_mask
-        rewind_point = resume.rewind_point or rewind_point
+        seed.previous, seed.previous_mask = resume.previous, resume.previous_mask
+        seed.rewind_point = resume.rewind_point or seed.rewind_point
+    return seed
+
+
+def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
+                 ) -> tuple[TrainState, Mask, list[dict[str, float]]]:
+    """The starting (state, mask, evaluations so far) of `level`: resumed, dense, or pruned and rewound."""
+    config, trainer = setup.config, setup.trainer
+    if resume is not None and level == resume.level and resume.state is not None:
+        return resume.state, resume.mask, list(resume.evaluations)
+    if level == 0:
+        return trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, 0), seed.mask0, []
+    assert seed.previous is not None and seed.rewind_point is not None
+    mask = prune_magnitude(seed.previous.params, seed.previous_mask, config.pruning, level, seed.base_counts)
+    if config.retraining == "rewind":
+        params, model_state = seed.rewind_point
+    else:  # learning-rate rewinding and fine-tuning keep the trained weights
+        params, model_state = seed.previous.params, seed.previous.model_state
+    return trainer.init_state(apply_mask(params, mask), model_state, setup.rewind_step), mask, []
+
+
+def _resume_point(resume: Resume | None) -> tuple[int, int | None]:
+    if resume is None:
+        return 0, None
+    return resume.level, None if resume.state is None else int(resume.state.step)
+
+
+def lottery_levels_together(
+    setups: list[Setup],
+    masks: list[Mask | None] | None = None,
+    *,
+    hooks: list[Hooks] | None = None,
+    resumes: list[Resume | None] | None = None,
+    train_many: TrainMany = train_each,
+) -> Iterator[list[LevelOutcome]]:
+    """`lottery_levels` for replicates that advance in lockstep: yields, per level, one outcome per setup.
+
+    The setups differ only in their seed; `train_many` trains all of them chunk by chunk
+    (`train_each`: one replicate; `lth.replicates.train_stacked`: several as one vmapped program).
+    The replicates must resume from the same point (level and iteration): group them by
+    `_resume_point` first.
+    """
+    n = len(setups)
+    masks = masks if masks is not None else [None] * n
+    hooks = hooks if hooks is not None else [Hooks() for _ in range(n)]
+    resumes = resumes if resumes is not None else [None] * n
+    if len({_resume_point(r) for r in resumes}) > 1:
+        raise ValueError("replicates trained together must resume from the same level and iteration")
+    config, trainer, k = setups[0].config, setups[0].trainer, setups[0].rewind_step
+    seeds = [_seed(setup, mask, resume) for setup, mask, resume in zip(setups, masks, resumes)]
+    first_level = _resume_point(resumes[0])[0]
 
     for level in range(first_level, config.levels + 1):
         started = time.perf_counter()
-        evaluations: list[dict[str, float]] = []
-        if resume is not None and level == resume.level and resume.state is not None:
-            state, mask, evaluations = resume.state, resume.mask, list(resume.evaluations)
-        elif level == 0:
-            mask = mask0
-            state = trainer.init_state(apply_mask(params0, mask), model_state0, 0)
-        else:
-            assert previous is not None and rewind_point is not None
-            mask = prune_magnitude(previous.params, previous_mask, config.pruning, level, base_counts)
-            if config.retraining == "rewind":
-                params, model_state = rewind_point
-            else:  # learning-rate rewinding and fine-tuning keep the trained weights
-                params, model_state = previous.params, previous.model_state
-            state = trainer.init_state(apply_mask(params, mask), model_state, k)
-        hooks.level_start(level, state, mask)
+        states, level_masks, evaluations = map(list, zip(*(
+            _level_start(setup, seed, level, resume) for setup, seed, resume in zip(setups, seeds, resumes))))
+        for r in range(n):
+            hooks[r].level_start(level, states[r], level_masks[r])
         breaks = (k,) if level == 0 and k > 0 else ()
-        level_trainer = trainer if level == 0 else setup.retrain_trainer
-        for state, evals in train(level_trainer, state, mask, setup.data, order_key, augment_key, breaks=breaks):
-            if level == 0 and k > 0 and int(state.step) == k:
-                rewind_point = (state.params, state.model_state)
-                hooks.rewind_captured(state)
-            evaluations.extend(evals)
-            hooks.chunk_done(level, state, mask, evals, evaluations)
-        jax.block_until_ready(state.params)
-        record = level_record(level, mask, evaluations, previous_mask=previous_mask, params_init=params0,
-                              params_final=state.params)
-        previous, previous_mask = state, mask
-        yield LevelOutcome(record, mask, state, evaluations, time.perf_counter() - started)
+        level_trainer = trainer if level == 0 else setups[0].retrain_trainer
+        for states, evals in train_many(level_trainer, states, level_masks, setups[0].data,
+                                        [s.order_key for s in seeds], [s.augment_key for s in seeds], breaks=breaks):
+            for r, (seed, state) in enumerate(zip(seeds, states)):
+                if level == 0 and k > 0 and int(state.step) == k:
+                    seed.rewind_point = (state.params, state.model_state)
+                    hooks[r].rewind_captured(state)
+                evaluations[r].extend(evals[r])
+                hooks[r].chunk_done(level, state, level_masks[r], evals[r], evaluations[r])
+        jax.block_until_ready([state.params for state in states])
+        seconds = time.perf_counter() - started
+        outcomes = []
+        for seed, state, mask, evals in zip(seeds, states, level_masks, evaluations):
+            record = level_record(level, mask, evals, previous_mask=seed.previous_mask, params_init=seed.params0,
+                                  params_final=state.params)
+            seed.previous, seed.previous_mask = state, mask
+            outcomes.append(LevelOutcome(record, mask, state, evals, seconds))
+        yield outcomes
 
 
 # --------------------------------------------------------------------------- the run, with its files
@@ -285,14 +359,14 @@ class _ReplicateHooks(Hooks):
         self.rep.save_rewind(state)
 
 
-def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, checkpoint_every: int,
-                   reporter: Any, trackers: list[Any]) -> list[dict[str, Any]]:
-    from lth.tracking import JsonlSink
-
+def _open_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int,
+                    reporter: Any) -> tuple[list[dict[str, Any]], Resume | None] | None:
+    """A replicate's finished records and its resume point (None: every level is done already);
+    its files are reset or truncated to that point."""
     config, trainer = setup.config, setup.trainer
     records = rep.read_results()
     if len(records) == config.levels + 1:
-        return records
+        return None
     params0, model_state0 = init_params(setup)
     template = trainer.init_state(params0, model_state0)
     resume = rep.find_resume(template, initial_mask(setup, params0, mask), setup.rewind_step, _warn)
@@ -305,20 +379,71 @@ def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, ch
         where = f"iteration {int(resume.state.step)}" if resume.state is not None else "its start"
         reporter.note(f"resuming replicate {replicate} at level {resume.level}, {where}")
     rep.path.mkdir(parents=True, exist_ok=True)
+    return records, resume
+
+
+def _level_done(rep: Any, outcome: LevelOutcome, records: list[dict[str, Any]], sink: Any, reporter: Any,
+                trackers: list[Any], replicate: int) -> None:
+    """Save a finished level of one replicate: checkpoint, mask, results.json, logs."""
+    level = outcome.record["level"]
+    rep.save_level_final(level, outcome.state, outcome.mask)
+    rep.save_mask(level, outcome.mask)
+    records.append(outcome.record)
+    rep.write_results(records)  # after the final checkpoint: a listed level can always be resumed from
+    sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
+    reporter.end_level(outcome.record, outcome.seconds, replicate)
+    for tracker in trackers:
+        tracker.level_done(replicate, outcome.record, outcome.evaluations)
+
+
+def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, checkpoint_every: int,
+                   reporter: Any, trackers: list[Any]) -> list[dict[str, Any]]:
+    from lth.tracking import JsonlSink
+
+    opened = _open_replicate(setup, rep, mask, replicate, reporter)
+    if opened is None:
+        return rep.read_results()
+    records, resume = opened
     with JsonlSink(rep.metrics_path) as sink:
         hooks = _ReplicateHooks(rep, sink, reporter, trackers, replicate, checkpoint_every,
-                                trainer.steps_per_epoch, trainer.total_steps)
+                                setup.trainer.steps_per_epoch, setup.trainer.total_steps)
         for outcome in lottery_levels(setup, mask, hooks=hooks, resume=resume):
-            level = outcome.record["level"]
-            rep.save_level_final(level, outcome.state, outcome.mask)
-            rep.save_mask(level, outcome.mask)
-            records.append(outcome.record)
-            rep.write_results(records)  # after the final checkpoint: a listed level can always be resumed from
-            sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
-            reporter.end_level(outcome.record, outcome.seconds, replicate)
-            for tracker in trackers:
-                tracker.level_done(replicate, outcome.record, outcome.evaluations)
+            _level_done(rep, outcome, records, sink, reporter, trackers, replicate)
     return records
+
+
+def _run_replicates_together(setup: Setup, reps: list[Any], todo: list[int], mask: Mask | None, layout: str,
+                             checkpoint_every: int, reporter: Any, trackers: list[Any]) -> None:
+    """Train the replicates `todo` as one vmapped program (`lth.replicates`), each group of those that
+    resume from the same point together (normally all of them); their files as in `_run_replicate`."""
+    import contextlib
+
+    from lth.progress import FollowerProgress
+    from lth.replicates import stacked_training
+    from lth.tracking import JsonlSink
+
+    setups = {r: dataclasses.replace(setup, config=replace(setup.config, seed=setup.config.seed + r)) for r in todo}
+    opened = {r: _open_replicate(setups[r], reps[r], mask, r, reporter) for r in todo}
+    groups: dict[tuple[int, int | None], list[int]] = {}
+    for r in todo:
+        if opened[r] is not None:
+            groups.setdefault(_resume_point(opened[r][1]), []).append(r)
+    for members in groups.values():
+        group_setup, train_many = stacked_training(setup, len(members), layout)
+        reporter.note(f"training replicates {', '.join(map(str, members))} together ({layout})")
+        reporter.together = len(members)
+        with contextlib.ExitStack() as files:
+            sinks = [files.enter_context(JsonlSink(reps[r].metrics_path)) for r in members]
+            hooks = [_ReplicateHooks(reps[r], sink, reporter if i == 0 else FollowerProgress(reporter), trackers, r,
+                                     checkpoint_every, setup.trainer.steps_per_epoch, setup.trainer.total_steps)
+                     for i, (r, sink) in enumerate(zip(members, sinks))]
+            for outcomes in lottery_levels_together(
+                    [dataclasses.replace(group_setup, config=setups[r].config) for r in members],
+                    [mask] * len(members), hooks=hooks, resumes=[opened[r][1] for r in members],
+                    train_many=train_many):
+                for hook, outcome, sink, r in zip(hooks, outcomes, sinks, members):
+                    _level_done(reps[r], outcome, opened[r][0], sink, hook.reporter, trackers, r)
+        reporter.together = 1
 
 
 def run_lottery(
@@ -336,6 +461,7 @@ def run_lottery(
     control_levels: str | list[int] | None = None,
     data_parallel: bool = False,
     workers: int | None = None,
+    layout: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
 
@@ -359,9 +485,12 @@ def run_lottery(
     replicated). Results equal single-device training to float tolerance, not bit for bit: resume a
     run on the device count it started with.
 
-    `workers`: replicates trained at once in worker processes, each pinned to its own CPU core
-    (default: on CPU, as many as there are cores and replicates to train; elsewhere 1, i.e. one
-    after another). A pinned worker computes the same numbers as the main process (tested).
+    `layout`: how several replicates run (`lth.replicates`): "sequential" (one after another),
+    "workers" (worker processes, each pinned to its own CPU core; `workers` of them, default as many
+    as there are cores and replicates to train; byte-identical to sequential), "vmap" (one vmapped
+    program on the default device) or "devices" (that program with the replicates split over the
+    local devices). vmap and devices equal sequential up to float summation order. Default: workers
+    on CPU, devices (one device: vmap) on accelerators, sequential with data-parallel training.
     """
     from lth.plots import plot_run
     from lth.progress import LevelProgress
@@ -381,6 +510,7 @@ def run_lottery(
         setup = data_parallel_setup(setup)
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    choose_layout(layout, workers, replicates, data_parallel)  # validate before anything is written
     every = duration_to_steps(checkpoint_every, setup.trainer.steps_per_epoch)
     if mask is not None:
         params0, _ = init_params(setup)
@@ -410,14 +540,16 @@ def run_lottery(
     reporter = LevelProgress(config.levels, setup.total_steps, replicates, enabled=progress)
     reporter.note(f"run directory: {run.path}")
     todo = [r for r, rep in enumerate(reps) if len(rep.read_results()) < config.levels + 1]
-    workers = choose_workers(workers, len(todo), data_parallel)
+    layout, workers = choose_layout(layout, workers, len(todo), data_parallel)
     with run.lock():
         per_replicate = []
         try:
-            if workers > 1:
+            if layout == "workers" and workers > 1:
                 _run_replicates_in_workers(run, todo, workers, config, runs_root, data_root, mask,
                                            checkpoint_every, wandb_mode, reporter)
-            for r, rep in enumerate(reps):  # in workers' runs, this only reads their finished records
+            elif layout in ("vmap", "devices"):
+                _run_replicates_together(setup, reps, todo, mask, layout, every, reporter, trackers)
+            for r, rep in enumerate(reps):  # after workers or vmap, this only reads the finished records
                 setup_r = dataclasses.replace(setup, config=replace(config, seed=config.seed + r))
                 per_replicate.append(_run_replicate(setup_r, rep, mask, r, every, reporter, trackers))
                 run.write_aggregate(per_replicate)
@@ -434,6 +566,25 @@ def run_lottery(
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     return _records(run, reps)
+
+
+def choose_layout(layout: str | None, workers: int | None, replicates: int,
+                  data_parallel: bool = False) -> tuple[str, int]:
+    """(layout, worker processes) of a run with `replicates` replicates to train (see `run_lottery`)."""
+    from lth.replicates import check_layout, default_layout
+
+    if layout is None:
+        if data_parallel:
+            return "sequential", 1
+        count = choose_workers(workers, replicates)
+        layout = ("workers" if count > 1 else "sequential") if workers is not None else default_layout(replicates, count)
+        return layout, count if layout == "workers" else 1
+    check_layout(layout, data_parallel=data_parallel)
+    if layout == "workers":
+        return layout, choose_workers(workers, replicates, data_parallel)
+    if workers is not None and workers != 1:
+        raise ConfigError(f"--workers applies to --layout workers, not {layout}: drop --workers or change the layout")
+    return layout, 1
 
 
 def choose_workers(workers: int | None, replicates: int, data_parallel: bool = False) -> int:

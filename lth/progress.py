@@ -29,6 +29,8 @@ class LevelProgress:
     """A tqdm bar per level (iterations, latest validation loss / accuracy, the run's ETA) and a table.
 
     The ETA assumes the remaining levels take as long per iteration as the finished ones did.
+    Replicates trained in lockstep (`together` > 1, see `lth.replicates`) share the bar of the
+    first of them; the others report through a `FollowerProgress`.
     """
 
     def __init__(self, levels: int, total_steps: int, replicates: int = 1, enabled: bool = True, stream: Any = None):
@@ -40,6 +42,7 @@ class LevelProgress:
         self._levels_done = 0
         self._seconds_done = 0.0
         self._level_started = time.perf_counter()
+        self.together = 1  # replicates advancing in lockstep with the one whose bar is shown
 
     def note(self, message: str) -> None:
         if self.enabled:
@@ -49,7 +52,7 @@ class LevelProgress:
         if not self._levels_done:
             return "?"
         remaining = (self.replicates - replicate) * (self.levels + 1) - level
-        return format_duration(remaining * self._seconds_done / self._levels_done)
+        return format_duration(remaining / self.together * self._seconds_done / self._levels_done)
 
     def start_level(self, replicate: int, level: int, first_step: int, percent_remaining: float) -> None:
         self._level_started = time.perf_counter()
@@ -59,6 +62,8 @@ class LevelProgress:
             print(HEADER, file=self.stream, flush=True)
             self._header_done = True
         rep = f"rep {replicate + 1}/{self.replicates} " if self.replicates > 1 else ""
+        if self.together > 1:
+            rep = f"reps {replicate + 1}-{replicate + self.together}/{self.replicates} "
         self.bar = tqdm(
             total=self.total_steps - first_step,
             desc=f"{rep}level {level}/{self.levels} ({percent_remaining:.1f}% left, run ETA {self._eta(replicate, level)})",
@@ -79,6 +84,9 @@ class LevelProgress:
         self._levels_done += 1
         self._seconds_done += seconds
         self.close()
+        self.print_row(record, seconds, replicate)
+
+    def print_row(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
         if self.enabled:
             print(format_row(replicate, record, seconds), file=self.stream, flush=True)
 
@@ -86,3 +94,23 @@ class LevelProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class FollowerProgress:
+    """The progress of a replicate trained in lockstep with the one that `lead` shows: no bar of its
+    own, its table rows through the lead."""
+
+    def __init__(self, lead: LevelProgress):
+        self.lead = lead
+
+    def note(self, message: str) -> None:
+        self.lead.note(message)
+
+    def start_level(self, *args: Any) -> None:
+        pass
+
+    def advance(self, *args: Any) -> None:
+        pass
+
+    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+        self.lead.print_row(record, seconds, replicate)

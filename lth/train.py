@@ -131,6 +131,9 @@ class Trainer(NamedTuple):
     augmentation: str
     train_chunk: Any  # jitted (state, mask, data, order, offset, augment_key, *, length) -> (state, ChunkMetrics)
     evaluate: Any  # jitted (params, model_state, EvalSet) -> (loss, accuracy)
+    train_step: Any = None  # un-jitted (state, mask, x, y) -> (state, loss): one masked update (lth.replicates vmaps it)
+    evaluate_fn: Any = None  # un-jitted `evaluate`
+    loop: str = "scan"  # "scan" (a chunk is one compiled lax.scan) or "steps" (one dispatch per iteration)
 
     def init_state(self, params: Any, model_state: Any, step: int = 0) -> TrainState:
         """A fresh optimiser state at global iteration `step`."""
@@ -238,6 +241,9 @@ def make_trainer(
         augmentation=augmentation,
         train_chunk=jax.jit(scan_chunk, static_argnames=("length",)) if loop == "scan" else steps_chunk,
         evaluate=jax.jit(evaluate),
+        train_step=train_step,
+        evaluate_fn=evaluate,
+        loop=loop,
     )
 
 

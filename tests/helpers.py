@@ -1,4 +1,12 @@
-"""Tiny configs shared by the tests."""
+"""Tiny configs and subprocess helpers shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
 
@@ -19,3 +27,35 @@ def tiny_config(**changes) -> ExperimentConfig:
     from lth.config import replace
 
     return replace(config, **changes) if changes else config
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_script(script: str, args: list[str], devices: int, extra_env: dict[str, str] | None = None
+                 ) -> subprocess.Popen:
+    """A test file run as a script (its ``__main__`` dispatches on ``args[0]``) with `devices`
+    virtual CPU devices: the device count is fixed when jax starts, so it needs a fresh process."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **(extra_env or {})}
+    return subprocess.Popen([sys.executable, script, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish_scripts(*procs: subprocess.Popen, timeout: float) -> list[str]:
+    """Wait for all; if one fails or time runs out, stop the others (a lone peer would wait for it).
+    Each must exit 0 and print "WORKER OK"."""
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    outs = [p.communicate()[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0 and "WORKER OK" in out, f"exit code {p.returncode}:\n{out[-6000:]}"
+    return outs

@@ -12,37 +12,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import finish_scripts as _finish, start_script
+
 
 
 def _start(args: list[str], devices: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    """This file as a script, with `devices` virtual CPU devices."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **(extra_env or {})}
-    return subprocess.Popen([sys.executable, __file__, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(*procs: subprocess.Popen, timeout: float) -> list[str]:
-    """Wait for all; if one fails or time runs out, stop the others (a lone peer would wait for it)."""
-    deadline = time.monotonic() + timeout
-    try:
-        while any(p.poll() is None for p in procs):
-            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    outs = [p.communicate()[0] for p in procs]
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0 and "WORKER OK" in out, f"exit code {p.returncode}:\n{out[-6000:]}"
-    return outs
+    return start_script(__file__, args, devices, extra_env)
 
 
 def test_data_parallel_equals_single_device_on_4_virtual_devices():
