@@ -57,23 +57,38 @@ def tree_digest(tree: Any) -> str:
     return h.hexdigest()
 
 
-def _checkpointer():
+def _checkpointer(only_this_process: bool = False):
+    """orbax's checkpointer; `only_this_process`: a save by process 0 alone in a multi-process run
+    (orbax's default save synchronises all processes and would wait for the others forever)."""
     import orbax.checkpoint as ocp
 
     _quiet()
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    if not only_this_process:
+        return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    options = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                                 active_processes={jax.process_index()})
+    return ocp.Checkpointer(
+        ocp.CompositeCheckpointHandler(composite_options=ocp.CompositeOptions(multiprocessing_options=options)),
+        multiprocessing_options=options)
 
 
 def save(path: Path, tree: Any, record: dict[str, Any]) -> None:
-    """Save `tree` (arrays) and `record` (JSON) under `path`, replacing an older checkpoint there."""
+    """Save `tree` (arrays) and `record` (JSON) under `path`, replacing an older checkpoint there.
+
+    In a multi-process run only process 0 calls this (lth.runs), with the process's host copies of
+    the (replicated) arrays."""
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    alone = jax.process_count() > 1
+    if alone:
+        tree = jax.device_get(tree)
     record = {**record, "digest": tree_digest(tree)}
-    _checkpointer().save(path, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(record)))
+    _checkpointer(alone).save(path, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
+                                                            record=ocp.args.JsonSave(record)))
 
 
 def load(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:

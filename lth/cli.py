@@ -138,6 +138,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lth.parallel import initialize_distributed
+
+    initialize_distributed()  # a multi-process launch (SLURM, or JAX_* variables): before any jax computation
     from lth.lottery import run_lottery
 
     from lth.experiments import load_experiment

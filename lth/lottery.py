@@ -363,6 +363,8 @@ def _open_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int,
                     reporter: Any) -> tuple[list[dict[str, Any]], Resume | None] | None:
     """A replicate's finished records and its resume point (None: every level is done already);
     its files are reset or truncated to that point."""
+    from lth.parallel import barrier
+
     config, trainer = setup.config, setup.trainer
     records = rep.read_results()
     if len(records) == config.levels + 1:
@@ -370,6 +372,7 @@ def _open_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int,
     params0, model_state0 = init_params(setup)
     template = trainer.init_state(params0, model_state0)
     resume = rep.find_resume(template, initial_mask(setup, params0, mask), setup.rewind_step, _warn)
+    barrier(f"lth: replicate {replicate} read")  # several processes: all have read before process 0 writes
     if resume is None:
         rep.reset()
         records = []
@@ -378,7 +381,7 @@ def _open_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int,
         rep.truncate_metrics(resume.level, int(resume.state.step) if resume.state is not None else -1)
         where = f"iteration {int(resume.state.step)}" if resume.state is not None else "its start"
         reporter.note(f"resuming replicate {replicate} at level {resume.level}, {where}")
-    rep.path.mkdir(parents=True, exist_ok=True)
+    rep.mkdir()
     return records, resume
 
 
@@ -404,7 +407,7 @@ def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, ch
     if opened is None:
         return rep.read_results()
     records, resume = opened
-    with JsonlSink(rep.metrics_path) as sink:
+    with JsonlSink(rep.metrics_path, enabled=rep.writable) as sink:
         hooks = _ReplicateHooks(rep, sink, reporter, trackers, replicate, checkpoint_every,
                                 setup.trainer.steps_per_epoch, setup.trainer.total_steps)
         for outcome in lottery_levels(setup, mask, hooks=hooks, resume=resume):
@@ -433,7 +436,7 @@ def _run_replicates_together(setup: Setup, reps: list[Any], todo: list[int], mas
         reporter.note(f"training replicates {', '.join(map(str, members))} together ({layout})")
         reporter.together = len(members)
         with contextlib.ExitStack() as files:
-            sinks = [files.enter_context(JsonlSink(reps[r].metrics_path)) for r in members]
+            sinks = [files.enter_context(JsonlSink(reps[r].metrics_path, enabled=reps[r].writable)) for r in members]
             hooks = [_ReplicateHooks(reps[r], sink, reporter if i == 0 else FollowerProgress(reporter), trackers, r,
                                      checkpoint_every, setup.trainer.steps_per_epoch, setup.trainer.total_steps)
                      for i, (r, sink) in enumerate(zip(members, sinks))]
@@ -481,8 +484,11 @@ def run_lottery(
     `controls` (e.g. ("imp+reinit", "random_layerwise")) are trained afterwards for `control_levels`
     (default: every level) by `lth.controls.run_controls`; finished ones are not recomputed.
 
-    `data_parallel`: shard every batch over all local devices (`lth.parallel`; params and masks
-    replicated). Results equal single-device training to float tolerance, not bit for bit: resume a
+    `data_parallel`: shard every batch over all devices (`lth.parallel`; params and masks
+    replicated). In a multi-process launch (`lth.parallel.initialize_distributed`, docs/multihost.md)
+    it is required, and the devices are those of all processes: every process computes everything,
+    process 0 alone writes the run directory, checkpoints, logs and W&B (extra `trackers` are called
+    in every process). Results equal single-device training to float tolerance, not bit for bit: resume a
     run on the device count it started with.
 
     `layout`: how several replicates run (`lth.replicates`): "sequential" (one after another),
@@ -499,7 +505,13 @@ def run_lottery(
     from lth.config import to_dict
     from lth.tracking import WandbTracker, resolve_wandb_mode, wandb_credentials_present
 
-    wandb_mode = resolve_wandb_mode(wandb)
+    processes, main = jax.process_count(), jax.process_index() == 0
+    if processes > 1 and not data_parallel:
+        raise ConfigError(f"this run has {processes} processes: add --data-parallel to train one network over all "
+                          "of their devices (see docs/multihost.md)")
+    if processes > 1 and controls:
+        raise ConfigError("controls run in one process: use --no-controls here and `lth control` afterwards")
+    wandb_mode = resolve_wandb_mode(wandb) if main else "disabled"
     if wandb_mode == "online" and not wandb_credentials_present():
         raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
                           "or use --wandb offline (sync later)")
@@ -517,7 +529,7 @@ def run_lottery(
         mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
         setup = dataclasses.replace(setup, config=replace(config, initial_mask=mask_digest(mask)))
         config = setup.config
-    run = RunDir(runs_root, config)
+    run = RunDir(runs_root, config, writable=main)  # several processes: all compute, process 0 writes
     reps = [run.replicate(r) for r in range(replicates)]
     if controls:
         from lth.controls import parse_controls, parse_levels
@@ -529,7 +541,7 @@ def run_lottery(
             wanted = parse_levels(wanted, 10**6)
         control_levels = [lv for lv in wanted if lv <= config.levels]
     if run.results_path.exists() and all(len(rep.read_results()) == config.levels + 1 for rep in reps):
-        if progress:
+        if progress and main:
             print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done")
         _run_controls(run, controls, control_levels, data_root, wandb, progress)
         return _records(run, reps)
@@ -537,7 +549,7 @@ def run_lottery(
     run.create()
     wandb_tracker = WandbTracker(run.path, to_dict(config), wandb_mode, warn=_warn)
     trackers = [*(trackers or []), wandb_tracker]
-    reporter = LevelProgress(config.levels, setup.total_steps, replicates, enabled=progress)
+    reporter = LevelProgress(config.levels, setup.total_steps, replicates, enabled=progress and main)
     reporter.note(f"run directory: {run.path}")
     todo = [r for r, rep in enumerate(reps) if len(rep.read_results()) < config.levels + 1]
     layout, workers = choose_layout(layout, workers, len(todo), data_parallel)
@@ -553,18 +565,23 @@ def run_lottery(
                 setup_r = dataclasses.replace(setup, config=replace(config, seed=config.seed + r))
                 per_replicate.append(_run_replicate(setup_r, rep, mask, r, every, reporter, trackers))
                 run.write_aggregate(per_replicate)
-            plot_run(run.path)
-            for tracker in trackers:
-                tracker.run_done(run, _records(run, reps))
+            if main:
+                plot_run(run.path)
+                for tracker in trackers:
+                    tracker.run_done(run, _records(run, reps))
         finally:
             reporter.close()
             for tracker in trackers:
                 tracker.close()
     _run_controls(run, controls, control_levels, data_root, wandb, progress)
-    if progress:
+    if progress and main:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
+    if not main:  # process 0 may still be writing the files: the same records, from memory
+        from lth.runs import aggregate
+
+        return per_replicate[0] if replicates == 1 else aggregate(per_replicate)
     return _records(run, reps)
 
 

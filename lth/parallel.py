@@ -252,6 +252,14 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def barrier(name: str) -> None:
+    """Wait until every process gets here (a no-op in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def initialize_distributed(environ: Mapping[str, str] | None = None) -> bool:
     """Start `jax.distributed` when launched as several processes; False (nothing done) otherwise.
 

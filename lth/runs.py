@@ -18,6 +18,7 @@ the same directory, any field change to a new one. Layout:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -143,10 +144,15 @@ class RunLock:
 
 
 class ReplicateDir:
-    """The files of one replicate (one seed) of a run."""
+    """The files of one replicate (one seed) of a run.
 
-    def __init__(self, path: Path):
+    `writable=False` gives a reader: every method that writes does nothing (processes other than 0
+    of a multi-process run read the same files, compute the same things, and leave writing to 0).
+    """
+
+    def __init__(self, path: Path, writable: bool = True):
         self.path = Path(path)
+        self.writable = writable
 
     results_path = property(lambda self: self.path / "results.json")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
@@ -160,14 +166,22 @@ class ReplicateDir:
     def mask_path(self, level: int) -> Path:
         return self.masks_dir / f"level_{level:02d}.npz"
 
+    def mkdir(self) -> None:
+        if self.writable:
+            self.path.mkdir(parents=True, exist_ok=True)
+
     def read_results(self) -> list[dict[str, Any]]:
         return read_json_list(self.results_path)
 
     def write_results(self, records: list[dict[str, Any]]) -> None:
+        if not self.writable:
+            return
         write_json(self.results_path, records)
 
     def save_mask(self, level: int, mask: Mask) -> Path:
         path = self.mask_path(level)
+        if not self.writable:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
@@ -178,10 +192,14 @@ class ReplicateDir:
     # checkpoints ---------------------------------------------------------------------------
 
     def save_state(self, path: Path, state: TrainState, mask: Mask, record: dict[str, Any]) -> None:
+        if not self.writable:
+            return
         checkpoints.save(path, {"state": state, "mask": mask}, record)
 
     def save_level_step(self, level: int, state: TrainState, mask: Mask, evaluations: list[dict[str, float]]) -> None:
         """A mid-level checkpoint; older ones of the level are removed once it is written."""
+        if not self.writable:
+            return
         step = int(state.step)
         self.save_state(checkpoints.step_dir(self.level_dir(level), step), state, mask,
                         {"level": level, "step": step, "evaluations": evaluations})
@@ -189,11 +207,15 @@ class ReplicateDir:
             shutil.rmtree(checkpoints.step_dir(self.level_dir(level), older), ignore_errors=True)
 
     def save_level_final(self, level: int, state: TrainState, mask: Mask) -> None:
+        if not self.writable:
+            return
         self.save_state(self.level_dir(level) / "final", state, mask, {"level": level, "step": int(state.step)})
         for step in checkpoints.list_steps(self.level_dir(level)):
             shutil.rmtree(checkpoints.step_dir(self.level_dir(level), step), ignore_errors=True)
 
     def save_rewind(self, state: TrainState) -> None:
+        if not self.writable:
+            return
         checkpoints.save(self.rewind_path, {"params": state.params, "model_state": state.model_state},
                          {"step": int(state.step)})
 
@@ -260,6 +282,8 @@ class ReplicateDir:
 
     def truncate_metrics(self, level: int, step: int) -> None:
         """Drop metrics.jsonl lines past the resume point (they will be recomputed, identically)."""
+        if not self.writable:
+            return
         if not self.metrics_path.exists():
             return
         from lth.tracking import read_jsonl
@@ -270,6 +294,8 @@ class ReplicateDir:
 
     def reset(self) -> None:
         """Forget everything of this replicate (a fresh start)."""
+        if not self.writable:
+            return
         for path in (self.results_path, self.metrics_path):
             path.unlink(missing_ok=True)
         for path in (self.masks_dir, self.checkpoints_dir):
@@ -282,9 +308,10 @@ class ReplicateDir:
 class RunDir:
     """The files of one run. Creating the object touches nothing; `create` makes the directory."""
 
-    def __init__(self, root: str | os.PathLike | None, config: ExperimentConfig):
+    def __init__(self, root: str | os.PathLike | None, config: ExperimentConfig, writable: bool = True):
         self.config = config
         self.path = runs_root(root) / run_name(config)
+        self.writable = writable  # False: a reader that writes nothing (see ReplicateDir)
 
     config_path = property(lambda self: self.path / "config.json")
     results_path = property(lambda self: self.path / "results.json")
@@ -292,21 +319,24 @@ class RunDir:
     lock_path = property(lambda self: self.path / "lock")
 
     def replicate(self, index: int) -> ReplicateDir:
-        return ReplicateDir(self.path / f"replicate_{index:02d}")
+        return ReplicateDir(self.path / f"replicate_{index:02d}", self.writable)
 
     def replicates(self) -> list[ReplicateDir]:
         return [ReplicateDir(p) for p in sorted(self.path.glob("replicate_[0-9][0-9]")) if p.is_dir()]
 
     def create(self) -> None:
+        if not self.writable:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, to_dict(self.config))
 
-    def lock(self) -> RunLock:
-        return RunLock(self.lock_path)
+    def lock(self) -> RunLock | contextlib.nullcontext:
+        return RunLock(self.lock_path) if self.writable else contextlib.nullcontext()
 
     def write_aggregate(self, per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         records = aggregate(per_replicate)
-        write_json(self.results_path, records)
+        if self.writable:
+            write_json(self.results_path, records)
         return records
 
 

@@ -9,18 +9,23 @@ from typing import Any
 
 
 class JsonlSink:
-    """Append one JSON object per line and flush, so a killed run keeps every line written."""
+    """Append one JSON object per line and flush, so a killed run keeps every line written.
+    `enabled=False`: write nothing (processes other than 0 of a multi-process run)."""
 
-    def __init__(self, path: Path, mode: str = "a"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, mode, encoding="utf-8")
+    def __init__(self, path: Path, mode: str = "a", enabled: bool = True):
+        self._file = None
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, mode, encoding="utf-8")
 
     def log(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record, sort_keys=True) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> JsonlSink:
         return self

@@ -43,6 +43,47 @@ def test_two_processes_over_loopback():
     assert "process 0 of 2" in outs[0] and "process 1 of 2" in outs[1]
 
 
+def test_lth_run_in_two_processes_writes_once_and_resumes(tmp_path):
+    """`lth run --data-parallel` launched as 2 processes (2 virtual devices each): one run directory,
+    written by process 0 alone, records equal to a single-process run; and a resume in which both
+    processes restore process 0's checkpoint ends bit-identical."""
+    import json
+
+    from lth.cli import main
+
+    args = ["run", "mlp_mnist1d", "--variant", "smoke", "--wandb", "disabled"]
+    assert main([*args, "--no-progress", "--runs", str(tmp_path / "single")]) == 0
+    (single,) = (tmp_path / "single").iterdir()
+
+    def launch() -> list[str]:
+        port = _free_port()
+        env = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2"}
+        procs = [_start(["lth_run", str(tmp_path / "multi"), *args, "--data-parallel"], devices=2, extra_env={**env, "JAX_PROCESS_ID": str(i)})
+                 for i in range(2)]
+        return _finish(*procs, timeout=240)
+
+    outs = launch()
+    assert "results:" in outs[0] and "results:" not in outs[1]  # output from process 0 only
+    assert "100.00" in outs[0] and "100.00" not in outs[1]  # the level table too
+    (multi,) = (tmp_path / "multi").iterdir()
+    rep = multi / "replicate_00"
+    want = json.loads((single / "replicate_00/results.json").read_text())
+    got = json.loads((rep / "results.json").read_text())
+    assert [r["weights_remaining"] for r in got] == [r["weights_remaining"] for r in want]
+    for a, b in zip(got, want):
+        assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 2e-3
+    lines = (rep / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len((single / "replicate_00/metrics.jsonl").read_text().splitlines())  # not twice
+    assert not list(multi.glob("**/*.tmp")) and (multi / "accuracy_vs_sparsity.png").exists()
+
+    # forget the last level; both processes restore level 1's checkpoint and retrain level 2
+    whole = (rep / "results.json").read_bytes()
+    (rep / "results.json").write_text(json.dumps(got[:2]))
+    outs = launch()
+    assert "resuming replicate 0 at level 2" in outs[0]
+    assert (rep / "results.json").read_bytes() == whole
+
+
 # --------------------------------------------------------------------------- the subprocess side
 
 
@@ -215,9 +256,23 @@ def worker_two_processes() -> None:
     print("WORKER OK", flush=True)
 
 
+def worker_lth_run() -> None:
+    """`lth run <args>` in this process, under the runs directory given first."""
+    from lth.cli import main
+
+    runs, *args = sys.argv[2:]
+    code = main([*args, "--runs", runs])
+    import jax
+
+    print(f"process {jax.process_index()} of {jax.process_count()}: exit {code}", flush=True)
+    assert code == 0 and jax.process_count() == 2
+    print("WORKER OK", flush=True)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "disabled")
-    {"single_host": worker_single_host, "two_processes": worker_two_processes}[sys.argv[1]]()
+    {"single_host": worker_single_host, "two_processes": worker_two_processes,
+     "lth_run": worker_lth_run}[sys.argv[1]]()
 
 
 def test_cli_data_parallel_flag_on_the_local_devices(tmp_path, capsys):
