@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "accelerator default)")
     run.add_argument("--workers", type=int,
                      help="with --layout workers: how many processes (default: one per core and replicate)")
-    run.add_argument("--checkpoint-every", default="20ep", help="checkpoint period inside a level (e.g. 5ep, 2000it; 0ep = level ends only)")
+    run.add_argument("--checkpoint-every", default="10min",
+                     help="checkpoint period inside a level: wall time (10min, the default; 90s) or training "
+                          "(5ep, 2000it); 0ep = level ends only")
     run.add_argument("--wandb", choices=("online", "offline", "disabled"),
                      help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
     run.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")

@@ -322,6 +322,33 @@ def lottery_levels_together(
 # --------------------------------------------------------------------------- the run, with its files
 
 
+_clock = time.monotonic  # the wall clock of time-based checkpoints (tests replace it)
+
+
+class CheckpointPeriod(NamedTuple):
+    """When to checkpoint inside a level (always at an epoch boundary; level ends are always saved)."""
+
+    steps: int = 0  # > 0: once this many iterations have passed since the last checkpoint
+    seconds: float = 0.0  # > 0: once this much wall time has passed since the last checkpoint
+
+    def due(self, steps_since: int, seconds_since: float) -> bool:
+        return (self.steps > 0 and steps_since >= self.steps) or (self.seconds > 0 and seconds_since >= self.seconds)
+
+
+def parse_checkpoint_period(text: str, steps_per_epoch: int) -> CheckpointPeriod:
+    """'10min' / '90s' (wall time), '5ep' / '2000it' (training); '0ep' or '0min': level ends only."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*(min|s)\s*", str(text))
+    if match:
+        return CheckpointPeriod(seconds=float(match.group(1)) * (60 if match.group(2) == "min" else 1))
+    try:
+        return CheckpointPeriod(steps=duration_to_steps(text, steps_per_epoch))
+    except ConfigError:
+        raise ConfigError(f"invalid checkpoint period {text!r}: write e.g. '10min', '90s', '5ep' or '2000it' "
+                          "('0ep': at level ends only)") from None
+
+
 def _warn(message: str) -> None:
     print(f"lth: warning: {message}", file=sys.stderr, flush=True)
 
@@ -330,13 +357,15 @@ class _ReplicateHooks(Hooks):
     """Checkpoints, metrics.jsonl, trackers and the progress bar of one replicate."""
 
     def __init__(self, rep: Any, sink: Any, reporter: Any, trackers: list[Any], replicate: int,
-                 checkpoint_every: int, steps_per_epoch: int, total_steps: int):
+                 checkpoint_every: CheckpointPeriod, steps_per_epoch: int, total_steps: int):
         self.rep, self.sink, self.reporter, self.trackers = rep, sink, reporter, trackers
         self.replicate, self.every, self.spe, self.total = replicate, checkpoint_every, steps_per_epoch, total_steps
         self.step = self.last_checkpoint = 0
+        self.last_checkpoint_time = _clock()
 
     def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
         self.step = self.last_checkpoint = int(state.step)
+        self.last_checkpoint_time = _clock()
         counts = layer_counts(mask)
         percent = 100.0 * sum(k for k, _ in counts.values()) / sum(n for _, n in counts.values())
         self.reporter.start_level(self.replicate, level, self.step, percent)
@@ -351,9 +380,10 @@ class _ReplicateHooks(Hooks):
         step = int(state.step)
         self.reporter.advance(step - self.step, new)
         self.step = step
-        if self.every and step < self.total and step % self.spe == 0 and step - self.last_checkpoint >= self.every:
+        if step < self.total and step % self.spe == 0 and self.every.due(
+                step - self.last_checkpoint, _clock() - self.last_checkpoint_time):
             self.rep.save_level_step(level, state, mask, evaluations)
-            self.last_checkpoint = step
+            self.last_checkpoint, self.last_checkpoint_time = step, _clock()
 
     def rewind_captured(self, state: TrainState) -> None:
         self.rep.save_rewind(state)
@@ -399,7 +429,7 @@ def _level_done(rep: Any, outcome: LevelOutcome, records: list[dict[str, Any]], 
         tracker.level_done(replicate, outcome.record, outcome.evaluations)
 
 
-def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, checkpoint_every: int,
+def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, checkpoint_every: CheckpointPeriod,
                    reporter: Any, trackers: list[Any]) -> list[dict[str, Any]]:
     from lth.tracking import JsonlSink
 
@@ -416,7 +446,7 @@ def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, ch
 
 
 def _run_replicates_together(setup: Setup, reps: list[Any], todo: list[int], mask: Mask | None, layout: str,
-                             checkpoint_every: int, reporter: Any, trackers: list[Any]) -> None:
+                             checkpoint_every: CheckpointPeriod, reporter: Any, trackers: list[Any]) -> None:
     """Train the replicates `todo` as one vmapped program (`lth.replicates`), each group of those that
     resume from the same point together (normally all of them); their files as in `_run_replicate`."""
     import contextlib
@@ -456,7 +486,7 @@ def run_lottery(
     data_root: str | Path | None = None,
     mask: Mask | str | Path | None = None,
     replicates: int = 1,
-    checkpoint_every: str = "20ep",
+    checkpoint_every: str = "10min",
     progress: bool = True,
     wandb: str | None = None,
     trackers: list[Any] | None = None,
@@ -471,8 +501,9 @@ def run_lottery(
     With one replicate the records are that replicate's; with several, the mean (and `*_std`) over
     replicates per level (each replicate's own records are in ``replicate_XX/results.json``).
     Replicate r uses seed ``config.seed + r``. Finished levels are never recomputed; an interrupted
-    level resumes from its latest checkpoint (every `checkpoint_every`, e.g. "20ep"; "0ep" = only
-    at level ends) and ends bit-identical to an uninterrupted run.
+    level resumes from its latest checkpoint and ends bit-identical to an uninterrupted run. Inside a
+    level a checkpoint is saved at the first epoch boundary after `checkpoint_every` has passed:
+    wall time ("10min", the default; "90s") or training ("5ep", "2000it"); "0ep" = level ends only.
 
     Everything is validated before the run directory is created, so bad input raises a
     `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
@@ -523,7 +554,7 @@ def run_lottery(
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
     choose_layout(layout, workers, replicates, data_parallel)  # validate before anything is written
-    every = duration_to_steps(checkpoint_every, setup.trainer.steps_per_epoch)
+    every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
     if mask is not None:
         params0, _ = init_params(setup)
         mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
@@ -638,7 +669,7 @@ def _replicate_worker(config_dict: dict[str, Any], replicate: int, runs_root: An
     tracker = WandbTracker(run.path, to_dict(config), wandb_mode, warn=_warn)
     reporter = LevelProgress(config.levels, setup.total_steps, enabled=False)
     try:
-        every = duration_to_steps(checkpoint_every, setup.trainer.steps_per_epoch)
+        every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
         records = _run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, [tracker])
     finally:
         tracker.close()

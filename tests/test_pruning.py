@@ -168,3 +168,29 @@ def test_pruning_runs_on_device_without_recompiling_per_level():
         mask = prune_magnitude(params, mask, spec, level, base)
     assert _keep_top._cache_size() == size  # the keep count is traced, not static
     assert all(isinstance(m, jax.Array) for m in mask_leaves(mask).values())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_keep_top_equals_a_stable_sort_on_hard_scores(seed):
+    """The bisection threshold keeps exactly what a stable ascending sort of -score keeps: ties
+    (also +0.0 / -0.0), negative and huge or tiny scores, dead entries, keep = 0 and keep = all."""
+    from lth.pruning import _keep_top
+
+    rng = np.random.default_rng(seed)
+    pool = np.array([0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 1e30, -1e30, 2.5, 2.5], np.float32)
+    shapes = [(40, 30), (30,), (7, 3, 2)]
+    if seed % 2:
+        scores = [rng.choice(pool, size=s) for s in shapes]
+    else:  # magnitudes from 1e-30 to 1e30
+        scores = [(rng.standard_normal(s) * 10.0 ** rng.integers(-30, 30, size=s)).astype(np.float32) for s in shapes]
+    alive = [rng.random(s) < 0.7 for s in shapes]
+    flat_s = np.concatenate([x.ravel() for x in scores])
+    flat_a = np.concatenate([a.ravel() for a in alive])
+    key = np.where(flat_a, -flat_s, np.inf) + np.float32(0.0)
+    order = np.argsort(key, kind="stable")
+    for keep in (0, 1, 17, int(flat_a.sum()) // 2, int(flat_a.sum()), int(flat_a.sum()) + 5):
+        want = np.zeros(key.size, bool)
+        want[order[: min(keep, int(flat_a.sum()))]] = True
+        got = np.concatenate([np.asarray(k).ravel() for k in _keep_top(
+            [jnp.asarray(x) for x in scores], [jnp.asarray(a) for a in alive], jnp.int32(keep))])
+        np.testing.assert_array_equal(got, want, err_msg=f"keep={keep}")

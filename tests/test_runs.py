@@ -209,3 +209,46 @@ def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
     assert choose_workers(None, 1) == 1 and choose_workers(3, 2) == 2 and choose_workers(4, 4, data_parallel=True) == 1
     with pytest.raises(LthError, match="workers must be >= 1"):
         choose_workers(0, 2)
+
+
+def test_checkpoint_period_parsing():
+    from lth.errors import ConfigError
+    from lth.lottery import CheckpointPeriod, parse_checkpoint_period
+
+    assert parse_checkpoint_period("10min", 35) == CheckpointPeriod(seconds=600.0)
+    assert parse_checkpoint_period("90s", 35) == CheckpointPeriod(seconds=90.0)
+    assert parse_checkpoint_period("5ep", 35) == CheckpointPeriod(steps=175)
+    assert parse_checkpoint_period("2000it", 35) == CheckpointPeriod(steps=2000)
+    never = parse_checkpoint_period("0ep", 35)
+    assert not never.due(10**9, 10**9) and not parse_checkpoint_period("0min", 35).due(10**9, 10**9)
+    assert CheckpointPeriod(seconds=600).due(1, 600) and not CheckpointPeriod(seconds=600).due(10**6, 599)
+    with pytest.raises(ConfigError, match=r"invalid checkpoint period '10h'.*'10min'"):
+        parse_checkpoint_period("10h", 35)
+
+
+def test_time_based_checkpoints_follow_the_wall_clock(tmp_path, monkeypatch):
+    """checkpoint_every="10min": a mid-level checkpoint at the first epoch boundary after 10 minutes."""
+    import lth.lottery
+    from lth.runs import ReplicateDir
+
+    now = [0.0]
+
+    def clock():  # every reading advances 4 minutes: a checkpoint at every third epoch boundary or so
+        now[0] += 240.0
+        return now[0]
+
+    saved = []
+    original = ReplicateDir.save_level_step
+    monkeypatch.setattr(lth.lottery, "_clock", clock)
+    monkeypatch.setattr(ReplicateDir, "save_level_step",
+                        lambda self, level, state, *a: (saved.append((level, int(state.step))),
+                                                        original(self, level, state, *a)))
+    run_lottery(resumable_config(levels=0, **{"training.length": "8ep"}), runs_root=tmp_path, progress=False,
+                wandb="disabled", checkpoint_every="10min")
+    steps = [step for _, step in saved]
+    assert steps and all(step % 35 == 0 for step in steps), steps  # epoch boundaries only
+    assert len(steps) < 7  # not at every one of the 7 inner boundaries: only once 10 minutes have passed
+    saved.clear()
+    run_lottery(resumable_config(levels=0, **{"training.length": "8ep"}), runs_root=tmp_path / "b", progress=False,
+                wandb="disabled", checkpoint_every="0min")
+    assert saved == []
