@@ -1,0 +1,137 @@
+"""Where a lottery level's time goes: training vs. evaluation vs. pruning, checkpointing and logging.
+
+Run: ``.venv/bin/python benchmarks/level_time.py`` (default: the paper's LeNet-300-100 setup, ~4
+minutes on 2 CPU cores); ``--variant quick`` times the README's run on the embedded MNIST-5k.
+
+The default variant of `lenet300_mnist` (50,000 iterations of batch 60, validation and test
+evaluated every 100 iterations) needs full MNIST, which is downloaded; to run offline the benchmark
+trains on MNIST-*shaped* random data of the same sizes (55,000 / 5,000 / 10,000 images; timing does
+not depend on the pixel values). Three measurements of `--levels` + 1 levels each, one process:
+
+* **A, the real run**: `lth.lottery.run_lottery` as `lth run` calls it (checkpoints every 10 minutes
+  and at level ends, masks, results.json, metrics.jsonl, W&B disabled); the wall time of a level is
+  the time between two consecutive "level done" moments (pruning + training + evaluations +
+  checkpoint + logging), so only levels >= 1 count (level 0 includes compilation);
+* **B, the same run evaluating once**: `eval_every` = the training length, i.e. one evaluation at the
+  end of each level; A - B is the cost of the evaluations;
+* **C, the training alone**: the level's compiled epochs (`lth.train.train` with B's trainer: one
+  evaluation at the end, no hooks, no files) from a fresh state, timed after a warm-up level.
+
+Overhead = (A - C) / A: evaluation (A - B) plus pruning, checkpointing, logging and host work (B - C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lth import data as lth_data  # noqa: E402
+from lth import rng  # noqa: E402
+from lth.config import replace  # noqa: E402
+from lth.data.dataset import Dataset  # noqa: E402
+from lth.experiments import load_config  # noqa: E402
+from lth.lottery import init_params, prepare, run_lottery  # noqa: E402
+from lth.masks import apply_mask, make_mask  # noqa: E402
+from lth.train import train  # noqa: E402
+
+SIZES = {"train": 55_000, "val": 5_000, "test": 10_000}
+
+
+def random_mnist_full(root, validation_size=None) -> Dataset:
+    """MNIST's split sizes (55,000 / 5,000 / 10,000), random standard-normal 28x28x1 images."""
+    r = np.random.default_rng(0)
+
+    def split(n):
+        return r.standard_normal((n, 28, 28, 1), dtype=np.float32), r.integers(0, 10, n).astype(np.int32)
+
+    return Dataset("random_mnist_full", *split(SIZES["train"]), *split(SIZES["val"]), *split(SIZES["test"]), 10)
+
+
+class LevelClock:
+    """A tracker that notes when each level is done (after its checkpoint and results are written)."""
+
+    def __init__(self):
+        self.done: list[float] = []
+
+    def level_start(self, *args):
+        pass
+
+    def log_evaluations(self, *args):
+        pass
+
+    def level_done(self, replicate, record, evaluations):
+        self.done.append(time.perf_counter())
+
+    def run_done(self, *args):
+        pass
+
+    def close(self):
+        pass
+
+
+def level_walls(config, root: Path) -> list[float]:
+    clock = LevelClock()
+    run_lottery(config, runs_root=root, progress=False, wandb="disabled", trackers=[clock], layout="sequential")
+    return list(np.diff(clock.done))  # levels 1.. (level 0 has compilation)
+
+
+def training_alone(config, levels: int) -> list[float]:
+    setup = prepare(config)
+    params, model_state = init_params(setup)
+    mask = make_mask(params, config.pruning.prunable)
+    walls = []
+    for _ in range(levels + 1):  # the first is a warm-up (compilation)
+        state = setup.trainer.init_state(apply_mask(params, mask), model_state)
+        started = time.perf_counter()
+        for state, _ in train(setup.trainer, state, mask, setup.data, rng.stream(0, "data_order")):
+            pass
+        jax.block_until_ready(state.params)
+        walls.append(time.perf_counter() - started)
+    return walls[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="default", choices=("default", "quick"))
+    parser.add_argument("--levels", type=int, default=2, help="levels after level 0 (timed); default 2")
+    parser.add_argument("--iterations", type=int, help="training length per level (default: the variant's)")
+    parser.add_argument("--eval-every", help="evaluation period, e.g. 1000it (default: the variant's)")
+    args = parser.parse_args(argv)
+    config = replace(load_config("lenet300_mnist", args.variant), levels=args.levels)
+    if args.variant == "default":
+        lth_data._REGISTRY["random_mnist_full"] = random_mnist_full
+        config = replace(config, **{"data.name": "random_mnist_full"})
+    if args.eval_every:
+        config = replace(config, **{"training.eval_every": args.eval_every})
+    if args.iterations:
+        config = replace(config, **{"training.length": f"{args.iterations}it"})
+    setup = prepare(config)
+    n_eval = int(setup.data.val.weight.sum() + setup.data.test.weight.sum())
+    print(f"{config.name} ({args.variant}): {setup.total_steps} iterations of batch {config.training.batch_size} "
+          f"per level, {len(setup.dataset.y_train):,} training examples, evaluation every "
+          f"{config.training.eval_every} of {n_eval:,} images; jax {jax.__version__} on {jax.default_backend()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        a = level_walls(config, Path(tmp) / "a")
+        once = replace(config, **{"training.eval_every": config.training.length})
+        b = level_walls(once, Path(tmp) / "b")
+    c = training_alone(once, args.levels)
+    A, B, C = (statistics.median(x) for x in (a, b, c))
+    print(f"A real level      {A:7.2f} s  (levels 1-{args.levels}: {', '.join(f'{x:.2f}' for x in a)})")
+    print(f"B one evaluation  {B:7.2f} s  ({', '.join(f'{x:.2f}' for x in b)})")
+    print(f"C training alone  {C:7.2f} s  ({', '.join(f'{x:.2f}' for x in c)})")
+    print(f"overhead (A - C) / A = {100 * (A - C) / A:.1f} %: evaluations {100 * (A - B) / A:.1f} %, "
+          f"pruning + checkpoint + logging + host {100 * (B - C) / A:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
