@@ -445,6 +445,29 @@ def _run_replicate(setup: Setup, rep: Any, mask: Mask | None, replicate: int, ch
     return records
 
 
+class _WholeLevels:
+    """Feeds a tracker that holds one open run at a time (W&B: one run per replicate and level) the
+    replicates of a lockstep group one after another: each replicate's level is logged whole when it
+    ends, with all its evaluations (those before a resume too; the tracker skips steps it has)."""
+
+    def __init__(self, tracker: Any):
+        self.tracker, self.starts = tracker, {}
+
+    def level_start(self, replicate: int, *args: Any) -> None:
+        self.starts[replicate] = args
+
+    def log_evaluations(self, *args: Any) -> None:
+        pass
+
+    def level_done(self, replicate: int, record: dict[str, Any], evaluations: list[dict[str, float]]) -> None:
+        self.tracker.level_start(replicate, *self.starts.pop(replicate))
+        self.tracker.log_evaluations(replicate, record["level"], evaluations)
+        self.tracker.level_done(replicate, record, evaluations)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tracker, name)
+
+
 def _run_replicates_together(setup: Setup, reps: list[Any], todo: list[int], mask: Mask | None, layout: str,
                              checkpoint_every: CheckpointPeriod, reporter: Any, trackers: list[Any]) -> None:
     """Train the replicates `todo` as one vmapped program (`lth.replicates`), each group of those that
@@ -456,6 +479,7 @@ def _run_replicates_together(setup: Setup, reps: list[Any], todo: list[int], mas
     from lth.tracking import JsonlSink
 
     setups = {r: dataclasses.replace(setup, config=replace(setup.config, seed=setup.config.seed + r)) for r in todo}
+    trackers = [_WholeLevels(t) if getattr(t, "one_run_at_a_time", False) else t for t in trackers]
     opened = {r: _open_replicate(setups[r], reps[r], mask, r, reporter) for r in todo}
     groups: dict[tuple[int, int | None], list[int]] = {}
     for r in todo:

@@ -92,6 +92,8 @@ class WandbTracker:
     stops training: any failure prints one warning and turns this tracker off; local files go on.
     """
 
+    one_run_at_a_time = True  # replicates trained in lockstep are fed to it one after another (lth.lottery)
+
     def __init__(self, run_path: Path, config: dict[str, Any], mode: str = "offline", warn=None):
         self.run_path, self.config, self.mode = Path(run_path), config, mode
         self.group = self.run_path.name

@@ -106,3 +106,24 @@ def test_online_without_credentials_fails_at_once(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "wandb login" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_vmapped_replicates_log_each_replicate_to_its_own_wandb_runs(tmp_path, wandb_offline):
+    """Replicates trained in lockstep (--layout vmap) still get one W&B run per replicate and level,
+    each holding its own replicate's evaluations (W&B holds one open run at a time)."""
+    config = tiny_config(levels=1)
+    run_lottery(config, runs_root=tmp_path / "runs", wandb="offline", progress=False, replicates=2, layout="vmap")
+    (run,) = list((tmp_path / "runs").iterdir())
+    levels, summaries = level_runs(run)
+    assert sorted(levels) == sorted(f"{run.name}-r{r}-l{level}" for r in range(2) for level in range(2))
+    for r in range(2):
+        metrics = [json.loads(line) for line in (run / f"replicate_{r:02d}" / "metrics.jsonl").read_text().splitlines()]
+        records = json.loads((run / f"replicate_{r:02d}" / "results.json").read_text())
+        for level in range(2):
+            wb = levels[f"{run.name}-r{r}-l{level}"]
+            assert wb["config"]["replicate"] == r and wb["config"]["seed"] == r
+            local = [m for m in metrics if m.get("level") == level and "iteration" in m]
+            assert [h["_step"] for h in wb["history"]] == [m["iteration"] for m in local] == [10, 20, 30, 35]
+            assert [h["val_loss"] for h in wb["history"]] == [m["val_loss"] for m in local]
+            assert wb["summary"]["early_stop_test_accuracy"] == records[level]["early_stop_test_accuracy"]
+    assert len(summaries) == 1
