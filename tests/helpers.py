@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,6 +28,24 @@ def tiny_config(**changes) -> ExperimentConfig:
     from lth.config import replace
 
     return replace(config, **changes) if changes else config
+
+
+@contextlib.contextmanager
+def backend_compiles():
+    """A list that grows by one per XLA backend compilation while the block runs."""
+    import jax
+
+    compiles: list[str] = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import tiny_config
+from helpers import backend_compiles, tiny_config
 from lth.errors import ConfigError, MaskError
 from lth.lottery import Hooks, init_params, lottery_levels, prepare, run_lottery
 from lth.masks import layer_counts, make_mask, mask_leaves, named_leaves
@@ -94,14 +94,7 @@ def test_same_seed_identical_results(tmp_path):
 
 def test_no_recompilation_after_the_first_level():
     setup = prepare(tiny_config(levels=4, rewind="13it"))
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with backend_compiles() as compiles:
         levels = lottery_levels(setup)
         next(levels)
         chunk_programs = setup.trainer.train_chunk._cache_size()
@@ -111,8 +104,6 @@ def test_no_recompilation_after_the_first_level():
             pass
         assert len(compiles) == before, "levels 2-4 compiled something"
         assert setup.trainer.train_chunk._cache_size() == chunk_programs
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.mark.parametrize("changes,match", [

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import finish_scripts, start_script, tiny_config
+from helpers import backend_compiles, finish_scripts, start_script, tiny_config
 
 TOLERANCE = 1e-5  # vmapped matmuls round differently from single ones (measured: ~1e-7 after 35 iterations)
 FLOAT_FIELDS = ("early_stop_val_loss", "early_stop_val_accuracy", "early_stop_test_accuracy", "test_accuracy",
@@ -165,8 +165,6 @@ def test_finished_replicates_are_kept_and_the_rest_train_together(tmp_path, caps
 
 
 def test_no_recompilation_after_the_first_level_vmapped():
-    import jax
-
     from lth.config import replace
     from lth.lottery import lottery_levels_together, prepare
     from lth.replicates import _cached_chunk, stacked_training
@@ -174,14 +172,7 @@ def test_no_recompilation_after_the_first_level_vmapped():
     config = tiny_config(levels=3, rewind="13it")
     setup, train_many = stacked_training(prepare(config), 2, "vmap")
     setups = [dataclasses.replace(setup, config=replace(config, seed=s)) for s in (0, 1)]
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with backend_compiles() as compiles:
         levels = lottery_levels_together(setups, train_many=train_many)
         next(levels)
         programs = _cached_chunk(setup.trainer, None)._cache_size()
@@ -191,8 +182,6 @@ def test_no_recompilation_after_the_first_level_vmapped():
             pass
         assert len(compiles) == before, "levels 2-3 compiled something"
         assert _cached_chunk(setup.trainer, None)._cache_size() == programs
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_layout_choice_and_bad_input(tmp_path, capsys):
