@@ -186,14 +186,19 @@ def make_stacked_chunk(trainer: Trainer, mesh: Mesh | None = None) -> Any:
 
 
 _CHUNKS: dict[tuple[int, Any], tuple[Trainer, Any]] = {}
+_CHUNKS_KEPT = 8  # the most recently used; a run needs at most two (training and retraining)
 
 
 def _cached_chunk(trainer: Trainer, mesh: Mesh | None) -> Any:
     """One stacked chunk per (trainer, mesh), so that every level reuses its compilation."""
     key = (id(trainer.train_chunk), mesh)
-    if key not in _CHUNKS:  # the trainer is kept with it, so that its id stays taken
-        _CHUNKS[key] = (trainer, make_stacked_chunk(trainer, mesh))
-    return _CHUNKS[key][1]
+    entry = _CHUNKS.pop(key, None)
+    if entry is None:  # the trainer is kept with it, so that its id stays taken
+        entry = (trainer, make_stacked_chunk(trainer, mesh))
+    _CHUNKS[key] = entry  # now the most recent
+    while len(_CHUNKS) > _CHUNKS_KEPT:
+        _CHUNKS.pop(next(iter(_CHUNKS)))
+    return entry[1]
 
 
 def place(tree: Any, mesh: Mesh | None, split: bool = True) -> Any:
