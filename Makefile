@@ -21,8 +21,11 @@ test: $(STAMP)  ## the README's test command (slow reproduction runs skipped)
 test-slow: $(STAMP)
 	WANDB_MODE=disabled LTH_SLOW=1 $(BIN)/python -m pytest -q -m slow
 
-bench: $(STAMP)
+bench: $(STAMP)  ## the speed figures side by side (~2 min): peak and throughput, PyTorch (if installed), level time
 	$(BIN)/python benchmarks/throughput.py
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/python benchmarks/torch_baseline.py; \
+	else echo "(PyTorch comparison skipped: install it with  $(BIN)/pip install -e '.[torch]')"; fi
+	$(BIN)/python benchmarks/level_time.py --variant quick --levels 6
 
 .PHONY: notebook
 NB_STAMP := $(VENV)/.notebook-installed
