@@ -44,7 +44,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lth.data.device import DeviceData, EvalSet
 from lth.errors import ConfigError, LthError
-from lth.train import ChunkMetrics, Trainer
+from lth.train import Trainer, stack_rows
 
 AXIS = "data"
 
@@ -220,8 +220,7 @@ def data_parallel(trainer: Trainer, data: DeviceData, mesh: Mesh | None = None) 
                 state, row = compiled(state, mask, data, order, place(np.int32(i), rep), augment_key)
                 jax.block_until_ready(state)  # un-awaited collective steps deadlock on virtual CPU devices
                 rows.append(row)
-            loss, due, evals = (jnp.stack(column) for column in zip(*rows))
-            return state, ChunkMetrics(loss, due, evals[:, 0], evals[:, 1], evals[:, 2], evals[:, 3])
+            return state, stack_rows(rows)
 
     train_chunk._cache_size = compiled._cache_size  # compilations, as for lth.train's trainers
     train_chunk.mesh = mesh

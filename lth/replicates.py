@@ -40,7 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lth.data.device import DeviceData, crop_flip, epoch_order
 from lth.errors import ConfigError
 from lth.masks import Mask
-from lth.train import ChunkMetrics, Trainer, TrainState, chunk_plan, eval_records
+from lth.train import ChunkMetrics, Trainer, TrainState, chunk_metrics, chunk_plan, eval_records, stack_rows
 
 LAYOUTS = ("sequential", "workers", "vmap", "devices")
 AXIS = "replicates"
@@ -86,14 +86,10 @@ def stack(trees: Sequence[Any]) -> Any:
 
 
 @jax.jit
-def _unstack(tree: Any) -> list[Any]:
-    count = jax.tree.leaves(tree)[0].shape[0]
-    return [jax.tree.map(lambda a: a[r], tree) for r in range(count)]
-
-
 def unstack(tree: Any) -> list[Any]:
     """The inverse of `stack`, as one compiled call."""
-    return _unstack(tree)
+    count = jax.tree.leaves(tree)[0].shape[0]
+    return [jax.tree.map(lambda a: a[r], tree) for r in range(count)]
 
 
 _epoch_orders = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None)), static_argnums=(2, 3))
@@ -105,10 +101,6 @@ def epoch_orders(keys: jax.Array, epoch: int, num_examples: int, batch_size: int
 
 
 # --------------------------------------------------------------------------- the compiled chunk
-
-
-def _metrics(loss, due, evals) -> ChunkMetrics:
-    return ChunkMetrics(loss, due, evals[..., 0], evals[..., 1], evals[..., 2], evals[..., 3])
 
 
 def make_stacked_chunk(trainer: Trainer, mesh: Mesh | None = None) -> Any:
@@ -149,7 +141,7 @@ def make_stacked_chunk(trainer: Trainer, mesh: Mesh | None = None) -> Any:
         steps = first_step + jnp.arange(length, dtype=jnp.int32)
         states, (loss, due, evals) = jax.lax.scan(
             lambda st, xs: iteration(st, masks, data, xs[0], keys, xs[1]), states, (batches, steps))
-        return states, _metrics(loss, due, evals)
+        return states, chunk_metrics(loss, due, evals)
 
     def one_step(states, masks, data, orders, i, keys, step):
         return iteration(states, masks, data, orders[:, i], keys, step)
@@ -177,8 +169,7 @@ def make_stacked_chunk(trainer: Trainer, mesh: Mesh | None = None) -> Any:
                 if mesh is not None:
                     jax.block_until_ready(states)  # as in lth.parallel: never queue sharded steps unawaited
                 rows.append(row)
-            loss, due, evals = (jnp.stack(column) for column in zip(*rows))
-            return states, _metrics(loss, due, evals)
+            return states, stack_rows(rows)
 
     chunk._cache_size = compiled._cache_size  # compilations, as for lth.train's trainers
     chunk.mesh = mesh
@@ -231,7 +222,8 @@ def train_stacked(
 ) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
     """`lth.train.train` for R replicates at once (all at the same iteration): yields, after every
     chunk, each replicate's state and evaluations. `mesh` spreads the replicates over its devices
-    (`replicate_mesh`); None keeps them on the default device."""
+    (`replicate_mesh`; `data` already placed there, replicated, as `stacked_training` does once per
+    run); None keeps them on the default device."""
     steps = {int(state.step) for state in states}
     if len(steps) != 1:
         raise ValueError(f"replicates trained together must be at the same iteration, got {sorted(steps)}")
@@ -240,7 +232,6 @@ def train_stacked(
     stacked, stacked_masks = place(stack(states), mesh), place(stack(masks), mesh)
     augment = place(stack(augment_keys), mesh)
     order_keys_R = stack(order_keys)
-    data = place(data, mesh, split=False)
     num_examples = int(data.x_train.shape[0])
     for chunk in chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks):
         orders = place(epoch_orders(order_keys_R, chunk.epoch, num_examples, trainer.batch_size), mesh)

@@ -49,6 +49,18 @@ class ChunkMetrics(NamedTuple):
     test_accuracy: jax.Array
 
 
+def chunk_metrics(loss: jax.Array, due: jax.Array, evals: jax.Array) -> ChunkMetrics:
+    """Per-iteration outputs (loss, evaluated flag, [..., 4] val loss/acc, test loss/acc) as ChunkMetrics;
+    any axes between the iteration axis and the last (e.g. replicates) are kept."""
+    return ChunkMetrics(loss, due, evals[..., 0], evals[..., 1], evals[..., 2], evals[..., 3])
+
+
+def stack_rows(rows: list[tuple[jax.Array, jax.Array, jax.Array]]) -> ChunkMetrics:
+    """The ChunkMetrics of a chunk run one compiled iteration at a time (the "steps" loop)."""
+    loss, due, evals = (jnp.stack(column) for column in zip(*rows))
+    return chunk_metrics(loss, due, evals)
+
+
 # --------------------------------------------------------------------------- optimiser, schedule
 
 
@@ -199,9 +211,6 @@ def make_trainer(
         evals = jax.lax.cond(due, run_eval, lambda: jnp.full((4,), jnp.nan, jnp.float32))
         return state, (loss, due, evals)
 
-    def as_metrics(loss, due, evals) -> ChunkMetrics:
-        return ChunkMetrics(loss, due, evals[:, 0], evals[:, 1], evals[:, 2], evals[:, 3])
-
     def scan_chunk(
         state: TrainState,
         mask: Mask,
@@ -216,7 +225,7 @@ def make_trainer(
         state, (loss, due, evals) = jax.lax.scan(
             lambda st, idx_B: iteration(st, mask, data, idx_B, augment_key), state, batches
         )
-        return state, as_metrics(loss, due, evals)
+        return state, chunk_metrics(loss, due, evals)
 
     step = jax.jit(lambda st, mask, data, order, i, key: iteration(st, mask, data, order[i], key))
 
@@ -225,8 +234,7 @@ def make_trainer(
         for i in range(int(offset), int(offset) + length):
             state, row = step(state, mask, data, order, i, augment_key)
             rows.append(row)
-        loss, due, evals = (jnp.stack(column) for column in zip(*rows))
-        return state, as_metrics(loss, due, evals)
+        return state, stack_rows(rows)
 
     steps_chunk._cache_size = step._cache_size  # compilations, as for the scan version
     steps_chunk.step = step  # the jitted iteration (lth.parallel re-jits it over a mesh)
