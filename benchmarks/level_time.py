@@ -8,13 +8,13 @@ evaluated every 100 iterations) needs full MNIST, which is downloaded; to run of
 trains on MNIST-*shaped* random data of the same sizes (55,000 / 5,000 / 10,000 images; timing does
 not depend on the pixel values). Three measurements of `--levels` + 1 levels each, one process:
 
-* **A, the real run**: `lth.lottery.run_lottery` as `lth run` calls it (checkpoints every 10 minutes
+* **A, the real run**: `lth.run_lottery` as `lth run` calls it (checkpoints every 10 minutes
   and at level ends, masks, results.json, metrics.jsonl, W&B disabled); the wall time of a level is
   the time between two consecutive "level done" moments (pruning + training + evaluations +
   checkpoint + logging), so only levels >= 1 count (level 0 includes compilation);
 * **B, the same run evaluating once**: `eval_every` = the training length, i.e. one evaluation at the
   end of each level; A - B is the cost of the evaluations;
-* **C, the training alone**: the level's compiled epochs (`lth.train.train` with B's trainer: one
+* **C, the training alone**: the level's compiled epochs (`lth.training.train` with B's trainer: one
   evaluation at the end, no hooks, no files) from a fresh state, timed after a warm-up level.
 
 Overhead = (A - C) / A: evaluation (A - B) plus pruning, checkpointing, logging and host work (B - C).
@@ -39,9 +39,10 @@ from lth import rng  # noqa: E402
 from lth.config import replace  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
 from lth.experiments import load_config  # noqa: E402
-from lth.lottery import init_params, prepare, run_lottery  # noqa: E402
-from lth.masks import apply_mask, make_mask  # noqa: E402
-from lth.train import train  # noqa: E402
+from lth.lottery import init_params, prepare  # noqa: E402
+from lth.runs.lottery import run_lottery
+from lth.sparsity.masks import apply_mask, make_mask  # noqa: E402
+from lth.training import train  # noqa: E402
 
 SIZES = {"train": 55_000, "val": 5_000, "test": 10_000}
 

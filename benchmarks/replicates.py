@@ -1,15 +1,15 @@
-"""How vmapped replicates scale: R seeds trained as one program (`lth.replicates`) vs one at a time.
+"""How vmapped replicates scale: R seeds trained as one program (`lth.training.stacked`) vs one at a time.
 
 Run: ``.venv/bin/python benchmarks/replicates.py`` (``--help`` for options; ~2 minutes on 2 CPU cores).
 
 For LeNet-300-100 (MNIST-shaped random data, batch 60, Adam, 1,000-iteration epochs as one
 `lax.scan`) and Conv-2 (CIFAR-shaped random data, batch 60, Adam, `--conv-steps` iterations per
-timed chunk, through whichever loop `lth.train.choose_loop` picks on this backend), and for each
+timed chunk, through whichever loop `lth.training.choose_loop` picks on this backend), and for each
 replicate count R in `--replicates` (default 1 4 16):
 
 * *one at a time*: the single-replicate `train_chunk` (what `--layout sequential` runs), median
   epoch time t1; R seeds cost R x t1;
-* *vmapped*: `lth.replicates.make_stacked_chunk` on R stacked states (what `--layout vmap` runs;
+* *vmapped*: `lth.training.stacked.stacked_chunk` on R stacked states (what `--layout vmap` runs;
   with ``--devices``, split over the local devices as `--layout devices`), median epoch time tR;
 * speed-up = R x t1 / tR (above 1: vmapping pays), total samples/s = R x samples / tR.
 
@@ -38,14 +38,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import throughput as tp  # noqa: E402
+
 from lth import rng  # noqa: E402
 from lth.config import OptimizerConfig  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
-from lth.masks import make_mask  # noqa: E402
 from lth.models import get_model  # noqa: E402
-from lth.replicates import epoch_orders, make_stacked_chunk, place, replicate_mesh, stack  # noqa: E402
-from lth.train import choose_loop, make_trainer  # noqa: E402
+from lth.sparsity.masks import make_mask  # noqa: E402
+from lth.training import choose_loop, make_trainer  # noqa: E402
+from lth.training.stacked import (  # noqa: E402
+    epoch_orders,
+    place,
+    place_state,
+    replicate_mesh,
+    stack,
+    stack_states,
+    stacked_chunk,
+)
 
 BATCH = 60
 
@@ -95,12 +104,12 @@ def measure(name: str, dataset: Dataset, steps: int, counts: list[int], repeats:
             first, t1, walls, cores = median_epoch(call, states[0], single_orders, repeats)
             single = {"first_call_s": first, "median_s": t1, "timed_s": walls, "cores_used": cores}
         mesh = replicate_mesh(count) if devices else None
-        chunk = make_stacked_chunk(trainer, mesh)
+        chunk = stacked_chunk(trainer, mesh)
         stacked_masks, keys = place(stack(masks), mesh), place(stack(augment), mesh)
         stacked_data = place(data, mesh, split=False)
         orders = [place(epoch_orders(stack(order_keys), e, n, BATCH), mesh) for e in range(epochs)]
-        call = lambda s, o: chunk(s, stacked_masks, stacked_data, o, jnp.int32(0), keys, jnp.int32(0), length=steps)  # noqa: E731
-        first, t_r, walls, cores = median_epoch(call, place(stack(states), mesh), orders, repeats)
+        call = lambda s, o: chunk(s, stacked_masks, stacked_data, o, jnp.int32(0), keys, length=steps)  # noqa: E731
+        first, t_r, walls, cores = median_epoch(call, place_state(stack_states(states), mesh), orders, repeats)
         row.update({
             "one_at_a_time": single,
             "vmapped": {"first_call_s": first, "median_s": t_r, "timed_s": walls, "cores_used": cores,
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", action="store_true", help="split the replicates over the local devices")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = parser.parse_args(argv)
-    print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, jax {jax.__version__} on "
+    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, jax {jax.__version__} on "
           f"{jax.default_backend()} ({jax.device_count()} device(s): {jax.devices()[0].device_kind}), "
           f"{platform.processor() or platform.machine()}")
     started = time.perf_counter()

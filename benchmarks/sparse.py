@@ -6,15 +6,15 @@ For LeNet-300-100 (784-300-100-10, 266,200 prunable weights, random init) and la
 masks (every kernel keeps exactly round(d * size) weights; on a random init this is what
 magnitude pruning gives in distribution), at each density d it measures
 
-1. sizes: the sparse ticket file of `lth.export.export_ticket` (written to a temporary directory,
+1. sizes: the sparse ticket file of `lth.tickets.export_ticket` (written to a temporary directory,
    bytes on disk), the same file uncompressed, and the masked params saved dense with
    ``np.savez_compressed`` and ``np.savez``; and the in-memory bytes of the BCOO kernels;
 2. inference latency, batch 1 and batch 1000, jitted, one call = one forward to a blocked result,
    median (and minimum) of --repeats calls after warm-up, timed in 5 rounds of back-to-back calls
    per variant (the order rotating), so that a busy machine slows all variants alike:
-   - dense: `lth.export.dense_forward` on the masked kernels (zeros and all: what training uses),
-   - BCOO: `lth.export.sparse_forward` on `to_bcoo` kernels (``h @ bcoo``, jax.experimental.sparse),
-   - compact: `lth.export.compact_mlp`, the structured alternative: the neurons the mask cut off
+   - dense: `lth.tickets.dense_forward` on the masked kernels (zeros and all: what training uses),
+   - BCOO: `lth.tickets.sparse_forward` on `to_bcoo` kernels (``h @ bcoo``, jax.experimental.sparse),
+   - compact: `lth.tickets.compact_mlp`, the structured alternative: the neurons the mask cut off
      (no kept outgoing weight, or no kept incoming weight: a constant folded into the next bias)
      are removed and a smaller dense MLP runs,
    - scipy CSR: the same forward in NumPy with scipy.sparse CSR kernels, not JAX: a reference for
@@ -43,10 +43,10 @@ import numpy as np
 # Runnable from anywhere without installing: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lth import export as ex  # noqa: E402
-from lth.masks import count_remaining, layer_densities, make_mask  # noqa: E402
-from lth.masks import density as lth_density  # noqa: E402
+import lth.tickets as ex  # noqa: E402
 from lth.models import get_model  # noqa: E402
+from lth.sparsity.masks import count_remaining, layer_densities, make_mask  # noqa: E402
+from lth.sparsity.masks import density as lth_density  # noqa: E402
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

@@ -9,7 +9,7 @@ NumPy, no download):
    of timed repetitions after warm-up, GFLOP/s = 2 n^3 / s, best size. It is measured before and
    after the training measurements and the higher value is the reference (a conservative one);
 2. lth's masked training throughput for LeNet-300-100, batch 60, Adam, through the library code
-   path (`lth.train.make_trainer(...).train_chunk`, one jitted `lax.scan` of 1000 steps = one
+   path (`lth.training.make_trainer(...).train_chunk`, one jitted `lax.scan` of 1000 steps = one
    epoch), dense and at 5 % density; the first call (compile + one epoch) is reported apart, the
    figure is the median of --repeats timed epochs after one more warm-up epoch;
 3. the FLOPs of a training step, 6 * 266,200 * batch (forward 2, backward 4 per weight and sample),
@@ -49,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lth.config import OptimizerConfig  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
-from lth.masks import apply_mask, density, make_mask  # noqa: E402
 from lth.models import get_model  # noqa: E402
-from lth.train import make_trainer  # noqa: E402
+from lth.sparsity.masks import apply_mask, density, make_mask  # noqa: E402
+from lth.training import make_trainer  # noqa: E402
 
 NUM_TRAIN = 60_000
 INPUT_SHAPE = (28, 28, 1)
@@ -80,12 +80,20 @@ def peak_rss_mib() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def cache_size(jitted) -> int | None:
-    """Number of compiled variants of a jitted function (private JAX API; None if unavailable)."""
-    try:
-        return int(jitted._cache_size())
-    except Exception:  # noqa: BLE001 - informational only
-        return None
+_COMPILES = [0]
+
+
+def _count_compiles(event: str, duration: float, **kwargs: Any) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+
+
+def backend_compiles() -> int:
+    """XLA backend compilations in this process so far (jax.monitoring's public events)."""
+    return _COMPILES[0]
 
 
 # --------------------------------------------------------------------------- 1. matmul peak
@@ -190,15 +198,14 @@ def train_throughput(
     probe,
 ) -> dict[str, Any]:
     """First call (compile + 1 epoch), 1 warm-up epoch, then `repeats` timed epochs, chained as in
-    `lth.train.train` (each epoch continues from the previous state with its own batch order)."""
+    `lth.training.train` (each epoch continues from the previous state with its own batch order)."""
     chunk = chunk_caller(trainer, augment_key)
     flops = 6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH
     state = trainer.init_state(apply_mask(params, mask), model_state)
     offset = jnp.int32(0)
-    variants_before = cache_size(trainer.train_chunk)
+    compiles_before = backend_compiles()
     (state, metrics), first_s, _ = timed(chunk, state, mask, data, orders[0], offset)
-    variants_after = cache_size(trainer.train_chunk)
-    compiled = None if variants_before is None else variants_after > variants_before
+    compiled = backend_compiles() > compiles_before
     (state, metrics), _, _ = timed(chunk, state, mask, data, orders[1], offset)
     walls, cpus, paired = [], [], []
     for e in range(repeats):
@@ -265,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     load_before = os.getloadavg()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, load {load_before[0]:.2f}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, "
+          f"load {load_before[0]:.2f}")
 
     # 1. matmul peak, before the training measurements
     peak_before = matmul_peak(args.sizes, args.mm_repeats)
@@ -289,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_every=10**9,  # no evaluation inside the timed epochs
     )
     key = jax.random.key(args.seed + 1)
-    # The batch orders are made before timing (lth.train.train makes one per epoch between chunks).
+    # The batch orders are made before timing (lth.training.train makes one per epoch between chunks).
     jax.block_until_ready(epoch_order(key, 0, NUM_TRAIN, BATCH))  # compile
     orders, order_walls = [], []
     for e in range(epochs_per_mask):
@@ -301,16 +309,19 @@ def main(argv: list[str] | None = None) -> int:
     probe = matmul_probe(probe_n)
     masks = {"dense": make_mask(params), f"{args.density:.0%} density": random_mask(params, args.density, args.seed)}
     results = {}
+    compiles_at_start = None
     for name, mask in masks.items():
         results[name] = train_throughput(
             trainer, params, model_state, mask, data, orders, args.repeats, jax.random.key(args.seed + 2), probe
         )
         r = results[name]
+        if compiles_at_start is None:  # after the first mask's run: everything is compiled once
+            compiles_at_start = backend_compiles()
         print(
             f"train {name}: first call {r['first_call_s']:.2f} s, median epoch {r['median_epoch_s']:.3f} s "
             f"({r['samples_per_s']:,.0f} samples/s)"
         )
-    compiled_variants = cache_size(trainer.train_chunk)
+    recompiles = backend_compiles() - compiles_at_start
 
     # 1'. matmul peak again, after
     peak_after = matmul_peak(args.sizes, args.mm_repeats)
@@ -336,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{b['gflops']:.0f} / {a['gflops']:.0f} ({b['cores_used']:.2f} / {a['cores_used']:.2f})",
             )
         )
-    rows.append(("training FLOPs per epoch (6*266,200*60*1000)", f"{6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH / 1e9:.1f} GFLOP"))
+    epoch_gflop = 6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH / 1e9
+    rows.append(("training FLOPs per epoch (6*266,200*60*1000)", f"{epoch_gflop:.1f} GFLOP"))
     for name, r in results.items():
         if r["compiled_on_first_call"] is False:
             rows.append((f"{name}: first call (no compile: program reused) (s)", f"{r['first_call_s']:.2f}"))
@@ -347,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{name}: samples/s", f"{r['samples_per_s']:,.0f}"))
         rows.append((f"{name}: GFLOP/s", f"{r['gflops']:.0f}"))
         rows.append((f"{name}: fraction of matmul peak", f"{r['fraction_of_peak']:.1%}"))
-        rows.append((f"{name}: paired fraction (vs n={probe_n} matmul next to each epoch)", f"{r['paired_fraction']:.1%}"))
+        rows.append((f"{name}: paired fraction (vs n={probe_n} matmul next to each epoch)",
+                     f"{r['paired_fraction']:.1%}"))
         rows.append((f"{name}: cores used (CPU s / wall s)", f"{r['cores_used']:.2f}"))
-    rows.append(("train_chunk compiled variants (1 = no recompile)", str(compiled_variants)))
+    rows.append(("backend compilations after the first mask's epochs (0 = no recompile)", str(recompiles)))
     rows.append(("epoch_order per epoch, not in the timed epoch (ms)", f"{statistics.median(order_walls) * 1e3:.1f}"))
     rows.append(("peak RSS (MiB)", f"{rss:.0f}"))
     rows.append(("load average 1 min, start / end", f"{load_before[0]:.2f} / {load_after[0]:.2f}"))
@@ -381,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         report = {
             "busy_warnings": busy,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "jax": jax.__version__,
             "backend": jax.devices()[0].platform,
             "cpu_count": os.cpu_count(),
@@ -394,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             "matmul_peak": {"before": peak_before, "after": peak_after, "reference_gflops": peak},
             "training": results,
             "paired_probe_n": probe_n,
-            "train_chunk_compiled_variants": compiled_variants,
+            "recompilations_after_first_mask": recompiles,
             "epoch_order_s": order_walls,
             "target_fraction": TARGET_FRACTION,
             "peak_rss_mib": rss,

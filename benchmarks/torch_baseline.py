@@ -7,7 +7,7 @@ One run (so the ratios compare figures taken under the same load) measures, on M
 data (60,000 x 784 float32, 10 classes, the same arrays for both frameworks):
 
 1. lth: masked LeNet-300-100 training, batch 60, Adam 1.2e-3, exactly as ``benchmarks/throughput.py``
-   does it (its `train_throughput`: `lth.train.make_trainer(...).train_chunk`, one jitted
+   does it (its `train_throughput`: `lth.training.make_trainer(...).train_chunk`, one jitted
    `lax.scan` of 1000 steps = one epoch; one warm-up epoch after the compiling call, then the median
    of --repeats timed epochs), dense (all-ones mask) and at 5 % density;
 2. PyTorch eager: ``nn.Sequential(Linear(784,300), ReLU, Linear(300,100), ReLU, Linear(100,10))``,
@@ -22,7 +22,7 @@ data (60,000 x 784 float32, 10 classes, the same arrays for both frameworks):
 3. with --conv2: Conv-2 (Frankle & Carbin 2019; 2x conv 64@3x3 SAME - pool - 256 - 256 - 10) on
    CIFAR-shaped random data (50,000 x 32x32x3), batch 60, both frameworks, dense and 5 %. lth runs it
    as it runs conv models on CPU, one compiled step per iteration (``make_trainer(..., loop="steps")``,
-   what `lth.train.choose_loop` picks); epochs are --conv-steps steps (default 50), for both.
+   what `lth.training.choose_loop` picks); epochs are --conv-steps steps (default 50), for both.
 
 Prints samples/s for each and the ratio lth / torch. Target (issue #6, 2 CPU cores): lth >= 2.5x
 the PyTorch eager loop for masked LeNet-300-100.
@@ -46,16 +46,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (throughput.py)
 import throughput as tp  # noqa: E402  (also puts the repository root on sys.path)
-
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lth.config import OptimizerConfig  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
-from lth.masks import apply_mask, make_mask  # noqa: E402
 from lth.models import get_model  # noqa: E402
-from lth.train import make_trainer  # noqa: E402
+from lth.sparsity.masks import apply_mask, make_mask  # noqa: E402
+from lth.training import make_trainer  # noqa: E402
 
 TARGET_RATIO = 2.5
 LR = 1.2e-3
@@ -309,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
               "these figures are not representative, rerun when it is idle")
     if args.json is not None:
         report = {
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "jax": jax.__version__, "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "results": results, "busy_warnings": busy, "ratios": ratios, "target_ratio": TARGET_RATIO,

@@ -3,17 +3,40 @@
     import lth
     config = lth.load_config("lenet300_mnist", "quick")
     records = lth.run_lottery(config)
+
+The names below are loaded on first use, so ``import lth`` (and the CLI's argument parsing) does not
+pay for jax, orbax, W&B or matplotlib until something needs them.
 """
 
-from lth.config import ExperimentConfig, DataConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
-from lth.errors import ConfigError, DataError, LthError, MaskError
-from lth.experiments import load_config
-from lth.lottery import lottery_levels, prepare, run_lottery
-from lth.masks import apply_mask, density, layer_densities, make_mask
-from lth.pruning import prune_magnitude
+from __future__ import annotations
 
-__all__ = [
-    "ConfigError", "DataConfig", "DataError", "ExperimentConfig", "LthError", "MaskError", "OptimizerConfig",
-    "PruningConfig", "TrainingConfig", "apply_mask", "density", "layer_densities", "load_config", "lottery_levels",
-    "make_mask", "prepare", "prune_magnitude", "replace", "run_lottery",
-]
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    # foundations
+    "ExperimentConfig": "lth.config", "DataConfig": "lth.config", "OptimizerConfig": "lth.config",
+    "PruningConfig": "lth.config", "TrainingConfig": "lth.config", "replace": "lth.config",
+    "ConfigError": "lth.errors", "DataError": "lth.errors", "LthError": "lth.errors", "MaskError": "lth.errors",
+    "load_config": "lth.experiments",
+    # sparsity
+    "apply_mask": "lth.sparsity.masks", "density": "lth.sparsity.masks", "layer_densities": "lth.sparsity.masks",
+    "make_mask": "lth.sparsity.masks", "prune_magnitude": "lth.sparsity.pruning",
+    # the lottery and its runner
+    "prepare": "lth.lottery.setup", "lottery_levels": "lth.lottery.levels", "run_lottery": "lth.runs.lottery",
+    "run_controls": "lth.runs.controls", "run_instability": "lth.runs.instability",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'lth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

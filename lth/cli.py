@@ -1,15 +1,21 @@
-"""`lth run | ls | experiments` -- the command line. Bad input: one line on stderr, exit code 2."""
+"""`lth run | ls | control | instability | export | plot | experiments` -- the command line.
+
+Bad input: one line on stderr, exit code 2. Arguments are parsed before jax is imported: each
+command imports what it runs (jax, the runner) only once its arguments are known.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from lth.config import replace
 from lth.errors import LthError
+from lth.experiments import experiment_names, load_experiment
+from lth.parse import parse_assignment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -17,23 +23,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lth: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The `lth` argument parser: one sub-command per job."""
     parser = _Parser(prog="lth", description="Lottery-ticket experiments in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(sub.add_parser("run", help="run (or finish) a lottery experiment"))
+    ls = sub.add_parser("ls", help="list the runs under the run root")
+    _add_roots(ls, data=False)
+    _add_control(sub.add_parser("control", help="controls of a finished run: reinit, random pruning, shuffle, "
+                                                "one-shot ..."))
+    _add_instability(sub.add_parser("instability", help="linear mode connectivity: error barrier per level and "
+                                                        "rewind step"))
+    export = sub.add_parser("export", help="write a level's ticket in a compressed sparse format")
+    export.add_argument("run", help=RUN_HELP)
+    export.add_argument("--level", type=int, required=True)
+    export.add_argument("--replicate", type=int, default=0)
+    export.add_argument("--out", help="output .npz (default: <run>/replicate_XX/tickets/level_XX.npz)")
+    _add_roots(export, data=False)
+    plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
+    plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
+    plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
+    _add_roots(plot, data=False)
+    sub.add_parser("experiments", help="list the experiment files")
+    return parser
 
-    run = sub.add_parser("run", help="run (or finish) a lottery experiment")
+
+RUN_HELP = "the run: a directory, a name or a config hash (see `lth ls`)"
+
+
+def _add_roots(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    parser.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
+    if data:
+        parser.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+
+
+def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("experiment", help="a name from experiments/ (e.g. lenet300_mnist) or a path to a .py file")
     run.add_argument("--variant", default="default", help="the experiment's variant, e.g. quick or smoke")
     run.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
-    run.add_argument("--prune-fraction", type=float, help="fraction of the remaining weights pruned per level, in (0, 1)")
+    run.add_argument("--prune-fraction", type=float,
+                     help="fraction of the remaining weights pruned per level, in (0, 1)")
     run.add_argument("--strategy", choices=("layerwise", "global"), help="one threshold per layer or one for all")
     run.add_argument("--rewind", help="rewind point: 0it (init), 500it, 2ep ...")
     run.add_argument("--retraining", choices=("rewind", "lr_rewind", "finetune"),
@@ -49,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
+    _add_run_execution(run)
+
+
+def _add_run_execution(run: argparse.ArgumentParser) -> None:
+    """How a run executes (replicates, layout, checkpoints, W&B, roots), not what it computes."""
     run.add_argument("--replicates", type=int, default=1, help="independent seeds (seed, seed+1, ...)")
     run.add_argument("--layout", metavar="LAYOUT",
                      help="how replicates run: sequential, workers (processes pinned to cores; CPU default), "
@@ -61,55 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
                           "(5ep, 2000it); 0ep = level ends only")
     run.add_argument("--wandb", choices=("online", "offline", "disabled"),
                      help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
-    run.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
-    run.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    _add_roots(run)
     run.add_argument("--data-parallel", action="store_true",
                      help="shard each batch over all local devices (jax.sharding; the batch size must divide)")
     run.add_argument("--no-controls", action="store_true", help="skip the controls the experiment file lists")
     run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
 
-    ls = sub.add_parser("ls", help="list the runs under the run root")
-    ls.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
 
-    control = sub.add_parser("control", help="controls of a finished run: reinit, random pruning, shuffle, one-shot ...")
-    control.add_argument("run", help="the run: a directory, a name or a config hash (see `lth ls`)")
+def _add_control(control: argparse.ArgumentParser) -> None:
+    control.add_argument("run", help=RUN_HELP)
     control.add_argument("controls", help="comma-separated, e.g. reinit,random_layerwise,random_global,shuffle,"
                                           "invert,oneshot,snip,snip+shuffle,synflow+reinit")
     control.add_argument("--levels", default="0-999", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
     control.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
-    control.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
-    control.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    _add_roots(control)
     control.add_argument("--no-progress", action="store_true")
 
-    inst = sub.add_parser("instability", help="linear mode connectivity: error barrier per level and rewind step")
-    inst.add_argument("run", help="the run: a directory, a name or a config hash (see `lth ls`)")
+
+def _add_instability(inst: argparse.ArgumentParser) -> None:
+    inst.add_argument("run", help=RUN_HELP)
     inst.add_argument("--rewind", required=True, help="rewind steps k, e.g. 0,100,500it,2ep")
     inst.add_argument("--levels", default="0", help="levels: 0 = the dense network, L = the level's ticket (e.g. 0,3)")
     inst.add_argument("--replicate", type=int, default=0)
-    inst.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
-    inst.add_argument("--data-dir", help="dataset cache directory (default: $LTH_DATA or ~/.cache/lth)")
+    _add_roots(inst)
     inst.add_argument("--no-progress", action="store_true")
-
-    export = sub.add_parser("export", help="write a level's ticket in a compressed sparse format")
-    export.add_argument("run", help="the run: a directory, a name or a config hash (see `lth ls`)")
-    export.add_argument("--level", type=int, required=True)
-    export.add_argument("--replicate", type=int, default=0)
-    export.add_argument("--out", help="output .npz (default: <run>/replicate_XX/tickets/level_XX.npz)")
-    export.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
-
-    plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
-    plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
-    plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
-    plot.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
-
-    sub.add_parser("experiments", help="list the experiment files")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace):
-    from lth.config import replace
-    from lth.experiments import load_experiment
-
+    """The experiment's config with the command line's changes (`--levels`, `--set FIELD=VALUE`, ...)."""
     config = load_experiment(args.experiment, args.variant).config
     changes: dict[str, Any] = {}
     simple = {
@@ -132,20 +145,16 @@ def config_from_args(args: argparse.Namespace):
     if args.iterations is not None:
         changes["training.length"] = f"{args.iterations}it"
     for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep:
-            raise LthError(f"--set needs FIELD=VALUE, got {item!r}")
-        changes[field.strip()] = _parse_value(value)
+        field, value = parse_assignment(item)
+        changes[field] = value
     return replace(config, **changes) if changes else config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lth.parallel import initialize_distributed
+    from lth.training.processes import initialize_distributed  # heavy (jax): after the arguments parse
 
     initialize_distributed()  # a multi-process launch (SLURM, or JAX_* variables): before any jax computation
-    from lth.lottery import run_lottery
-
-    from lth.experiments import load_experiment
+    from lth.runs.lottery import run_lottery  # heavy (jax, the runner): after the arguments parse
 
     config = config_from_args(args)
     experiment = load_experiment(args.experiment, args.variant)
@@ -158,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from lth.runs import list_runs, runs_root
+    from lth.store import list_runs, runs_root  # heavy (jax, via the store's checkpoints types)
 
     rows = list_runs(args.runs)
     if not rows:
@@ -174,22 +183,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    import json
-
-    from lth.controls import run_controls
-    from lth.runs import resolve_run
+    from lth.runs.controls import run_controls  # heavy (jax, the runner): after the arguments parse
+    from lth.store import read_config, resolve_run  # heavy (jax): after the arguments parse
 
     levels = args.levels
     if levels == "0-999":  # all the levels the run has
-        config = json.loads((resolve_run(args.run, args.runs) / "config.json").read_text())
-        levels = f"0-{config['levels']}"
+        levels = f"0-{read_config(resolve_run(args.run, args.runs))['levels']}"
     run_controls(args.run, args.controls, levels, runs_root=args.runs, data_root=args.data_dir, wandb=args.wandb,
                  progress=not args.no_progress)
     return 0
 
 
 def cmd_instability(args: argparse.Namespace) -> int:
-    from lth.connectivity import run_instability
+    from lth.runs.instability import run_instability  # heavy (jax, the runner): after the arguments parse
 
     results = run_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
                               data_root=args.data_dir, progress=not args.no_progress)
@@ -201,7 +207,7 @@ def cmd_instability(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lth.export import export_from_run
+    from lth.tickets import export_from_run  # heavy (jax): after the arguments parse
 
     info = export_from_run(args.run, args.level, replicate=args.replicate, out=args.out, root=args.runs)
     print(f"ticket: {info['path']} ({100 * info['density']:.2f} % of the weights)")
@@ -212,7 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from lth.plots import plot_runs
+    from lth.analysis.plots import plot_runs  # heavy (jax, matplotlib): after the arguments parse
 
     path = plot_runs(args.run, args.out, root=args.runs)
     print(f"plot: {path}")
@@ -220,8 +226,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:
-    from lth.experiments import experiment_names
-
     for name in experiment_names():
         print(name)
     return 0
@@ -229,8 +233,8 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability, "export": cmd_export,
-               "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+    handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
+               "export": cmd_export, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
     try:
         return handler(args)
     except LthError as err:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,27 +84,6 @@ class ExperimentConfig:
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
 
 
-# --------------------------------------------------------------------------- durations
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
-
-
-def parse_duration(text: str) -> tuple[int, str]:
-    """'500it' -> (500, 'it'); '2ep' -> (2, 'ep'). Raises ConfigError on anything else."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ConfigError(
-            f"invalid duration {text!r}: write a whole number of iterations or epochs, e.g. '500it' or '2ep'"
-        )
-    return int(match.group(1)), match.group(2)
-
-
-def duration_to_steps(text: str, steps_per_epoch: int) -> int:
-    """Convert a duration string to a number of iterations."""
-    amount, unit = parse_duration(text)
-    return amount if unit == "it" else amount * steps_per_epoch
-
-
 # --------------------------------------------------------------------------- serialisation
 
 
@@ -156,6 +134,11 @@ _SUBCONFIGS = {
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Inverse of `to_dict` (lists back to tuples). Unknown fields raise ConfigError."""
     return _build(ExperimentConfig, data, "")
+
+
+def for_replicate(config: ExperimentConfig, replicate: int) -> ExperimentConfig:
+    """The config of replicate r of a run: the same experiment with seed ``config.seed + r``."""
+    return dataclasses.replace(config, seed=config.seed + replicate)
 
 
 def replace(config: Any, **changes: Any) -> Any:

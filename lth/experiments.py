@@ -7,7 +7,7 @@ import inspect
 from pathlib import Path
 from typing import NamedTuple
 
-from lth.config import ExperimentConfig
+from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
 from lth.errors import ConfigError
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -89,8 +89,6 @@ def smoke_variant(config: ExperimentConfig, dataset: str, batch_size: int | None
     """The `smoke` variant of an experiment: its model on synthetic data of the right shape, 2 levels
     of 4 iterations and one evaluation each -- a wiring check that the test suite runs for every
     experiment (seconds; ~1 minute for VGG-16, whose convolutions are slow on CPU)."""
-    from lth.config import replace
-
     changes = {"data.name": dataset, "data.validation_size": None, "training.length": "4it",
                "training.eval_every": "4it", "levels": 2, "rewind": "0it"}
     if batch_size is not None:
@@ -102,8 +100,6 @@ def frankle_carbin_conv(depth: int, learning_rate: float, iterations: int, conv_
     """Conv-2/4/6 on CIFAR-10 as in Frankle & Carbin (2019): Adam, batch 60, evaluation every 100
     iterations, layerwise pruning of `conv_fraction` of the convs, 20 % of the FC layers, 10 % of
     the output layer per level, rewind to init, no augmentation."""
-    from lth.config import DataConfig, OptimizerConfig, PruningConfig, TrainingConfig
-
     return ExperimentConfig(
         name=f"conv{depth}_cifar10",
         model=f"conv{depth}",

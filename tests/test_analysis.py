@@ -5,14 +5,13 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from helpers import tiny_config
 
 import lth
 import lth.analysis as la
-import lth.plots
-from helpers import tiny_config
 from lth.errors import LthError
-from lth.masks import mask_leaves, overlap
-from lth.runs import RunDir, aggregate, load_mask, run_name
+from lth.sparsity.masks import mask_leaves, overlap
+from lth.store import RunDir, aggregate, load_mask, run_name
 
 
 @pytest.fixture(scope="module")
@@ -252,12 +251,12 @@ def test_figures(run, tmp_path):
     from matplotlib.figure import Figure
 
     figures = {
-        "curves": lth.plots.plot_training_curves({f"level {lv}": la.training_curves(run, lv) for lv in range(3)},
+        "curves": la.plot_training_curves({f"level {lv}": la.training_curves(run, lv) for lv in range(3)},
                                                  metrics=("val_loss", "val_accuracy", "test_accuracy")),
-        "heatmap": lth.plots.plot_layer_density_heatmap(run.records[0], title="t"),
-        "heatmap_table": lth.plots.plot_layer_density_heatmap(la.layer_density_table(run.records[0])),
-        "overlap": lth.plots.plot_overlap_matrix(la.mask_overlap_matrix(run.masks()), ["a", "b", "c"]),
-        "histogram": lth.plots.plot_weight_histogram(run.params(1), run.mask(2), alive=run.mask(1)),
+        "heatmap": la.plot_layer_density_heatmap(run.records[0], title="t"),
+        "heatmap_table": la.plot_layer_density_heatmap(la.layer_density_table(run.records[0])),
+        "overlap": la.plot_overlap_matrix(la.mask_overlap_matrix(run.masks()), ["a", "b", "c"]),
+        "histogram": la.plot_weight_histogram(run.params(1), run.mask(2), alive=run.mask(1)),
     }
     axes = {name: len(fig.axes) for name, fig in figures.items()}
     assert axes == {"curves": 3, "heatmap": 2, "heatmap_table": 2, "overlap": 2, "histogram": 3}  # + colour bars

@@ -89,14 +89,15 @@ def _save_wrong_mask(path):
 def test_mask_that_does_not_fit(capsys, runs_dir, tmp_path):
     wrong = tmp_path / "wrong.npz"
     _save_wrong_mask(wrong)
-    code, _, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--mask", str(wrong), "--runs", str(runs_dir))
+    smoke = ("run", "lenet300_mnist", "--variant", "smoke", "--runs", str(runs_dir))
+    code, _, err = run_cli(capsys, *smoke, "--mask", str(wrong))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "fc1/kernel has shape (784, 299) in the mask but (784, 300)" in err
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file")
-    code, _, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--mask", str(garbage), "--runs", str(runs_dir))
+    code, _, err = run_cli(capsys, *smoke, "--mask", str(garbage))
     assert code == 2 and "not a readable .npz mask" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(capsys, "run", "lenet300_mnist", "--variant", "smoke", "--mask", str(tmp_path / "nope.npz"), "--runs", str(runs_dir))
+    code, _, err = run_cli(capsys, *smoke, "--mask", str(tmp_path / "nope.npz"))
     assert code == 2 and "not found" in err
     assert not runs_dir.exists()
 
@@ -107,12 +108,13 @@ def test_real_entry_point_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", "lenet300_mnist", "--prune-fraction", "2"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["lth: error: prune fraction must be in (0, 1), got 2.0: e.g. 0.2 prunes 20% per level"]
+    expected = "lth: error: prune fraction must be in (0, 1), got 2.0: e.g. 0.2 prunes 20% per level"
+    assert proc.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "runs").exists()
 
 
 def test_plot_compares_runs_with_differing_fields_in_the_legend(capsys, runs_dir, tmp_path):
-    from lth.plots import legend_labels
+    from lth.analysis import legend_labels
 
     for rewind in ("0it", "10it"):
         code, _, err = run_cli(capsys, "run", "mlp_mnist1d", "--variant", "smoke", "--rewind", rewind, "--no-progress",

@@ -4,15 +4,23 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import tiny_config
-from lth.controls import (
-    Control, LevelInputs, control_mask, control_start, counts_of, finalize_mask, parse_control, parse_controls,
-    parse_levels, run_controls,
-)
+
 from lth.errors import ConfigError
-from lth.lottery import init_params, lottery_levels, prepare, run_lottery
-from lth.masks import mask_leaves, named_leaves
+from lth.lottery import init_params, lottery_levels, prepare
+from lth.lottery.controls import (
+    Control,
+    LevelInputs,
+    control_mask,
+    control_start,
+    counts_of,
+    finalize_mask,
+    parse_control,
+    parse_controls,
+)
+from lth.runs.controls import parse_levels, run_controls
+from lth.runs.lottery import run_lottery
+from lth.sparsity.masks import mask_leaves, named_leaves
 
 
 @pytest.fixture(scope="module")

@@ -285,7 +285,8 @@ def test_offline_error_names_the_real_mirrors(tmp_path, monkeypatch):
 def test_download_from_second_mirror(tmp_path, monkeypatch):
     source = tmp_path / "mirror"
     write_cifar(source, "cifar10")
-    monkeypatch.setitem(download.CHECKSUMS, "cifar10", {"cifar-10-python.tar.gz": sha256(source / "cifar-10-python.tar.gz")})
+    checksum = sha256(source / "cifar-10-python.tar.gz")
+    monkeypatch.setitem(download.CHECKSUMS, "cifar10", {"cifar-10-python.tar.gz": checksum})
     monkeypatch.setitem(download.MIRRORS, "cifar10", (CLOSED_PORT, source.as_uri() + "/"))
     ds = load_dataset("cifar10", validation_size=5, root=tmp_path / "data")
     assert ds.sizes() == {"train": 25, "validation": 5, "test": 6}
@@ -436,4 +437,5 @@ def test_synthetic_datasets(tmp_path, name, shape, augmentation):
     means = np.stack([ds.x_train[ds.y_train == k].mean(0) for k in range(10)])
     dist = ((ds.x_test[:, None] - means[None]) ** 2).reshape(len(ds.y_test), 10, -1).sum(-1)
     assert (dist.argmin(1) == ds.y_test).mean() > 0.5
-    assert load_dataset(name, validation_size=40, root=tmp_path).sizes() == {"train": 600, "validation": 40, "test": 128}
+    sizes = load_dataset(name, validation_size=40, root=tmp_path).sizes()
+    assert sizes == {"train": 600, "validation": 40, "test": 128}

@@ -4,8 +4,9 @@ import importlib.util
 
 import pytest
 
-from lth.experiments import find_experiment, experiment_names, load_config
-from lth.lottery import run_lottery, validate_config
+from lth.experiments import experiment_names, find_experiment, load_config
+from lth.lottery import validate_config
+from lth.runs.lottery import run_lottery
 
 NAMES = experiment_names()
 

@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from helpers import backend_compiles, tiny_config
+
 from lth.errors import ConfigError, MaskError
-from lth.lottery import Hooks, init_params, lottery_levels, prepare, run_lottery
-from lth.masks import layer_counts, make_mask, mask_leaves, named_leaves
+from lth.lottery import Hooks, init_params, lottery_levels, prepare
+from lth.runs.lottery import run_lottery
+from lth.sparsity.masks import layer_counts, make_mask, mask_leaves, named_leaves
 
 
 class Recorder(Hooks):
@@ -49,7 +50,8 @@ def test_rewind_to_init_restores_initial_values():
         prev = named_leaves(outcomes[level - 1].state.params)
         for name, m in mask_leaves(mask).items():
             kept = np.abs(np.asarray(prev[name]))[np.asarray(m)]
-            dropped = np.abs(np.asarray(prev[name]))[np.asarray(mask_leaves(outcomes[level - 1].mask)[name]) & ~np.asarray(m)]
+            alive_before = np.asarray(mask_leaves(outcomes[level - 1].mask)[name])
+            dropped = np.abs(np.asarray(prev[name]))[alive_before & ~np.asarray(m)]
             assert kept.min() >= dropped.max()
 
 
@@ -97,13 +99,11 @@ def test_no_recompilation_after_the_first_level():
     with backend_compiles() as compiles:
         levels = lottery_levels(setup)
         next(levels)
-        chunk_programs = setup.trainer.train_chunk._cache_size()
         next(levels)  # level 1 compiles the pruning step once
         before = len(compiles)
         for _ in levels:
             pass
-        assert len(compiles) == before, "levels 2-4 compiled something"
-        assert setup.trainer.train_chunk._cache_size() == chunk_programs
+        assert len(compiles) == before, "levels 2-4 compiled something (the chunk, pruning or anything else)"
 
 
 @pytest.mark.parametrize("changes,match", [
@@ -137,7 +137,8 @@ def test_starting_mask_is_trained_and_gets_its_own_run(tmp_path):
     config = tiny_config(levels=1)
     first = run_lottery(config, runs_root=tmp_path, progress=False)
     (run,) = list(tmp_path.iterdir())
-    records = run_lottery(config, runs_root=tmp_path, mask=run / "replicate_00" / "masks" / "level_01.npz", progress=False)
+    mask_file = run / "replicate_00" / "masks" / "level_01.npz"
+    records = run_lottery(config, runs_root=tmp_path, mask=mask_file, progress=False)
     assert len(list(tmp_path.iterdir())) == 2
     assert records[0]["weights_remaining"] == first[1]["weights_remaining"]
     assert records[1]["weights_remaining"] < records[0]["weights_remaining"]
@@ -150,8 +151,8 @@ def test_run_directory_contents(tmp_path):
     assert names == ["accuracy_vs_sparsity.png", "config.json", "replicate_00", "results.json"]
     rep = run / "replicate_00"
     assert sorted(p.name for p in (rep / "masks").iterdir()) == ["level_00.npz", "level_01.npz", "level_02.npz"]
-    from lth.runs import load_mask
-    from lth.tracking import read_jsonl
+    from lth.store import load_mask
+    from lth.store.io import read_jsonl
 
     params0, _ = init_params(prepare(tiny_config()))
     mask2 = load_mask(rep / "masks" / "level_02.npz", params0)
@@ -197,7 +198,7 @@ def test_weight_rewinding_differs_from_lr_rewinding():
 
 
 def test_records_carry_mask_analysis():
-    from lth.masks import overlap, sign_agreement
+    from lth.sparsity.masks import overlap, sign_agreement
 
     setup = prepare(tiny_config(levels=2))
     outcomes = list(lottery_levels(setup))

@@ -7,11 +7,20 @@ import pytest
 from flax import nnx
 
 from lth.errors import MaskError
-from lth.masks import (
-    apply_mask, check_mask, count_prunable, count_remaining, density, layer_densities, make_mask,
-    mask_digest, mask_from_arrays, mask_to_arrays, overlap,
-)
 from lth.models import get_model
+from lth.sparsity.masks import (
+    apply_mask,
+    check_mask,
+    count_prunable,
+    count_remaining,
+    density,
+    layer_densities,
+    make_mask,
+    mask_digest,
+    mask_from_arrays,
+    mask_to_arrays,
+    overlap,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 from lth.config import OptimizerConfig
 from lth.data.dataset import Dataset
 from lth.data.device import to_device
-from lth.masks import make_mask, mask_leaves, named_leaves
 from lth.models import get_model
-from lth.train import make_trainer, train
+from lth.sparsity.masks import make_mask, mask_leaves, named_leaves
+from lth.training import make_trainer, train
 
 MNIST, CIFAR, MNIST1D = (28, 28, 1), (32, 32, 3), (40,)
 

@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import backend_compiles
 
 from lth.config import PruningConfig
 from lth.errors import ConfigError
-from lth.masks import layer_counts, make_mask, mask_leaves
 from lth.models import get_model
-from lth.pruning import plan_groups, prune_magnitude
+from lth.sparsity.masks import layer_counts, make_mask, mask_leaves
+from lth.sparsity.pruning import plan_groups, prune_magnitude
 
 
 def random_params(seed, ties=False):
@@ -34,7 +35,7 @@ def random_mask(params, seed, keep=0.7):
 
 
 def reference_keep(scores: np.ndarray, alive: np.ndarray, keep: int) -> np.ndarray:
-    """Keep the `keep` largest alive scores; ties -> lower flat index. Independent of lth.pruning."""
+    """Keep the `keep` largest alive scores; ties -> lower flat index. Independent of lth.sparsity.pruning."""
     flat, live = scores.reshape(-1), alive.reshape(-1)
     candidates = [i for i in range(flat.size) if live[i]]
     candidates.sort(key=lambda i: (-abs(float(flat[i])), i))
@@ -156,17 +157,15 @@ def test_unknown_strategy():
 
 
 def test_pruning_runs_on_device_without_recompiling_per_level():
-    from lth.pruning import _keep_top
-
     params = random_params(0)
     mask = make_mask(params)
     spec = PruningConfig(fraction=0.2)
     base = {k: n for k, (n, _) in layer_counts(mask).items()}
     mask = prune_magnitude(params, mask, spec, 1, base)
-    size = _keep_top._cache_size()
-    for level in range(2, 6):
-        mask = prune_magnitude(params, mask, spec, level, base)
-    assert _keep_top._cache_size() == size  # the keep count is traced, not static
+    with backend_compiles() as compiles:
+        for level in range(2, 6):
+            mask = prune_magnitude(params, mask, spec, level, base)
+    assert not compiles, "the keep count must be traced, not static"
     assert all(isinstance(m, jax.Array) for m in mask_leaves(mask).values())
 
 
@@ -174,7 +173,7 @@ def test_pruning_runs_on_device_without_recompiling_per_level():
 def test_keep_top_equals_a_stable_sort_on_hard_scores(seed):
     """The bisection threshold keeps exactly what a stable ascending sort of -score keeps: ties
     (also +0.0 / -0.0), negative and huge or tiny scores, dead entries, keep = 0 and keep = all."""
-    from lth.pruning import _keep_top
+    from lth.sparsity.topk import keep_top
 
     rng = np.random.default_rng(seed)
     pool = np.array([0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 1e30, -1e30, 2.5, 2.5], np.float32)
@@ -191,6 +190,6 @@ def test_keep_top_equals_a_stable_sort_on_hard_scores(seed):
     for keep in (0, 1, 17, int(flat_a.sum()) // 2, int(flat_a.sum()), int(flat_a.sum()) + 5):
         want = np.zeros(key.size, bool)
         want[order[: min(keep, int(flat_a.sum()))]] = True
-        got = np.concatenate([np.asarray(k).ravel() for k in _keep_top(
+        got = np.concatenate([np.asarray(k).ravel() for k in keep_top(
             [jnp.asarray(x) for x in scores], [jnp.asarray(a) for a in alive], jnp.int32(keep))])
         np.testing.assert_array_equal(got, want, err_msg=f"keep={keep}")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import tiny_config
+
 from lth.errors import LthError
-from lth.lottery import run_lottery
-from lth.runs import RunDir, RunLock, aggregate, list_runs
+from lth.runs.lottery import run_lottery
+from lth.store import RunDir, RunLock, aggregate, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from helpers import tiny_config
-    from lth.lottery import run_lottery
+    from lth.runs.lottery import run_lottery
     config = tiny_config(**{{"training.length": "4ep", "training.eval_every": "10it", "rewind": "13it", "levels": 3}})
     run_lottery(config, runs_root={root!r}, checkpoint_every="1ep", progress=False)
 """)
@@ -71,11 +71,12 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path, kill_when):
     done_before = len(json.loads((rep / "results.json").read_text())) if (rep / "results.json").exists() else 0
     assert done_before < 4, "the child finished before it was killed: nothing was tested"
 
-    run_lottery(resumable_config(), runs_root=killed, checkpoint_every="1ep", progress=False)  # takes over the stale lock
+    # takes over the stale lock
+    run_lottery(resumable_config(), runs_root=killed, checkpoint_every="1ep", progress=False)
     assert results_bytes(killed) == results_bytes(reference)
     # metrics.jsonl has each evaluation once, in order
-    ref_rows = [r for r in map(json.loads, next(reference.glob("*/replicate_00/metrics.jsonl")).read_text().splitlines())
-                if "iteration" in r]
+    ref_file = next(reference.glob("*/replicate_00/metrics.jsonl"))
+    ref_rows = [r for r in map(json.loads, ref_file.read_text().splitlines()) if "iteration" in r]
     rows = [r for r in map(json.loads, (rep / "metrics.jsonl").read_text().splitlines()) if "iteration" in r]
     assert rows == ref_rows
 
@@ -112,7 +113,7 @@ def test_damaged_checkpoint_is_reported_and_the_level_resumes_from_the_previous_
 
 
 def test_flipped_bytes_fail_the_digest(tmp_path):
-    from lth import checkpoints
+    from lth.store import checkpoints
 
     tree = {"w": np.arange(1000, dtype=np.float32)}
     checkpoints.save(tmp_path / "c", tree, {"note": 1})
@@ -194,7 +195,7 @@ def test_aggregate_hand_worked():
 
 def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
     """Worker processes (one core each) compute byte-identical records to the sequential loop."""
-    from lth.lottery import choose_workers
+    from lth.runs.layout import choose_workers
 
     config = tiny_config(levels=1)
     sequential = run_lottery(config, runs_root=tmp_path / "seq", replicates=2, workers=1, progress=False,
@@ -213,7 +214,8 @@ def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
 
 def test_checkpoint_period_parsing():
     from lth.errors import ConfigError
-    from lth.lottery import CheckpointPeriod, parse_checkpoint_period
+    from lth.parse import CheckpointPeriod
+    from lth.runs.lottery import parse_checkpoint_period
 
     assert parse_checkpoint_period("10min", 35) == CheckpointPeriod(seconds=600.0)
     assert parse_checkpoint_period("90s", 35) == CheckpointPeriod(seconds=90.0)
@@ -228,8 +230,8 @@ def test_checkpoint_period_parsing():
 
 def test_time_based_checkpoints_follow_the_wall_clock(tmp_path, monkeypatch):
     """checkpoint_every="10min": a mid-level checkpoint at the first epoch boundary after 10 minutes."""
-    import lth.lottery
-    from lth.runs import ReplicateDir
+    import lth.runs.recorder
+    from lth.store import ReplicateDir
 
     now = [0.0]
 
@@ -239,7 +241,7 @@ def test_time_based_checkpoints_follow_the_wall_clock(tmp_path, monkeypatch):
 
     saved = []
     original = ReplicateDir.save_level_step
-    monkeypatch.setattr(lth.lottery, "_clock", clock)
+    monkeypatch.setattr(lth.runs.recorder, "clock", clock)
     monkeypatch.setattr(ReplicateDir, "save_level_step",
                         lambda self, level, state, *a: (saved.append((level, int(state.step))),
                                                         original(self, level, state, *a)))

@@ -11,20 +11,17 @@ from jax.flatten_util import ravel_pytree
 
 from lth.config import PruningConfig
 from lth.errors import ConfigError, LthError
-from lth.masks import apply_mask, count_prunable, count_remaining, layer_counts, make_mask, mask_leaves
 from lth.models import from_functions, from_linen, from_nnx
-from lth.pruning import Group, prune_by_scores
-from lth.scores import (
+from lth.sparsity.at_init import density_groups, prune_at_init, shuffle_mask, synflow_prune
+from lth.sparsity.masks import apply_mask, count_prunable, count_remaining, layer_counts, make_mask, mask_leaves
+from lth.sparsity.pruning import Group, prune_by_scores
+from lth.sparsity.scores import (
     METHODS,
-    density_groups,
     grasp_hvp,
     grasp_scores,
     invert_scores,
     magnitude_at_init,
-    prune_at_init,
-    shuffle_mask,
     snip_scores,
-    synflow_prune,
     synflow_scores,
 )
 
@@ -55,7 +52,7 @@ def mlp_apply(params, x):
     return h
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model(seed=0, sizes=(6, 5, 3), bias=True):
     """One Model object per arguments, so the compiled score functions are reused across tests."""
     model = from_functions("tiny", lambda key: mlp_params(seed, sizes, bias), mlp_apply)
@@ -397,7 +394,7 @@ def test_one_shot_keeps_the_top_scores(method):
     elif method == "grasp":
         scores = grasp_scores(model, params, state, mask, x, y)
     else:
-        from lth.scores import random_scores
+        from lth.sparsity.scores import random_scores
 
         scores = random_scores(mask, key)
     flat = np.concatenate([np.asarray(s, np.float32).ravel() for s in scores.values()])
@@ -555,7 +552,8 @@ def test_shuffle_mask_really_permutes_within_layers():
 
 def test_invert_scores_keeps_exactly_the_complement_ranking():
     """Distinct scores with a zero and negatives: keeping k of -s is the complement of keeping N - k of s."""
-    scores = {"a/kernel": jnp.asarray([[3.0, -1.0, 0.0], [2.5, -7.0, 0.5]]), "b/kernel": jnp.asarray([-2.0, 9.0, 1.0, -0.25])}
+    scores = {"a/kernel": jnp.asarray([[3.0, -1.0, 0.0], [2.5, -7.0, 0.5]]),
+              "b/kernel": jnp.asarray([-2.0, 9.0, 1.0, -0.25])}
     params = {"a": {"kernel": jnp.zeros((2, 3))}, "b": {"kernel": jnp.zeros(4)}}
     mask = make_mask(params)
     n = 10
@@ -587,15 +585,16 @@ def test_invert_scores_with_ties_keeps_the_lowest():
 
 
 def test_prune_at_init_invert_keeps_the_lowest_scores():
-    import lth.scores as S
+    import lth.sparsity.at_init as S
 
     rng = np.random.default_rng(0)
     params = {"l1": {"kernel": jnp.asarray(rng.normal(size=(6, 5)).astype(np.float32))},
               "l2": {"kernel": jnp.asarray(rng.normal(size=(5, 3)).astype(np.float32))}}
-    from lth.masks import make_mask
     from lth.models import from_functions
+    from lth.sparsity.masks import make_mask
 
-    model = from_functions("lin", lambda k: params, lambda p, x: jnp.maximum(x @ p["l1"]["kernel"], 0) @ p["l2"]["kernel"])
+    model = from_functions("lin", lambda k: params,
+                           lambda p, x: jnp.maximum(x @ p["l1"]["kernel"], 0) @ p["l2"]["kernel"])
     mask = make_mask(params)
     kept = S.prune_at_init("magnitude", model, params, {}, mask, None, (6,), 0.4)
     inverted = S.prune_at_init("magnitude", model, params, {}, mask, None, (6,), 0.4, invert=True)

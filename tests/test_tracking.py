@@ -4,12 +4,12 @@ import json
 import shutil
 
 import pytest
-
 from helpers import tiny_config
+from wandb_records import find_run_files, read_run
+
 from lth.cli import main
 from lth.errors import ConfigError
-from lth.lottery import run_lottery
-from wandb_records import find_run_files, read_run
+from lth.runs.lottery import run_lottery
 
 
 @pytest.fixture

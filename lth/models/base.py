@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 class Model(NamedTuple):
@@ -21,6 +22,12 @@ class Model(NamedTuple):
     name: str
     init: Callable[[jax.Array], tuple[Any, Any]]  # key -> (params, state)
     apply: Callable[[Any, Any, jax.Array, bool], tuple[jax.Array, Any]]  # -> (logits, state)
+
+
+def cross_entropy(logits_BxC: jax.Array, labels_B: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy with integer labels: the loss every model here trains on
+    (and the one the pruning-at-init scores differentiate)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B)
 
 
 def from_linen(name: str, module: Any, input_shape: Sequence[int]) -> Model:
@@ -48,7 +55,7 @@ def from_linen(name: str, module: Any, input_shape: Sequence[int]) -> Model:
 
 def from_nnx(name: str, make_module: Callable[[Any], Any]) -> Model:
     """Wrap a flax nnx module factory ``make_module(rngs)``; params are its ``nnx.Param`` State."""
-    from flax import nnx
+    from flax import nnx  # only for nnx models: linen users never pay its import
 
     graphdef, _, _ = nnx.split(jax.eval_shape(lambda: make_module(nnx.Rngs(0))), nnx.Param, ...)
 

@@ -1,0 +1,221 @@
+"""The iterative magnitude pruning (IMP) driver: a pure generator of level outcomes.
+
+Level 0 trains the dense network (or a given starting mask). Each next level prunes the previous
+level's trained weights, rewinds the survivors to the rewind point (iteration 0 = init, or step k),
+starts a fresh optimiser state with the schedule at step k, and retrains to the same end. The data
+order is the same at every level (a function of the seed and the epoch), so a level differs from
+the dense run only by its mask.
+
+`lottery_levels` yields one `LevelOutcome` per level and writes nothing: files, logs and progress
+belong to its `Hooks` (`lth.runs` wires them to the run directory, W&B and the terminal).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+
+from lth import rng
+from lth.data.device import DeviceData
+from lth.lottery.setup import Setup, init_params, initial_mask
+from lth.sparsity.masks import Mask, apply_mask, layer_counts, layer_densities, overlap, sign_agreement
+from lth.sparsity.pruning import prune_magnitude
+from lth.training import Trainer, TrainState, summarize, train
+
+
+class LevelOutcome(NamedTuple):
+    """A finished level: its record, mask, final state, evaluations and wall time."""
+
+    record: dict[str, Any]  # one row of results.json (deterministic: no timings)
+    mask: Mask
+    state: TrainState  # at the end of training
+    evaluations: list[dict[str, float]]
+    seconds: float  # wall time of the level (training, evaluation and pruning)
+
+
+def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *, previous_mask: Mask | None = None,
+                 params_init: Any = None, params_final: Any = None) -> dict[str, Any]:
+    """The results.json row of a level: density, early-stop and final accuracies, per-layer density,
+    and (when given) the mask's overlap with the previous level's and the fraction of surviving
+    weights whose trained sign equals their sign at initialisation."""
+    counts = layer_counts(mask)
+    kept = sum(k for k, _ in counts.values())
+    total = sum(n for _, n in counts.values())
+    return {
+        "level": level,
+        "density": kept / total,
+        "percent_remaining": 100.0 * kept / total,
+        "weights_remaining": kept,
+        "prunable_weights": total,
+        **summarize(evaluations),
+        "layer_density": layer_densities(mask),
+        **({"overlap_with_previous": overlap(mask, previous_mask)} if previous_mask is not None else {}),
+        **({"sign_agreement_with_init": sign_agreement(params_init, params_final, mask)}
+           if params_init is not None and params_final is not None else {}),
+    }
+
+
+class Hooks:
+    """Callbacks of `lottery_levels` (override what you need); they run outside jit."""
+
+    def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
+        """Before training a level: its starting state (pruned and rewound) and its mask."""
+
+    def chunk_done(
+        self, level: int, state: TrainState, mask: Mask, new: list[dict[str, float]],
+        evaluations: list[dict[str, float]],
+    ) -> None:
+        """After every compiled chunk (an epoch, or part of one at the rewind step): the chunk's
+        evaluations (`new`) and all of the level's so far."""
+
+    def rewind_captured(self, state: TrainState) -> None:
+        """Level 0 reached the rewind step k > 0: `state` holds the weights later levels rewind to."""
+
+
+class Resume(NamedTuple):
+    """Where an interrupted lottery continues (found in a run directory by `lth.store.resume`)."""
+
+    level: int  # the first level not finished
+    previous: TrainState | None  # final state of level - 1 (None for level 0)
+    previous_mask: Mask | None
+    rewind_point: tuple[Any, Any] | None  # (params, model state) at step k > 0, once reached
+    state: TrainState | None = None  # a mid-level state of `level` to continue from
+    mask: Mask | None = None  # the mask of `level`, with `state`
+    evaluations: tuple[dict[str, float], ...] = ()  # the evaluations of `level` before `state`
+
+
+def lottery_levels(
+    setup: Setup,
+    mask: Mask | None = None,
+    *,
+    hooks: Hooks | None = None,
+    resume: Resume | None = None,
+) -> Iterator[LevelOutcome]:
+    """Yield one `LevelOutcome` per level, 0 to `config.levels` (from `resume.level` if given).
+
+    No files, no printing: side effects belong to `hooks`. A resumed run computes exactly what an
+    uninterrupted one does: chunks are cut at the same iterations and the data order is a function
+    of (seed, epoch) only.
+    """
+    for (outcome,) in lottery_levels_together([setup], [mask], hooks=[hooks or Hooks()], resumes=[resume]):
+        yield outcome
+
+
+TrainMany = Callable[..., Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]]
+
+
+def train_each(trainer: Trainer, states: list[TrainState], masks: list[Mask], data: DeviceData,
+               order_keys: list[jax.Array], augment_keys: list[jax.Array], *,
+               breaks: Iterable[int] = ()) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
+    """`lth.training.train` for a single replicate, in the (states, evaluations) per-replicate form of
+    `lottery_levels_together` (one replicate only: several are trained by `lth.training.stacked`)."""
+    if len(states) != 1:
+        raise ValueError("train_each trains one replicate; use lth.training.stacked.train_stacked for several")
+    for state, evals in train(trainer, states[0], masks[0], data, order_keys[0], augment_keys[0], breaks=breaks):
+        yield [state], [evals]
+
+
+@dataclass
+class _Seed:
+    """What the IMP driver keeps per replicate between levels."""
+
+    params0: Any
+    model_state0: Any
+    mask0: Mask
+    base_counts: dict[str, int]
+    order_key: jax.Array
+    augment_key: jax.Array
+    rewind_point: tuple[Any, Any] | None
+    previous: TrainState | None = None
+    previous_mask: Mask | None = None
+
+
+def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
+    params0, model_state0 = init_params(setup)
+    mask0 = initial_mask(setup, params0, mask)
+    seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
+                 rng.stream(setup.config.seed, "data_order"), rng.stream(setup.config.seed, "augmentation"),
+                 (params0, model_state0) if setup.rewind_step == 0 else None)
+    if resume is not None:
+        seed.previous, seed.previous_mask = resume.previous, resume.previous_mask
+        seed.rewind_point = resume.rewind_point or seed.rewind_point
+    return seed
+
+
+def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
+                 ) -> tuple[TrainState, Mask, list[dict[str, float]]]:
+    """The starting (state, mask, evaluations so far) of `level`: resumed, dense, or pruned and rewound."""
+    config, trainer = setup.config, setup.trainer
+    if resume is not None and level == resume.level and resume.state is not None:
+        return resume.state, resume.mask, list(resume.evaluations)
+    if level == 0:
+        return trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, 0), seed.mask0, []
+    assert seed.previous is not None and seed.rewind_point is not None
+    mask = prune_magnitude(seed.previous.params, seed.previous_mask, config.pruning, level, seed.base_counts)
+    if config.retraining == "rewind":
+        params, model_state = seed.rewind_point
+    else:  # learning-rate rewinding and fine-tuning keep the trained weights
+        params, model_state = seed.previous.params, seed.previous.model_state
+    return trainer.init_state(apply_mask(params, mask), model_state, setup.rewind_step), mask, []
+
+
+def resume_point(resume: Resume | None) -> tuple[int, int | None]:
+    if resume is None:
+        return 0, None
+    return resume.level, None if resume.state is None else int(resume.state.step)
+
+
+def lottery_levels_together(
+    setups: list[Setup],
+    masks: list[Mask | None] | None = None,
+    *,
+    hooks: list[Hooks] | None = None,
+    resumes: list[Resume | None] | None = None,
+    train_many: TrainMany = train_each,
+) -> Iterator[list[LevelOutcome]]:
+    """`lottery_levels` for replicates that advance in lockstep: yields, per level, one outcome per setup.
+
+    The setups differ only in their seed; `train_many` trains all of them chunk by chunk
+    (`train_each`: one replicate; `lth.training.stacked.train_stacked`: several as one vmapped
+    program). The replicates must resume from the same point (level and iteration): group them by
+    `resume_point` first.
+    """
+    n = len(setups)
+    masks = masks if masks is not None else [None] * n
+    hooks = hooks if hooks is not None else [Hooks() for _ in range(n)]
+    resumes = resumes if resumes is not None else [None] * n
+    if len({resume_point(r) for r in resumes}) > 1:
+        raise ValueError("replicates trained together must resume from the same level and iteration")
+    config, trainer, k = setups[0].config, setups[0].trainer, setups[0].rewind_step
+    seeds = [_seed(setup, mask, resume) for setup, mask, resume in zip(setups, masks, resumes)]
+    first_level = resume_point(resumes[0])[0]
+
+    for level in range(first_level, config.levels + 1):
+        started = time.perf_counter()
+        states, level_masks, evaluations = map(list, zip(*(
+            _level_start(setup, seed, level, resume) for setup, seed, resume in zip(setups, seeds, resumes))))
+        for r in range(n):
+            hooks[r].level_start(level, states[r], level_masks[r])
+        breaks = (k,) if level == 0 and k > 0 else ()
+        level_trainer = trainer if level == 0 else setups[0].retrain_trainer
+        for states, evals in train_many(level_trainer, states, level_masks, setups[0].data,
+                                        [s.order_key for s in seeds], [s.augment_key for s in seeds], breaks=breaks):
+            for r, (seed, state) in enumerate(zip(seeds, states)):
+                if level == 0 and k > 0 and int(state.step) == k:
+                    seed.rewind_point = (state.params, state.model_state)
+                    hooks[r].rewind_captured(state)
+                evaluations[r].extend(evals[r])
+                hooks[r].chunk_done(level, state, level_masks[r], evals[r], evaluations[r])
+        jax.block_until_ready([state.params for state in states])
+        seconds = time.perf_counter() - started
+        outcomes = []
+        for seed, state, mask, evals in zip(seeds, states, level_masks, evaluations):
+            record = level_record(level, mask, evals, previous_mask=seed.previous_mask, params_init=seed.params0,
+                                  params_final=state.params)
+            seed.previous, seed.previous_mask = state, mask
+            outcomes.append(LevelOutcome(record, mask, state, evals, seconds))
+        yield outcomes

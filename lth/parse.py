@@ -1,0 +1,104 @@
+"""Every small text format of the CLI and the configs, parsed in one place: durations ("500it",
+"2ep"), checkpoint periods ("10min", "5ep"), level lists ("0-3,7"), rewind-step lists
+("0,100,500it") and ``--set`` values (JSON, else the text itself).
+
+Each parser raises a one-line `ConfigError` that shows the expected form. No lth imports but
+`lth.errors`, and no jax: the CLI parses its arguments before jax is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NamedTuple
+
+from lth.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+_WALL_TIME = re.compile(r"\s*(\d+)\s*(min|s)\s*")
+_LEVEL_PART = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+
+
+def parse_duration(text: str) -> tuple[int, str]:
+    """'500it' -> (500, 'it'); '2ep' -> (2, 'ep'). Raises ConfigError on anything else."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(
+            f"invalid duration {text!r}: write a whole number of iterations or epochs, e.g. '500it' or '2ep'"
+        )
+    return int(match.group(1)), match.group(2)
+
+
+def duration_to_steps(text: str, steps_per_epoch: int) -> int:
+    """Convert a duration string to a number of iterations."""
+    amount, unit = parse_duration(text)
+    return amount if unit == "it" else amount * steps_per_epoch
+
+
+class CheckpointPeriod(NamedTuple):
+    """When to checkpoint inside a level (always at an epoch boundary; level ends are always saved)."""
+
+    steps: int = 0  # > 0: once this many iterations have passed since the last checkpoint
+    seconds: float = 0.0  # > 0: once this much wall time has passed since the last checkpoint
+
+    def due(self, steps_since: int, seconds_since: float) -> bool:
+        """Whether a checkpoint is due after `steps_since` iterations and `seconds_since` seconds."""
+        return (self.steps > 0 and steps_since >= self.steps) or (self.seconds > 0 and seconds_since >= self.seconds)
+
+
+def parse_checkpoint_period(text: str, steps_per_epoch: int) -> CheckpointPeriod:
+    """'10min' / '90s' (wall time), '5ep' / '2000it' (training); '0ep' or '0min': level ends only."""
+    match = _WALL_TIME.fullmatch(str(text))
+    if match:
+        return CheckpointPeriod(seconds=float(match.group(1)) * (60 if match.group(2) == "min" else 1))
+    try:
+        return CheckpointPeriod(steps=duration_to_steps(text, steps_per_epoch))
+    except ConfigError:
+        raise ConfigError(f"invalid checkpoint period {text!r}: write e.g. '10min', '90s', '5ep' or '2000it' "
+                          "('0ep': at level ends only)") from None
+
+
+def parse_levels(text: str, max_level: int) -> list[int]:
+    """'0-3,7,12' -> [0, 1, 2, 3, 7, 12]; ConfigError if malformed or beyond `max_level`."""
+    levels: set[int] = set()
+    for part in str(text).split(","):
+        match = _LEVEL_PART.fullmatch(part)
+        if not match:
+            raise ConfigError(f"invalid level list {text!r}: write e.g. 0-3,7,12")
+        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        if hi < lo:
+            raise ConfigError(f"invalid level range {part.strip()!r}: the first level must not exceed the second")
+        levels.update(range(lo, hi + 1))
+    beyond = sorted(level for level in levels if level > max_level)
+    if beyond:
+        raise ConfigError(f"level(s) {beyond} beyond the run's last level {max_level}")
+    return sorted(levels)
+
+
+def parse_steps(text: str, steps_per_epoch: int) -> list[int]:
+    """'0,100,500it,2ep' -> sorted distinct iterations (a bare number is iterations)."""
+    steps = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part:
+            steps.append(duration_to_steps(part + "it" if part.isdigit() else part, steps_per_epoch))
+    if not steps:
+        raise ConfigError(f"no rewind step in {text!r}: write e.g. 0,100,500it,2ep")
+    return sorted(set(steps))
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set FIELD=VALUE`` value: JSON if it parses (lists become tuples), else the text."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """'optimizer.name=sgd' -> ('optimizer.name', 'sgd'); ConfigError without '='."""
+    field, sep, value = item.partition("=")
+    if not sep:
+        raise ConfigError(f"--set needs FIELD=VALUE, got {item!r}")
+    return field.strip(), parse_value(value)

@@ -1,0 +1,126 @@
+"""Terminal output of a run: a progress bar per level, one table row per finished level, an ETA, and
+one-line warnings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from tqdm.auto import tqdm
+
+HEADER = (f"{'rep':>3} {'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  "
+          f"{'final acc':>9}  {'time':>7}")
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (damaged checkpoints, W&B failures, ...)."""
+    print(f"lth: warning: {message}", file=sys.stderr, flush=True)
+
+
+def format_row(replicate: int, record: dict[str, Any], seconds: float) -> str:
+    return (
+        f"{replicate:>3} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
+        f"{100 * record['early_stop_test_accuracy']:>13.2f}%  {record['early_stop_iteration']:>13}  "
+        f"{100 * record['test_accuracy']:>8.2f}%  {seconds:>6.1f}s"
+    )
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class LevelProgress:
+    """A tqdm bar per level (iterations, latest validation loss / accuracy, the run's ETA) and a table.
+
+    The ETA assumes the remaining levels take as long per iteration as the finished ones did.
+    Replicates trained in lockstep (`together` > 1, see `lth.replicates`) share the bar of the
+    first of them; the others report through a `FollowerProgress`.
+    """
+
+    def __init__(self, levels: int, total_steps: int, replicates: int = 1, enabled: bool = True, stream: Any = None):
+        self.levels, self.total_steps, self.replicates = levels, total_steps, replicates
+        self.enabled = enabled
+        self.stream = stream or sys.stdout
+        self.bar: tqdm | None = None
+        self._header_done = False
+        self._levels_done = 0
+        self._seconds_done = 0.0
+        self._level_started = time.perf_counter()
+        self.together = 1  # replicates advancing in lockstep with the one whose bar is shown
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            (tqdm.write if self.bar is not None else print)(message, file=self.stream)
+
+    def _eta(self, replicate: int, level: int) -> str:
+        if not self._levels_done:
+            return "?"
+        remaining = (self.replicates - replicate) * (self.levels + 1) - level
+        return format_duration(remaining / self.together * self._seconds_done / self._levels_done)
+
+    def start_level(self, replicate: int, level: int, first_step: int, percent_remaining: float) -> None:
+        """A bar for the level's iterations from `first_step`; the table header before the first."""
+        self._level_started = time.perf_counter()
+        if not self.enabled:
+            return
+        if not self._header_done:
+            print(HEADER, file=self.stream, flush=True)
+            self._header_done = True
+        rep = f"rep {replicate + 1}/{self.replicates} " if self.replicates > 1 else ""
+        if self.together > 1:
+            rep = f"reps {replicate + 1}-{replicate + self.together}/{self.replicates} "
+        eta = self._eta(replicate, level)
+        self.start_bar(f"{rep}level {level}/{self.levels} ({percent_remaining:.1f}% left, run ETA {eta})",
+                       self.total_steps - first_step)
+
+    def start_bar(self, description: str, total: int) -> None:
+        """A bar of `total` iterations (closed by `end_level` or `close`)."""
+        if not self.enabled:
+            return
+        self.close()
+        self.bar = tqdm(total=total, desc=description, unit="it", leave=False, dynamic_ncols=True)
+
+    def advance(self, iterations: int, evaluations: list[dict[str, float]]) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(iterations)
+        if evaluations:
+            last = evaluations[-1]
+            self.bar.set_postfix(val_loss=f"{last['val_loss']:.4f}", val_acc=f"{100 * last['val_accuracy']:.2f}%")
+
+    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+        self._levels_done += 1
+        self._seconds_done += seconds
+        self.close()
+        self.print_row(record, seconds, replicate)
+
+    def print_row(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+        if self.enabled:
+            print(format_row(replicate, record, seconds), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class FollowerProgress:
+    """The progress of a replicate trained in lockstep with the one that `lead` shows: no bar of its
+    own, its table rows through the lead."""
+
+    def __init__(self, lead: LevelProgress):
+        self.lead = lead
+
+    def note(self, message: str) -> None:
+        self.lead.note(message)
+
+    def start_level(self, *args: Any) -> None:
+        pass
+
+    def advance(self, *args: Any) -> None:
+        pass
+
+    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+        self.lead.print_row(record, seconds, replicate)

@@ -1,0 +1,132 @@
+"""Scores -> new masks: magnitude pruning, global or layerwise, with per-layer rates.
+
+Counts are exact. Level L of a lottery run keeps ``round(N * (1 - p) ** L)`` of the N weights that
+were kept at level 0 (per layer for `layerwise`, per pool for `global`), so after L levels a layer's
+density is (1-p)^L to within one weight -- rounding never accumulates across levels. Each level
+removes (as near as rounding allows) the fraction p of the weights that *remain*; pruned weights
+never come back (they rank below every kept weight).
+
+Ranking is exact and deterministic (`lth.sparsity.topk.keep_top`): higher score first, ties broken
+by the lower flat index (in the order of the pytree leaves).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lth.config import PruningConfig
+from lth.errors import ConfigError
+from lth.sparsity.masks import Mask, Params, first_match, layer_counts, mask_leaves, named_leaves, path_name
+from lth.sparsity.topk import keep_top
+
+STRATEGIES = ("layerwise", "global")
+
+
+class Group(NamedTuple):
+    """Layers that share one threshold, and how many of their weights to keep."""
+
+    names: tuple[str, ...]
+    keep: int
+
+
+def validate_spec(spec: PruningConfig) -> None:
+    """Raise ConfigError for an unknown strategy or an out-of-range fraction."""
+    if spec.strategy not in STRATEGIES:
+        raise ConfigError(f"unknown pruning strategy {spec.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if not 0.0 < spec.fraction < 1.0:
+        raise ConfigError(f"prune fraction must be in (0, 1), got {spec.fraction}: e.g. 0.2 prunes 20% per level")
+    for pattern, fraction in spec.layer_fractions:
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(
+                f"per-layer prune fraction for {pattern!r} must be in [0, 1), got {fraction}"
+            )
+
+
+def layer_fraction(name: str, spec: PruningConfig) -> float:
+    """The per-level prune fraction of one layer: 0 if excluded, else its override, else the default."""
+    if first_match(name, spec.exclude) is not None:
+        return 0.0
+    for pattern, fraction in spec.layer_fractions:
+        if first_match(name, (pattern,)) is not None:
+            return float(fraction)
+    return float(spec.fraction)
+
+
+def plan_groups(base_counts: dict[str, int], spec: PruningConfig, level: int) -> list[Group]:
+    """How many weights each threshold group keeps after `level` levels of pruning.
+
+    `base_counts` are the weights kept per layer at level 0. `layerwise`: every layer is a group.
+    `global`: layers at the default rate share one group (one threshold); layers with an override
+    or an exclusion are groups of their own.
+    """
+    validate_spec(spec)
+    if level < 0:
+        raise ConfigError(f"pruning level must be >= 0, got {level}")
+    groups: list[Group] = []
+    pool: list[str] = []
+    for name, base in base_counts.items():
+        fraction = layer_fraction(name, spec)
+        own_rate = spec.strategy == "layerwise" or fraction != spec.fraction
+        if own_rate:
+            groups.append(Group((name,), int(round(base * (1.0 - fraction) ** level))))
+        else:
+            pool.append(name)
+    if pool:
+        total = sum(base_counts[n] for n in pool)
+        groups.append(Group(tuple(pool), int(round(total * (1.0 - spec.fraction) ** level))))
+    return groups
+
+
+def prune_by_scores(scores: Any, mask: Mask, groups: list[Group]) -> Mask:
+    """New mask keeping, in each group, its `keep` highest-scoring weights among those still kept.
+
+    `scores` is a pytree with at least the mask's prunable leaves (same paths and shapes).
+    """
+    score_leaves = named_leaves(scores)
+    alive = mask_leaves(mask)
+    new_leaves: dict[str, jax.Array] = {}
+    for group in groups:
+        kept = keep_top(
+            [jnp.asarray(score_leaves[n]) for n in group.names],
+            [alive[n] for n in group.names],
+            jnp.asarray(group.keep, dtype=jnp.int32),
+        )
+        new_leaves.update(zip(group.names, kept))
+    missing = set(alive) - set(new_leaves)
+    for name in missing:  # layers in no group keep their mask
+        new_leaves[name] = alive[name]
+    return _rebuild(mask, new_leaves)
+
+
+def _rebuild(mask: Mask, leaves: dict[str, jax.Array]) -> Mask:
+    return jax.tree_util.tree_map_with_path(
+        lambda path, m: None if m is None else leaves[path_name(path)], mask, is_leaf=lambda x: x is None
+    )
+
+
+def magnitude_scores(params: Params, mask: Mask) -> dict[str, jax.Array]:
+    """|w| for every prunable leaf, keyed by path."""
+    values = named_leaves(params)
+    return {name: jnp.abs(values[name]) for name in mask_leaves(mask)}
+
+
+def prune_magnitude(
+    params: Params,
+    mask: Mask,
+    spec: PruningConfig,
+    level: int = 1,
+    base_counts: dict[str, int] | None = None,
+) -> Mask:
+    """Magnitude pruning: drop the smallest |w| among the weights `mask` keeps.
+
+    With the defaults it removes the fraction ``spec.fraction`` (or the per-layer override) of the
+    weights that remain. A lottery driver passes its level-0 counts as `base_counts` and the level
+    number, so that densities after L levels are exactly (1-p)^L to within one weight.
+    """
+    if base_counts is None:
+        base_counts = {name: kept for name, (kept, _) in layer_counts(mask).items()}
+    return prune_by_scores(magnitude_scores(params, mask), mask, plan_groups(base_counts, spec, level))
+

@@ -1,0 +1,24 @@
+"""The run store: the single owner of every path under a run root (layout, lock, resume points,
+digests), atomic file io, orbax checkpoints, and level records across replicates."""
+
+from lth.store.io import JsonlSink, read_json_list, read_jsonl, write_atomic, write_json
+from lth.store.lock import RunLock
+from lth.store.records import AGGREGATED, aggregate, best_ticket
+from lth.store.run_dir import (
+    ReplicateDir,
+    RunDir,
+    list_runs,
+    load_mask,
+    open_run,
+    read_config,
+    replicate_paths,
+    resolve_run,
+    run_name,
+    runs_root,
+)
+
+__all__ = [
+    "AGGREGATED", "JsonlSink", "ReplicateDir", "RunDir", "RunLock", "aggregate", "best_ticket", "list_runs",
+    "load_mask", "open_run", "read_config", "read_json_list", "read_jsonl", "replicate_paths", "resolve_run",
+    "run_name", "runs_root", "write_atomic", "write_json",
+]

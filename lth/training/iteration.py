@@ -1,0 +1,150 @@
+"""ONE masked training iteration (+ the evaluation when it is due), the single definition that every
+trainer is built from: the scan chunk and the per-iteration loop (`lth.training.chunks`), the
+stacked trainer of replicates and instability copies (`lth.training.stacked`), and the data-parallel
+trainer (`lth.training.sharded`).
+
+Pruned weights are exactly zero and stay zero: gradients are masked before the optimiser (so its
+moments of pruned weights stay zero) and params are masked after the update. The mask is an
+argument, never a constant, so one compiled program serves every level.
+
+An iteration is made of two parts (`Parts`): `update`, the masked optimisation step on one batch
+(gather, augmentation, gradient, optimiser), and `evaluate_all`, the validation and test
+evaluation. `iteration` composes them with the schedule of evaluations. For several networks at
+once, `stacked_parts` vmaps both parts over a leading axis and `iteration` composes them the same
+way: the iteration counter stays one shared scalar, so "evaluate now?" stays one `lax.cond` (a
+predicate batched by `vmap` would turn it into a select and evaluate at every iteration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lth.data.device import DeviceData, EvalSet, crop_flip
+from lth.models.base import Model, cross_entropy
+from lth.sparsity.masks import Mask, apply_mask
+
+
+class TrainState(NamedTuple):
+    """Params, model state (BatchNorm statistics), optimiser state and the global iteration."""
+
+    params: Any
+    model_state: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar: iterations done (the global iteration, also after a rewind)
+
+
+STACKED_AXES = TrainState(params=0, model_state=0, opt_state=0, step=None)
+"""The vmap axes of a stacked TrainState: everything along axis 0 but the shared iteration counter."""
+
+
+class ChunkMetrics(NamedTuple):
+    """Per-iteration outputs of a compiled chunk, stacked along the first axis."""
+
+    train_loss: jax.Array
+    evaluated: jax.Array  # bool: an evaluation ran after this iteration
+    val_loss: jax.Array
+    val_accuracy: jax.Array
+    test_loss: jax.Array
+    test_accuracy: jax.Array
+
+
+def chunk_metrics(loss: jax.Array, due: jax.Array, evals: jax.Array) -> ChunkMetrics:
+    """Per-iteration outputs (loss, evaluated flag, [..., 4] val loss/acc, test loss/acc) as ChunkMetrics;
+    any axes between the iteration axis and the last (e.g. replicates) are kept."""
+    return ChunkMetrics(loss, due, evals[..., 0], evals[..., 1], evals[..., 2], evals[..., 3])
+
+
+Evaluate = Callable[[Any, Any, EvalSet], tuple[jax.Array, jax.Array]]
+
+
+def make_evaluate(model: Model) -> Evaluate:
+    """(params, model_state, eval set) -> (mean loss, accuracy), padding rows ignored."""
+
+    def evaluate(params: Any, model_state: Any, data: EvalSet) -> tuple[jax.Array, jax.Array]:
+        def body(carry, batch):
+            x, y, w = batch
+            logits, _ = model.apply(params, model_state, x, False)
+            loss = jnp.sum(cross_entropy(logits, y) * w)
+            correct = jnp.sum((jnp.argmax(logits, -1) == y) * w)
+            return (carry[0] + loss, carry[1] + correct), None
+
+        (loss, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), data)
+        n = jnp.sum(data.weight)
+        return loss / n, correct / n
+
+    return evaluate
+
+
+class Parts(NamedTuple):
+    """The two halves of an iteration, un-jitted (trainers jit, vmap or shard them)."""
+
+    update: Callable  # (state, mask, data, idx_B, augment_key) -> (state, loss)
+    evaluate_all: Callable  # (params, model_state, data) -> [val loss, val acc, test loss, test acc]
+    eval_every: int
+    total_steps: int
+
+
+def make_parts(model: Model, tx: optax.GradientTransformation, schedule: Callable[[jax.Array], jax.Array], *,
+               augmentation: str, eval_every: int, total_steps: int) -> Parts:
+    """The update and the evaluation of one network (see the module docstring).
+
+    `augmentation` ("none" or "crop_flip") is applied to every training batch with the key
+    ``fold_in(augment_key, iteration)``: reproducible, and the same at every level.
+    """
+    evaluate = make_evaluate(model)
+
+    def train_step(state: TrainState, mask: Mask, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
+        def loss_fn(params):
+            logits, model_state = model.apply(params, state.model_state, x, True)
+            return jnp.mean(cross_entropy(logits, y)), model_state
+
+        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = apply_mask(grads, mask)
+        # masked params too, so that weight decay never feeds a pruned weight into the moments
+        direction, opt_state = tx.update(grads, state.opt_state, apply_mask(state.params, mask))
+        lr = schedule(state.step)
+        params = jax.tree.map(lambda p, d: p - (lr * d).astype(p.dtype), state.params, direction)
+        params = apply_mask(params, mask)
+        return TrainState(params, model_state, opt_state, state.step + 1), loss
+
+    def update(state: TrainState, mask: Mask, data: DeviceData, idx_B: jax.Array, augment_key: jax.Array):
+        """One training step on the examples `idx_B`."""
+        x = data.x_train[idx_B]
+        if augmentation == "crop_flip":
+            x = crop_flip(jax.random.fold_in(augment_key, state.step), x, data.pad_value)
+        return train_step(state, mask, x, data.y_train[idx_B])
+
+    def evaluate_all(params: Any, model_state: Any, data: DeviceData) -> jax.Array:
+        vl, va = evaluate(params, model_state, data.val)
+        tl, ta = evaluate(params, model_state, data.test)
+        return jnp.stack([vl, va, tl, ta])
+
+    return Parts(update, evaluate_all, eval_every, total_steps)
+
+
+def stacked_parts(parts: Parts) -> Parts:
+    """The parts of N networks trained side by side: every array of the state, the mask, the batch
+    indices and the augmentation key has a leading axis N; the data and the iteration are shared."""
+    update = jax.vmap(parts.update, in_axes=(STACKED_AXES, 0, None, 0, 0), out_axes=(STACKED_AXES, 0))
+    evaluate_all = jax.vmap(parts.evaluate_all, in_axes=(0, 0, None))
+    return parts._replace(update=update, evaluate_all=evaluate_all)
+
+
+def iteration(parts: Parts) -> Callable:
+    """The masked iteration: ``(state, mask, data, idx, augment_key) -> (state, (loss, due, evals))``:
+    one update, then the evaluation if one is due (every `eval_every` iterations and at the end);
+    `evals` is NaN where none ran."""
+
+    def one_iteration(state: TrainState, mask: Mask, data: DeviceData, idx: jax.Array, augment_key: jax.Array):
+        state, loss = parts.update(state, mask, data, idx, augment_key)
+        due = (state.step % parts.eval_every == 0) | (state.step == parts.total_steps)
+        evals = jax.lax.cond(due, lambda: parts.evaluate_all(state.params, state.model_state, data),
+                             lambda: jnp.full((*jnp.shape(loss), 4), jnp.nan, jnp.float32))
+        return state, (loss, due, evals)
+
+    return one_iteration

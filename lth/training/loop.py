@@ -1,0 +1,112 @@
+"""The host side of training: cut a level into chunks, run them, turn their metrics into records.
+
+`train` trains one network from `state.step` to the trainer's end and yields after every chunk;
+`lth.training.stacked.train_stacked` does the same for N networks side by side through the same
+`run_chunks`. The data order of epoch e is a function of (order key, e) only, so rerunning from any
+step replays it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lth.data.device import DeviceData, epoch_order
+from lth.sparsity.masks import Mask
+from lth.training.iteration import ChunkMetrics, TrainState
+from lth.training.trainer import Trainer
+
+
+class Span(NamedTuple):
+    """A chunk of a level: iterations ``offset .. offset + length`` of `epoch`."""
+
+    epoch: int
+    offset: int  # first iteration inside the epoch
+    length: int  # iterations
+
+
+def chunk_plan(start: int, end: int, steps_per_epoch: int, breaks: Iterable[int] = ()) -> list[Span]:
+    """Cut iterations [start, end) at epoch boundaries and at `breaks` (e.g. the rewind step)."""
+    cuts = {start, end}
+    cuts.update(e * steps_per_epoch for e in range(start // steps_per_epoch + 1, math.ceil(end / steps_per_epoch)))
+    cuts.update(b for b in breaks if start < b < end)
+    points = sorted(cuts)
+    return [Span(a // steps_per_epoch, a % steps_per_epoch, b - a) for a, b in zip(points, points[1:])]
+
+
+def eval_records(metrics: ChunkMetrics, first_step: int) -> list[dict[str, float]]:
+    """The evaluations of one chunk as dicts (host side): iteration, val/test loss and accuracy."""
+    m = jax.device_get(metrics)
+    rows = []
+    for i in np.flatnonzero(m.evaluated):
+        rows.append(
+            {
+                "iteration": int(first_step + i + 1),
+                "train_loss": float(m.train_loss[i]),
+                "val_loss": float(m.val_loss[i]),
+                "val_accuracy": float(m.val_accuracy[i]),
+                "test_loss": float(m.test_loss[i]),
+                "test_accuracy": float(m.test_accuracy[i]),
+            }
+        )
+    return rows
+
+
+def run_chunks(chunk: Callable, trainer: Trainer, state: Any, mask: Any, data: DeviceData,
+               orders: Callable[[int], jax.Array], augment_key: Any, start: int, breaks: Iterable[int] = ()
+               ) -> Iterator[tuple[Any, int, ChunkMetrics]]:
+    """Run `chunk` over the plan from `start` to the end; yields (state, first iteration, metrics)."""
+    for span in chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks):
+        first = span.epoch * trainer.steps_per_epoch + span.offset
+        state, metrics = chunk(state, mask, data, orders(span.epoch), jnp.int32(span.offset), augment_key,
+                               length=span.length)
+        yield state, first, metrics
+
+
+def train(
+    trainer: Trainer,
+    state: TrainState,
+    mask: Mask,
+    data: DeviceData,
+    order_key: jax.Array,
+    augment_key: jax.Array | None = None,
+    *,
+    breaks: Iterable[int] = (),
+) -> Iterator[tuple[TrainState, list[dict[str, float]]]]:
+    """Train from `state.step` to the trainer's end, yielding (state, evaluations) after every chunk.
+
+    Chunks are epochs, cut at `breaks` too, so that a caller can save the state at a rewind step.
+    The data order of epoch e is a function of (order_key, e) only: rerunning from any step replays it.
+    """
+    if augment_key is None:
+        augment_key = jax.random.fold_in(order_key, 0x5EED)
+    num_examples = int(data.x_train.shape[0])
+
+    def orders(epoch: int) -> jax.Array:
+        return epoch_order(order_key, epoch, num_examples, trainer.batch_size)
+
+    for state, first, metrics in run_chunks(trainer.train_chunk, trainer, state, mask, data, orders, augment_key,
+                                            int(state.step), breaks):
+        yield state, eval_records(metrics, first)
+
+
+def summarize(evaluations: list[dict[str, float]]) -> dict[str, float | int]:
+    """Frankle & Carbin's early stopping: the iteration of minimum validation loss (first, if tied),
+    the test accuracy there; plus the final and the best test accuracy."""
+    if not evaluations:
+        raise ValueError("no evaluations to summarize")
+    best = min(range(len(evaluations)), key=lambda i: (evaluations[i]["val_loss"], i))
+    return {
+        "early_stop_iteration": int(evaluations[best]["iteration"]),
+        "early_stop_val_loss": evaluations[best]["val_loss"],
+        "early_stop_val_accuracy": evaluations[best]["val_accuracy"],
+        "early_stop_test_accuracy": evaluations[best]["test_accuracy"],
+        "test_accuracy": evaluations[-1]["test_accuracy"],
+        "best_test_accuracy": max(e["test_accuracy"] for e in evaluations),
+        "final_iteration": int(evaluations[-1]["iteration"]),
+    }
