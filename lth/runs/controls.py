@@ -1,0 +1,129 @@
+"""`run_controls`: the controls of a finished run (`lth.lottery.controls`) trained into
+``replicate_XX/controls/<name>/`` through the same recorder as the main line's levels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lth.analysis.plots import plot_run
+from lth.config import to_dict
+from lth.errors import ConfigError
+from lth.lottery import Setup, init_params, prepare
+from lth.lottery.controls import (
+    Control, LevelInputs, control_mask, control_start, finalize_mask, parse_controls, train_control_level,
+)
+from lth.parse import parse_levels
+from lth.runs.progress import LevelProgress, warn
+from lth.runs.recorder import Recorder
+from lth.runs.tracking import WandbTracker, resolve_wandb_mode
+from lth.store import JsonlSink, ReplicateDir, RunDir, aggregate, load_mask, open_run, resolve_run, write_json
+
+
+class MainLine:
+    """What the controls of one replicate need from its main line, loaded once and on demand."""
+
+    def __init__(self, setup: Setup, rep: ReplicateDir):
+        self.setup, self.rep = setup, rep
+        self.params0, self.model_state0 = init_params(setup)
+        self.template = setup.trainer.init_state(self.params0, self.model_state0)
+        self.full_mask = load_mask(rep.mask_path(0), self.params0)
+        self.rewind_point = ((self.params0, self.model_state0) if setup.rewind_step == 0
+                             else rep.load_rewind(self.template))
+        self._finals: dict[int, Any] = {}
+
+    def mask(self, level: int) -> Any:
+        return load_mask(self.rep.mask_path(level), self.params0)
+
+    def final(self, level: int) -> Any:
+        """The trained params at the end of `level`."""
+        if level not in self._finals:
+            self._finals[level] = self.rep.load_final(level, self.template, self.full_mask)[0].params
+        return self._finals[level]
+
+    def inputs(self, control: Control, level: int) -> LevelInputs:
+        """The main-line inputs of `control` at `level` (only what its source needs is loaded)."""
+        inputs = LevelInputs(level, self.mask(level), self.full_mask)
+        if control.source == "oneshot":
+            inputs.dense_final = self.final(0)
+        if control.source == "imp" and "invert" in control.transforms and level > 0:
+            inputs.previous_final = self.final(level - 1)
+            inputs.previous_mask = self.mask(level - 1)
+        return inputs
+
+
+def _train_control(line: MainLine, control: Control, chosen: list[int], recorder: Recorder) -> list[dict[str, Any]]:
+    """The levels `chosen` of one control of one replicate (finished ones are kept)."""
+    setup = line.setup
+    for level in chosen:
+        if level in recorder.records:
+            continue
+        mask = finalize_mask(setup, control, level,
+                             control_mask(setup, control, line.inputs(control, level), line.params0, line.model_state0))
+        state = control_start(setup, control, level, mask, line.params0, line.model_state0, line.rewind_point)
+        recorder.level_done(train_control_level(setup, control, level, state, mask, recorder))
+    return recorder.sorted_records()
+
+
+def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:
+    if not reps:
+        raise ConfigError(f"run {path} has no finished levels: run it first (lth run ...)")
+    for rep in reps:
+        done = len(rep.read_results())
+        missing = [level for level in chosen if level >= done]
+        if missing:
+            raise ConfigError(f"{rep.path.name} of {path.name} has finished levels 0-{done - 1}, not {missing}: "
+                              "finish the main line first (rerun `lth run` with its config)")
+
+
+def run_controls(
+    run: str | os.PathLike,
+    controls: Iterable[str] | str,
+    levels: str | Iterable[int],
+    *,
+    runs_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    wandb: str | None = None,
+    progress: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """Train controls of a finished lottery run for chosen levels; return {control name: records}.
+
+    `run` is a run directory, name or hash. Results go to ``replicate_XX/controls/<name>/`` (records,
+    masks, metrics), for every replicate of the run; finished control levels are not recomputed.
+    The run's accuracy-vs-sparsity plot is redrawn with one series per control.
+    """
+    path = resolve_run(run, runs_root)
+    run_dir: RunDir = open_run(path)
+    config = run_dir.config
+    parsed = parse_controls(controls)
+    chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
+    wandb_mode = resolve_wandb_mode(wandb)
+    setup = prepare(config, data_root)
+    reps = run_dir.replicates()
+    _check_finished(reps, chosen, path)
+    tracker = WandbTracker(run_dir, to_dict(config), wandb_mode, warn=warn)
+    reporter = LevelProgress(len(chosen) - 1, setup.total_steps, len(reps) * len(parsed), enabled=progress)
+    results: dict[str, list[list[dict[str, Any]]]] = {c.name: [] for c in parsed}
+    positions = {level: i for i, level in enumerate(chosen)}
+    with run_dir.lock():
+        try:
+            for r, rep in enumerate(reps):
+                line = MainLine(setup.for_replicate(r), rep)
+                for c, control in enumerate(parsed):
+                    branch = rep.control(control.name)
+                    with JsonlSink(branch.metrics_path) as sink:
+                        recorder = Recorder(branch, sink, reporter, [tracker], r, branch=control.name,
+                                            records=branch.read_results(), slot=r * len(parsed) + c,
+                                            positions=positions)
+                        results[control.name].append(_train_control(line, control, chosen, recorder))
+        finally:
+            reporter.close()
+            tracker.close()
+        plot_run(path)
+        for name, per_rep in results.items():
+            write_json(run_dir.control_results_path(name), aggregate(per_rep))
+    if progress:
+        print(f"controls: {', '.join(results)} -> {path / 'controls'}\nplot: {run_dir.plot_path}")
+    return {name: (per_rep[0] if len(per_rep) == 1 else aggregate(per_rep)) for name, per_rep in results.items()}

@@ -1,0 +1,87 @@
+"""`run_instability`: instability analysis (`lth.lottery.instability`) of a finished run's levels,
+recorded in ``replicate_XX/instability/level_XX.json`` (and a plot beside it) through the recorder."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lth.analysis.instability_plots import plot_instability
+from lth.errors import ConfigError
+from lth.lottery import init_params, prepare
+from lth.lottery.instability import instability_curve
+from lth.parse import parse_levels, parse_steps
+from lth.runs.progress import LevelProgress
+from lth.runs.recorder import Recorder
+from lth.store import JsonlSink, load_mask, open_run, read_json_list, resolve_run
+
+
+def run_instability(
+    run: str | os.PathLike,
+    rewind_steps: str,
+    levels: str = "0",
+    *,
+    replicate: int = 0,
+    runs_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[int, list[dict[str, Any]]]:
+    """Instability analysis of a finished run: for each chosen level (0 = the dense network; L = the
+    level's ticket, trained dense to k and masked there, as an IMP ticket rewound to k) and each
+    rewind step k, two copies trained to the end with different data orders, and the error barrier
+    along the linear path between them. Records go to ``replicate_XX/instability/level_XX.json`` and
+    a plot beside them; finished (level, k) pairs are not recomputed. Returns {level: records}."""
+    path = resolve_run(run, runs_root)
+    run_dir = open_run(path)
+    config = run_dir.config
+    chosen = parse_levels(levels, config.levels)
+    setup = prepare(config, data_root)
+    steps = parse_steps(rewind_steps, setup.trainer.steps_per_epoch)
+    beyond = [k for k in steps if k >= setup.total_steps]
+    if beyond:
+        raise ConfigError(f"rewind step(s) {beyond} not before the end of training ({setup.total_steps} iterations)")
+    rep = run_dir.replicate(replicate)
+    done_levels = len(rep.read_results())
+    missing = [level for level in chosen if level >= done_levels]
+    if missing:
+        raise ConfigError(f"replicate {replicate} of {path.name} has not finished level(s) {missing}: run it first")
+    setup = setup.for_replicate(replicate)
+    params0, _ = init_params(setup)
+    reporter = LevelProgress(config.levels, setup.total_steps, enabled=progress)
+    recorder = Recorder(rep, JsonlSink(rep.metrics_path, enabled=False), reporter, [], replicate)
+    out: dict[int, list[dict[str, Any]]] = {}
+    with run_dir.lock():
+        try:
+            for level in chosen:
+                file = rep.instability_path(level)
+                records = {r["rewind_step"]: r for r in read_json_list(file)}
+                todo = [k for k in steps if k not in records]
+                if todo:
+                    mask = load_mask(rep.mask_path(level), params0) if level > 0 else None
+                    _curve(setup, level, todo, mask, records, recorder)
+                out[level] = [records[k] for k in sorted(records)]
+                plot_instability(out[level], file.with_suffix(".png"),
+                                 title=f"{config.name} level {level}: instability (replicate {replicate})")
+        finally:
+            reporter.close()
+    return out
+
+
+def _curve(setup: Any, level: int, todo: list[int], mask: Any, records: dict[int, dict[str, Any]],
+           recorder: Recorder) -> None:
+    """The records of the rewind steps `todo` of one level, each saved as soon as it is computed,
+    with a progress bar for the copies of each step."""
+    pending = iter(todo)
+    copies = 2
+
+    def start_next() -> None:
+        k = next(pending, None)
+        if k is not None:
+            recorder.rewind_step_start(level, k, copies * (setup.total_steps - k))
+
+    def save(record: dict[str, Any]) -> None:
+        recorder.instability_done(level, records, record)
+        start_next()
+
+    start_next()
+    instability_curve(setup, todo, mask, rewind_dense=level > 0, callback=save, on_chunk=recorder.advance)

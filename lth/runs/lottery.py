@@ -1,0 +1,199 @@
+"""`run_lottery`: the IMP driver (`lth.lottery`) wired to the run directory, W&B, progress and the plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+
+from lth.analysis.plots import plot_run
+from lth.config import ExperimentConfig, replace, to_dict
+from lth.errors import ConfigError
+from lth.lottery import Setup, init_params, initial_mask, prepare
+from lth.lottery.controls import parse_controls
+from lth.lottery.setup import data_parallel_setup
+from lth.parse import CheckpointPeriod, parse_checkpoint_period, parse_levels
+from lth.runs.controls import run_controls
+from lth.runs.layout import choose_layout
+from lth.runs.progress import LevelProgress, warn
+from lth.runs.replicates import run_replicate, run_replicates_together
+from lth.runs.tracking import WandbTracker, resolve_wandb_mode, wandb_credentials_present
+from lth.runs.workers import run_replicates_in_workers
+from lth.sparsity.masks import Mask, mask_digest
+from lth.store import ReplicateDir, RunDir, aggregate, load_mask
+
+
+def run_lottery(
+    config: ExperimentConfig,
+    *,
+    runs_root: str | Path | None = None,
+    data_root: str | Path | None = None,
+    mask: Mask | str | Path | None = None,
+    replicates: int = 1,
+    checkpoint_every: str = "10min",
+    progress: bool = True,
+    wandb: str | None = None,
+    trackers: list[Any] | None = None,
+    controls: tuple[str, ...] = (),
+    control_levels: str | list[int] | None = None,
+    data_parallel: bool = False,
+    workers: int | None = None,
+    layout: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run, resume or finish a lottery experiment; return its per-level records.
+
+    With one replicate the records are that replicate's; with several, the mean (and `*_std`) over
+    replicates per level (each replicate's own records are in ``replicate_XX/results.json``).
+    Replicate r uses seed ``config.seed + r``. Finished levels are never recomputed; an interrupted
+    level resumes from its latest checkpoint and ends bit-identical to an uninterrupted run. Inside a
+    level a checkpoint is saved at the first epoch boundary after `checkpoint_every` has passed:
+    wall time ("10min", the default; "90s") or training ("5ep", "2000it"); "0ep" = level ends only.
+
+    Everything is validated before the run directory is created, so bad input raises a
+    `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
+    starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config.
+
+    `wandb`: "offline" (default, or $WANDB_MODE), "online" or "disabled"; offline files are written
+    inside the run directory. Local files (results, metrics.jsonl, plots) are written in every mode.
+    `trackers`: more `lth.runs.tracking.Tracker`s to report to.
+
+    `controls` (e.g. ("imp+reinit", "random_layerwise")) are trained afterwards for `control_levels`
+    (default: every level) by `lth.runs.controls.run_controls`; finished ones are not recomputed.
+
+    `data_parallel`: shard every batch over all devices (`lth.training.sharded`; params and masks
+    replicated). In a multi-process launch (`lth.training.processes.initialize_distributed`,
+    docs/multihost.md) it is required, and the devices are those of all processes: every process
+    computes everything, process 0 alone writes the run directory, checkpoints, logs and W&B (extra
+    `trackers` are called in every process). Results equal single-device training to float
+    tolerance, not bit for bit: resume a run on the device count it started with.
+
+    `layout`: how several replicates run (`lth.runs.layout`): "sequential", "workers" (processes
+    pinned to CPU cores; `workers` of them, default one per core and replicate to train;
+    byte-identical to sequential), "vmap" or "devices" (one vmapped program, on one device or split
+    over the local devices; equal to sequential up to float summation order). Default: workers on
+    CPU, devices (one device: vmap) on accelerators, sequential with data-parallel training.
+    """
+    main = jax.process_index() == 0
+    wandb_mode = _check_run_options(replicates, data_parallel, bool(controls), wandb, main)
+    setup = prepare(config, data_root)
+    if data_parallel:
+        setup = data_parallel_setup(setup)
+    choose_layout(layout, workers, replicates, data_parallel)  # validate before anything is written
+    every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
+    setup, mask = _with_initial_mask(setup, mask)
+    config = setup.config
+    run = RunDir(runs_root, config, writable=main)  # several processes: all compute, process 0 writes
+    reps = [run.replicate(r) for r in range(replicates)]
+    control_levels = _control_levels(controls, control_levels, config.levels)
+    if run.results_path.exists() and all(len(rep.read_results()) == config.levels + 1 for rep in reps):
+        if progress and main:
+            print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done")
+        _run_controls(run, controls, control_levels, data_root, wandb, progress)
+        return _records(run, reps)
+
+    options = _Options(every, checkpoint_every, wandb_mode, progress and main, layout, workers, data_root,
+                       data_parallel)
+    per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, list(trackers or []), options)
+    _run_controls(run, controls, control_levels, data_root, wandb, progress)
+    if progress and main:
+        print(f"results: {run.results_path}\nplot:    {run.plot_path}")
+        if wandb_tracker.sync_command() and wandb_tracker.active:
+            print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
+    if not main:  # process 0 may still be writing the files: the same records, from memory
+        return per_replicate[0] if replicates == 1 else aggregate(per_replicate)
+    return _records(run, reps)
+
+
+class _Options(NamedTuple):
+    every: CheckpointPeriod
+    checkpoint_every: str  # as given (worker processes parse it again)
+    wandb_mode: str
+    progress: bool
+    layout: str | None
+    workers: int | None
+    data_root: Any
+    data_parallel: bool
+
+
+def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask: Mask | None, trackers: list[Any],
+                      options: _Options) -> tuple[list[list[dict[str, Any]]], WandbTracker]:
+    """Train every unfinished replicate under the run's lock, in the layout chosen; then the run's
+    aggregate, plot and W&B summary. Returns each replicate's records and the W&B tracker."""
+    config, main = setup.config, run.writable
+    run.create()
+    wandb_tracker = WandbTracker(run, to_dict(config), options.wandb_mode, warn=warn)
+    trackers = [*trackers, wandb_tracker]
+    reporter = LevelProgress(config.levels, setup.total_steps, len(reps), enabled=options.progress)
+    reporter.note(f"run directory: {run.path}")
+    todo = [r for r, rep in enumerate(reps) if len(rep.read_results()) < config.levels + 1]
+    layout, workers = choose_layout(options.layout, options.workers, len(todo), options.data_parallel)
+    with run.lock():
+        try:
+            if layout == "workers" and workers > 1:
+                run_replicates_in_workers(run, todo, workers, config, options.data_root, mask,
+                                          options.checkpoint_every, options.wandb_mode, reporter)
+            elif layout in ("vmap", "devices"):
+                run_replicates_together(setup, reps, todo, mask, layout, options.every, reporter, trackers)
+            per_replicate = []
+            for r, rep in enumerate(reps):  # after workers or vmap, this only reads the finished records
+                per_replicate.append(run_replicate(setup.for_replicate(r), rep, mask, r, options.every, reporter,
+                                                   trackers))
+                run.write_aggregate(per_replicate)
+            if main:
+                plot_run(run.path)
+                for tracker in trackers:
+                    tracker.run_done(_records(run, reps))
+        finally:
+            reporter.close()
+            for tracker in trackers:
+                tracker.close()
+    return per_replicate, wandb_tracker
+
+
+def _check_run_options(replicates: int, data_parallel: bool, controls: bool, wandb: str | None, main: bool) -> str:
+    """One-line errors for options that cannot go together here; returns the W&B mode."""
+    processes = jax.process_count()
+    if processes > 1 and not data_parallel:
+        raise ConfigError(f"this run has {processes} processes: add --data-parallel to train one network over all "
+                          "of their devices (see docs/multihost.md)")
+    if processes > 1 and controls:
+        raise ConfigError("controls run in one process: use --no-controls here and `lth control` afterwards")
+    wandb_mode = resolve_wandb_mode(wandb) if main else "disabled"
+    if wandb_mode == "online" and not wandb_credentials_present():
+        raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
+                          "or use --wandb offline (sync later)")
+    if replicates < 1:
+        raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    return wandb_mode
+
+
+def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Setup, Mask | None]:
+    """The setup with a starting mask's digest in its config, and the mask checked against the model."""
+    if mask is None:
+        return setup, None
+    params0, _ = init_params(setup)
+    mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
+    return setup.with_config(replace(setup.config, initial_mask=mask_digest(mask))), mask
+
+
+def _control_levels(controls: tuple[str, ...], control_levels: Any, levels: int) -> list[int] | None:
+    """The main-line levels the experiment's controls train (checked now, before anything is written)."""
+    if not controls:
+        return None
+    parse_controls(controls)
+    # an experiment's control levels beyond a shortened run (--levels) are left out
+    wanted = control_levels if control_levels is not None else f"0-{levels}"
+    if isinstance(wanted, str):
+        wanted = parse_levels(wanted, 10**6)
+    return [level for level in wanted if level <= levels]
+
+
+def _run_controls(run: RunDir, controls: tuple[str, ...], levels: list[int] | None, data_root: Any, wandb: Any,
+                  progress: bool) -> None:
+    if controls and levels:
+        run_controls(run.path, controls, levels, data_root=data_root, wandb=wandb, progress=progress)
+
+
+def _records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:
+    return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()

@@ -1,0 +1,114 @@
+"""The ONE runner hook: what training a replicate leaves behind, for the main line's levels, the
+controls and the instability analysis alike.
+
+A `Recorder` is the `lth.lottery.Hooks` of one replicate on one branch (the main line, or a control
+in ``replicate_XX/controls/<name>/``): every evaluation goes to metrics.jsonl, to the trackers (W&B)
+and to the progress bar; inside a main-line level a checkpoint is saved at the first epoch boundary
+after the checkpoint period; when a level ends its files (final checkpoint on the main line, mask,
+results.json) are written and its table row printed. Instability analysis reports through the same
+object: a progress bar per rewind step and its records file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lth.lottery import Hooks, LevelOutcome
+from lth.parse import CheckpointPeriod
+from lth.sparsity.masks import Mask, layer_counts
+from lth.store import JsonlSink, ReplicateDir, write_json
+from lth.training import TrainState
+
+clock = time.monotonic  # the wall clock of time-based checkpoints (tests replace it)
+
+
+class Recorder(Hooks):
+    """Files, trackers and progress of one replicate on one branch (see the module docstring).
+
+    `checkpoint_every` None: no checkpoints (controls). `slot` and `positions` place the replicate's
+    levels on the progress bar's run (default: replicate and level); `records` are the branch's
+    finished records, to which each level's is added.
+    """
+
+    def __init__(self, files: ReplicateDir, sink: JsonlSink, reporter: Any, trackers: Sequence[Any], replicate: int,
+                 *, branch: str = "main", checkpoint_every: CheckpointPeriod | None = None,
+                 steps_per_epoch: int = 1, total_steps: int = 0, records: Sequence[dict[str, Any]] = (),
+                 slot: int | None = None, positions: dict[int, int] | None = None):
+        self.files, self.sink, self.reporter, self.trackers = files, sink, reporter, list(trackers)
+        self.replicate, self.branch, self.every = replicate, branch, checkpoint_every
+        self.spe, self.total = steps_per_epoch, total_steps
+        self.records = {int(r["level"]): r for r in records}
+        self.slot = replicate if slot is None else slot
+        self.positions = positions or {}
+        self.step = self.last_checkpoint = 0
+        self.last_checkpoint_time = clock()
+
+    # the lottery's hooks -------------------------------------------------------------------
+
+    def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
+        self.step = self.last_checkpoint = int(state.step)
+        self.last_checkpoint_time = clock()
+        counts = layer_counts(mask).values()
+        percent = 100.0 * sum(k for k, _ in counts) / sum(n for _, n in counts)
+        self.reporter.start_level(self.slot, self.positions.get(level, level), self.step, percent)
+        branch = {} if self.branch == "main" else {"branch": self.branch}
+        for tracker in self.trackers:
+            tracker.level_start(self.replicate, level, percent, self.step, **branch)
+
+    def chunk_done(self, level: int, state: TrainState, mask: Mask, new: list[dict[str, float]],
+                   evaluations: list[dict[str, float]]) -> None:
+        for e in new:
+            self.sink.log({"level": level, **e})
+        for tracker in self.trackers:
+            tracker.log_evaluations(self.replicate, level, new)
+        step = int(state.step)
+        self.reporter.advance(step - self.step, new)
+        self.step = step
+        if self.every is not None and step < self.total and step % self.spe == 0 and self.every.due(
+                step - self.last_checkpoint, clock() - self.last_checkpoint_time):
+            self.files.save_level_step(level, state, mask, evaluations)
+            self.last_checkpoint, self.last_checkpoint_time = step, clock()
+
+    def rewind_captured(self, state: TrainState) -> None:
+        self.files.save_rewind(state)
+
+    # the end of a level --------------------------------------------------------------------
+
+    def level_done(self, outcome: LevelOutcome) -> list[dict[str, Any]]:
+        """Save a finished level: final checkpoint (main line), mask, results.json, logs; returns the
+        branch's records so far, in level order."""
+        level = outcome.record["level"]
+        if self.every is not None:
+            self.files.save_level_final(level, outcome.state, outcome.mask)
+        self.files.save_mask(level, outcome.mask)
+        self.records[level] = outcome.record
+        records = self.sorted_records()
+        self.files.write_results(records)  # after the final checkpoint: a listed level can always be resumed from
+        self.sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
+        self.reporter.end_level(outcome.record, outcome.seconds, self.replicate)
+        for tracker in self.trackers:
+            tracker.level_done(self.replicate, outcome.record, outcome.evaluations)
+        return records
+
+    def sorted_records(self) -> list[dict[str, Any]]:
+        return [self.records[level] for level in sorted(self.records)]
+
+    # instability analysis ------------------------------------------------------------------
+
+    def rewind_step_start(self, level: int, rewind_step: int, iterations: int) -> None:
+        """A progress bar for the copies trained from `rewind_step` (`iterations` in all)."""
+        self.reporter.start_bar(f"level {level}, k = {rewind_step}: copies", iterations)
+
+    def advance(self, iterations: int) -> None:
+        self.reporter.advance(iterations, [])
+
+    def instability_done(self, level: int, records: dict[int, dict[str, Any]], record: dict[str, Any]) -> None:
+        """Add `record` to the level's instability records, write them, print the line."""
+        records[record["rewind_step"]] = record
+        if self.files.writable:
+            write_json(self.files.instability_path(level), [records[k] for k in sorted(records)])
+        self.reporter.close()
+        self.reporter.note(f"level {level}  k={record['rewind_step']:>6}  barrier {100 * record['barrier']:6.2f} points"
+                           f"  {'stable' if record['stable'] else 'unstable'}")
