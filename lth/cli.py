@@ -7,7 +7,9 @@ command imports what it runs (jax, the runner) only once its arguments are known
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -29,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub.add_parser("run", help="run (or finish) a lottery experiment"))
     ls = sub.add_parser("ls", help="list the runs under the run root")
-    _add_roots(ls, data=False)
+    ls.add_argument("--check", action="store_true",
+                    help="verify every finished level's files (checkpoint digests, masks) and repair what can be")
+    _add_roots(ls)
     _add_control(sub.add_parser("control", help="controls of a finished run: reinit, random pruning, shuffle, "
                                                 "one-shot ..."))
     _add_instability(sub.add_parser("instability", help="linear mode connectivity: error barrier per level and "
@@ -99,6 +103,9 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
     run.add_argument("--data-parallel", action="store_true",
                      help="shard each batch over all local devices (jax.sharding; the batch size must divide)")
     run.add_argument("--no-controls", action="store_true", help="skip the controls the experiment file lists")
+    run.add_argument("--allow-mixed-numerics", action="store_true",
+                     help="resume a replicate under another numerics context (cores, devices, versions) than it "
+                          "started with; its numbers then mix two contexts")
     run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
 
 
@@ -162,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, replicates=args.replicates,
                 checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
                 controls=controls, control_levels=experiment.control_levels, data_parallel=args.data_parallel,
-                workers=args.workers, layout=args.layout)
+                workers=args.workers, layout=args.layout, allow_mixed_numerics=args.allow_mixed_numerics)
     return 0
 
 
@@ -173,12 +180,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs under {runs_root(args.runs)}")
         return 0
+    if args.check:
+        from lth.runs.check import check_runs  # heavy (builds each run's model): only with --check
+
+        check_runs(rows, data_root=args.data_dir)
+        rows = list_runs(args.runs)
     print(f"{'experiment':<22} {'hash':<8} {'levels':>7} {'reps':>4}  {'best ticket (% left, acc)':<26} path")
     for row in rows:
         best = row["best_ticket"]
         best_text = f"{best['percent_remaining']:6.2f}%  {100 * best['early_stop_test_accuracy']:.2f}%" if best else "-"
-        levels = f"{row['levels_done']}/{row['levels_planned']}"
+        planned = row["levels_planned"] if row["levels_planned"] is not None else "?"
+        levels = f"{row['levels_done']}/{planned}"
         print(f"{row['name']:<22} {row['hash']:<8} {levels:>7} {row['replicates']:>4}  {best_text:<26} {row['path']}")
+        unfinished = [f"r{r}: {n if n is not None else 'damaged'}" for r, n in enumerate(row["replicate_levels"])
+                      if n != row["levels_planned"]]
+        if unfinished and row["levels_planned"] is not None:
+            print(f"{'':<22} levels done per replicate: {', '.join(unfinished)} (unfinished: rerun `lth run`)")
+        for problem in row["problems"]:
+            print(f"{'':<22} damaged: {problem}")
     return 0
 
 
@@ -231,18 +250,37 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run as Ctrl-C does: one line, locks released, workers stopped
+
+
+def _os_error(err: OSError) -> str:
+    what = err.strerror or type(err).__name__
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"no room to write{where} ({what}): free some space, or use --runs / --data-dir elsewhere; " \
+               "finished levels are kept"
+    return f"{what}{where}: check the path and its permissions"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
                "export": cmd_export, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handler(args)
     except LthError as err:
         print(f"lth: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a path that cannot be written: one line, what is done is kept
+        print(f"lth: error: {_os_error(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("lth: interrupted; finished levels are kept in the run directory", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

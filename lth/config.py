@@ -7,8 +7,13 @@ A config is the whole description of a run. Every field has a default, so the ca
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,19 +108,16 @@ def config_hash(config: ExperimentConfig, length: int = 8) -> str:
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
-    if not dataclasses.is_dataclass(cls):
-        return data
     if not isinstance(data, dict):
-        raise ConfigError(f"config field {where or 'root'} must be an object, got {data!r}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(names)
+        raise ConfigError(f"config field {where or 'root'} must be an object of fields, got {data!r}")
+    hints = field_types(cls)
+    unknown = set(data) - set(hints)
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(unknown)} in {where or 'config'}")
     kwargs = {}
     for key, value in data.items():
-        sub = _SUBCONFIGS.get((cls, key))
-        if sub is not None:
-            kwargs[key] = _build(sub, value, f"{where}.{key}".strip("."))
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build(hints[key], value, f"{where}.{key}".strip("."))
         elif isinstance(value, list):
             kwargs[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         else:
@@ -123,17 +125,12 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-_SUBCONFIGS = {
-    (ExperimentConfig, "data"): DataConfig,
-    (ExperimentConfig, "training"): TrainingConfig,
-    (ExperimentConfig, "optimizer"): OptimizerConfig,
-    (ExperimentConfig, "pruning"): PruningConfig,
-}
-
-
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    """Inverse of `to_dict` (lists back to tuples). Unknown fields raise ConfigError."""
-    return _build(ExperimentConfig, data, "")
+    """Inverse of `to_dict` (lists back to tuples). Unknown fields or values of the wrong type raise
+    a one-line ConfigError."""
+    config = _build(ExperimentConfig, data, "")
+    check_types(config)
+    return config
 
 
 def for_replicate(config: ExperimentConfig, replicate: int) -> ExperimentConfig:
@@ -142,7 +139,14 @@ def for_replicate(config: ExperimentConfig, replicate: int) -> ExperimentConfig:
 
 
 def replace(config: Any, **changes: Any) -> Any:
-    """`dataclasses.replace` that also accepts dotted names: replace(c, **{'training.length': '2ep'})."""
+    """`dataclasses.replace` that also accepts dotted names: replace(c, **{'training.length': '2ep'}).
+    Unknown fields or values of the wrong type raise a one-line ConfigError."""
+    new = _replace(config, **changes)
+    check_types(new)
+    return new
+
+
+def _replace(config: Any, **changes: Any) -> Any:
     nested: dict[str, dict[str, Any]] = {}
     flat: dict[str, Any] = {}
     for key, value in changes.items():
@@ -154,9 +158,73 @@ def replace(config: Any, **changes: Any) -> Any:
     for head, sub in nested.items():
         if not hasattr(config, head):
             raise ConfigError(f"unknown config field {head!r}")
-        flat[head] = replace(getattr(config, head), **sub)
+        flat[head] = _replace(getattr(config, head), **sub)
     known = {f.name for f in dataclasses.fields(config)}
     unknown = set(flat) - known
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(unknown)} in {type(config).__name__}")
     return dataclasses.replace(config, **flat)
+
+
+# --------------------------------------------------------------------------- types
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """{field name: resolved type annotation} of a config dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        return "a [" + ", ".join(_describe(a).removeprefix("a ").removeprefix("an ") for a in args) + "] pair"
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
+        tp, f"an object of {getattr(tp, '__name__', tp)} fields")
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, tp)
+    return isinstance(value, tp)
+
+
+def check_types(config: Any, where: str = "") -> None:
+    """A one-line ConfigError unless every field of `config` (recursively) has its annotated type:
+    integers are not booleans, numbers are finite, lists hold what they should, names are one safe
+    path component."""
+    hints = field_types(type(config))
+    for f in dataclasses.fields(config):
+        name, value, tp = f"{where}{f.name}", getattr(config, f.name), hints[f.name]
+        if not _fits(value, tp):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            hint = f" (default: {json.dumps(default)})" if default not in (None, ()) else ""
+            raise ConfigError(f"config field {name} must be {_describe(tp)}, got {value!r}{hint}")
+        if dataclasses.is_dataclass(tp):
+            check_types(value, f"{name}.")
+    if isinstance(config, ExperimentConfig) and not _SAFE_NAME.fullmatch(config.name):
+        raise ConfigError(f"experiment name {config.name!r} is not a plain name (letters, digits, '.', '_', '-', "
+                          "'+'): it names the run directory, e.g. --set name=lenet300_mnist")

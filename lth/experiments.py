@@ -7,7 +7,9 @@ import inspect
 from pathlib import Path
 from typing import NamedTuple
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
+from lth.config import (
+    DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, check_types, replace
+)
 from lth.errors import ConfigError
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -68,20 +70,39 @@ def _import(name_or_path: str):
     spec = importlib.util.spec_from_file_location(f"lth_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise ConfigError(f"experiment file {str(path)!r} has a syntax error at line {err.lineno} ({err.msg}): "
+                          "fix the file") from None
+    except Exception as err:  # an experiment file is user code: any error it raises is reported in one line
+        raise ConfigError(f"experiment file {str(path)!r} failed to load ({_one_line(err)}): fix the file") from None
     return module, path
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
 def _config(module, path: Path, variant: str) -> ExperimentConfig:
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"experiment file {str(path)!r} defines no get_config(variant)")
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError(f"experiment file {str(path)!r} defines no function get_config(variant)")
     variants = getattr(module, "VARIANTS", ("default",))
     if variant not in variants:
         raise ConfigError(f"unknown variant {variant!r} of experiment {path.stem}: choose one of {', '.join(variants)}")
-    params = inspect.signature(module.get_config).parameters
-    config = module.get_config(variant) if params else module.get_config()
+    try:
+        params = inspect.signature(get_config).parameters
+        config = get_config(variant) if params else get_config()
+    except ConfigError:
+        raise
+    except Exception as err:  # user code, as above
+        raise ConfigError(f"get_config({variant!r}) of {str(path)!r} raised {_one_line(err)}: fix the file") from None
     if not isinstance(config, ExperimentConfig):
-        raise ConfigError(f"get_config() of {str(path)!r} must return an lth.config.ExperimentConfig")
+        raise ConfigError(f"get_config() of {str(path)!r} must return an lth.config.ExperimentConfig, "
+                          f"not {type(config).__name__}")
+    check_types(config)
     return config
 
 

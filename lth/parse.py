@@ -68,10 +68,10 @@ def parse_levels(text: str, max_level: int) -> list[int]:
         lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
         if hi < lo:
             raise ConfigError(f"invalid level range {part.strip()!r}: the first level must not exceed the second")
+        if hi > max_level:  # checked before the range is built: '0-2000000000' costs nothing
+            beyond = f"{max(lo, max_level + 1)}-{hi}" if hi > max(lo, max_level + 1) else str(hi)
+            raise ConfigError(f"level(s) {beyond} beyond the run's last level {max_level}")
         levels.update(range(lo, hi + 1))
-    beyond = sorted(level for level in levels if level > max_level)
-    if beyond:
-        raise ConfigError(f"level(s) {beyond} beyond the run's last level {max_level}")
     return sorted(levels)
 
 

@@ -15,7 +15,7 @@ from helpers import tiny_config
 
 from lth.errors import LthError
 from lth.runs.lottery import run_lottery
-from lth.store import RunDir, RunLock, aggregate, list_runs
+from lth.store import RunDir, aggregate, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path, kill_when):
     done_before = len(json.loads((rep / "results.json").read_text())) if (rep / "results.json").exists() else 0
     assert done_before < 4, "the child finished before it was killed: nothing was tested"
 
-    # takes over the stale lock
+    # the killed process's lock went with it
     run_lottery(resumable_config(), runs_root=killed, checkpoint_every="1ep", progress=False)
     assert results_bytes(killed) == results_bytes(reference)
     # metrics.jsonl has each evaluation once, in order
@@ -127,31 +127,17 @@ def test_flipped_bytes_fail_the_digest(tmp_path):
         checkpoints.load(tmp_path / "c", tree)
 
 
-def test_second_process_on_the_same_run_refuses(tmp_path):
-    lock = RunLock(tmp_path / "lock")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (tmp_path / "lock").write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid}))
-        with pytest.raises(LthError, match=f"in use by process {holder.pid}"):
-            lock.acquire()
-    finally:
-        holder.kill()
-        holder.wait()
-    lock.acquire()  # the holder is dead: its lock is stale and taken over
-    assert json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
-    lock.release()
-    assert not (tmp_path / "lock").exists()
-
-
 def test_run_refuses_while_another_process_holds_it(tmp_path, capsys):
     from lth.cli import main
 
     config = tiny_config()
     run = RunDir(tmp_path, config)
     run.create()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    hold = ("import sys, time; from lth.store.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run.lock_path)], stdout=subprocess.PIPE, text=True)
     try:
-        run.lock_path.write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid}))
+        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LthError, match=f"in use by process {holder.pid}"):
             run_lottery(config, runs_root=tmp_path, progress=False)
         assert not (run.path / "replicate_00").exists()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from lth.analysis.runs import legend_labels
-from lth.store import ReplicateDir, read_config, replicate_paths, resolve_run
+from lth.store import ReplicateDir, read_config, replicate_paths, resolve_run, write_atomic
+from lth.store.io import check_output_path
 from lth.store.records import aggregate
 
 
@@ -38,14 +40,16 @@ Replicates = Sequence[Sequence[dict[str, Any]]]  # replicate -> level records
 
 
 def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
-    """Title, tight layout, write a PNG (creating its folder), close the figure; returns the path."""
+    """Title, tight layout, write a PNG atomically (creating its folder; an older file stays whole if
+    writing fails), close the figure; returns the path."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    path = check_output_path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format="png")
     pyplot().close(fig)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -133,10 +133,11 @@ def runs_table(root: str | os.PathLike | None = None) -> Table:
             "experiment": row["name"],
             "hash": row["hash"],
             "levels": f"{row['levels_done']}/{row['levels_planned']}",
+            "problems": "; ".join(row["problems"]) or None,
             "replicates": row["replicates"],
             "best_ticket_percent": None if best is None else best["percent_remaining"],
             "best_ticket_accuracy": None if best is None else best["early_stop_test_accuracy"],
         })
     columns = ("directory", "experiment", "hash", "levels", "replicates", "best_ticket_percent",
-               "best_ticket_accuracy")
+               "best_ticket_accuracy", "problems")
     return Table.from_records(rows, columns)

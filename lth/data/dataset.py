@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lth.errors import DataError
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -34,13 +36,19 @@ class Dataset:
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
-    """Where datasets are cached: the argument, else $LTH_DATA, else ~/.cache/lth."""
-    if override is not None:
-        return Path(override)
-    if os.environ.get("LTH_DATA"):
-        return Path(os.environ["LTH_DATA"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lth"
+    """Where datasets are cached: the argument, else $LTH_DATA, else ~/.cache/lth. A one-line
+    DataError if that (or the nearest existing folder above it) is not a directory."""
+    if override is not None and str(override).strip():
+        path = Path(override)
+    elif os.environ.get("LTH_DATA"):
+        path = Path(os.environ["LTH_DATA"])
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lth"
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise DataError(f"the data directory {path} is not usable: {existing} is not a directory "
+                        "(choose --data-dir DIR or $LTH_DATA)")
+    return path
 
 
 def split_holdout(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, ...]:

@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from lth import rng
 from lth.data.device import DeviceData
+from lth.errors import ConfigError
 from lth.lottery.setup import Setup, init_params, initial_mask
-from lth.sparsity.masks import Mask, apply_mask, layer_counts, layer_densities, overlap, sign_agreement
+from lth.sparsity.masks import (
+    Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
+)
 from lth.sparsity.pruning import prune_magnitude
 from lth.training import Trainer, TrainState, summarize, train
 
@@ -86,6 +90,7 @@ class Resume(NamedTuple):
     state: TrainState | None = None  # a mid-level state of `level` to continue from
     mask: Mask | None = None  # the mask of `level`, with `state`
     evaluations: tuple[dict[str, float], ...] = ()  # the evaluations of `level` before `state`
+    rewind_damaged: bool = False  # the stored rewind weights are unreadable: recompute them (`recompute_rewind`)
 
 
 def lottery_levels(
@@ -156,6 +161,11 @@ def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
         return trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, 0), seed.mask0, []
     assert seed.previous is not None and seed.rewind_point is not None
     mask = prune_magnitude(seed.previous.params, seed.previous_mask, config.pruning, level, seed.base_counts)
+    kernels = connections({name: tuple(np.shape(m)) for name, m in mask_leaves(mask).items()})
+    empty = [name for name, (kept, size) in layer_counts(mask).items() if size and not kept and name in kernels]
+    if empty:  # only global pruning can get here: layerwise counts are checked by prepare()
+        raise ConfigError(f"level {level} would keep no weight of {', '.join(empty)} (global pruning took them all): "
+                          f"the network would be cut; use --levels {level - 1} or fewer, or layerwise pruning")
     if config.retraining == "rewind":
         params, model_state = seed.rewind_point
     else:  # learning-rate rewinding and fine-tuning keep the trained weights
@@ -163,7 +173,23 @@ def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
     return trainer.init_state(apply_mask(params, mask), model_state, setup.rewind_step), mask, []
 
 
+def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
+    """(params, model state) at the rewind step k, trained again from the seed exactly as level 0
+    trained them (the same chunks, data order and augmentation): bit-identical on the same machine
+    and thread count, so a damaged rewind checkpoint can be replaced and checked against its digest."""
+    k = setup.rewind_step
+    if k == 0:
+        return init_params(setup)
+    seed = _seed(setup, mask, None)
+    state, level_mask, _ = _level_start(setup, seed, 0, None)
+    for state, _ in train(setup.trainer, state, level_mask, setup.data, seed.order_key, seed.augment_key, breaks=(k,)):
+        if int(state.step) == k:
+            break
+    return state.params, state.model_state
+
+
 def resume_point(resume: Resume | None) -> tuple[int, int | None]:
+    """(level, iteration or None) where a replicate resumes: replicates trained together share it."""
     if resume is None:
         return 0, None
     return resume.level, None if resume.state is None else int(resume.state.step)

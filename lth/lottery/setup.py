@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from lth import rng
-from lth.config import ExperimentConfig, for_replicate, replace
+from lth.config import ExperimentConfig, OptimizerConfig, check_types, for_replicate, replace
 from lth.data import Dataset, check_dataset_name, load_dataset
 from lth.data.device import DeviceData, to_device
-from lth.errors import ConfigError
+from lth.errors import ConfigError, MaskError
 from lth.models import Model, check_model_name, get_model
 from lth.parse import duration_to_steps, parse_duration
-from lth.sparsity.masks import Mask, check_mask, make_mask
-from lth.sparsity.pruning import validate_spec
+from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
+from lth.sparsity.pruning import first_empty_level, layer_fraction, validate_spec
 from lth.training import OPTIMIZERS, SCHEDULES, Trainer, choose_loop, make_trainer
 from lth.training.sharded import data_parallel
 from lth.training.stacked import place, replicate_mesh, train_stacked
@@ -51,7 +54,8 @@ class Setup:
 
 
 def validate_config(config: ExperimentConfig) -> None:
-    """Checks that need no data: names, fractions, counts, duration syntax."""
+    """Checks that need no data: types, names, ranges, duration syntax."""
+    check_types(config)
     if config.levels < 0:
         raise ConfigError(f"levels must be >= 0, got {config.levels}: level 0 trains dense, each further level prunes")
     validate_spec(config.pruning)
@@ -59,8 +63,7 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"unknown optimizer {config.optimizer.name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if config.optimizer.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {config.optimizer.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if config.optimizer.learning_rate <= 0:
-        raise ConfigError(f"learning rate must be > 0, got {config.optimizer.learning_rate}")
+    _check_optimizer(config.optimizer)
     if config.training.batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
     if config.retraining not in RETRAINING:
@@ -72,6 +75,32 @@ def validate_config(config: ExperimentConfig) -> None:
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
                  *config.optimizer.milestones):
         parse_duration(text)
+
+
+def _check_optimizer(opt: OptimizerConfig) -> None:
+    if opt.learning_rate <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {opt.learning_rate}")
+    for name, value, low, high in (("momentum", opt.momentum, 0.0, 1.0), ("b1", opt.b1, 0.0, 1.0),
+                                   ("b2", opt.b2, 0.0, 1.0)):
+        if not low <= value < high:
+            raise ConfigError(f"optimizer.{name} must be in [{low:g}, {high:g}), got {value}")
+    for name, value in (("weight_decay", opt.weight_decay), ("eps", opt.eps), ("gamma", opt.gamma)):
+        if value < 0 or (name != "weight_decay" and value == 0):
+            raise ConfigError(f"optimizer.{name} must be {'>= 0' if name == 'weight_decay' else '> 0'}, got {value}")
+
+
+def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels: set[str]) -> None:
+    """A one-line ConfigError if a kernel (or a pool of layers pruned together) would keep no weight
+    by the last level: which layer, at which level, and how many levels are possible. (A bias or
+    norm scale pruned away is only zero: `kernels` are the leaves that count.)"""
+    counts = {name: n for name, n in base_counts.items() if name in kernels}
+    empty = first_empty_level(counts, config.pruning, config.levels) if counts else None
+    if empty is not None:
+        group, level = empty
+        names = ", ".join(group.names)
+        raise ConfigError(f"{names} would keep no weight at level {level} ({base_counts[group.names[0]]:,} "
+                          f"at level 0, pruned by {100 * layer_fraction(group.names[0], config.pruning):g} % a "
+                          f"level): use --levels {level - 1} or fewer, or a smaller prune fraction")
 
 
 def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
@@ -99,6 +128,8 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")
     model = get_model(config.model, dataset.input_shape, dataset.num_classes)
+    shapes = prunable_shapes(jax.eval_shape(model.init, jax.random.key(0))[0], config.pruning.prunable)
+    check_levels(config, {name: math.prod(shape) for name, shape in shapes.items()}, connections(shapes))
     build = functools.partial(make_trainer, model, total_steps=total, steps_per_epoch=steps_per_epoch,
                               batch_size=batch, eval_every=eval_every,
                               augmentation=config.data.augmentation or dataset.augmentation,
@@ -118,10 +149,17 @@ def init_params(setup: Setup) -> tuple[Any, Any]:
 
 
 def initial_mask(setup: Setup, params: Any, mask: Mask | None = None) -> Mask:
-    """The level-0 mask: the given one (checked against the params) or a full one."""
+    """The level-0 mask: the given one (checked against the params, every layer keeping a weight,
+    and enough of them for the run's levels) or a full one."""
     if mask is None:
         return make_mask(params, setup.config.pruning.prunable)
     check_mask(mask, params)
+    counts, kernels = layer_counts(mask), connections(prunable_shapes(params, setup.config.pruning.prunable))
+    empty = [name for name, (kept, size) in counts.items() if size and not kept and name in kernels]
+    if empty:
+        raise MaskError(f"the starting mask keeps no weight of {', '.join(empty)}: every kernel needs at least "
+                        "one (a kernel without weights cuts the network)")
+    check_levels(setup.config, {name: kept for name, (kept, _) in counts.items()}, kernels)
     return mask
 
 

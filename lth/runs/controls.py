@@ -18,7 +18,7 @@ from lth.lottery.controls import (
 from lth.parse import parse_levels
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.recorder import Recorder
-from lth.runs.tracking import WandbTracker, resolve_wandb_mode
+from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.store import JsonlSink, ReplicateDir, RunDir, aggregate, load_mask, open_run, resolve_run, write_json
 
 
@@ -99,7 +99,7 @@ def run_controls(
     config = run_dir.config
     parsed = parse_controls(controls)
     chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
-    wandb_mode = resolve_wandb_mode(wandb)
+    wandb_mode = checked_wandb_mode(wandb)
     setup = prepare(config, data_root)
     reps = run_dir.replicates()
     _check_finished(reps, chosen, path)
@@ -113,6 +113,8 @@ def run_controls(
                 line = MainLine(setup.for_replicate(r), rep)
                 for c, control in enumerate(parsed):
                     branch = rep.control(control.name)
+                    done = {record["level"] for record in branch.read_results()}
+                    branch.filter_metrics(lambda row, done=done: row.get("level") in done, warn)  # resumed: anew
                     with JsonlSink(branch.metrics_path) as sink:
                         recorder = Recorder(branch, sink, reporter, [tracker], r, branch=control.name,
                                             records=branch.read_results(), slot=r * len(parsed) + c,

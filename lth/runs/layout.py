@@ -59,7 +59,10 @@ def choose_layout(layout: str | None, workers: int | None, replicates: int,
         if data_parallel:
             return "sequential", 1
         count = choose_workers(workers, replicates)
-        layout = ("workers" if count > 1 else "sequential") if workers is not None else default_layout(replicates, count)
+        if workers is not None:
+            layout = "workers" if count > 1 else "sequential"
+        else:
+            layout = default_layout(replicates, count)
         return layout, count if layout == "workers" else 1
     check_layout(layout, data_parallel=data_parallel)
     if layout == "workers":

@@ -18,10 +18,12 @@ from lth.runs.controls import run_controls
 from lth.runs.layout import choose_layout
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.replicates import run_replicate, run_replicates_together
-from lth.runs.tracking import WandbTracker, resolve_wandb_mode, wandb_credentials_present
+from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.runs.workers import run_replicates_in_workers
 from lth.sparsity.masks import Mask, mask_digest
-from lth.store import ReplicateDir, RunDir, aggregate, load_mask
+from lth.store import DamagedFileError, ReplicateDir, RunDir, aggregate, load_mask
+from lth.store.resume import check_finished
+from lth.store.run_dir import check_run_root
 
 
 def run_lottery(
@@ -40,6 +42,7 @@ def run_lottery(
     data_parallel: bool = False,
     workers: int | None = None,
     layout: str | None = None,
+    allow_mixed_numerics: bool = False,
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
 
@@ -73,6 +76,10 @@ def run_lottery(
     byte-identical to sequential), "vmap" or "devices" (one vmapped program, on one device or split
     over the local devices; equal to sequential up to float summation order). Default: workers on
     CPU, devices (one device: vmap) on accelerators, sequential with data-parallel training.
+
+    Every replicate records its numerics context (backend, devices, CPU threads, versions, XLA
+    flags); resuming a replicate under another context is refused unless `allow_mixed_numerics`.
+    A rerun of a finished run checks its files (and repairs what redundant copies allow).
     """
     main = jax.process_index() == 0
     wandb_mode = _check_run_options(replicates, data_parallel, bool(controls), wandb, main)
@@ -83,17 +90,17 @@ def run_lottery(
     every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
     setup, mask = _with_initial_mask(setup, mask)
     config = setup.config
-    run = RunDir(runs_root, config, writable=main)  # several processes: all compute, process 0 writes
+    run = RunDir(check_run_root(runs_root), config, writable=main)  # several processes: process 0 writes
     reps = [run.replicate(r) for r in range(replicates)]
     control_levels = _control_levels(controls, control_levels, config.levels)
-    if run.results_path.exists() and all(len(rep.read_results()) == config.levels + 1 for rep in reps):
+    if _finished(setup, run, reps, mask):
         if progress and main:
             print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done")
         _run_controls(run, controls, control_levels, data_root, wandb, progress)
         return _records(run, reps)
 
     options = _Options(every, checkpoint_every, wandb_mode, progress and main, layout, workers, data_root,
-                       data_parallel)
+                       data_parallel, allow_mixed_numerics)
     per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, list(trackers or []), options)
     _run_controls(run, controls, control_levels, data_root, wandb, progress)
     if progress and main:
@@ -114,6 +121,30 @@ class _Options(NamedTuple):
     workers: int | None
     data_root: Any
     data_parallel: bool
+    allow_mixed_numerics: bool
+
+
+def _levels_done(rep: ReplicateDir) -> int:
+    """Finished levels of a replicate by its records (0 if they are damaged: opening it repairs them)."""
+    try:
+        return len(rep.read_results())
+    except DamagedFileError:
+        return 0
+
+
+def _finished(setup: Setup, run: RunDir, reps: list[ReplicateDir], mask: Mask | None) -> bool:
+    """Whether every replicate has every level and its files check out (`check_finished`, under the
+    run's lock; damaged copies repaired, the run's results.json rewritten from the replicates')."""
+    levels = setup.config.levels + 1
+    if not run.config_path.is_file() or any(_levels_done(rep) < levels for rep in reps):
+        return False
+    params0, model_state0 = init_params(setup)
+    template, mask0 = setup.trainer.init_state(params0, model_state0), initial_mask(setup, params0, mask)
+    with run.lock():
+        done = all(len(check_finished(rep, template, mask0, warn)) == levels for rep in reps)
+        if done:
+            run.write_aggregate([rep.read_results() for rep in reps])
+    return done
 
 
 def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask: Mask | None, trackers: list[Any],
@@ -121,24 +152,28 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
     """Train every unfinished replicate under the run's lock, in the layout chosen; then the run's
     aggregate, plot and W&B summary. Returns each replicate's records and the W&B tracker."""
     config, main = setup.config, run.writable
-    run.create()
-    wandb_tracker = WandbTracker(run, to_dict(config), options.wandb_mode, warn=warn)
-    trackers = [*trackers, wandb_tracker]
-    reporter = LevelProgress(config.levels, setup.total_steps, len(reps), enabled=options.progress)
-    reporter.note(f"run directory: {run.path}")
-    todo = [r for r, rep in enumerate(reps) if len(rep.read_results()) < config.levels + 1]
-    layout, workers = choose_layout(options.layout, options.workers, len(todo), options.data_parallel)
+    # the layout follows from the replicates asked for, not from how many are left: a replicate
+    # resumes under the numerics it started with
+    layout, workers = choose_layout(options.layout, options.workers, len(reps), options.data_parallel)
     with run.lock():
+        run.create()
+        wandb_tracker = WandbTracker(run, to_dict(config), options.wandb_mode, warn=warn)
+        trackers = [*trackers, wandb_tracker]
+        reporter = LevelProgress(config.levels, setup.total_steps, len(reps), enabled=options.progress)
+        reporter.note(f"run directory: {run.path}")
+        todo = [r for r, rep in enumerate(reps) if _levels_done(rep) < config.levels + 1]
         try:
-            if layout == "workers" and workers > 1:
-                run_replicates_in_workers(run, todo, workers, config, options.data_root, mask,
-                                          options.checkpoint_every, options.wandb_mode, reporter)
+            if layout == "workers" and todo:
+                run_replicates_in_workers(run, todo, min(workers, len(todo)), config, options.data_root, mask,
+                                          options.checkpoint_every, options.wandb_mode, reporter,
+                                          options.allow_mixed_numerics)
             elif layout in ("vmap", "devices"):
-                run_replicates_together(setup, reps, todo, mask, layout, options.every, reporter, trackers)
+                run_replicates_together(setup, reps, todo, mask, layout, options.every, reporter, trackers,
+                                        options.allow_mixed_numerics)
             per_replicate = []
             for r, rep in enumerate(reps):  # after workers or vmap, this only reads the finished records
                 per_replicate.append(run_replicate(setup.for_replicate(r), rep, mask, r, options.every, reporter,
-                                                   trackers))
+                                                   trackers, options.allow_mixed_numerics))
                 run.write_aggregate(per_replicate)
             if main:
                 plot_run(run.path)
@@ -159,10 +194,7 @@ def _check_run_options(replicates: int, data_parallel: bool, controls: bool, wan
                           "of their devices (see docs/multihost.md)")
     if processes > 1 and controls:
         raise ConfigError("controls run in one process: use --no-controls here and `lth control` afterwards")
-    wandb_mode = resolve_wandb_mode(wandb) if main else "disabled"
-    if wandb_mode == "online" and not wandb_credentials_present():
-        raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
-                          "or use --wandb offline (sync later)")
+    wandb_mode = checked_wandb_mode(wandb) if main else "disabled"
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
     return wandb_mode

@@ -43,11 +43,13 @@ class Recorder(Hooks):
         self.slot = replicate if slot is None else slot
         self.positions = positions or {}
         self.step = self.last_checkpoint = 0
+        self.level: int | None = None  # the level being trained
         self.last_checkpoint_time = clock()
 
     # the lottery's hooks -------------------------------------------------------------------
 
     def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
+        self.level = level
         self.step = self.last_checkpoint = int(state.step)
         self.last_checkpoint_time = clock()
         counts = layer_counts(mask).values()
@@ -81,7 +83,7 @@ class Recorder(Hooks):
         branch's records so far, in level order."""
         level = outcome.record["level"]
         if self.every is not None:
-            self.files.save_level_final(level, outcome.state, outcome.mask)
+            self.files.save_level_final(level, outcome.state, outcome.mask, outcome.record)
         self.files.save_mask(level, outcome.mask)
         self.records[level] = outcome.record
         records = self.sorted_records()

@@ -9,42 +9,87 @@ truncated to its resume point (`lth.store.resume`), and every level it trains is
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+from lth.errors import ConfigError
 from lth.lottery import Resume, Setup, init_params, initial_mask, lottery_levels, lottery_levels_together
-from lth.lottery.levels import resume_point
+from lth.lottery.levels import recompute_rewind, resume_point
 from lth.lottery.setup import stacked_training
 from lth.parse import CheckpointPeriod
 from lth.runs.progress import FollowerProgress, warn
 from lth.runs.recorder import Recorder
 from lth.runs.tracking import one_run_at_a_time
 from lth.sparsity.masks import Mask
-from lth.store import JsonlSink, ReplicateDir
-from lth.store.resume import find_resume
-from lth.training.processes import barrier
+from lth.store import JsonlSink, ReplicateDir, replicate_paths
+from lth.store.checkpoints import tree_digest
+from lth.store.resume import check_finished, find_resume, recover_records
+from lth.training.loop import DivergedError
+from lth.training.processes import barrier, context_difference, numerics_context
 
 
-def open_replicate(setup: Setup, rep: ReplicateDir, mask: Mask | None, replicate: int,
-                   reporter: Any) -> tuple[list[dict[str, Any]], Resume | None] | None:
-    """A replicate's finished records and its resume point (None: every level is done already);
-    its files are reset or truncated to that point."""
-    records = rep.read_results()
-    if len(records) == setup.config.levels + 1:
-        return None
+def open_replicate(setup: Setup, rep: ReplicateDir, mask: Mask | None, replicate: int, reporter: Any,
+                   allow_mixed_numerics: bool = False) -> tuple[list[dict[str, Any]], Resume | None] | None:
+    """A replicate's finished records and its resume point (None: every level is done and its files
+    check out); its files are repaired, reset or truncated to that point. The replicate's numerics
+    context is recorded; resuming under another one is refused unless `allow_mixed_numerics`."""
     params0, model_state0 = init_params(setup)
-    template = setup.trainer.init_state(params0, model_state0)
-    resume = find_resume(rep, template, initial_mask(setup, params0, mask), setup.rewind_step, warn)
+    template, mask0 = setup.trainer.init_state(params0, model_state0), initial_mask(setup, params0, mask)
+    if len(recover_records(rep, template, mask0, warn)) == setup.config.levels + 1 and \
+            len(check_finished(rep, template, mask0, warn)) == setup.config.levels + 1:
+        return None
+    resume = find_resume(rep, template, mask0, setup.rewind_step, warn)
+    _check_numerics(rep, replicate, resume is not None, allow_mixed_numerics)
+    if resume is not None and resume.rewind_damaged:
+        resume = resume._replace(rewind_point=_recompute_rewind(setup, rep, mask), rewind_damaged=False)
     barrier(f"lth: replicate {replicate} read")  # several processes: all have read before process 0 writes
     if resume is None:
         rep.reset()
         records = []
     else:
         records = rep.read_results()[: resume.level]
-        rep.truncate_metrics(resume.level, int(resume.state.step) if resume.state is not None else -1)
+        rep.truncate_metrics(resume.level, int(resume.state.step) if resume.state is not None else -1, warn)
         where = f"iteration {int(resume.state.step)}" if resume.state is not None else "its start"
         reporter.note(f"resuming replicate {replicate} at level {resume.level}, {where}")
     rep.mkdir()
+    rep.update_manifest(numerics=numerics_context())
     return records, resume
+
+
+def _check_numerics(rep: ReplicateDir, replicate: int, resuming: bool, allow_mixed: bool) -> None:
+    """Refuse (or, allowed, warn) to resume a replicate under another numerics context than it ran
+    under; warn when the other replicates of the run ran under another one."""
+    current = numerics_context()
+    stored = rep.read_manifest().get("numerics")
+    difference = context_difference(stored, current) if stored and resuming else ""
+    if difference and not allow_mixed:
+        raise ConfigError(f"replicate {replicate} ran with other numerics ({difference}); resuming it here would mix "
+                          "two sets of floats: resume it as it ran (the same cores and --layout, e.g. --replicates N "
+                          "as before), or pass --allow-mixed-numerics")
+    if difference:
+        warn(f"replicate {replicate} resumes with other numerics than it started with ({difference})")
+    for sibling in replicate_paths(rep.path.parent):
+        other = ReplicateDir(sibling, writable=False).read_manifest().get("numerics")
+        if sibling != rep.path and other and context_difference(other, current):
+            warn(f"replicate {replicate} trains with other numerics than {sibling.name} "
+                 f"({context_difference(other, current)}): equal seeds would not give equal bits")
+            break
+
+
+def _recompute_rewind(setup: Setup, rep: ReplicateDir, mask: Mask | None) -> tuple[Any, Any]:
+    """The rewind weights trained again from the seed, checked bit for bit against the digest
+    recorded when they were first saved, and saved again."""
+    params, model_state = recompute_rewind(setup, mask)
+    tree = {"params": params, "model_state": model_state}
+    want = rep.read_manifest().get("rewind_digest")
+    if want is not None and tree_digest(tree) != want:
+        raise ConfigError(f"{rep.rewind_path} is damaged, and training it again here gives other weights than "
+                          "before (other numerics?): restore the checkpoint, or delete "
+                          f"{rep.path} to retrain this replicate")
+    warn(f"recomputed the rewind weights of {rep.path.name} from the seed"
+         + (" (bit-identical to the damaged checkpoint's digest)" if want is not None else " (no digest to check)"))
+    rep.save_rewind(setup.trainer.init_state(params, model_state, setup.rewind_step))
+    return params, model_state
 
 
 def _recorder(setup: Setup, rep: ReplicateDir, sink: JsonlSink, reporter: Any, trackers: list[Any], replicate: int,
@@ -55,26 +100,49 @@ def _recorder(setup: Setup, rep: ReplicateDir, sink: JsonlSink, reporter: Any, t
 
 
 def run_replicate(setup: Setup, rep: ReplicateDir, mask: Mask | None, replicate: int, every: CheckpointPeriod,
-                  reporter: Any, trackers: list[Any]) -> list[dict[str, Any]]:
-    """Train (or finish) replicate `replicate` of a run (`setup` has its seed); returns its records."""
-    opened = open_replicate(setup, rep, mask, replicate, reporter)
-    if opened is None:
-        return rep.read_results()
-    records, resume = opened
-    with JsonlSink(rep.metrics_path, enabled=rep.writable) as sink:
-        recorder = _recorder(setup, rep, sink, reporter, trackers, replicate, every, records)
-        for outcome in lottery_levels(setup, mask, hooks=recorder, resume=resume):
-            records = recorder.level_done(outcome)
+                  reporter: Any, trackers: list[Any], allow_mixed_numerics: bool = False) -> list[dict[str, Any]]:
+    """Train (or finish) replicate `replicate` of a run (`setup` has its seed) under the replicate's
+    own lock; returns its records."""
+    with rep.lock():
+        opened = open_replicate(setup, rep, mask, replicate, reporter, allow_mixed_numerics)
+        if opened is None:
+            return rep.read_results()
+        records, resume = opened
+        with JsonlSink(rep.metrics_path, enabled=rep.writable) as sink:
+            recorder = _recorder(setup, rep, sink, reporter, trackers, replicate, every, records)
+            with _where(recorder):
+                for outcome in lottery_levels(setup, mask, hooks=recorder, resume=resume):
+                    records = recorder.level_done(outcome)
     return records
 
 
+@contextlib.contextmanager
+def _where(*recorders: Recorder) -> Iterator[None]:
+    """A divergence (or another one-line error of a level) says which replicate and level it hit."""
+    try:
+        yield
+    except (DivergedError, ConfigError) as err:
+        level = isinstance(err, DivergedError)  # a pruning error names its level itself
+        where = ", ".join(f"replicate {r.replicate}" + (f" level {r.level}" if level else "") for r in recorders)
+        raise type(err)(f"{where}: {err}") from None
+
+
 def run_replicates_together(setup: Setup, reps: list[ReplicateDir], todo: list[int], mask: Mask | None, layout: str,
-                            every: CheckpointPeriod, reporter: Any, trackers: list[Any]) -> None:
+                            every: CheckpointPeriod, reporter: Any, trackers: list[Any],
+                            allow_mixed_numerics: bool = False) -> None:
     """Train the replicates `todo` as one vmapped program (`lth.training.stacked`), each group of those
     that resume from the same point together (normally all of them); their files as in `run_replicate`."""
+    with contextlib.ExitStack() as locks:
+        for r in todo:
+            locks.enter_context(reps[r].lock())
+        _train_together(setup, reps, todo, mask, layout, every, reporter, trackers, allow_mixed_numerics)
+
+
+def _train_together(setup: Setup, reps: list[ReplicateDir], todo: list[int], mask: Mask | None, layout: str,
+                    every: CheckpointPeriod, reporter: Any, trackers: list[Any], allow_mixed_numerics: bool) -> None:
     setups = {r: setup.for_replicate(r) for r in todo}
     trackers = one_run_at_a_time(trackers)
-    opened = {r: open_replicate(setups[r], reps[r], mask, r, reporter) for r in todo}
+    opened = {r: open_replicate(setups[r], reps[r], mask, r, reporter, allow_mixed_numerics) for r in todo}
     groups: dict[tuple[int, int | None], list[int]] = {}
     for r in todo:
         if opened[r] is not None:
@@ -87,9 +155,11 @@ def run_replicates_together(setup: Setup, reps: list[ReplicateDir], todo: list[i
             sinks = [files.enter_context(JsonlSink(reps[r].metrics_path, enabled=reps[r].writable)) for r in members]
             recorders = [_recorder(setup, reps[r], sink, reporter if i == 0 else FollowerProgress(reporter), trackers,
                                    r, every, opened[r][0]) for i, (r, sink) in enumerate(zip(members, sinks))]
-            for outcomes in lottery_levels_together(
-                    [group_setup.with_config(setups[r].config) for r in members], [mask] * len(members),
-                    hooks=recorders, resumes=[opened[r][1] for r in members], train_many=train_many):
-                for recorder, outcome in zip(recorders, outcomes):
-                    recorder.level_done(outcome)
+            levels = lottery_levels_together(
+                [group_setup.with_config(setups[r].config) for r in members], [mask] * len(members),
+                hooks=recorders, resumes=[opened[r][1] for r in members], train_many=train_many)
+            with _where(*recorders):
+                for outcomes in levels:
+                    for recorder, outcome in zip(recorders, outcomes):
+                        recorder.level_done(outcome)
         reporter.together = 1

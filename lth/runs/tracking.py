@@ -24,6 +24,16 @@ def resolve_wandb_mode(mode: str | None) -> str:
     return mode
 
 
+def checked_wandb_mode(mode: str | None) -> str:
+    """`resolve_wandb_mode`, and a one-line ConfigError at once for online mode without credentials
+    (wandb itself would fail later, or wait ~90 s for the network)."""
+    mode = resolve_wandb_mode(mode)
+    if mode == "online" and not wandb_credentials_present():
+        raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
+                          "or use --wandb offline (sync later)")
+    return mode
+
+
 def wandb_credentials_present() -> bool:
     """An API key in $WANDB_API_KEY or in ~/.netrc (or $NETRC) for the W&B host."""
     if os.environ.get("WANDB_API_KEY"):

@@ -1,19 +1,27 @@
 """Replicates in worker processes, each pinned to its own CPU core (the CPU default layout).
 
 A worker trains whole replicates with `lth.runs.replicates.run_replicate` into the shared run
-directory, exactly as the parent would (byte-identical records); progress bars are the parent's
-(one line per finished replicate). Workers are started with "spawn": a process holding XLA's
+directory, exactly as that replicate trained alone on one core would (`taskset -c N`): the same
+numerics context, so the same bits. It holds the replicate's own lock while it trains, and it dies
+with its parent: the kernel kills it when the parent goes (PR_SET_PDEATHSIG on Linux), and a
+watchdog thread exits it within a second where that is not available, so a killed run never leaves
+workers writing into its directory. Workers are started with "spawn": a process holding XLA's
 threads is never forked.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import ctypes
 import multiprocessing
 import os
+import queue
+import signal
+import threading
+import time
 from typing import Any
 
 from lth.config import ExperimentConfig, for_replicate, from_dict, replace, to_dict
+from lth.errors import LthError
 from lth.lottery import init_params, prepare
 from lth.parse import parse_checkpoint_period
 from lth.runs.progress import LevelProgress, warn
@@ -22,14 +30,45 @@ from lth.runs.tracking import WandbTracker
 from lth.sparsity.masks import Mask, mask_from_arrays, mask_to_arrays
 from lth.store import RunDir
 
-
-def _pin_worker(cores: Any) -> None:
-    os.sched_setaffinity(0, {cores.get()})
+_PR_SET_PDEATHSIG = 1
 
 
-def _replicate_worker(config_dict: dict[str, Any], replicate: int, runs_root: Any, data_root: Any,
-                      mask_arrays: dict[str, Any] | None, checkpoint_every: str, wandb_mode: str) -> int:
-    """One replicate in a worker process (pinned to a core by `_pin_worker`): no progress bars."""
+def _die_with_parent(parent: int) -> None:
+    """Exit as soon as the parent process is gone (see the module docstring)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the watchdog below is enough
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="lth-parent-watchdog").start()
+
+
+def _worker(parent: int, core: int, tasks: Any, results: Any, job: dict[str, Any]) -> None:
+    """A worker process: pinned to `core`, trains the replicates it takes from `tasks`."""
+    _die_with_parent(parent)
+    os.sched_setaffinity(0, {core})
+    while True:
+        try:
+            replicate = tasks.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            results.put((replicate, _replicate_job(replicate, **job), None))
+        except BaseException as err:  # noqa: BLE001 - reported to the parent, one line
+            results.put((replicate, 0, f"{type(err).__name__}: {err}" if not isinstance(err, LthError) else str(err)))
+            if not isinstance(err, Exception):
+                return
+
+
+def _replicate_job(replicate: int, config_dict: dict[str, Any], runs_root: str, data_root: Any,
+                   mask_arrays: dict[str, Any] | None, checkpoint_every: str, wandb_mode: str,
+                   allow_mixed_numerics: bool) -> int:
+    """One replicate in this worker: no progress bars; returns the levels it has."""
     config = from_dict(config_dict)
     setup = prepare(replace(config, initial_mask=None), data_root).with_config(for_replicate(config, replicate))
     mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
@@ -38,7 +77,8 @@ def _replicate_worker(config_dict: dict[str, Any], replicate: int, runs_root: An
     reporter = LevelProgress(config.levels, setup.total_steps, enabled=False)
     try:
         every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
-        records = run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, [tracker])
+        records = run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, [tracker],
+                                allow_mixed_numerics=allow_mixed_numerics)
     finally:
         tracker.close()
     return len(records)
@@ -46,18 +86,47 @@ def _replicate_worker(config_dict: dict[str, Any], replicate: int, runs_root: An
 
 def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, config: ExperimentConfig,
                               data_root: Any, mask: Mask | None, checkpoint_every: str, wandb_mode: str,
-                              reporter: LevelProgress) -> None:
-    """Train the replicates `todo` in `workers` processes pinned to distinct cores."""
+                              reporter: LevelProgress, allow_mixed_numerics: bool = False) -> None:
+    """Train the replicates `todo` in `workers` processes pinned to distinct cores. A worker's error
+    is raised here (one line) once the others have finished; their finished levels are kept. If
+    this process is interrupted, the workers are stopped before it returns."""
     context = multiprocessing.get_context("spawn")  # never fork a process that holds XLA threads
-    cores = context.Queue()
-    for core in sorted(os.sched_getaffinity(0))[:workers]:
-        cores.put(core)
-    reporter.note(f"training {len(todo)} replicates in {workers} worker processes (one core each)")
-    arrays = mask_to_arrays(mask) if mask is not None else None
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_worker,
-                                                initargs=(cores,)) as pool:
-        futures = {pool.submit(_replicate_worker, to_dict(config), r, str(run.path.parent), data_root, arrays,
-                               checkpoint_every, wandb_mode): r for r in todo}
-        for future in concurrent.futures.as_completed(futures):
-            levels = future.result()  # a worker's error is raised here, its finished levels kept
-            reporter.note(f"replicate {futures[future]}: {levels} levels done")
+    tasks, results = context.Queue(), context.Queue()
+    for replicate in todo:
+        tasks.put(replicate)
+    job = {"config_dict": to_dict(config), "runs_root": str(run.path.parent), "data_root": data_root,
+           "mask_arrays": mask_to_arrays(mask) if mask is not None else None, "checkpoint_every": checkpoint_every,
+           "wandb_mode": wandb_mode, "allow_mixed_numerics": allow_mixed_numerics}
+    cores = sorted(os.sched_getaffinity(0))[:workers]
+    procs = [context.Process(target=_worker, args=(os.getpid(), core, tasks, results, job), daemon=True)
+             for core in cores]
+    reporter.note(f"training {len(todo)} replicate(s) in {len(procs)} worker processes (one core each)")
+    errors = []
+    try:
+        for proc in procs:
+            proc.start()
+        for _ in todo:
+            replicate, levels, error = _next_result(results, procs)
+            if error:
+                errors.append(f"replicate {replicate}: {error}")
+            else:
+                reporter.note(f"replicate {replicate}: {levels} levels done")
+    finally:
+        for proc in procs:  # stop the workers whatever happened here (an interrupt included)
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    if errors:
+        raise LthError("; ".join(errors))
+
+
+def _next_result(results: Any, procs: list[Any]) -> tuple[int, int, str | None]:
+    """The next (replicate, levels, error) a worker reports; an error if every worker died silently."""
+    while True:
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            if not any(proc.is_alive() for proc in procs):
+                codes = ", ".join(str(proc.exitcode) for proc in procs)
+                raise LthError(f"the worker processes exited without finishing (exit codes {codes}): "
+                               "rerun to resume their replicates") from None

@@ -70,22 +70,37 @@ def _compile_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
     return patterns
 
 
+def prunable_shapes(params: Params, prunable: Iterable[str] = DEFAULT_PRUNABLE) -> dict[str, tuple[int, ...]]:
+    """{path: shape} of the leaves a full mask would cover; `params` may hold arrays or only shapes
+    (``jax.eval_shape`` of a model's init). MaskError for a bad regex or no match."""
+    patterns = _compile_patterns(prunable)
+    shapes = {name: tuple(np.shape(leaf)) for name, leaf in named_leaves(params).items()
+              if first_match(name, patterns) is not None}
+    if not shapes:
+        names = ", ".join(named_leaves(params)) or "(no leaves)"
+        raise MaskError(
+            f"no parameter matches the prunable patterns {list(patterns)}; parameter paths are: {names}"
+        )
+    return shapes
+
+
+def connections(shapes: dict[str, tuple[int, ...]]) -> set[str]:
+    """The leaves that connect units (kernels: 2 or more dimensions). Pruning all of one cuts the
+    network; pruning all of a bias or a norm scale (1 dimension) only zeroes it."""
+    return {name for name, shape in shapes.items() if len(shape) >= 2}
+
+
 def make_mask(params: Params, prunable: Iterable[str] = DEFAULT_PRUNABLE) -> Mask:
     """A full mask (everything kept) over the leaves whose path matches a `prunable` regex."""
     patterns = _compile_patterns(prunable)
+    prunable_shapes(params, patterns)  # one-line MaskError when nothing matches
 
     def leaf_mask(path: tuple, leaf: Any) -> Any:
         if first_match(path_name(path), patterns) is None:
             return None
         return jnp.ones(jnp.shape(leaf), dtype=bool)
 
-    mask = jax.tree_util.tree_map_with_path(leaf_mask, params)
-    if not any(m is not None for m in jax.tree.leaves(mask, is_leaf=_is_none)):
-        names = ", ".join(named_leaves(params)) or "(no leaves)"
-        raise MaskError(
-            f"no parameter matches the prunable patterns {list(patterns)}; parameter paths are: {names}"
-        )
-    return mask
+    return jax.tree_util.tree_map_with_path(leaf_mask, params)
 
 
 def check_mask(mask: Mask, params: Params) -> None:

@@ -12,6 +12,7 @@ by the lower flat index (in the order of the pytree leaves).
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -43,6 +44,14 @@ def validate_spec(spec: PruningConfig) -> None:
             raise ConfigError(
                 f"per-layer prune fraction for {pattern!r} must be in [0, 1), got {fraction}"
             )
+    for where, patterns in (("prunable", spec.prunable), ("exclude", spec.exclude),
+                            ("layer_fractions", [p for p, _ in spec.layer_fractions])):
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ConfigError(f"pruning.{where} has an invalid regex {pattern!r} ({err}): "
+                                  r"write a Python regex over parameter paths, e.g. '.*kernel'") from None
 
 
 def layer_fraction(name: str, spec: PruningConfig) -> float:
@@ -99,6 +108,24 @@ def prune_by_scores(scores: Any, mask: Mask, groups: list[Group]) -> Mask:
     for name in missing:  # layers in no group keep their mask
         new_leaves[name] = alive[name]
     return _rebuild(mask, new_leaves)
+
+
+def first_empty_level(base_counts: dict[str, int], spec: PruningConfig, levels: int) -> tuple[Group, int] | None:
+    """The first level <= `levels` at which a threshold group of weights (kept at level 0) would keep
+    none, with that group; None if every group keeps a weight through `levels`. Counts only fall
+    with the level, so a bisection finds it in O(log levels) plans."""
+
+    def empty(level: int) -> list[Group]:
+        groups = plan_groups(base_counts, spec, level)
+        return [g for g in groups if g.keep == 0 and sum(base_counts[n] for n in g.names)]
+
+    if not empty(levels):
+        return None
+    low, high = 0, levels
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if empty(middle) else (middle + 1, high)
+    return empty(low)[0], low
 
 
 def _rebuild(mask: Mask, leaves: dict[str, jax.Array]) -> Mask:

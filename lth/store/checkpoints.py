@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,28 @@ class CheckpointError(LthError):
 
 
 def _quiet() -> None:
-    try:
-        import absl.logging  # orbax's logger; only present with orbax
+    """orbax logs every failure (with tracebacks, from each of its threads, some after `save` or
+    `load` has already raised) on the "absl" logger; lth reports each as one line of its own
+    (`CheckpointError`, or an OSError for a full disk), so that logger is kept to CRITICAL."""
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+    if not getattr(sys.unraisablehook, "lth_closed_loop_filter", False):
+        sys.unraisablehook = _closed_loop_filter(sys.unraisablehook)
 
-        absl.logging.set_verbosity(absl.logging.ERROR)
-    except ImportError:  # pragma: no cover
-        pass
+
+def _closed_loop_filter(hook: Any) -> Any:
+    """After orbax gives up on a damaged checkpoint (one line from `load`), tensorstore's pending
+    reads still call back into orbax's finished event loop from threads of their own; each
+    `RuntimeError: Event loop is closed` reaches `sys.unraisablehook`. Those, and only those, are
+    dropped; everything else goes to the previous hook."""
+
+    def unraisablehook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        hook(unraisable)
+
+    unraisablehook.lth_closed_loop_filter = True
+    return unraisablehook
 
 
 @contextlib.contextmanager
@@ -87,8 +105,26 @@ def save(path: Path, tree: Any, record: dict[str, Any]) -> None:
     if alone:
         tree = jax.device_get(tree)
     record = {**record, "digest": tree_digest(tree)}
-    _checkpointer(alone).save(path, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
-                                                            record=ocp.args.JsonSave(record)))
+    try:
+        with _silence_asyncio():
+            _checkpointer(alone).save(path, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
+                                                                    record=ocp.args.JsonSave(record)))
+    except Exception as err:  # orbax / tensorstore raise ValueError & co. for failed writes
+        for temporary in path.parent.glob(f"{path.name}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(temporary, ignore_errors=True)
+        raise _write_error(err, path) from None
+
+
+def _write_error(err: Exception, path: Path) -> Exception:
+    """An OSError (disk full, file too large, ...) when tensorstore names one, else a CheckpointError."""
+    code = re.search(r"os_error_code='?(\d+)", str(err))
+    if code:
+        number = int(code.group(1))
+        return OSError(number, os.strerror(number), str(path))
+    if isinstance(err, OSError):
+        return err
+    first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    return CheckpointError(f"cannot write checkpoint {path} ({first})")
 
 
 def load(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:

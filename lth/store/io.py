@@ -11,10 +11,13 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lth.errors import LthError
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -33,13 +36,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """`path` as a file to write, checked first: not a directory, under a directory (made if it is
+    missing) that can be written. A one-line LthError otherwise; nothing is written."""
+    path = Path(path)
+    if not path.name or path.is_dir():
+        raise LthError(f"output {path} is a directory: give a file name, e.g. {path / 'out.png'}")
+    existing = next(p for p in path.parents if p.exists() or p == Path(p.anchor or "."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LthError(f"cannot write {path}: {existing} is not a writable directory")
+    return path
+
+
 def write_json(path: Path, value: Any) -> None:
     """`value` as indented, key-sorted JSON, written atomically."""
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json_list(path: Path) -> list[dict[str, Any]]:
-    """A JSON list from `path`; [] if the file is missing, unreadable or not a list."""
+    """A JSON list from `path`; [] if the file is missing, unreadable or not a list (for files that
+    can be recomputed; the run store's records use `lth.store.replicate.ReplicateDir.read_results`)."""
     try:
         value = json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -47,11 +63,11 @@ def read_json_list(path: Path) -> list[dict[str, Any]]:
     return value if isinstance(value, list) else []
 
 
-def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """`np.savez_compressed` of `arrays`, written atomically."""
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of `np.savez_compressed` of `arrays`."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 class JsonlSink:
@@ -81,12 +97,21 @@ class JsonlSink:
         self.close()
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file back, ignoring a trailing partial line (a crash mid-write)."""
+def read_jsonl(path: Path, on_bad: Callable[[int, str], None] | None = None) -> list[dict[str, Any]]:
+    """Read a JSONL file back: every line that is a JSON object, in order. A line that is not (a
+    crash mid-write, a damaged byte) is skipped and the lines after it are kept; `on_bad(line
+    number, text)` hears of each, except a partial last line, which is what a kill leaves."""
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    lines = Path(path).read_bytes().decode("utf-8", errors="replace").split("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif on_bad is not None and number < len(lines):  # the last piece has no newline: a partial line
+            on_bad(number, line)
     return rows

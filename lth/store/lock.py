@@ -1,7 +1,16 @@
-"""The run lock: one process at a time trains a run directory."""
+"""The run lock: one process at a time trains a run directory (or a replicate of it).
+
+An exclusive `fcntl.flock` on a `lock` file. The kernel releases it when its holder exits or is
+killed, so there is never a stale lock to take over and no window in which two processes both
+believe they hold it. The file names its holder (host, PID) for the message a second process gets;
+it is left in place on release (removing it would let a third process lock a fresh file while a
+second still waits on the old one). On a shared filesystem (NFS v4, Lustre, GPFS) flock is
+forwarded to the server's lock manager, so the lock holds across the nodes of a cluster.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -11,57 +20,56 @@ from typing import Any
 from lth.errors import LthError
 
 
+class LockedError(LthError):
+    """The run (or replicate) is being trained by another process."""
+
+
 class RunLock:
-    """An exclusive lock file naming its holder (host and PID). A lock left by a dead process on
-    this host is taken over; a live holder makes `acquire` raise a one-line LthError."""
+    """An exclusive lock on `path` (see the module docstring); a context manager."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.held = False
+        self._fd: int | None = None
 
-    def _holder(self) -> dict[str, Any] | None:
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def holder(self) -> dict[str, Any] | None:
+        """The host and PID written by the current holder, if readable."""
         try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            value = json.loads(self.path.read_text())
+        except (OSError, ValueError):
             return None
-
-    @staticmethod
-    def _alive(holder: dict[str, Any]) -> bool:
-        if holder.get("host") != socket.gethostname():
-            return True  # cannot tell: assume it is running
-        try:
-            os.kill(int(holder["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, KeyError, ValueError, TypeError):
-            return True
-        return True
+        return value if isinstance(value, dict) else None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and self._alive(holder):
-                    raise LthError(
-                        f"run {self.path.parent} is in use by process {holder.get('pid')} on {holder.get('host')}: "
-                        f"wait for it to finish, or delete {self.path} if that process is gone"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its holder is dead
-                continue
-            with os.fdopen(fd, "wb") as f:
-                f.write(me)
-            self.held = True
+        """Take the lock or raise a one-line LockedError naming the holder."""
+        if self._fd is not None:
             return
-        raise LthError(f"could not take the lock {self.path}: delete it if no process is using the run")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise LthError(f"cannot create the lock file {self.path} ({err.strerror}): "
+                           "choose a writable run root (--runs)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.holder() or {}
+            who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+            raise LockedError(f"{self.path.parent} is in use by {who}: wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+        self._fd = fd
 
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        """Let go of the lock (only ever our own: an flock belongs to the open file)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def __enter__(self) -> RunLock:
         self.acquire()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -29,9 +30,11 @@ def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]
 
 
 def best_ticket(records: list[dict[str, Any]], tolerance: float = 0.005) -> dict[str, Any] | None:
-    """The sparsest level whose early-stop test accuracy is within `tolerance` (0.5 points) of level 0's."""
-    if not records:
+    """The sparsest level whose early-stop test accuracy is within `tolerance` (0.5 points) of level 0's
+    (None without a finite level 0; levels with a non-finite accuracy never match)."""
+    if not records or not math.isfinite(records[0].get("early_stop_test_accuracy", math.nan)):
         return None
     dense = records[0]["early_stop_test_accuracy"]
-    matching = [r for r in records if r["early_stop_test_accuracy"] >= dense - tolerance]
+    matching = [r for r in records if math.isfinite(r.get("early_stop_test_accuracy", math.nan))
+                and r["early_stop_test_accuracy"] >= dense - tolerance]
     return min(matching, key=lambda r: r["density"]) if matching else None

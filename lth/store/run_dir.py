@@ -25,32 +25,43 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lth.config import ExperimentConfig, config_hash, from_dict, to_dict
 from lth.errors import LthError, MaskError
-from lth.sparsity.masks import Mask, mask_from_arrays, mask_to_arrays
-from lth.store import checkpoints
-from lth.store.io import read_json_list, read_jsonl, write_atomic, write_json, write_npz_atomic
+from lth.sparsity.masks import Mask, mask_from_arrays
+from lth.store.io import read_json_list, write_json
 from lth.store.lock import RunLock
-from lth.store.records import aggregate, best_ticket
-from lth.training import TrainState
+from lth.store.records import aggregate
+from lth.store.replicate import ReplicateDir
 
 CONFIG_FILE = "config.json"
 _REPLICATE_GLOB = "replicate_[0-9][0-9]"
 
 
 def runs_root(override: str | os.PathLike | None = None) -> Path:
-    """The run root: the argument, else $LTH_RUNS, else ./runs."""
+    """The run root: the argument, else $LTH_RUNS, else ./runs. An empty argument is an error (it
+    would mean the current directory)."""
     if override is not None:
+        if not str(override).strip():
+            raise LthError("the run root is empty: give a directory (--runs DIR), or leave it out for ./runs")
         return Path(override)
     return Path(os.environ.get("LTH_RUNS") or "runs")
+
+
+def check_run_root(override: str | os.PathLike | None = None) -> Path:
+    """The run root, checked before anything is written: a directory, or a path under a writable
+    directory where one can be made. A one-line LthError otherwise."""
+    root = runs_root(override)
+    existing = next(p for p in (root, *root.parents) if p.exists() or p == Path(p.anchor or "."))
+    if not existing.is_dir():
+        raise LthError(f"the run root {root} is not usable: {existing} is not a directory (choose --runs DIR)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LthError(f"the run root {root} is not usable: {existing} is not writable (choose --runs DIR)")
+    return root
 
 
 def run_name(config: ExperimentConfig) -> str:
@@ -73,139 +84,6 @@ def read_config(run_path: str | os.PathLike) -> dict[str, Any]:
 def replicate_paths(run_path: str | os.PathLike) -> list[Path]:
     """The replicate directories of a run, in replicate order."""
     return [p for p in sorted(Path(run_path).glob(_REPLICATE_GLOB)) if p.is_dir()]
-
-
-# --------------------------------------------------------------------------- one replicate's files
-
-
-class ReplicateDir:
-    """The files of one replicate (one seed) of a run, or of one of its control branches.
-
-    `writable=False` gives a reader: every method that writes does nothing (processes other than 0
-    of a multi-process run read the same files, compute the same things, and leave writing to 0).
-    """
-
-    def __init__(self, path: Path, writable: bool = True):
-        self.path = Path(path)
-        self.writable = writable
-
-    results_path = property(lambda self: self.path / "results.json")
-    metrics_path = property(lambda self: self.path / "metrics.jsonl")
-    masks_dir = property(lambda self: self.path / "masks")
-    checkpoints_dir = property(lambda self: self.path / "checkpoints")
-    rewind_path = property(lambda self: self.path / "checkpoints" / "rewind")
-    controls_dir = property(lambda self: self.path / "controls")
-
-    def level_dir(self, level: int) -> Path:
-        return self.checkpoints_dir / f"level_{level:02d}"
-
-    def mask_path(self, level: int) -> Path:
-        return self.masks_dir / f"level_{level:02d}.npz"
-
-    def instability_path(self, level: int) -> Path:
-        """Where `lth instability` keeps a level's records (a .png beside it)."""
-        return self.path / "instability" / f"level_{level:02d}.json"
-
-    def ticket_path(self, level: int) -> Path:
-        """Where `lth export` writes a level's ticket by default."""
-        return self.path / "tickets" / f"level_{level:02d}.npz"
-
-    def control(self, name: str) -> ReplicateDir:
-        """The files of control branch `name` of this replicate (same layout, no checkpoints)."""
-        return ReplicateDir(self.controls_dir / name, self.writable)
-
-    def control_names(self) -> list[str]:
-        """The control branches on disk."""
-        return sorted(p.name for p in self.controls_dir.glob("*") if p.is_dir())
-
-    def mkdir(self) -> None:
-        if self.writable:
-            self.path.mkdir(parents=True, exist_ok=True)
-
-    def read_results(self) -> list[dict[str, Any]]:
-        return read_json_list(self.results_path)
-
-    def write_results(self, records: list[dict[str, Any]]) -> None:
-        if self.writable:
-            write_json(self.results_path, records)
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """The rows of metrics.jsonl ([] when there is none)."""
-        return read_jsonl(self.metrics_path) if self.metrics_path.exists() else []
-
-    def save_mask(self, level: int, mask: Mask) -> Path:
-        path = self.mask_path(level)
-        if self.writable:
-            write_npz_atomic(path, mask_to_arrays(mask))
-        return path
-
-    # checkpoints ---------------------------------------------------------------------------
-
-    def save_state(self, path: Path, state: TrainState, mask: Mask, record: dict[str, Any]) -> None:
-        if self.writable:
-            checkpoints.save(path, {"state": state, "mask": mask}, record)
-
-    def save_level_step(self, level: int, state: TrainState, mask: Mask, evaluations: list[dict[str, float]]) -> None:
-        """A mid-level checkpoint; older ones of the level are removed once it is written."""
-        if not self.writable:
-            return
-        step = int(state.step)
-        self.save_state(checkpoints.step_dir(self.level_dir(level), step), state, mask,
-                        {"level": level, "step": step, "evaluations": evaluations})
-        for older in checkpoints.list_steps(self.level_dir(level))[1:]:
-            shutil.rmtree(checkpoints.step_dir(self.level_dir(level), older), ignore_errors=True)
-
-    def save_level_final(self, level: int, state: TrainState, mask: Mask) -> None:
-        if not self.writable:
-            return
-        self.save_state(self.level_dir(level) / "final", state, mask, {"level": level, "step": int(state.step)})
-        for step in checkpoints.list_steps(self.level_dir(level)):
-            shutil.rmtree(checkpoints.step_dir(self.level_dir(level), step), ignore_errors=True)
-
-    def save_rewind(self, state: TrainState) -> None:
-        if self.writable:
-            checkpoints.save(self.rewind_path, {"params": state.params, "model_state": state.model_state},
-                             {"step": int(state.step)})
-
-    def load_final(self, level: int, template: TrainState, mask_template: Mask) -> tuple[TrainState, Mask]:
-        """The trained state and mask of a finished level (CheckpointError if missing or damaged)."""
-        state, mask, _ = self.load_state(self.level_dir(level) / "final", template, mask_template)
-        return state, mask
-
-    def load_rewind(self, template: TrainState) -> tuple[Any, Any]:
-        """(params, model state) at the rewind step k > 0."""
-        tree, _ = checkpoints.load(self.rewind_path, {"params": template.params, "model_state": template.model_state})
-        return jax.tree.map(jnp.asarray, tree["params"]), jax.tree.map(jnp.asarray, tree["model_state"])
-
-    def load_state(self, path: Path, template: TrainState, mask_template: Mask
-                   ) -> tuple[TrainState, Mask, dict[str, Any]]:
-        """(state, mask, record) of the checkpoint at `path` (CheckpointError if missing or damaged)."""
-        tree, record = checkpoints.load(path, {"state": template, "mask": mask_template})
-        state = jax.tree.map(jnp.asarray, tree["state"])
-        mask = jax.tree.map(lambda m: None if m is None else jnp.asarray(m, bool), tree["mask"],
-                            is_leaf=lambda x: x is None)
-        return state, mask, record
-
-    def truncate_metrics(self, level: int, step: int) -> None:
-        """Drop metrics.jsonl lines past the resume point (they will be recomputed, identically)."""
-        if not self.writable or not self.metrics_path.exists():
-            return
-
-        def kept(r: dict[str, Any]) -> bool:
-            same_level = r.get("level") == level
-            return r.get("level", 0) < level or (same_level and "iteration" in r and r["iteration"] <= step)
-
-        keep = [r for r in read_jsonl(self.metrics_path) if kept(r)]
-        write_atomic(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
-
-    def reset(self) -> None:
-        """Forget everything of this replicate (a fresh start)."""
-        if not self.writable:
-            return
-        for path in (self.results_path, self.metrics_path):
-            path.unlink(missing_ok=True)
-        for path in (self.masks_dir, self.checkpoints_dir):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the run
@@ -238,9 +116,14 @@ class RunDir:
         return [ReplicateDir(p, self.writable) for p in replicate_paths(self.path)]
 
     def create(self) -> None:
+        """Make the run directory and write its config.json (a one-line LthError if that fails)."""
         if self.writable:
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_json(self.config_path, to_dict(self.config))
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                write_json(self.config_path, to_dict(self.config))
+            except OSError as err:
+                raise LthError(f"cannot create the run directory {self.path} ({err.strerror}): "
+                               "choose a writable run root (--runs DIR)") from None
 
     def lock(self) -> RunLock | contextlib.nullcontext:
         return RunLock(self.lock_path) if self.writable else contextlib.nullcontext()
@@ -273,28 +156,6 @@ def load_mask(path: str | os.PathLike, params: Any) -> Mask:
     except Exception as err:  # zipfile, pickle and OS errors of a damaged file
         raise MaskError(f"mask file {str(path)!r} is not a readable .npz mask ({type(err).__name__})") from None
     return mask_from_arrays(arrays, params)
-
-
-def list_runs(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every run under the root: name, hash, levels done / planned, replicates, best ticket, path."""
-    rows = []
-    for config_path in sorted(runs_root(root).glob(f"*/{CONFIG_FILE}")):
-        try:
-            config = read_config(config_path.parent)
-        except LthError:
-            continue
-        path = config_path.parent
-        records = read_json_list(path / "results.json")
-        rows.append({
-            "name": config.get("name", path.name),
-            "hash": path.name.rsplit("-", 1)[-1],
-            "levels_done": len(records),
-            "levels_planned": int(config.get("levels", 0)) + 1,
-            "replicates": max((r.get("replicates", 1) for r in records), default=0),
-            "best_ticket": best_ticket(records),
-            "path": str(path),
-        })
-    return rows
 
 
 def resolve_run(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:

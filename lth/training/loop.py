@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lth.data.device import DeviceData, epoch_order
+from lth.errors import LthError
 from lth.sparsity.masks import Mask
 from lth.training.iteration import ChunkMetrics, TrainState
 from lth.training.trainer import Trainer
@@ -39,9 +40,32 @@ def chunk_plan(start: int, end: int, steps_per_epoch: int, breaks: Iterable[int]
     return [Span(a // steps_per_epoch, a % steps_per_epoch, b - a) for a, b in zip(points, points[1:])]
 
 
+DIVERGED_LOSS = 1e3
+"""A training cross-entropy above this means a logit margin of ~1000 the wrong way: only a diverged
+network gets there (chance is log(classes), ~2.3 for 10). A constant, so a resumed level decides
+exactly as an uninterrupted one."""
+
+
+class DivergedError(LthError):
+    """Training produced a non-finite loss, or one above `DIVERGED_LOSS`."""
+
+
+def check_divergence(train_loss: np.ndarray, first_step: int) -> None:
+    """A one-line DivergedError if a training loss of a chunk is not finite or above DIVERGED_LOSS."""
+    losses = np.asarray(train_loss, np.float64).reshape(-1)
+    bad = ~np.isfinite(losses) | (losses > DIVERGED_LOSS)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DivergedError(f"training diverged at iteration {first_step + i + 1} (training loss {losses[i]:.3g}; "
+                            f"above {DIVERGED_LOSS:g} or not finite): lower the learning rate (--lr) or add a "
+                            "warm-up (--set optimizer.warmup=500it)")
+
+
 def eval_records(metrics: ChunkMetrics, first_step: int) -> list[dict[str, float]]:
-    """The evaluations of one chunk as dicts (host side): iteration, val/test loss and accuracy."""
+    """The evaluations of one chunk as dicts (host side): iteration, val/test loss and accuracy.
+    Its training losses are checked first (`check_divergence`)."""
     m = jax.device_get(metrics)
+    check_divergence(m.train_loss, first_step)
     rows = []
     for i in np.flatnonzero(m.evaluated):
         rows.append(
@@ -82,6 +106,7 @@ def train(
 
     Chunks are epochs, cut at `breaks` too, so that a caller can save the state at a rewind step.
     The data order of epoch e is a function of (order_key, e) only: rerunning from any step replays it.
+    A non-finite or blown-up training loss raises a one-line `DivergedError`.
     """
     if augment_key is None:
         augment_key = jax.random.fold_in(order_key, 0x5EED)

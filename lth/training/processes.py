@@ -6,9 +6,13 @@ Every process computes everything; process 0 alone writes the run directory (see
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import jax
+import jaxlib
 from jax.experimental import multihost_utils
 
 from lth.errors import ConfigError
@@ -48,3 +52,38 @@ def initialize_distributed(environ: Mapping[str, str] | None = None) -> bool:
         jax.distributed.initialize()
         return True
     return False
+
+
+def numerics_context() -> dict[str, Any]:
+    """What the numbers of this process depend on besides the config and the seed: the backend and
+    its devices, the CPU cores it may use (XLA:CPU's thread count: the same config and seed give
+    other floats on 2 cores than on 1), the CPU model, jax / jaxlib versions and XLA flags. Equal
+    contexts give bit-identical runs; replicates computed under different ones are not comparable
+    to the last bit."""
+    return {
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind,
+        "processes": jax.process_count(),
+        "cpu_threads": len(os.sched_getaffinity(0)),
+        "cpu": _cpu_model(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def context_difference(stored: dict[str, Any], current: dict[str, Any]) -> str:
+    """'cpu_threads 2 -> 1, jax 0.10.1 -> 0.10.2' for the keys that differ ('' if none)."""
+    keys = sorted(set(stored) | set(current))
+    return ", ".join(f"{k} {stored.get(k)!r} -> {current.get(k)!r}" for k in keys if stored.get(k) != current.get(k))

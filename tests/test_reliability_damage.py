@@ -1,0 +1,175 @@
+"""Damage never costs finished work silently: every damaged file is reported in one line and repaired
+from what else is on disk, recomputed bit for bit, or refused with the repair (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import tiny_config
+
+from lth.cli import main
+from lth.errors import LthError
+from lth.runs.lottery import run_lottery
+
+CONFIG = dict(levels=2, rewind="13it")
+
+
+def finished_run(root: Path) -> Path:
+    run_lottery(tiny_config(**CONFIG), runs_root=root, progress=False, wandb="disabled")
+    (run,) = [p for p in root.iterdir() if p.is_dir()]
+    return run
+
+
+def interrupt_before(run: Path, level: int) -> None:
+    """Make a finished run look killed just before `level` started (as a kill -9 leaves it)."""
+    rep = run / "replicate_00"
+    records = json.loads((rep / "results.json").read_text())
+    (rep / "results.json").write_text(json.dumps(records[:level], indent=2, sort_keys=True) + "\n")
+    for later in range(level, len(records)):
+        shutil.rmtree(rep / "checkpoints" / f"level_{later:02d}", ignore_errors=True)
+        (rep / "masks" / f"level_{later:02d}.npz").unlink(missing_ok=True)
+    rows = [json.loads(line) for line in (rep / "metrics.jsonl").read_text().splitlines()]
+    (rep / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows
+                                               if r["level"] < level))
+    (run / "results.json").unlink()
+
+
+def rerun(root: Path, capsys) -> tuple[list[dict], str]:
+    records = run_lottery(tiny_config(**CONFIG), runs_root=root, progress=False, wandb="disabled")
+    return records, capsys.readouterr().err
+
+
+def evaluation_rows(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "replicate_00" / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "iteration" in r]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    return finished_run(tmp_path_factory.mktemp("reference"))
+
+
+def results_bytes(run: Path) -> bytes:
+    return (run / "replicate_00" / "results.json").read_bytes()
+
+
+def test_a_damaged_results_file_of_a_finished_run_is_rebuilt_without_retraining(tmp_path, capsys, reference):
+    run = finished_run(tmp_path)
+    rows = evaluation_rows(run)
+    path = run / "replicate_00" / "results.json"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncate -s 50%
+    _, err = rerun(tmp_path, capsys)
+    assert "results.json is damaged" in err and "rebuilt it from the checkpoints of levels 0-2" in err
+    assert results_bytes(run) == results_bytes(reference)
+    assert evaluation_rows(run) == rows  # nothing was trained again
+    assert (run / "replicate_00" / "masks" / "level_02.npz").exists()
+
+
+def test_results_from_an_older_lth_without_records_in_checkpoints_are_refused(tmp_path, capsys):
+    run = finished_run(tmp_path)
+    for metadata in (run / "replicate_00" / "checkpoints").glob("level_*/final/record/metadata"):
+        record = json.loads(metadata.read_text())
+        record.pop("record")
+        metadata.write_text(json.dumps(record))
+    (run / "replicate_00" / "results.json").write_text("[{")
+    before = sorted(p.name for p in (run / "replicate_00" / "masks").iterdir())
+    with pytest.raises(LthError, match="results.json is damaged.*delete .*replicate_00 to retrain") as err:
+        run_lottery(tiny_config(**CONFIG), runs_root=tmp_path, progress=False, wandb="disabled")
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in (run / "replicate_00" / "masks").iterdir()) == before  # nothing wiped
+
+
+def test_a_bad_metrics_line_loses_no_later_line(tmp_path, capsys, reference):
+    run = finished_run(tmp_path)
+    interrupt_before(run, 2)
+    path = run / "replicate_00" / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3][:10]  # one damaged line in the middle
+    path.write_text("\n".join(lines) + "\n")
+    _, err = rerun(tmp_path, capsys)
+    assert "metrics.jsonl" in err and "line 4" in err  # the damaged line is reported
+    assert results_bytes(run) == results_bytes(reference)
+    kept = evaluation_rows(run)
+    assert len(kept) == len(evaluation_rows(reference)) - 1  # only the damaged line is gone
+    assert kept[3:] == evaluation_rows(reference)[4:]
+
+
+def test_a_damaged_rewind_checkpoint_is_recomputed_bit_for_bit(tmp_path, capsys, reference):
+    run = finished_run(tmp_path)
+    interrupt_before(run, 2)
+    level_rows = [r for r in evaluation_rows(run) if r["level"] < 2]
+    data = run / "replicate_00" / "checkpoints" / "rewind" / "tree" / "manifest.ocdbt"
+    data.write_bytes(data.read_bytes()[:20])
+    _, err = rerun(tmp_path, capsys)
+    assert "recomputed the rewind weights" in err and "bit-identical" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2  # the damage, the recomputation
+    assert results_bytes(run) == results_bytes(reference)
+    assert [r for r in evaluation_rows(run) if r["level"] < 2] == level_rows  # levels 0-1 kept, not retrained
+
+
+def test_a_damaged_checkpoint_is_one_line_and_its_level_recomputed(tmp_path, capsys, reference):
+    run = finished_run(tmp_path)
+    interrupt_before(run, 2)
+    manifest = run / "replicate_00" / "checkpoints" / "level_01" / "final" / "tree" / "manifest.ocdbt"
+    manifest.write_bytes(manifest.read_bytes()[:20])  # the damage that made orbax print ~25 tracebacks
+    _, err = rerun(tmp_path, capsys)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "level_01/final is damaged" in lines[0] and "recomputed" in lines[0], err
+    assert results_bytes(run) == results_bytes(reference)
+
+
+def test_a_finished_run_is_checked_and_repaired_on_rerun(tmp_path, capsys, reference):
+    run = finished_run(tmp_path)
+    mask = run / "replicate_00" / "masks" / "level_01.npz"
+    mask.write_bytes(mask.read_bytes()[:100])
+    _, err = rerun(tmp_path, capsys)
+    assert "restored from the level's checkpoint" in err
+    assert mask.read_bytes() and results_bytes(run) == results_bytes(reference)
+    shutil.rmtree(run / "replicate_00" / "checkpoints" / "level_02")  # unrepairable: level 2 is recomputed
+    rows = len(evaluation_rows(run))
+    _, err = rerun(tmp_path, capsys)
+    assert "level 2" in err and "recomputed" in err
+    assert results_bytes(run) == results_bytes(reference)
+    assert len(evaluation_rows(run)) == rows  # its rows replaced, not doubled
+
+
+def test_ls_check_verifies_every_checkpoint(tmp_path, capsys, reference):
+    run = finished_run(tmp_path)
+    data_dir = run / "replicate_00" / "checkpoints" / "level_02" / "final" / "tree"
+    manifest = data_dir / "manifest.ocdbt"
+    manifest.write_bytes(manifest.read_bytes()[:20])  # not seen by the cheap check of a rerun
+    assert main(["ls", "--runs", str(tmp_path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "2 finished level(s) sound, 1 to recompute" in out
+    rerun(tmp_path, capsys)
+    assert results_bytes(run) == results_bytes(reference)
+
+
+def test_ls_shows_unfinished_and_damaged_runs(tmp_path, capsys):
+    run = finished_run(tmp_path)
+    interrupt_before(run, 1)
+    broken = tmp_path / "broken-00000000"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert main(["ls", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1/3" in out and "r0: 1" in out  # per-replicate progress of the interrupted run
+    assert "broken" in out and "damaged:" in out and "config.json" in out
+
+
+def test_a_resumed_control_writes_each_row_once(tmp_path, capsys):
+    from lth.runs.controls import run_controls
+
+    run = finished_run(tmp_path)
+    run_controls(run, "reinit", "0-2", progress=False, wandb="disabled")
+    branch = run / "replicate_00" / "controls" / "imp+reinit"
+    full = (branch / "metrics.jsonl").read_text()
+    records = json.loads((branch / "results.json").read_text())
+    (branch / "results.json").write_text(json.dumps(records[:1]))  # killed during its level 1
+    run_controls(run, "reinit", "0-2", progress=False, wandb="disabled")
+    rows = [json.loads(line) for line in (branch / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["level"], r.get("iteration", "done")) for r in rows]
+    assert len(keys) == len(set(keys)) == len(full.splitlines())

@@ -1,0 +1,204 @@
+"""Bad input never gives a traceback, a silent wrong result or a half-written directory: one line on
+stderr, exit code 2, nothing written, nothing already there touched (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lth.cli import main
+from lth.parse import parse_levels
+from lth.errors import ConfigError
+from lth.store import best_ticket
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ("run", "mlp_mnist1d", "--variant", "smoke", "--no-progress")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under `path` (empty if there is none)."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def assert_clean(code: int, err: str, expect: str | None = None) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("lth: error: "), (code, err)
+    if expect is not None:
+        assert expect in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("assignment,expect", [
+    ("training.batch_size=abc", "training.batch_size must be an integer"),
+    ("seed=abc", "seed must be an integer"),
+    ("optimizer.learning_rate=abc", "learning_rate must be a finite number"),
+    ("optimizer.learning_rate=NaN", "finite number"),
+    ("optimizer.learning_rate=Infinity", "finite number"),
+    ("pruning.fraction=[1,2]", "pruning.fraction must be a finite number"),
+    ('data={"x": 1}', "data must be an object"),
+    ("training=5", "training must be an object"),
+    ('pruning.layer_fractions=[["x"]]', "pairs"),
+    ("levels=true", "levels must be an integer"),
+    ("levels=1.5", "levels must be an integer"),
+    ("pruning.exclude=5", "pruning.exclude must be a list of strings"),
+    ("pruning.exclude=output/kernel", "pruning.exclude must be a list of strings"),
+    ('pruning.prunable=["("]', "invalid regex"),
+    ('pruning.prunable=["nomatch"]', "no parameter matches"),
+    ("name=../../escape", "not a plain name"),
+    ("optimizer.b2=1.5", "optimizer.b2 must be in [0, 1)"),
+    ("levels=1000000000", "would keep no weight at level"),
+    ("nofield=1", "unknown config field"),
+])
+def test_bad_set_values_are_one_line_and_write_nothing(capsys, tmp_path, assignment, expect):
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path / "runs"), "--set", assignment)
+    assert_clean(code, err, expect)
+    assert snapshot(tmp_path) == {}  # not even an empty run directory
+    assert not (ROOT.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("flags,expect", [
+    (("--lr", "nan"), "finite number"),
+    (("--lr", "inf"), "finite number"),
+    (("--lr", "-1"), "learning rate must be > 0"),
+    (("--levels", "1000000000"), "would keep no weight at level"),
+    (("--batch-size", "0"), "batch size must be >= 1"),
+    (("--replicates", "0"), "replicates must be >= 1"),
+    (("--checkpoint-every", "soon"), "invalid checkpoint period"),
+    (("--runs", ""), "the run root is empty"),
+    (("--runs", "/dev/null"), "not a directory"),
+    (("--layout", "magic"), "unknown replicate layout"),
+])
+def test_bad_flags_are_one_line(capsys, tmp_path, monkeypatch, flags, expect):
+    monkeypatch.chdir(tmp_path)
+    runs = () if "--runs" in flags else ("--runs", str(tmp_path / "runs"))
+    code, _, err = run_cli(capsys, *SMOKE, *runs, *flags)
+    assert_clean(code, err, expect)
+    assert snapshot(tmp_path) == {}
+
+
+def test_a_run_root_that_is_a_file_or_under_proc(capsys, tmp_path):
+    file = tmp_path / "file"
+    file.write_text("x")
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(file))
+    assert_clean(code, err, "not a directory")
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(file / "below"))
+    assert_clean(code, err, "not a directory")
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", "/proc/lth-runs")
+    assert_clean(code, err)
+    assert file.read_text() == "x"
+
+
+def test_an_unusable_data_directory(capsys, tmp_path):
+    file = tmp_path / "data"
+    file.write_text("x")
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path / "runs"), "--data-dir", str(file))
+    assert_clean(code, err)
+    assert file.read_text() == "x" and not (tmp_path / "runs").exists()
+
+
+EXPERIMENT_FILES = {
+    "syntax": ("def get_config(:\n", "syntax error at line 1"),
+    "import": ("import no_such_module_lth\n", "ModuleNotFoundError"),
+    "raises": ("def get_config(variant):\n    raise ValueError('boom')\n", "raised ValueError: boom"),
+    "signature": ("def get_config(a, b):\n    return None\n", "raised TypeError"),
+    "not_callable": ("get_config = 5\n", "defines no function get_config"),
+    "wrong_type": ("def get_config(variant):\n    return {'name': 'x'}\n", "must return an lth.config"),
+    "bad_field": ("import lth\ndef get_config(variant):\n    return lth.ExperimentConfig(levels='3')\n",
+                  "levels must be an integer"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPERIMENT_FILES))
+def test_broken_experiment_files_are_one_line(capsys, tmp_path, kind):
+    text, expect = EXPERIMENT_FILES[kind]
+    path = tmp_path / f"broken_{kind}.py"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, "run", str(path), "--runs", str(tmp_path / "runs"))
+    assert_clean(code, err, expect)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_level_lists_are_checked_before_they_are_built():
+    with pytest.raises(ConfigError, match="beyond the run's last level 5"):
+        parse_levels("0-2000000000", 5)  # instant: the range is never built
+    with pytest.raises(ConfigError, match="invalid level list"):
+        parse_levels("0-", 5)
+
+
+def test_nan_records_never_name_a_best_ticket():
+    nan = float("nan")
+    assert best_ticket([{"level": 0, "density": 1.0, "early_stop_test_accuracy": nan}]) is None
+    records = [{"level": 0, "density": 1.0, "early_stop_test_accuracy": 0.9},
+               {"level": 1, "density": 0.5, "early_stop_test_accuracy": nan}]
+    assert best_ticket(records)["level"] == 0
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_nothing_wrong(capsys, tmp_path):
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path), "--lr", "1e6", "--iterations", "20")
+    assert_clean(code, err, "diverged at iteration")
+    for results in tmp_path.rglob("results.json"):  # no record with a NaN or a diverged level's numbers
+        assert json.loads(results.read_text()) == []
+
+
+def test_an_all_false_starting_mask_is_refused(capsys, tmp_path):
+    import numpy as np
+
+    from lth.experiments import load_config
+    from lth.lottery import init_params, prepare
+    from lth.sparsity.masks import make_mask, mask_to_arrays
+
+    config = load_config("mlp_mnist1d", "smoke")
+    params0, _ = init_params(prepare(config))
+    arrays = {k: np.zeros_like(v) for k, v in mask_to_arrays(make_mask(params0, config.pruning.prunable)).items()}
+    np.savez(tmp_path / "empty.npz", **arrays)
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path / "runs"), "--mask", str(tmp_path / "empty.npz"))
+    assert_clean(code, err, "keeps no weight of")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_control_online_without_credentials_fails_at_once(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path), "--wandb", "disabled")
+    assert code == 0, err
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "control", run.name, "reinit", "--runs", str(tmp_path), "--wandb", "online")
+    assert_clean(code, err, "W&B online mode needs credentials")
+    assert snapshot(run) == before
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_finished(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes writes fail as a full disk does."""
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
+        "from lth.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script, "run", "mlp_mnist1d", "--variant", "quick", "--levels", "3",
+                           "--no-progress", "--runs", str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "lth: error: no room to write" in lines[0], proc.stderr[-3000:]
+    assert not list(tmp_path.rglob("*orbax-checkpoint-tmp*"))  # no half-written checkpoint left
+    for results in tmp_path.rglob("replicate_00/results.json"):  # what was finished is intact
+        assert isinstance(json.loads(results.read_text()), list)
