@@ -67,7 +67,8 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
     run.add_argument("--prune-fraction", type=float,
                      help="fraction of the remaining weights pruned per level, in (0, 1)")
-    run.add_argument("--strategy", choices=("layerwise", "global"), help="one threshold per layer or one for all")
+    run.add_argument("--strategy", choices=("layerwise", "global", "modulewise"),
+                     help="one threshold per layer, one for all, or one per module (kernel and bias together)")
     run.add_argument("--rewind", help="rewind point: 0it (init), 500it, 2ep ...")
     run.add_argument("--retraining", choices=("rewind", "lr_rewind", "finetune"),
                      help="weight rewinding (default), learning-rate rewinding or fine-tuning (Renda et al. 2020)")
@@ -124,6 +125,9 @@ def _add_instability(inst: argparse.ArgumentParser) -> None:
     inst.add_argument("--rewind", required=True, help="rewind steps k, e.g. 0,100,500it,2ep")
     inst.add_argument("--levels", default="0", help="levels: 0 = the dense network, L = the level's ticket (e.g. 0,3)")
     inst.add_argument("--replicate", type=int, default=0)
+    inst.add_argument("--bn-state", default="interpolate",
+                      help="BatchNorm statistics along the path: interpolate (default), reestimate (on a fixed "
+                           "training subset at every alpha), a, average")
     _add_roots(inst)
     inst.add_argument("--no-progress", action="store_true")
 
@@ -217,7 +221,7 @@ def cmd_instability(args: argparse.Namespace) -> int:
     from lth.runs.instability import run_instability  # heavy (jax, the runner): after the arguments parse
 
     results = run_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
-                              data_root=args.data_dir, progress=not args.no_progress)
+                              data_root=args.data_dir, progress=not args.no_progress, bn_state=args.bn_state)
     print(f"{'level':>5} {'k':>7} {'barrier (points)':>17} {'stable':>7}")
     for level, records in results.items():
         for r in records:

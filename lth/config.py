@@ -48,11 +48,16 @@ class PruningConfig:
     are counted in the density but never pruned.
     """
 
-    strategy: str = "layerwise"  # layerwise | global
+    strategy: str = "layerwise"  # layerwise | global | modulewise (a module's kernel and bias together)
+    schedule: str = "geometric"  # geometric: `fraction` of what remains per level; linear: of the level-0 count
     fraction: float = 0.2
     layer_fractions: tuple[tuple[str, float], ...] = ()
     exclude: tuple[str, ...] = ()
     prunable: tuple[str, ...] = (r".*kernel",)
+    # pruning at initialisation (the snip / grasp controls): the class-balanced batch they score on
+    # (GraSP's reference configs: 10 per class) and the temperature of GraSP's logits (both reference codes: 200)
+    score_samples_per_class: int = 10
+    grasp_temperature: float = 200.0
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,12 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist5k"
-    validation_size: int | None = None  # None: the dataset's default split
+    validation_size: int | None = None  # None: the dataset's default split; 0: no validation set
     augmentation: str | None = None  # None: the dataset's default ("crop_flip" for CIFAR); or "none"
+    # OpenLTH's dataset modifiers, applied to the training split with `transformation_seed`:
+    random_labels_fraction: float = 0.0  # this fraction of training labels replaced by uniformly random ones
+    subsample_fraction: float = 1.0  # train on this fraction of the training examples
+    transformation_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,14 @@ class ExperimentConfig:
     # "rewind": weights and schedule rewound to `rewind`; "lr_rewind": final weights kept, the
     # schedule replayed from `rewind`; "finetune": final weights kept, the final learning rate.
     retraining: str = "rewind"
+    # "per_level": every level (and every control of it) draws its own data order and augmentation,
+    # fold_in(seed stream, level), as both reference codes do; "fixed": one order for all levels
+    data_order: str = "per_level"
     seed: int = 0
+    # the initialisation convention of the model's layers: "default" (the paper's, e.g. Gaussian
+    # Glorot for Frankle & Carbin's LeNet) or "pytorch" (torch.nn's defaults, U(+-1/sqrt(fan_in)) for
+    # the weights and biases of Linear layers, as the MNIST-1D notebook); see lth.models
+    init: str = "default"
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
 
 

@@ -21,3 +21,14 @@ def stream(seed: int, name: str, *indices: int) -> jax.Array:
     for index in indices:
         key = jax.random.fold_in(key, index)
     return key
+
+
+DATA_ORDERS = ("per_level", "fixed")
+
+
+def level_keys(seed: int, data_order: str, level: int) -> tuple[jax.Array, jax.Array]:
+    """(data order key, augmentation key) of a level's training: its own for every level with
+    "per_level" (``stream(seed, name, level)``), the same for all with "fixed"."""
+    if data_order == "fixed":
+        return stream(seed, "data_order"), stream(seed, "augmentation")
+    return stream(seed, "data_order", level), stream(seed, "augmentation", level)

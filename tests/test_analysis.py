@@ -124,8 +124,8 @@ def test_level_table_and_its_rendering(run):
     assert single.columns == la.LEVEL_COLUMNS
     assert list(single.column("weights_remaining")) == [r["weights_remaining"] for r in run.records[0]]
     agg = la.level_table(run.aggregate)
-    assert "early_stop_test_accuracy_std" in agg.columns and "replicates" in agg.columns
-    assert "percent_remaining_std" not in agg.columns  # zero throughout: layerwise densities are fixed
+    assert "early_stop_test_accuracy_sample_std" in agg.columns and "replicates" in agg.columns
+    assert "percent_remaining_sample_std" not in agg.columns  # zero throughout: layerwise densities are fixed
     text, html = str(agg), agg._repr_html_()
     assert text.splitlines()[0].split() == list(agg.columns)
     assert len(text.splitlines()) == 2 + len(run.aggregate)

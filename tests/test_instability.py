@@ -236,16 +236,31 @@ def test_instability_command_on_a_finished_run(tmp_path, capsys):
 
     run_lottery(tiny_config(levels=1), runs_root=tmp_path, wandb="disabled", progress=False)
     (run,) = list(tmp_path.iterdir())
-    code = main(["instability", run.name, "--rewind", "0,13", "--levels", "0,1", "--runs", str(tmp_path),
-                 "--no-progress"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    for level in (0, 1):
+    # a sparse level's ticket was found at the run's own rewind point (0): other k are refused, nothing written
+    code = main(["instability", run.name, "--rewind", "13", "--levels", "1", "--runs", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "rewound to iteration 0" in err and "--rewind 13it" in err
+    assert not (run / "replicate_00" / "instability").exists()
+    out = ""
+    for rewind, level in (("0,13", 0), ("0", 1)):  # several k on the dense network, the run's k on the ticket
+        code = main(["instability", run.name, "--rewind", rewind, "--levels", str(level), "--runs", str(tmp_path),
+                     "--no-progress"])
+        printed, err = capsys.readouterr()
+        assert code == 0, err
+        out += printed
         records = json.loads((run / "replicate_00" / "instability" / f"level_{level:02d}.json").read_text())
-        assert [r["rewind_step"] for r in records] == [0, 13]
-        assert all(len(r["errors"]) == 30 for r in records)
+        assert [r["rewind_step"] for r in records] == [int(k) for k in rewind.split(",")]
+        assert all(len(r["errors"]) == 30 and r["bn_state"] == "interpolate" for r in records)
         assert (run / "replicate_00" / "instability" / f"level_{level:02d}.png").exists()
-    assert len([line for line in out.splitlines() if line.strip().startswith(("0 ", "1 "))]) == 4
+    assert len([line for line in out.splitlines() if line.strip().startswith(("0 ", "1 "))]) == 3
+    # another BatchNorm treatment is a record of its own, beside the first
+    first = (run / "replicate_00" / "instability" / "level_01.json").read_bytes()
+    code = main(["instability", run.name, "--rewind", "0", "--levels", "1", "--bn-state", "reestimate",
+                 "--runs", str(tmp_path), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    (record,) = json.loads((run / "replicate_00" / "instability" / "level_01_reestimate.json").read_text())
+    assert record["bn_state"] == "reestimate" and record["rewind_step"] == 0
+    assert (run / "replicate_00" / "instability" / "level_01.json").read_bytes() == first
     code = main(["instability", run.name, "--rewind", "35", "--runs", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "not before the end of training" in err

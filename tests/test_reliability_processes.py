@@ -52,9 +52,10 @@ def _alive(pid: int) -> bool:
 
 
 def _start_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
-    """`lth run` with 2 replicates in worker processes, once both workers are training."""
-    proc = _lth("run", "mlp_mnist1d", "--variant", "quick", "--levels", "3", "--replicates", "2", "--layout", "workers",
-                "--no-progress", "--runs", str(tmp_path))
+    """`lth run` with 2 replicates in worker processes, once both workers are training (20 levels: long
+    enough that the run cannot end before the test has seen both workers, however fast the machine)."""
+    proc = _lth("run", "mlp_mnist1d", "--variant", "quick", "--levels", "20", "--replicates", "2",
+                "--layout", "workers", "--no-progress", "--runs", str(tmp_path))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         metrics = list(tmp_path.glob("*/replicate_0[01]/metrics.jsonl"))

@@ -157,7 +157,7 @@ def test_replicates_and_aggregate(tmp_path):
     assert len(set(accs)) > 1  # different seeds
     assert records[1]["replicates"] == 3
     assert records[1]["early_stop_test_accuracy"] == pytest.approx(np.mean(accs))
-    assert records[1]["early_stop_test_accuracy_std"] == pytest.approx(np.std(accs))
+    assert records[1]["early_stop_test_accuracy_sample_std"] == pytest.approx(np.std(accs, ddof=1))
     # replicate 0 equals a single-replicate run of the same seed
     single = run_lottery(tiny_config(levels=1), runs_root=tmp_path / "single", progress=False)
     assert single == reps[0]
@@ -176,7 +176,8 @@ def test_aggregate_hand_worked():
                                              "early_stop_val_loss", "best_test_accuracy")}}]
     b = [{**a[0], "test_accuracy": 0.5}]
     (row,) = aggregate([a, b])
-    assert row["test_accuracy"] == 0.75 and row["test_accuracy_std"] == 0.25 and row["replicates"] == 2
+    assert row["test_accuracy"] == 0.75 and row["replicates"] == 2
+    assert row["test_accuracy_sample_std"] == pytest.approx(np.sqrt(0.125))  # (2 * 0.25^2) / (2 - 1)
 
 
 def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):

@@ -16,6 +16,7 @@ from lth.sparsity.at_init import density_groups, prune_at_init, shuffle_mask, sy
 from lth.sparsity.masks import apply_mask, count_prunable, count_remaining, layer_counts, make_mask, mask_leaves
 from lth.sparsity.pruning import Group, prune_by_scores
 from lth.sparsity.scores import (
+    GRASP_TEMPERATURE,
     METHODS,
     grasp_hvp,
     grasp_scores,
@@ -89,18 +90,18 @@ def np_mask(params, mask):
 # ------------------------------------------------------------------- NumPy reference (float64)
 
 
-def np_loss_grad(p, x, y):
-    """Mean cross-entropy of relu(x K1 + b1) K2 + b2 and its gradient, by hand."""
+def np_loss_grad(p, x, y, temperature=1.0):
+    """Mean cross-entropy of (relu(x K1 + b1) K2 + b2) / T and its gradient, by hand."""
     x = np.asarray(x, np.float64)
     a = x @ p["l1"]["kernel"] + p["l1"]["bias"]
     h = np.maximum(a, 0)
-    z = h @ p["l2"]["kernel"] + p["l2"]["bias"]
+    z = (h @ p["l2"]["kernel"] + p["l2"]["bias"]) / temperature
     z = z - z.max(1, keepdims=True)
     prob = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     n = x.shape[0]
     onehot = np.eye(z.shape[1])[np.asarray(y)]
     loss = -np.mean(np.log(prob[np.arange(n), np.asarray(y)]))
-    dz = (prob - onehot) / n
+    dz = (prob - onehot) / n / temperature
     dh = dz @ p["l2"]["kernel"].T
     da = dh * (a > 0)
     grads = {
@@ -114,9 +115,9 @@ def tmap(f, *trees):
     return {k: {j: f(*(t[k][j] for t in trees)) for j in trees[0][k]} for k in trees[0]}
 
 
-def np_masked_grad(p, m, x, y):
+def np_masked_grad(p, m, x, y, temperature=1.0):
     """Gradient of w -> L(m * w) at w: m * grad L(m * w)."""
-    _, g = np_loss_grad(tmap(lambda a, b: a * b, p, m), x, y)
+    _, g = np_loss_grad(tmap(lambda a, b: a * b, p, m), x, y, temperature)
     return tmap(lambda a, b: a * b, g, m)
 
 
@@ -193,18 +194,23 @@ def test_grasp_hvp_matches_explicit_hessian(partial):
     np.testing.assert_allclose(ravel_pytree(hg)[0], hg_ref, rtol=1e-4, atol=1e-6 * float(jnp.max(jnp.abs(hg_ref))))
 
 
-@pytest.mark.parametrize("partial", [False, True])
-def test_grasp_matches_numpy_finite_difference_of_gradients(partial):
-    """(H g) = (g(w + eps g) - g(w - eps g)) / 2 eps in float64 with the hand-written gradient."""
+@pytest.mark.parametrize("partial,temperature", [(False, 1.0), (True, 1.0), (False, 200.0), (True, 200.0)])
+def test_grasp_matches_numpy_finite_difference_of_gradients(partial, temperature):
+    """The reference rule, computed independently: (H g) = (g(w + eps g) - g(w - eps g)) / 2 eps in
+    float64 with the hand-written gradient of the loss at temperature T (logits / T; both
+    reference codes use T = 200, the default), and the score kept-higher is +(H g) * w."""
     model, params, state = tiny_model()
     mask = random_mask(params, 5) if partial else make_mask(params)
     x, y = batch()
-    scores = grasp_scores(model, params, state, mask, x, y)
+    scores = grasp_scores(model, params, state, mask, x, y, temperature=temperature)
+    if temperature == 200.0:  # the default is the reference codes' temperature
+        default = grasp_scores(model, params, state, mask, x, y)
+        assert all(np.array_equal(default[k], scores[k]) for k in scores)
     p, m = np64(params), np_mask(params, mask)
-    g = np_masked_grad(p, m, x, y)
-    eps = 1e-6
-    gp = np_masked_grad(tmap(lambda w, d: w + eps * d, p, g), m, x, y)
-    gm = np_masked_grad(tmap(lambda w, d: w - eps * d, p, g), m, x, y)
+    g = np_masked_grad(p, m, x, y, temperature)
+    eps = 1e-6 if temperature == 1.0 else 1e-2  # H scales as 1/T^2: a larger step keeps the difference resolved
+    gp = np_masked_grad(tmap(lambda w, d: w + eps * d, p, g), m, x, y, temperature)
+    gm = np_masked_grad(tmap(lambda w, d: w - eps * d, p, g), m, x, y, temperature)
     for layer in ("l1", "l2"):
         hg = (gp[layer]["kernel"] - gm[layer]["kernel"]) / (2 * eps)
         expected = hg * p[layer]["kernel"] * m[layer]["kernel"]  # keep-higher: +(H g) * w
@@ -224,7 +230,7 @@ def test_grasp_keeps_the_weights_whose_removal_cuts_gradient_flow_most():
     model, params, state = tiny_model()
     mask = make_mask(params)
     x, y = batch()
-    scores = grasp_scores(model, params, state, mask, x, y)
+    scores = grasp_scores(model, params, state, mask, x, y, temperature=1.0)  # the definition, at T = 1
     p, m = np64(params), np_mask(params, mask)
 
     def grad_norm2(q):
@@ -248,7 +254,7 @@ def test_grasp_paper_score_is_the_inversion():
     mask = make_mask(params)
     x, y = batch()
     keep = grasp_scores(model, params, state, mask, x, y)
-    _, hg = grasp_hvp(model, params, state, mask, x, y)
+    _, hg = grasp_hvp(model, params, state, mask, x, y, temperature=GRASP_TEMPERATURE)
     paper = {n: -hg[n.split("/")[0]]["kernel"] * params[n.split("/")[0]]["kernel"] for n in keep}
     inv = invert_scores(keep)
     for n in keep:

@@ -47,8 +47,8 @@ def test_vmapped_replicates_equal_one_by_one(tmp_path):
                           wandb="disabled")
     for got, want in zip(replicate_results(tmp_path / "vmap", 3), replicate_results(tmp_path / "seq", 3)):
         assert_records_close(got, want)
-    assert_records_close([{k: v for k, v in r.items() if not k.endswith("_std")} for r in vmapped],
-                         [{k: v for k, v in r.items() if not k.endswith("_std")} for r in sequential])
+    assert_records_close([{k: v for k, v in r.items() if not k.endswith("_sample_std")} for r in vmapped],
+                         [{k: v for k, v in r.items() if not k.endswith("_sample_std")} for r in sequential])
     # the masks themselves, not only their counts
     for r in range(3):
         (a,) = (tmp_path / "seq").glob(f"*/replicate_{r:02d}/masks/level_02.npz")

@@ -14,7 +14,7 @@ import numpy as np
 from lth.analysis.runs import legend_labels
 from lth.store import ReplicateDir, read_config, replicate_paths, resolve_run, write_atomic
 from lth.store.io import check_output_path
-from lth.store.records import aggregate
+from lth.store.records import SPREAD, aggregate
 
 
 def pyplot() -> Any:
@@ -64,9 +64,14 @@ def _percent_axis(ax: Any, lowest: float) -> None:
 
 
 def _band(ax: Any, agg: list[dict[str, Any]], key: str, scale: float, style: str, color: str, label: str, alpha=1.0):
-    x = np.array([r["percent_remaining"] for r in agg])
-    y = scale * np.array([r[key] for r in agg])
-    s = scale * np.array([r[f"{key}_std"] for r in agg])
+    """The mean of `key` against % remaining with a +-1 sample-std band; levels without it are left
+    out (no early stop without a validation set), nothing is drawn if none has it."""
+    rows = [r for r in agg if r.get(key) is not None]
+    if not rows:
+        return
+    x = np.array([r["percent_remaining"] for r in rows])
+    y = scale * np.array([r[key] for r in rows])
+    s = scale * np.array([r.get(f"{key}_{SPREAD}") or 0.0 for r in rows])
     ax.plot(x, y, style, color=color, label=label, alpha=alpha)
     if np.any(s > 0):
         ax.fill_between(x, y - s, y + s, color=color, alpha=0.15 * alpha)
@@ -74,7 +79,7 @@ def _band(ax: Any, agg: list[dict[str, Any]], key: str, scale: float, style: str
 
 def plot_accuracy_vs_sparsity(series: Mapping[str, Replicates], path: str | Path, title: str = "",
                               early_stop_panel: bool = False) -> Path:
-    """One line per series (label -> replicates' level records), mean with a +-1 std band:
+    """One line per series (label -> replicates' level records), mean with a +-1 sample-std band:
     early-stop test accuracy (solid) and end-of-training test accuracy (dashed). With
     `early_stop_panel`, a second panel shows the early-stop iteration."""
     cols = 2 if early_stop_panel else 1

@@ -14,6 +14,7 @@ import numpy as np
 from lth.errors import LthError
 from lth.sparsity.masks import Mask, layer_counts
 from lth.store import list_runs
+from lth.store.records import SPREAD
 
 
 def _format(value: Any) -> str:
@@ -80,14 +81,14 @@ LEVEL_COLUMNS = ("level", "percent_remaining", "weights_remaining", "early_stop_
 
 def level_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] = LEVEL_COLUMNS) -> Table:
     """One row per level: `columns` of the records (one replicate's, or `aggregate`'s), each followed
-    by its `*_std` column where the records have one that is not zero throughout (with layerwise
+    by its `*_sample_std` column where the records have one that is not zero throughout (with layerwise
     pruning the densities are the same in every replicate), and `replicates` where present."""
     first = records[0] if records else {}
     cols: list[str] = []
     for c in columns:
         cols.append(c)
-        if f"{c}_std" in first and any(r.get(f"{c}_std") for r in records):
-            cols.append(f"{c}_std")
+        if f"{c}_{SPREAD}" in first and any(r.get(f"{c}_{SPREAD}") for r in records):
+            cols.append(f"{c}_{SPREAD}")
     if "replicates" in first and "replicates" not in cols:
         cols.append("replicates")
     return Table.from_records(records, cols)

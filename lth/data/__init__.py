@@ -8,6 +8,7 @@ from lth.data.cifar import cifar10, cifar100
 from lth.data.dataset import Dataset, data_dir
 from lth.data.embedded import mnist1d, mnist5k
 from lth.data.idx import fashion_mnist, mnist
+from lth.data.modifiers import modify
 from lth.data.synthetic import synthetic_cifar10, synthetic_mnist
 from lth.errors import ConfigError
 
@@ -33,12 +34,16 @@ def check_dataset_name(name: str) -> None:
         raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(dataset_names())}")
 
 
-def load_dataset(name: str, validation_size: int | None = None, root: str | os.PathLike | None = None) -> Dataset:
-    """Load (building and caching on first use) a registered dataset."""
+def load_dataset(name: str, validation_size: int | None = None, root: str | os.PathLike | None = None, *,
+                 random_labels_fraction: float = 0.0, subsample_fraction: float = 1.0,
+                 transformation_seed: int = 0) -> Dataset:
+    """Load (building and caching on first use) a registered dataset; `validation_size` 0: no
+    validation set. The modifiers (`lth.data.modifiers`) change the training split only."""
     check_dataset_name(name)
-    if validation_size is not None and validation_size < 1:
-        raise ConfigError(f"validation size must be >= 1, got {validation_size}")
-    return _REGISTRY[name](data_dir(root), validation_size)
+    if validation_size is not None and validation_size < 0:
+        raise ConfigError(f"validation size must be >= 0 (0: no validation set), got {validation_size}")
+    ds = _REGISTRY[name](data_dir(root), validation_size)
+    return modify(ds, random_labels_fraction, subsample_fraction, transformation_seed)
 
 
 __all__ = ["Dataset", "check_dataset_name", "data_dir", "dataset_names", "load_dataset"]

@@ -29,10 +29,11 @@ class DeviceData(NamedTuple):
 
 
 def eval_set(x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> EvalSet:
-    """Pad to a whole number of batches (padding has weight 0) and reshape."""
+    """Pad to a whole number of batches (padding has weight 0) and reshape. An empty split (no
+    validation set) becomes one batch of one weight-0 row: its loss and accuracy evaluate to NaN."""
     n = len(y)
-    batch = min(batch_size, n)
-    batches = -(-n // batch)
+    batch = max(1, min(batch_size, n))
+    batches = max(1, -(-n // batch))
     pad = batches * batch - n
     xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
     yp = np.concatenate([y, np.zeros(pad, y.dtype)]) if pad else y

@@ -10,15 +10,23 @@ sources (where the mask of level L comes from)
     random_layerwise  a uniformly random mask with level L's per-layer counts
     random_global     a uniformly random mask with level L's overall count, spread across layers
     magnitude_init, snip, grasp, synflow
-                      pruning at initialisation to level L's density (global), trained from init
+                      pruning at initialisation to level L's counts, trained from init
 transforms (Frankle et al. 2021's sanity checks; Frankle & Carbin 2019's random reinitialisation)
     reinit            the mask kept, fresh initial weights (a new key)
     shuffle           each layer's mask permuted within the layer (per-layer density kept)
     invert            the scores' order reversed: keep the weights the source would prune
 
-Everything trains from the main line's rewind point (or iteration 0 for pruning at init) with the
-same data order, schedule and length as the levels, so a control differs only by its mask or its
-initial weights.
+Counts follow the main line exactly (`control_groups`): a layer the main line keeps whole
+(`pruning.exclude`) or prunes at its own rate (`pruning.layer_fractions`) keeps exactly the main
+line's count of it; the other layers are one pool whose total is the main line's, among which a
+global source (random_global, pruning at init) chooses the per-layer densities.
+
+A control of level L trains as level L does: from the rewind point with weight rewinding, or,
+with ``retraining`` lr_rewind / finetune, from the trained weights the main line's level L starts
+from (level L-1's; the dense network's for oneshot) with its schedule and its data order (level
+L's, with ``data_order="per_level"``). So a control differs from the ticket only by its mask or its
+initial weights. Pruning at init trains from iteration 0, like level 0, and `reinit` draws fresh
+weights: both have no meaning with lr_rewind / finetune, which keep trained weights, and are refused.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import numpy as np
 
 from lth import rng
 from lth.errors import ConfigError
@@ -36,9 +45,9 @@ from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.setup import Setup
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
-from lth.sparsity.pruning import Group, magnitude_scores, plan_groups, prune_by_scores
+from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
-from lth.training import TrainState, train
+from lth.training import Trainer, TrainState, train
 
 SOURCES = ("imp", "oneshot", "random_layerwise", "random_global", "magnitude_init", "snip", "grasp", "synflow")
 AT_INIT = ("magnitude_init", "snip", "grasp", "synflow")
@@ -83,8 +92,13 @@ def _layer_groups(counts: dict[str, int]) -> list[Group]:
     return [Group((name,), keep) for name, keep in counts.items()]
 
 
-def _global_group(counts: dict[str, int]) -> list[Group]:
-    return [Group(tuple(counts), sum(counts.values()))]
+def control_groups(spec: Any, target: dict[str, int]) -> list[Group]:
+    """The threshold groups of a global control with the main line's per-layer counts `target`:
+    a layer the main line prunes at a rate of its own (an override, or 0 for `exclude`) keeps
+    exactly its count; the layers at the default rate are one pool keeping their total."""
+    pool = [name for name in target if layer_fraction(name, spec) == spec.fraction]
+    own = [Group((name,), target[name]) for name in target if name not in pool]
+    return own + ([Group(tuple(pool), sum(target[name] for name in pool))] if pool else [])
 
 
 @dataclass
@@ -97,6 +111,7 @@ class LevelInputs:
     dense_final: Any | None = None  # params at the end of level 0 (oneshot)
     previous_final: Any | None = None  # params at the end of level L - 1 (imp+invert)
     previous_mask: Mask | None = None
+    start: tuple[Any, Any] | None = None  # (params, model state) to retrain from, for lr_rewind / finetune
 
 
 def control_mask(setup: Setup, control: Control, inputs: LevelInputs, params0: Any, model_state0: Any) -> Mask:
@@ -121,38 +136,65 @@ def control_mask(setup: Setup, control: Control, inputs: LevelInputs, params0: A
                                                                      inputs.level))
     if control.source == "random_layerwise":
         return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, _layer_groups(target))
+    groups = control_groups(config.pruning, target)
     if control.source == "random_global":
-        return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, _global_group(target))
-    # pruning at initialisation, to the level's overall density, one threshold for all layers
-    density = sum(target.values()) / sum(counts_of(inputs.full_mask).values())
-    if density >= 1.0:
+        return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
+    # pruning at initialisation, to the level's counts (the pool's densities chosen by the scores)
+    if sum(target.values()) >= sum(counts_of(inputs.full_mask).values()):
         return inputs.full_mask
     method = "magnitude" if control.source == "magnitude_init" else control.source
     x, y = score_batch(setup)
     return prune_at_init(method, setup.model, params0, model_state0, inputs.full_mask, (x, y),
-                         setup.dataset.input_shape, density, strategy="global", key=key, invert=invert)
+                         setup.dataset.input_shape, None, key=key, invert=invert, groups=groups,
+                         temperature=config.pruning.grasp_temperature)
 
 
-def score_batch(setup: Setup, size: int = 256) -> tuple[jax.Array, jax.Array]:
-    """The training examples SNIP / GraSP score on: a fixed random subset of `size` (seeded)."""
-    n = int(setup.data.x_train.shape[0])
-    idx = jax.random.permutation(rng.stream(setup.config.seed, "score_batch"), n)[: min(size, n)]
-    return setup.data.x_train[idx], setup.data.y_train[idx]
+def score_batch(setup: Setup) -> tuple[jax.Array, jax.Array]:
+    """The training examples SNIP / GraSP score on: a class-balanced batch, the first
+    `pruning.score_samples_per_class` examples of every class in a seeded permutation (GraSP's
+    reference: 10 per class), in class order."""
+    per_class = setup.config.pruning.score_samples_per_class
+    order = np.asarray(jax.random.permutation(rng.stream(setup.config.seed, "score_batch"),
+                                              int(setup.data.x_train.shape[0])))
+    labels = np.asarray(setup.data.y_train)[order]
+    picked = np.concatenate([order[labels == c][:per_class] for c in range(setup.dataset.num_classes)])
+    return setup.data.x_train[picked], setup.data.y_train[picked]
 
 
 # --------------------------------------------------------------------------- training a control level
 
 
+def check_retraining(control: Control, retraining: str) -> None:
+    """A one-line ConfigError for a control that has no meaning under the run's retraining."""
+    if retraining == "rewind":
+        return
+    if control.source in AT_INIT or "reinit" in control.transforms:
+        what = "trains from initialisation" if control.source in AT_INIT else "draws fresh weights"
+        raise ConfigError(f"control {control.name} {what}, but this run retrains with {retraining} (trained "
+                          "weights kept): run it on a run with weight rewinding (--retraining rewind)")
+
+
 def control_start(setup: Setup, control: Control, level: int, mask: Mask, params0: Any, model_state0: Any,
-                  rewind_point: tuple[Any, Any]) -> TrainState:
-    """The initial state of a control level: rewind point (or init for pruning at init), or fresh
-    weights for `reinit`; masked; fresh optimiser; schedule at the start step."""
-    at_init = control.source in AT_INIT
-    step = 0 if at_init else setup.rewind_step
-    params, model_state = (params0, model_state0) if at_init else rewind_point
+                  rewind_point: tuple[Any, Any], inputs: LevelInputs | None = None) -> TrainState:
+    """The initial state of a control level, as the main line's level starts (see the module
+    docstring): masked, fresh optimiser, schedule at the start step."""
+    check_retraining(control, setup.config.retraining)
+    if control.source in AT_INIT:
+        return setup.trainer.init_state(apply_mask(params0, mask), model_state0, 0)
+    params, model_state = rewind_point
     if "reinit" in control.transforms:
         params, model_state = setup.model.init(rng.stream(setup.config.seed, "reinit", level))
-    return setup.trainer.init_state(apply_mask(params, mask), model_state, step)
+    elif setup.config.retraining != "rewind" and level > 0:
+        if inputs is None or inputs.start is None:
+            raise ConfigError(f"control {control.name} of level {level} retrains from trained weights: "
+                              "give LevelInputs.start")
+        params, model_state = inputs.start
+    return setup.trainer.init_state(apply_mask(params, mask), model_state, setup.rewind_step)
+
+
+def control_trainer(setup: Setup, control: Control, level: int) -> Trainer:
+    """The trainer of a control level: level L's (the fine-tuning one after level 0, with finetune)."""
+    return setup.trainer if level == 0 or control.source in AT_INIT else setup.retrain_trainer
 
 
 def finalize_mask(setup: Setup, control: Control, level: int, mask: Mask) -> Mask:
@@ -169,10 +211,10 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     hooks = hooks or Hooks()
     started = time.perf_counter()
     evaluations: list[dict[str, float]] = []
-    order_key = rng.stream(setup.config.seed, "data_order")
-    augment_key = rng.stream(setup.config.seed, "augmentation")
+    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, level)
     hooks.level_start(level, state, mask)
-    for state, evals in train(setup.trainer, state, mask, setup.data, order_key, augment_key):
+    trainer = control_trainer(setup, control, level)
+    for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
         evaluations.extend(evals)
         hooks.chunk_done(level, state, mask, evals, evaluations)
     jax.block_until_ready(state.params)
@@ -191,5 +233,6 @@ def parse_controls(texts: Iterable[str] | str) -> list[Control]:
     return controls
 
 
-__all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "control_mask", "control_start",
-                          "train_control_level", "LevelInputs", "SOURCES", "TRANSFORMS")
+__all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_retraining", "control_groups",
+                          "control_mask", "control_start", "control_trainer", "train_control_level", "LevelInputs",
+                          "SOURCES", "TRANSFORMS")

@@ -38,6 +38,19 @@ def copy_keys(seed: int, copy: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
+BN_BATCHES = 20  # batches of the training batch size that BatchNorm statistics are re-estimated on
+
+
+def bn_batches(setup: Setup, batches: int = BN_BATCHES) -> jax.Array:
+    """The fixed training subset that `bn_state="reestimate"` recomputes BatchNorm statistics on:
+    `batches` batches of the training batch size (fewer if the data is small), a seeded permutation's
+    first examples, unaugmented: [batches, batch, ...]."""
+    x, batch = setup.data.x_train, setup.trainer.batch_size
+    count = max(1, min(batches, int(x.shape[0]) // batch))
+    order = jax.random.permutation(rng.stream(setup.config.seed, "bn_subset"), int(x.shape[0]))[: count * batch]
+    return x[order].reshape(count, batch, *x.shape[1:])
+
+
 def auto_vectorize() -> bool:
     """vmap the copies on GPU/TPU, train them one after the other on CPU.
 
@@ -118,8 +131,9 @@ def instability(
     end (`train_copies`), then the test error along the linear path between them.
 
     With a `mask`, the start is masked, both copies train masked and the path is masked. Returns
-    {"rewind_step", "barrier", "stable", "errors", "alphas", "end_errors", "copies"} (plain
-    Python types, JSON-ready). `on_chunk`: see `train_copies`.
+    {"rewind_step", "barrier", "stable", "errors", "alphas", "end_errors", "copies", "bn_state"}
+    (plain Python types, JSON-ready). `bn_state`: how BatchNorm statistics are set along the path
+    (`lth.lottery.path`; "reestimate" uses `bn_batches`). `on_chunk`: see `train_copies`.
     """
     if len(copies) != 2 or copies[0] == copies[1]:
         raise ValueError(f"copies must be two different copy indices, got {copies!r}")
@@ -129,7 +143,8 @@ def instability(
                                     on_chunk=on_chunk)
     alpha_N, _, acc = evaluate_path(setup.trainer, final_a.params, final_b.params, final_a.model_state,
                                     final_b.model_state, setup.data.test, num_points=num_points, mask=mask,
-                                    bn_state=bn_state, alpha_batch=alpha_batch)
+                                    bn_state=bn_state, alpha_batch=alpha_batch,
+                                    bn_batches=bn_batches(setup) if bn_state == "reestimate" else None)
     errors = 1.0 - acc
     barrier = error_barrier(errors)
     return {
@@ -140,6 +155,7 @@ def instability(
         "alphas": [float(a) for a in alpha_N],
         "end_errors": [float(errors[0]), float(errors[-1])],
         "copies": [int(c) for c in copies],
+        "bn_state": bn_state,
     }
 
 
@@ -177,7 +193,7 @@ def iter_instability(
         pending.pop(0)
     if not pending:
         return
-    order_key, augment_key = rng.stream(setup.config.seed, "data_order"), rng.stream(setup.config.seed, "augmentation")
+    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, 0)  # level 0's
     for state, _ in train(trainer, state, path_mask, setup.data, order_key, augment_key, breaks=pending):
         if int(state.step) == pending[0]:
             yield instability(setup, state, mask, **kwargs)

@@ -2,9 +2,11 @@
 
 Level 0 trains the dense network (or a given starting mask). Each next level prunes the previous
 level's trained weights, rewinds the survivors to the rewind point (iteration 0 = init, or step k),
-starts a fresh optimiser state with the schedule at step k, and retrains to the same end. The data
-order is the same at every level (a function of the seed and the epoch), so a level differs from
-the dense run only by its mask.
+starts a fresh optimiser state with the schedule at step k, and retrains to the same end. With
+``data_order="per_level"`` (the default, as both reference codes) every level draws its own data
+order and augmentation, ``fold_in(seed stream, level)``: reproducible, and a control of level L
+uses level L's; with ``"fixed"`` one order serves every level, so a level differs from the dense
+run only by its mask.
 
 `lottery_levels` yields one `LevelOutcome` per level and writes nothing: files, logs and progress
 belong to its `Hooks` (`lth.runs` wires them to the run directory, W&B and the terminal).
@@ -132,8 +134,6 @@ class _Seed:
     model_state0: Any
     mask0: Mask
     base_counts: dict[str, int]
-    order_key: jax.Array
-    augment_key: jax.Array
     rewind_point: tuple[Any, Any] | None
     previous: TrainState | None = None
     previous_mask: Mask | None = None
@@ -143,7 +143,6 @@ def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
     params0, model_state0 = init_params(setup)
     mask0 = initial_mask(setup, params0, mask)
     seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
-                 rng.stream(setup.config.seed, "data_order"), rng.stream(setup.config.seed, "augmentation"),
                  (params0, model_state0) if setup.rewind_step == 0 else None)
     if resume is not None:
         seed.previous, seed.previous_mask = resume.previous, resume.previous_mask
@@ -182,7 +181,8 @@ def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
         return init_params(setup)
     seed = _seed(setup, mask, None)
     state, level_mask, _ = _level_start(setup, seed, 0, None)
-    for state, _ in train(setup.trainer, state, level_mask, setup.data, seed.order_key, seed.augment_key, breaks=(k,)):
+    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, 0)
+    for state, _ in train(setup.trainer, state, level_mask, setup.data, order_key, augment_key, breaks=(k,)):
         if int(state.step) == k:
             break
     return state.params, state.model_state
@@ -228,8 +228,10 @@ def lottery_levels_together(
             hooks[r].level_start(level, states[r], level_masks[r])
         breaks = (k,) if level == 0 and k > 0 else ()
         level_trainer = trainer if level == 0 else setups[0].retrain_trainer
+        order_keys, augment_keys = zip(*(rng.level_keys(setup.config.seed, config.data_order, level)
+                                         for setup in setups))
         for states, evals in train_many(level_trainer, states, level_masks, setups[0].data,
-                                        [s.order_key for s in seeds], [s.augment_key for s in seeds], breaks=breaks):
+                                        list(order_keys), list(augment_keys), breaks=breaks):
             for r, (seed, state) in enumerate(zip(seeds, states)):
                 if level == 0 and k > 0 and int(state.step) == k:
                     seed.rewind_point = (state.params, state.model_state)

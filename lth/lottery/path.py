@@ -8,8 +8,11 @@ barrier = max_α err(W(α)) − (err(W_A) + err(W_B)) / 2; *stable* when below 2
 Non-trainable model state (BatchNorm running statistics) is interpolated leafwise like the weights
 by default (``bn_state="interpolate"``), so that α = 0 and α = 1 are exactly the two trained
 networks and the path is symmetric; ``"a"`` keeps end A's statistics along the whole path (then
-α = 1 is *not* network B) and ``"average"`` uses the mean of the two ends' statistics everywhere.
-Statistics are never recomputed on training data. Integer leaves (counters) keep end A's value.
+α = 1 is *not* network B), ``"average"`` uses the mean of the two ends' statistics everywhere, and
+``"reestimate"`` recomputes them at every α on a fixed subset of the training data (the usual
+choice since Jordan et al. 2022, REPAIR: an interpolated network's activations are not those the
+interpolated statistics describe; `reestimate_statistics`). Integer leaves (counters) keep end A's
+value.
 
 The path is evaluated in one jitted program: ``lax.map`` over α, `alpha_batch` points at a time
 with `jax.vmap` (default `ALPHA_BATCH` = 10; on a CPU 1, 5, 10 or 30 at a time ran equally fast
@@ -33,7 +36,7 @@ from lth.training import Trainer, make_evaluate
 
 NUM_POINTS = 30  # Frankle et al. 2020: 30 evenly spaced α
 STABLE_BARRIER = 0.02  # "stable": error barrier below 2 percentage points
-BN_STATES = ("interpolate", "a", "average")
+BN_STATES = ("interpolate", "a", "average", "reestimate")
 ALPHA_BATCH = 10  # α evaluated side by side (vmap) inside the compiled path evaluation
 
 
@@ -74,12 +77,39 @@ def _path_state(state_a: Any, state_b: Any, alpha: Any, bn_state: str) -> Any:
     return state_a
 
 
-@functools.partial(jax.jit, static_argnames=("evaluate", "bn_state", "alpha_batch"))
-def _path_metrics(params_a, params_b, state_a, state_b, eval_set, alphas_N, mask, *, evaluate, bn_state,
-                  alpha_batch):
+def reestimate_statistics(model: Model, params: Any, model_state: Any, batches_x: jax.Array) -> Any:
+    """`model_state` with every floating leaf (BatchNorm's running mean and variance) recomputed for
+    `params` on `batches_x` ([batches, batch, ...]): the average over the batches of each batch's
+    statistics, each forward pass in training mode (as a reset followed by a cumulative average in
+    PyTorch). The statistics of a batch are read off the model's own update whatever its momentum:
+    from running values 0 and 1, ``new = m * old + (1 - m) * batch`` gives m and the batch's value.
+    A model without state returns it unchanged. Pure and jittable."""
+    if not jax.tree.leaves(model_state):
+        return model_state
+    floating = lambda x: jnp.issubdtype(jnp.result_type(x), jnp.inexact)  # noqa: E731
+    zeros = jax.tree.map(lambda x: jnp.zeros_like(x) if floating(x) else x, model_state)
+    ones = jax.tree.map(lambda x: jnp.ones_like(x) if floating(x) else x, model_state)
+
+    def batch_statistics(x: jax.Array) -> Any:
+        _, from_zero = model.apply(params, zeros, x, True)
+        _, from_one = model.apply(params, ones, x, True)
+        return jax.tree.map(lambda a, b: a / (1 - (b - a)) if floating(a) else a, from_zero, from_one)
+
+    stats = jax.lax.map(batch_statistics, batches_x)
+    return jax.tree.map(lambda s, old: jnp.mean(s, axis=0).astype(old.dtype) if floating(old) else old,
+                        stats, model_state)
+
+
+@functools.partial(jax.jit, static_argnames=("evaluate", "bn_state", "alpha_batch", "model"))
+def _path_metrics(params_a, params_b, state_a, state_b, eval_set, alphas_N, mask, bn_batches, *, evaluate,
+                  bn_state, alpha_batch, model):
     def at(alpha):
         params = interpolate(params_a, params_b, alpha, mask)
-        return evaluate(params, _path_state(state_a, state_b, alpha, bn_state), eval_set)
+        if bn_state == "reestimate":
+            state = reestimate_statistics(model, params, state_a, bn_batches)
+        else:
+            state = _path_state(state_a, state_b, alpha, bn_state)
+        return evaluate(params, state, eval_set)
 
     return jax.lax.map(at, alphas_N, batch_size=alpha_batch)
 
@@ -112,21 +142,26 @@ def evaluate_path(
     mask: Mask | None = None,
     bn_state: str = "interpolate",
     alpha_batch: int = ALPHA_BATCH,
+    bn_batches: jax.Array | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(α, loss, accuracy) at `num_points` evenly spaced α, all evaluated in one jitted program.
 
     `model_state_b` None means end A's state. `alpha_batch`: α evaluated side by side (vmap) inside
-    the compiled `lax.map` over α. `bn_state`: see the module docstring.
+    the compiled `lax.map` over α. `bn_state`: see the module docstring; "reestimate" needs the
+    model (a Trainer or a Model as `evaluator`) and `bn_batches`, training inputs [batches, batch, ...].
     """
     if bn_state not in BN_STATES:
         raise ValueError(f"unknown bn_state {bn_state!r}: choose one of {', '.join(BN_STATES)}")
+    model = evaluator if isinstance(evaluator, Model) else getattr(evaluator, "model", None)
+    if bn_state == "reestimate" and (model is None or bn_batches is None):
+        raise ValueError("bn_state='reestimate' needs a Trainer or Model evaluator and bn_batches")
     alpha_N = alphas(num_points)
     if model_state_b is None:
         model_state_b = model_state_a
     batch = max(1, min(int(alpha_batch), num_points))
     loss, acc = _path_metrics(params_a, params_b, model_state_a, model_state_b, eval_set,
-                              jnp.asarray(alpha_N, jnp.float32), mask, evaluate=_evaluate_fn(evaluator),
-                              bn_state=bn_state, alpha_batch=batch)
+                              jnp.asarray(alpha_N, jnp.float32), mask, bn_batches, evaluate=_evaluate_fn(evaluator),
+                              bn_state=bn_state, alpha_batch=batch, model=model if bn_state == "reestimate" else None)
     return alpha_N, np.asarray(loss, np.float64), np.asarray(acc, np.float64)
 
 
@@ -142,10 +177,12 @@ def error_along_path(
     mask: Mask | None = None,
     bn_state: str = "interpolate",
     alpha_batch: int = ALPHA_BATCH,
+    bn_batches: jax.Array | None = None,
 ) -> np.ndarray:
     """Error (1 − accuracy) of (1 − α) A + α B at α = linspace(0, 1, num_points); see `evaluate_path`."""
     _, _, acc = evaluate_path(evaluator, params_a, params_b, model_state_a, model_state_b, eval_set,
-                              num_points=num_points, mask=mask, bn_state=bn_state, alpha_batch=alpha_batch)
+                              num_points=num_points, mask=mask, bn_state=bn_state, alpha_batch=alpha_batch,
+                              bn_batches=bn_batches)
     return 1.0 - acc
 
 

@@ -16,7 +16,9 @@ from typing import Any
 import jax
 
 from lth import rng
-from lth.config import ExperimentConfig, OptimizerConfig, check_types, for_replicate, replace
+from lth.config import (
+    DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types, for_replicate, replace
+)
 from lth.data import Dataset, check_dataset_name, load_dataset
 from lth.data.device import DeviceData, to_device
 from lth.errors import ConfigError, MaskError
@@ -70,11 +72,31 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"unknown retraining {config.retraining!r}: choose one of {', '.join(RETRAINING)}")
     if config.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {config.seed}")
-    check_model_name(config.model)
+    if config.data_order not in rng.DATA_ORDERS:
+        raise ConfigError(f"unknown data_order {config.data_order!r}: choose one of {', '.join(rng.DATA_ORDERS)}")
+    _check_data(config.data)
+    _check_scoring(config.pruning)
+    check_model_name(config.model, config.init)
     check_dataset_name(config.data.name)
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
                  *config.optimizer.milestones):
         parse_duration(text)
+
+
+def _check_data(data: DataConfig) -> None:
+    if not 0.0 <= data.random_labels_fraction <= 1.0:
+        raise ConfigError(f"data.random_labels_fraction must be in [0, 1], got {data.random_labels_fraction}")
+    if not 0.0 < data.subsample_fraction <= 1.0:
+        raise ConfigError(f"data.subsample_fraction must be in (0, 1], got {data.subsample_fraction}")
+    if data.validation_size is not None and data.validation_size < 0:
+        raise ConfigError(f"data.validation_size must be >= 0 (0: no validation set), got {data.validation_size}")
+
+
+def _check_scoring(spec: PruningConfig) -> None:
+    if spec.score_samples_per_class < 1:
+        raise ConfigError(f"pruning.score_samples_per_class must be >= 1, got {spec.score_samples_per_class}")
+    if spec.grasp_temperature <= 0:
+        raise ConfigError(f"pruning.grasp_temperature must be > 0, got {spec.grasp_temperature}")
 
 
 def _check_optimizer(opt: OptimizerConfig) -> None:
@@ -106,7 +128,10 @@ def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels:
 def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
     """Validate `config`, load the data and build the model and the compiled trainer."""
     validate_config(config)
-    dataset = load_dataset(config.data.name, config.data.validation_size, data_root)
+    dataset = load_dataset(config.data.name, config.data.validation_size, data_root,
+                           random_labels_fraction=config.data.random_labels_fraction,
+                           subsample_fraction=config.data.subsample_fraction,
+                           transformation_seed=config.data.transformation_seed)
     n_train = len(dataset.y_train)
     batch = config.training.batch_size
     if batch > n_train:
@@ -127,7 +152,7 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
     eval_every = duration_to_steps(config.training.eval_every, steps_per_epoch)
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")
-    model = get_model(config.model, dataset.input_shape, dataset.num_classes)
+    model = get_model(config.model, dataset.input_shape, dataset.num_classes, config.init)
     shapes = prunable_shapes(jax.eval_shape(model.init, jax.random.key(0))[0], config.pruning.prunable)
     check_levels(config, {name: math.prod(shape) for name, shape in shapes.items()}, connections(shapes))
     build = functools.partial(make_trainer, model, total_steps=total, steps_per_epoch=steps_per_epoch,

@@ -7,17 +7,19 @@ from collections.abc import Callable, Sequence
 from lth.errors import ConfigError
 from lth.models.base import Model, from_functions, from_linen, from_nnx
 from lth.models.conv import CNN1D, ConvNet, LeNet5
-from lth.models.mlp import MLP
+from lth.models.mlp import INITS, MLP
 from lth.models.resnet import resnet
 from lth.models.vgg import vgg
 
 _REGISTRY: dict[str, Callable[[Sequence[int], int], Model]] = {
     # 784-300-100-10 (Frankle & Carbin 2019): 266,200 weights, 266,610 with biases.
-    "lenet300_100": lambda shape, k: from_linen("lenet300_100", MLP((300, 100), k), shape),
+    "lenet300_100": lambda shape, k, init="default": from_linen(
+        "lenet300_100", MLP((300, 100), k, init_scheme=init), shape),
     # MNIST-1D lottery notebook: 40-500-500-10, the middle layer residual.
-    "mlp_mnist1d": lambda shape, k: from_linen("mlp_mnist1d", MLP((500, 500), k, residual=True), shape),
+    "mlp_mnist1d": lambda shape, k, init="default": from_linen(
+        "mlp_mnist1d", MLP((500, 500), k, residual=True, init_scheme=init), shape),
     # A tiny MLP for tests and smoke runs.
-    "mlp_tiny": lambda shape, k: from_linen("mlp_tiny", MLP((32, 16), k), shape),
+    "mlp_tiny": lambda shape, k, init="default": from_linen("mlp_tiny", MLP((32, 16), k, init_scheme=init), shape),
     # LeNet-5 (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, 120-84-10): 61,706 parameters on MNIST.
     "lenet5": lambda shape, k: from_linen("lenet5", LeNet5(k), shape),
     # Frankle & Carbin 2019 CIFAR-10 convnets; 4,301,642 / 2,425,930 / 2,262,602 parameters.
@@ -41,16 +43,26 @@ def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def check_model_name(name: str) -> None:
-    """Raise ConfigError, listing the registered names, if `name` is not one of them."""
+INITS_OF = {name: INITS for name in ("lenet300_100", "mlp_mnist1d", "mlp_tiny")}  # else "default" only
+
+
+def check_model_name(name: str, init: str = "default") -> None:
+    """Raise ConfigError, listing the registered names, if `name` is not one of them, or if `init`
+    is not an initialisation convention the model has."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+    inits = INITS_OF.get(name, ("default",))
+    if init not in inits:
+        raise ConfigError(f"model {name} has no {init!r} initialisation: choose one of {', '.join(inits)}")
 
 
-def get_model(name: str, input_shape: Sequence[int], num_classes: int) -> Model:
-    """Build a registered model for inputs of `input_shape` (without the batch axis)."""
-    check_model_name(name)
-    return _REGISTRY[name](tuple(input_shape), num_classes)
+def get_model(name: str, input_shape: Sequence[int], num_classes: int, init: str = "default") -> Model:
+    """Build a registered model for inputs of `input_shape` (without the batch axis), initialised
+    by convention `init` (see `lth.models.mlp`)."""
+    check_model_name(name, init)
+    if init == "default":
+        return _REGISTRY[name](tuple(input_shape), num_classes)
+    return _REGISTRY[name](tuple(input_shape), num_classes, init)
 
 
 __all__ = ["Model", "check_model_name", "from_functions", "from_linen", "from_nnx", "get_model", "model_names"]

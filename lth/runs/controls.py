@@ -13,7 +13,8 @@ from lth.config import to_dict
 from lth.errors import ConfigError
 from lth.lottery import Setup, init_params, prepare
 from lth.lottery.controls import (
-    Control, LevelInputs, control_mask, control_start, finalize_mask, parse_controls, train_control_level,
+    Control, LevelInputs, check_retraining, control_mask, control_start, finalize_mask, parse_controls,
+    train_control_level,
 )
 from lth.parse import parse_levels
 from lth.runs.progress import LevelProgress, warn
@@ -37,20 +38,23 @@ class MainLine:
     def mask(self, level: int) -> Any:
         return load_mask(self.rep.mask_path(level), self.params0)
 
-    def final(self, level: int) -> Any:
-        """The trained params at the end of `level`."""
+    def final(self, level: int) -> tuple[Any, Any]:
+        """The trained (params, model state) at the end of `level`."""
         if level not in self._finals:
-            self._finals[level] = self.rep.load_final(level, self.template, self.full_mask)[0].params
+            state, _ = self.rep.load_final(level, self.template, self.full_mask)
+            self._finals[level] = (state.params, state.model_state)
         return self._finals[level]
 
     def inputs(self, control: Control, level: int) -> LevelInputs:
         """The main-line inputs of `control` at `level` (only what its source needs is loaded)."""
         inputs = LevelInputs(level, self.mask(level), self.full_mask)
         if control.source == "oneshot":
-            inputs.dense_final = self.final(0)
+            inputs.dense_final = self.final(0)[0]
         if control.source == "imp" and "invert" in control.transforms and level > 0:
-            inputs.previous_final = self.final(level - 1)
+            inputs.previous_final = self.final(level - 1)[0]
             inputs.previous_mask = self.mask(level - 1)
+        if self.setup.config.retraining != "rewind" and level > 0:  # retrained from trained weights
+            inputs.start = self.final(0 if control.source == "oneshot" else level - 1)
         return inputs
 
 
@@ -60,9 +64,11 @@ def _train_control(line: MainLine, control: Control, chosen: list[int], recorder
     for level in chosen:
         if level in recorder.records:
             continue
-        mask = finalize_mask(setup, control, level,
-                             control_mask(setup, control, line.inputs(control, level), line.params0, line.model_state0))
-        state = control_start(setup, control, level, mask, line.params0, line.model_state0, line.rewind_point)
+        inputs = line.inputs(control, level)
+        mask = finalize_mask(setup, control, level, control_mask(setup, control, inputs, line.params0,
+                                                                 line.model_state0))
+        state = control_start(setup, control, level, mask, line.params0, line.model_state0, line.rewind_point,
+                              inputs)
         recorder.level_done(train_control_level(setup, control, level, state, mask, recorder))
     return recorder.sorted_records()
 
@@ -98,6 +104,8 @@ def run_controls(
     run_dir: RunDir = open_run(path)
     config = run_dir.config
     parsed = parse_controls(controls)
+    for control in parsed:  # before anything trains: a combination without meaning is one line
+        check_retraining(control, config.retraining)
     chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     wandb_mode = checked_wandb_mode(wandb)
     setup = prepare(config, data_root)

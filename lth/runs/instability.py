@@ -10,6 +10,7 @@ from lth.analysis.instability_plots import plot_instability
 from lth.errors import ConfigError
 from lth.lottery import init_params, prepare
 from lth.lottery.instability import instability_curve
+from lth.lottery.path import BN_STATES
 from lth.parse import parse_levels, parse_steps
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
@@ -25,12 +26,17 @@ def run_instability(
     runs_root: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
     progress: bool = True,
+    bn_state: str = "interpolate",
 ) -> dict[int, list[dict[str, Any]]]:
     """Instability analysis of a finished run: for each chosen level (0 = the dense network; L = the
     level's ticket, trained dense to k and masked there, as an IMP ticket rewound to k) and each
     rewind step k, two copies trained to the end with different data orders, and the error barrier
-    along the linear path between them. Records go to ``replicate_XX/instability/level_XX.json`` and
-    a plot beside them; finished (level, k) pairs are not recomputed. Returns {level: records}."""
+    along the linear path between them. A ticket (L > 0) is analysed only at the k IMP rewound it
+    to (another k needs the ticket IMP finds rewound there: a run with that --rewind). Records go
+    to ``replicate_XX/instability/level_XX.json`` and a plot beside them; finished (level, k) pairs
+    are not recomputed. Returns {level: records}."""
+    if bn_state not in BN_STATES:
+        raise ConfigError(f"unknown bn_state {bn_state!r}: choose one of {', '.join(BN_STATES)}")
     path = resolve_run(run, runs_root)
     run_dir = open_run(path)
     config = run_dir.config
@@ -40,6 +46,12 @@ def run_instability(
     beyond = [k for k in steps if k >= setup.total_steps]
     if beyond:
         raise ConfigError(f"rewind step(s) {beyond} not before the end of training ({setup.total_steps} iterations)")
+    other = [k for k in steps if k != setup.rewind_step]
+    if other and any(level > 0 for level in chosen):
+        raise ConfigError(f"the tickets of this run were found by IMP rewound to iteration {setup.rewind_step}; "
+                          f"at k = {other[0]} a ticket is the one IMP finds rewound to {other[0]} (Frankle et al. "
+                          f"2020): run `lth run {config.name} --rewind {other[0]}it` and analyse that run at "
+                          f"--rewind {other[0]}, or use --levels 0 (the dense network) for several k")
     rep = run_dir.replicate(replicate)
     done_levels = len(rep.read_results())
     missing = [level for level in chosen if level >= done_levels]
@@ -53,22 +65,23 @@ def run_instability(
     with run_dir.lock():
         try:
             for level in chosen:
-                file = rep.instability_path(level)
+                file = rep.instability_path(level, bn_state)
                 records = {r["rewind_step"]: r for r in read_json_list(file)}
                 todo = [k for k in steps if k not in records]
                 if todo:
                     mask = load_mask(rep.mask_path(level), params0) if level > 0 else None
-                    _curve(setup, level, todo, mask, records, recorder)
+                    _curve(setup, level, todo, mask, records, recorder, bn_state)
                 out[level] = [records[k] for k in sorted(records)]
                 plot_instability(out[level], file.with_suffix(".png"),
-                                 title=f"{config.name} level {level}: instability (replicate {replicate})")
+                                 title=f"{config.name} level {level}: instability (replicate {replicate}, "
+                                       f"BatchNorm statistics: {bn_state})")
         finally:
             reporter.close()
     return out
 
 
 def _curve(setup: Any, level: int, todo: list[int], mask: Any, records: dict[int, dict[str, Any]],
-           recorder: Recorder) -> None:
+           recorder: Recorder, bn_state: str) -> None:
     """The records of the rewind steps `todo` of one level, each saved as soon as it is computed,
     with a progress bar for the copies of each step."""
     pending = iter(todo)
@@ -84,4 +97,5 @@ def _curve(setup: Any, level: int, todo: list[int], mask: Any, records: dict[int
         start_next()
 
     start_next()
-    instability_curve(setup, todo, mask, rewind_dense=level > 0, callback=save, on_chunk=recorder.advance)
+    instability_curve(setup, todo, mask, rewind_dense=level > 0, callback=save, on_chunk=recorder.advance,
+                      bn_state=bn_state)

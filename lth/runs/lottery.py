@@ -46,7 +46,7 @@ def run_lottery(
 ) -> list[dict[str, Any]]:
     """Run, resume or finish a lottery experiment; return its per-level records.
 
-    With one replicate the records are that replicate's; with several, the mean (and `*_std`) over
+    With one replicate the records are that replicate's; with several, the mean (and `*_sample_std`, ddof=1) over
     replicates per level (each replicate's own records are in ``replicate_XX/results.json``).
     Replicate r uses seed ``config.seed + r``. Finished levels are never recomputed; an interrupted
     level resumes from its latest checkpoint and ends bit-identical to an uninterrupted run. Inside a

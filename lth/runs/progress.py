@@ -19,9 +19,13 @@ def warn(message: str) -> None:
 
 
 def format_row(replicate: int, record: dict[str, Any], seconds: float) -> str:
+    """A level's table row (early-stop columns '-' without a validation set)."""
+    early = record.get("early_stop_test_accuracy")
+    early_text = f"{100 * early:>13.2f}%" if early is not None else f"{'-':>14}"
+    iteration = record.get("early_stop_iteration")
     return (
         f"{replicate:>3} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
-        f"{100 * record['early_stop_test_accuracy']:>13.2f}%  {record['early_stop_iteration']:>13}  "
+        f"{early_text}  {iteration if iteration is not None else '-':>13}  "
         f"{100 * record['test_accuracy']:>8.2f}%  {seconds:>6.1f}s"
     )
 

@@ -110,7 +110,8 @@ class Recorder(Hooks):
         """Add `record` to the level's instability records, write them, print the line."""
         records[record["rewind_step"]] = record
         if self.files.writable:
-            write_json(self.files.instability_path(level), [records[k] for k in sorted(records)])
+            write_json(self.files.instability_path(level, record.get("bn_state", "interpolate")),
+                       [records[k] for k in sorted(records)])
         self.reporter.close()
         self.reporter.note(f"level {level}  k={record['rewind_step']:>6}  barrier {100 * record['barrier']:6.2f} points"
                            f"  {'stable' if record['stable'] else 'unstable'}")

@@ -21,6 +21,7 @@ from lth.models.base import Model
 from lth.sparsity.masks import Mask, Params, check_mask, first_match, layer_counts, mask_leaves, path_name
 from lth.sparsity.pruning import STRATEGIES, Group, prune_by_scores
 from lth.sparsity.scores import (
+    GRASP_TEMPERATURE,
     METHODS,
     check_dtype,
     dtype_key,
@@ -71,41 +72,55 @@ def _spec_grouping(spec: PruningConfig | None) -> tuple[str, tuple[str, ...]]:
     return spec.strategy, tuple(spec.exclude)
 
 
+def scheduled_groups(groups: list[Group], mask: Mask, fraction: float) -> list[Group]:
+    """The groups of an intermediate round: each keeps ``round(alive * (keep / alive) ** fraction)``
+    of the `alive` weights `mask` keeps in it (SynFlow's exponential schedule, per group)."""
+    kept = {name: k for name, (k, _) in layer_counts(mask).items()}
+    out = []
+    for group in groups:
+        alive = sum(kept[n] for n in group.names)
+        keep = alive if alive == 0 else int(round(alive * (group.keep / alive) ** fraction))
+        out.append(Group(group.names, min(alive, keep)))
+    return out
+
+
 def synflow_prune(
     model: Model,
     params: Params,
     model_state: Any,
     mask: Mask,
     input_shape: Sequence[int],
-    target_density: float,
+    target_density: float | None,
     rounds: int = 100,
     spec: PruningConfig | None = None,
     *,
     dtype: Any = None,
     invert: bool = False,
+    groups: list[Group] | None = None,
 ) -> Mask:
-    """Iterative SynFlow: `rounds` rounds of score-and-prune to `target_density`.
-    With `invert`, every round keeps the lowest scores instead (the inverted sanity check).
+    """Iterative SynFlow: `rounds` rounds of score-and-prune to `target_density` (or to the counts
+    of explicit threshold `groups`). With `invert`, every round keeps the lowest scores instead.
 
     Round r = 1..rounds keeps ``round(N * d_r)`` weights with the exponential schedule
     ``d_r = target_density ** (r / rounds)`` (as Synaptic-Flow's ``prune_loop``), rescoring the
     network masked by the previous round; the last round keeps exactly ``round(N * target_density)``.
     Grouping: `spec` None -> one global group over all prunable layers (the papers' setting);
     otherwise ``spec.strategy`` ('global' | 'layerwise') and ``spec.exclude`` are used (note that
-    PruningConfig's default strategy is 'layerwise'); ``spec.fraction`` is unused.
+    PruningConfig's default strategy is 'layerwise'); ``spec.fraction`` is unused. With `groups`,
+    each group follows the same schedule from its alive count to its `keep` (`scheduled_groups`).
 
     The score function is compiled once with the mask as an argument; the loop is in Python.
     """
-    _check_density(target_density)
+    if groups is None:
+        _check_density(target_density)
     if not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise ConfigError(f"SynFlow rounds must be an integer >= 1, got {rounds!r}")
     check_dtype(dtype)
     check_mask(mask, params)
     strategy, exclude = _spec_grouping(spec)
     round_scores = synflow_round_fn(model, tuple(input_shape), dtype_key(dtype))
-
+    start = mask
     for r in range(1, rounds + 1):
-        density = target_density ** (r / rounds)
         scores, finite = round_scores(params, model_state, mask)
         if not bool(finite):
             raise LthError(
@@ -114,7 +129,9 @@ def synflow_prune(
             )
         if invert:
             scores = invert_scores(scores)
-        mask = prune_by_scores(scores, mask, density_groups(mask, density, strategy, exclude))
+        round_groups = (scheduled_groups(groups, start, r / rounds) if groups is not None
+                        else density_groups(mask, target_density ** (r / rounds), strategy, exclude))
+        mask = prune_by_scores(scores, mask, round_groups)
     return mask
 
 
@@ -126,26 +143,31 @@ def prune_at_init(
     mask: Mask,
     batch: tuple[jax.Array, jax.Array] | None,
     input_shape: Sequence[int] | None,
-    target_density: float,
+    target_density: float | None,
     strategy: str = "global",
     *,
     key: jax.Array | None = None,
     exclude: Sequence[str] = (),
     rounds: int = 100,
     invert: bool = False,
+    groups: list[Group] | None = None,
+    temperature: float = GRASP_TEMPERATURE,
 ) -> Mask:
     """Prune `mask` at initialisation to `target_density` with one of `METHODS` (`invert`: keep the
     lowest scores instead -- Frankle et al. 2021's inversion sanity check).
 
     One shot for magnitude / snip / grasp / random (global: one threshold over all prunable layers,
     ``round(N * d)`` kept; layerwise: ``round(N_l * d)`` per layer); SynFlow is iterative
-    (`rounds`, exponential schedule, see `synflow_prune`). `batch` = (x, y) is needed by snip and
-    grasp, `input_shape` (without the batch axis; default ``batch[0].shape[1:]``) by synflow, `key`
-    by random. Layers matching an `exclude` regex keep their mask.
+    (`rounds`, exponential schedule, see `synflow_prune`). `groups` (threshold groups and their
+    kept counts, e.g. a lottery level's) replace `target_density`, `strategy` and `exclude`.
+    `batch` = (x, y) is needed by snip and grasp (`temperature` divides GraSP's logits: 200, as
+    both reference codes), `input_shape` (without the batch axis; default ``batch[0].shape[1:]``)
+    by synflow, `key` by random. Layers matching an `exclude` regex keep their mask.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown pruning-at-init method {method!r}: choose one of {', '.join(METHODS)}")
-    _check_density(target_density)
+    if groups is None:
+        _check_density(target_density)
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown pruning strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     check_mask(mask, params)
@@ -158,20 +180,26 @@ def prune_at_init(
             input_shape = tuple(np.shape(batch[0])[1:])
         spec = PruningConfig(strategy=strategy, exclude=tuple(exclude))
         return synflow_prune(model, params, model_state, mask, input_shape, target_density, rounds, spec,
-                             invert=invert)
-    if method == "magnitude":
-        scores = magnitude_at_init(params, mask)
-    elif method == "random":
-        if key is None:
-            raise ConfigError("random pruning needs a PRNG key: prune_at_init(..., key=jax.random.key(seed))")
-        scores = random_scores(mask, key)
-    elif method == "snip":
-        scores = snip_scores(model, params, model_state, mask, *batch)
-    else:
-        scores = grasp_scores(model, params, model_state, mask, *batch)
+                             invert=invert, groups=groups)
+    scores = _one_shot_scores(method, model, params, model_state, mask, batch, key, temperature)
     if invert:
         scores = invert_scores(scores)
-    return prune_by_scores(scores, mask, density_groups(mask, target_density, strategy, exclude))
+    if groups is None:
+        groups = density_groups(mask, target_density, strategy, exclude)
+    return prune_by_scores(scores, mask, groups)
+
+
+def _one_shot_scores(method: str, model: Model, params: Params, model_state: Any, mask: Mask, batch: Any,
+                     key: jax.Array | None, temperature: float) -> Any:
+    if method == "magnitude":
+        return magnitude_at_init(params, mask)
+    if method == "random":
+        if key is None:
+            raise ConfigError("random pruning needs a PRNG key: prune_at_init(..., key=jax.random.key(seed))")
+        return random_scores(mask, key)
+    if method == "snip":
+        return snip_scores(model, params, model_state, mask, *batch)
+    return grasp_scores(model, params, model_state, mask, *batch, temperature=temperature)
 
 
 def shuffle_mask(mask: Mask, key: jax.Array) -> Mask:
@@ -191,4 +219,4 @@ def shuffle_mask(mask: Mask, key: jax.Array) -> Mask:
     )
 
 
-__all__ = ["density_groups", "prune_at_init", "shuffle_mask", "synflow_prune"]
+__all__ = ["density_groups", "prune_at_init", "scheduled_groups", "shuffle_mask", "synflow_prune"]

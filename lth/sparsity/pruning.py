@@ -23,7 +23,8 @@ from lth.errors import ConfigError
 from lth.sparsity.masks import Mask, Params, first_match, layer_counts, mask_leaves, named_leaves, path_name
 from lth.sparsity.topk import keep_top
 
-STRATEGIES = ("layerwise", "global")
+STRATEGIES = ("layerwise", "global", "modulewise")
+SCHEDULES = ("geometric", "linear")
 
 
 class Group(NamedTuple):
@@ -37,6 +38,8 @@ def validate_spec(spec: PruningConfig) -> None:
     """Raise ConfigError for an unknown strategy or an out-of-range fraction."""
     if spec.strategy not in STRATEGIES:
         raise ConfigError(f"unknown pruning strategy {spec.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if spec.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown pruning schedule {spec.schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if not 0.0 < spec.fraction < 1.0:
         raise ConfigError(f"prune fraction must be in (0, 1), got {spec.fraction}: e.g. 0.2 prunes 20% per level")
     for pattern, fraction in spec.layer_fractions:
@@ -64,28 +67,41 @@ def layer_fraction(name: str, spec: PruningConfig) -> float:
     return float(spec.fraction)
 
 
+def kept_at(base: int, fraction: float, level: int, schedule: str = "geometric") -> int:
+    """Weights of `base` kept after `level` levels: ``round(base (1 - fraction) ** level)``
+    ("geometric": the fraction of what remains, Frankle & Carbin), or ``base - floor(base * level *
+    fraction)`` ("linear": the fraction of the level-0 count, the MNIST-1D notebook's linspace)."""
+    if schedule == "linear":
+        return base - int(base * min(1.0, level * fraction))
+    return int(round(base * (1.0 - fraction) ** level))
+
+
+def _parent(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else name
+
+
 def plan_groups(base_counts: dict[str, int], spec: PruningConfig, level: int) -> list[Group]:
     """How many weights each threshold group keeps after `level` levels of pruning.
 
-    `base_counts` are the weights kept per layer at level 0. `layerwise`: every layer is a group.
-    `global`: layers at the default rate share one group (one threshold); layers with an override
-    or an exclusion are groups of their own.
+    `base_counts` are the weights kept per layer at level 0. `layerwise`: every leaf is a group.
+    `modulewise`: the leaves of one module (``fc1/kernel`` and ``fc1/bias``) share a threshold, as
+    a torch layer's parameter vector in the MNIST-1D notebook. `global`: the leaves at the default
+    rate share one threshold. Leaves with an override or an exclusion are always groups of their own.
     """
     validate_spec(spec)
     if level < 0:
         raise ConfigError(f"pruning level must be >= 0, got {level}")
     groups: list[Group] = []
-    pool: list[str] = []
+    pools: dict[str, list[str]] = {}
     for name, base in base_counts.items():
         fraction = layer_fraction(name, spec)
-        own_rate = spec.strategy == "layerwise" or fraction != spec.fraction
-        if own_rate:
-            groups.append(Group((name,), int(round(base * (1.0 - fraction) ** level))))
+        if spec.strategy == "layerwise" or fraction != spec.fraction:
+            groups.append(Group((name,), kept_at(base, fraction, level, spec.schedule)))
         else:
-            pool.append(name)
-    if pool:
-        total = sum(base_counts[n] for n in pool)
-        groups.append(Group(tuple(pool), int(round(total * (1.0 - spec.fraction) ** level))))
+            pools.setdefault(_parent(name) if spec.strategy == "modulewise" else "", []).append(name)
+    for names in pools.values():
+        total = sum(base_counts[n] for n in names)
+        groups.append(Group(tuple(names), kept_at(total, spec.fraction, level, spec.schedule)))
     return groups
 
 

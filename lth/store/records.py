@@ -8,11 +8,20 @@ from typing import Any
 
 AGGREGATED = ("density", "percent_remaining", "weights_remaining", "test_accuracy", "early_stop_iteration",
               "early_stop_test_accuracy", "early_stop_val_loss", "best_test_accuracy")
+SPREAD = "sample_std"
+"""The spread of a field over replicates, in ``<field>_sample_std``: the sample standard deviation
+(ddof=1, what an error bar over seeds estimates); null with fewer than two replicates."""
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Mean and (population) standard deviation per level over the replicates that finished it.
-    Levels are matched by their `level` field, so replicates may hold different sets of levels."""
+    """Mean and sample standard deviation (ddof=1) per level over the replicates that finished it.
+    Levels are matched by their `level` field, so replicates may hold different sets of levels. A
+    field a record lacks or holds as null (the early stop of a run without a validation set) is
+    left out of its mean; null when no replicate has it."""
     by_level: dict[int, list[dict[str, Any]]] = {}
     for records in per_replicate:
         for row in records:
@@ -22,19 +31,25 @@ def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]
         rows = by_level[level]
         record: dict[str, Any] = {"level": level, "replicates": len(rows)}
         for key in AGGREGATED:
-            values = [float(row[key]) for row in rows]
-            record[key] = statistics.fmean(values)
-            record[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+            values = [float(row[key]) for row in rows if row.get(key) is not None]
+            record[key] = statistics.fmean(values) if values else None
+            record[f"{key}_{SPREAD}"] = statistics.stdev(values) if len(values) > 1 else None
         out.append(record)
     return out
 
 
+def accuracy(record: dict[str, Any]) -> float | None:
+    """A level's headline accuracy: at the early stop, or at the end of training when there is no
+    early stop (no validation set)."""
+    value = record.get("early_stop_test_accuracy")
+    return value if value is not None else record.get("test_accuracy")
+
+
 def best_ticket(records: list[dict[str, Any]], tolerance: float = 0.005) -> dict[str, Any] | None:
-    """The sparsest level whose early-stop test accuracy is within `tolerance` (0.5 points) of level 0's
-    (None without a finite level 0; levels with a non-finite accuracy never match)."""
-    if not records or not math.isfinite(records[0].get("early_stop_test_accuracy", math.nan)):
+    """The sparsest level whose accuracy (`accuracy`) is within `tolerance` (0.5 points) of level
+    0's (None without a finite level 0; levels with a non-finite accuracy never match)."""
+    if not records or not _finite(accuracy(records[0])):
         return None
-    dense = records[0]["early_stop_test_accuracy"]
-    matching = [r for r in records if math.isfinite(r.get("early_stop_test_accuracy", math.nan))
-                and r["early_stop_test_accuracy"] >= dense - tolerance]
+    dense = accuracy(records[0])
+    matching = [r for r in records if _finite(accuracy(r)) and accuracy(r) >= dense - tolerance]
     return min(matching, key=lambda r: r["density"]) if matching else None

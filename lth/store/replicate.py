@@ -67,9 +67,11 @@ class ReplicateDir:
     def mask_path(self, level: int) -> Path:
         return self.masks_dir / f"level_{level:02d}.npz"
 
-    def instability_path(self, level: int) -> Path:
-        """Where `lth instability` keeps a level's records (a .png beside it)."""
-        return self.path / "instability" / f"level_{level:02d}.json"
+    def instability_path(self, level: int, bn_state: str = "interpolate") -> Path:
+        """Where `lth instability` keeps a level's records (a .png beside it); the records with
+        BatchNorm statistics set otherwise than interpolated in a file of their own."""
+        suffix = "" if bn_state == "interpolate" else f"_{bn_state}"
+        return self.path / "instability" / f"level_{level:02d}{suffix}.json"
 
     def ticket_path(self, level: int) -> Path:
         """Where `lth export` writes a level's ticket by default."""

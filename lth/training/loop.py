@@ -120,18 +120,24 @@ def train(
         yield state, eval_records(metrics, first)
 
 
-def summarize(evaluations: list[dict[str, float]]) -> dict[str, float | int]:
+def summarize(evaluations: list[dict[str, float]]) -> dict[str, float | int | None]:
     """Frankle & Carbin's early stopping: the iteration of minimum validation loss (first, if tied),
-    the test accuracy there; plus the final and the best test accuracy."""
+    the test accuracy there; plus the final and the best test accuracy. Without a validation set
+    (its losses NaN) there is no early stop: those fields are None and `early_stop` says why."""
     if not evaluations:
         raise ValueError("no evaluations to summarize")
-    best = min(range(len(evaluations)), key=lambda i: (evaluations[i]["val_loss"], i))
+    final = {"test_accuracy": evaluations[-1]["test_accuracy"],
+             "best_test_accuracy": max(e["test_accuracy"] for e in evaluations),
+             "final_iteration": int(evaluations[-1]["iteration"])}
+    with_val = [i for i, e in enumerate(evaluations) if math.isfinite(e["val_loss"])]
+    if not with_val:
+        return {"early_stop": "none: no validation set", "early_stop_iteration": None, "early_stop_val_loss": None,
+                "early_stop_val_accuracy": None, "early_stop_test_accuracy": None, **final}
+    best = min(with_val, key=lambda i: (evaluations[i]["val_loss"], i))
     return {
         "early_stop_iteration": int(evaluations[best]["iteration"]),
         "early_stop_val_loss": evaluations[best]["val_loss"],
         "early_stop_val_accuracy": evaluations[best]["val_accuracy"],
         "early_stop_test_accuracy": evaluations[best]["test_accuracy"],
-        "test_accuracy": evaluations[-1]["test_accuracy"],
-        "best_test_accuracy": max(e["test_accuracy"] for e in evaluations),
-        "final_iteration": int(evaluations[-1]["iteration"]),
+        **final,
     }
