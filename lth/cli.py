@@ -1,4 +1,4 @@
-"""`lth run | ls | control | instability | export | plot | experiments` -- the command line.
+"""`lth run | ls | control | instability | ticket | plot | experiments` -- the command line.
 
 Bad input: one line on stderr, exit code 2. Arguments are parsed before jax is imported: each
 command imports what it runs (jax, the runner) only once its arguments are known.
@@ -38,12 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "one-shot ..."))
     _add_instability(sub.add_parser("instability", help="linear mode connectivity: error barrier per level and "
                                                         "rewind step"))
-    export = sub.add_parser("export", help="write a level's ticket in a compressed sparse format")
-    export.add_argument("run", help=RUN_HELP)
-    export.add_argument("--level", type=int, required=True)
-    export.add_argument("--replicate", type=int, default=0)
-    export.add_argument("--out", help="output .npz (default: <run>/replicate_XX/tickets/level_XX.npz)")
-    _add_roots(export, data=False)
+    _add_ticket(sub.add_parser("ticket", help="tickets as portable files: export a level of a run, inspect a file"))
     plot = sub.add_parser("plot", help="accuracy and early-stop iteration vs. sparsity of several runs, as PNG")
     plot.add_argument("run", nargs="+", help="run directories, or run names / hashes under the run root")
     plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
@@ -81,6 +76,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--eval-every", help="evaluation period, e.g. 100it or 1ep")
     run.add_argument("--dataset", help="dataset name (e.g. mnist5k, mnist1d)")
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
+    run.add_argument("--ticket", help="start level 0 from this ticket file (`lth ticket export`): its mask and weights")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
     _add_run_execution(run)
@@ -170,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     experiment = load_experiment(args.experiment, args.variant)
     controls = () if args.no_controls else experiment.controls
-    run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, replicates=args.replicates,
+    run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, ticket=args.ticket,
+                replicates=args.replicates,
                 checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
                 controls=controls, control_levels=experiment.control_levels, data_parallel=args.data_parallel,
                 workers=args.workers, layout=args.layout, allow_mixed_numerics=args.allow_mixed_numerics)
@@ -229,14 +226,29 @@ def cmd_instability(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from lth.tickets import export_from_run  # heavy (jax): after the arguments parse
+def _add_ticket(ticket: argparse.ArgumentParser) -> None:
+    actions = ticket.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    export = actions.add_parser("export", help="write a finished level of a run as a .safetensors ticket")
+    export.add_argument("run", help=RUN_HELP)
+    export.add_argument("--level", type=int, required=True)
+    export.add_argument("--replicate", type=int, default=0)
+    export.add_argument("--out", help="output file (default: <run>/replicate_XX/tickets/level_XX.safetensors)")
+    export.add_argument("--trained", action="store_true", help="also store the level's trained weights")
+    _add_roots(export)
+    inspect = actions.add_parser("inspect", help="a ticket file's origin, accuracies and per-layer density")
+    inspect.add_argument("file", help="a .safetensors ticket")
 
-    info = export_from_run(args.run, args.level, replicate=args.replicate, out=args.out, root=args.runs)
-    print(f"ticket: {info['path']} ({100 * info['density']:.2f} % of the weights)")
-    for key, value in info.items():
-        if key.endswith("bytes") or "size" in key:
-            print(f"  {key}: {value}")
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    import lth.tickets  # heavy (jax): after the arguments parse
+
+    if args.action == "inspect":
+        print(lth.tickets.describe(args.file))
+        return 0
+    info = lth.tickets.export_from_run(args.run, args.level, replicate=args.replicate, out=args.out, root=args.runs,
+                                       trained=args.trained, data_root=args.data_dir)
+    print(f"ticket: {info['path']} ({100 * info['density']:.2f} % of the weights, {info['bytes']:,} bytes, "
+          f"sha256 {info['digest'][:12]}...)")
     return 0
 
 
@@ -270,7 +282,7 @@ def _os_error(err: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
-               "export": cmd_export, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+               "ticket": cmd_ticket, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handler(args)

@@ -103,6 +103,7 @@ class ExperimentConfig:
     # the weights and biases of Linear layers, as the MNIST-1D notebook); see lth.models
     init: str = "default"
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
+    ticket: str | None = None  # SHA-256 of the ticket level 0 starts from (set by run_lottery: --ticket)
 
 
 # --------------------------------------------------------------------------- serialisation

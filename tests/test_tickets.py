@@ -1,14 +1,20 @@
-"""lth.tickets: sparse ticket files (bit-identical round trip, sizes, errors), the BCOO and compact
-forwards of a plain MLP, and export_from_run on a tiny finished run."""
+"""lth.tickets: the ticket file (bit-identical round trips in float32 and bfloat16, model state, metadata,
+readable with safetensors alone, sizes, every damaged or foreign file a one-line error), fitting a
+ticket to a model, and the BCOO and compact forwards of a plain MLP."""
 
 import json
-import zipfile
+import math
+import os
+import subprocess
+import sys
+import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_config
+from safetensors.numpy import load_file
+from safetensors.numpy import save_file as raw_save
 
 import lth
 import lth.tickets as ex
@@ -51,18 +57,20 @@ def bits(x):
 
 
 def assert_bit_identical(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for (name, x), y in zip(named_leaves(a).items(), jax.tree.leaves(b)):
-        assert np.asarray(x).dtype == np.asarray(y).dtype, name
-        assert np.array_equal(bits(x), bits(y)), name
+    assert sorted(named_leaves(a)) == sorted(named_leaves(b))
+    other = named_leaves(b)
+    for name, x in named_leaves(a).items():
+        assert np.asarray(x).dtype == np.asarray(other[name]).dtype, name
+        assert np.array_equal(bits(x), bits(other[name])), name
 
 
 def assert_same_mask(a, b):
-    assert list(mask_leaves(a)) == list(mask_leaves(b))
-    assert list(named_leaves(a)) == list(named_leaves(b))
-    for (name, x), y in zip(mask_leaves(a).items(), mask_leaves(b).values()):
-        assert np.array_equal(np.asarray(x), np.asarray(y)), name
-    nones = lambda m: [k for k, v in named_leaves(m).items() if v is None]  # noqa: E731
+    assert sorted(mask_leaves(a)) == sorted(mask_leaves(b))
+    assert sorted(named_leaves(a)) == sorted(named_leaves(b))
+    other = mask_leaves(b)
+    for name, x in mask_leaves(a).items():
+        assert np.array_equal(np.asarray(x), np.asarray(other[name])), name
+    nones = lambda m: sorted(k for k, v in named_leaves(m).items() if v is None)  # noqa: E731
     assert nones(a) == nones(b)
 
 
@@ -78,75 +86,117 @@ def one_line(err):
 @pytest.mark.parametrize("density", DENSITIES)
 def test_round_trip_is_bit_identical(lenet, density, tmp_path):
     mask = random_mask(lenet, density)
-    path = ex.export_ticket(lenet, mask, tmp_path / "ticket.npz")
-    expected = apply_mask(lenet, mask)
+    path = ex.save(tmp_path / "ticket.safetensors", mask, lenet)
+    ticket = ex.load(path)
+    assert_bit_identical(apply_mask(lenet, mask), ticket.params)  # zeros where pruned
+    assert_same_mask(mask, ticket.mask)
+    assert ticket.model_state == {} and ticket.trained is None
 
-    params, loaded_mask = ex.import_ticket(path, lenet)  # with a template
-    assert_bit_identical(expected, params)
-    assert_same_mask(mask, loaded_mask)
-
-    params, loaded_mask = ex.import_ticket(path)  # without: nested dicts, linen's structure
-    assert_bit_identical(expected, params)
-    assert_same_mask(mask, loaded_mask)
-
-    # only the surviving values are stored: as many as the mask keeps, biases dense
-    header = ex.read_header(path)
-    with np.load(path) as f:
-        stored = {k: f[k] for k in f.files}
-    values = sum(v.size for k, v in stored.items() if k.endswith("_values"))
-    assert values == lth.sparsity.masks.count_remaining(mask) == header["weights_remaining"]
-    assert [e["path"] for e in header["leaves"]] == list(named_leaves(lenet))
-    for i, entry in enumerate(header["leaves"]):
-        kind = "dense" if entry["path"].endswith("bias") else entry["encoding"]
-        assert entry["encoding"] == kind
-        assert f"leaf_{i:04d}_{kind}" in stored
-    assert header["density"] == pytest.approx(lth.density(mask))
+    # only the kept values are stored: as many as the mask keeps; biases whole
+    tensors = load_file(path)
+    kept = lth.sparsity.masks.count_remaining(mask)
+    assert sum(v.size for k, v in tensors.items() if k.startswith("params/") and k.endswith("kernel")) == kept
+    assert tensors["params/fc1/bias"].shape == (300,)
+    assert ticket.metadata["weights_remaining"] == kept
+    assert ticket.metadata["density"] == pytest.approx(lth.density(mask))
+    assert ticket.metadata["layer_density"] == pytest.approx(lth.layer_densities(mask))
 
 
 def test_pruned_entries_are_not_stored_and_come_back_zero(lenet, tmp_path):
     mask = random_mask(lenet, 0.05, seed=1)
-    ex.export_ticket(lenet, mask, tmp_path / "t.npz")  # lenet's pruned entries are not zero
-    params, _ = ex.import_ticket(tmp_path / "t.npz", lenet)
-    kernel, keep = np.asarray(params["fc1"]["kernel"]), np.asarray(mask["fc1"]["kernel"])
+    ticket = ex.load(ex.save(tmp_path / "t.safetensors", mask, lenet))  # lenet's pruned entries are not zero
+    kernel, keep = ticket.params["fc1"]["kernel"], np.asarray(mask["fc1"]["kernel"])
     assert not kernel[~keep].any()
     assert np.array_equal(bits(kernel[keep]), bits(np.asarray(lenet["fc1"]["kernel"])[keep]))
+    stored = load_file(tmp_path / "t.safetensors")["params/fc1/kernel"]
+    assert np.array_equal(bits(stored), bits(np.asarray(lenet["fc1"]["kernel"]).reshape(-1)[keep.reshape(-1)]))
 
 
-def test_round_trip_linen_conv_model_and_bfloat16(lenet5, tmp_path):
-    params = lenet5
-    mask = random_mask(params, 0.2, seed=2)
-    ex.export_ticket(params, mask, tmp_path / "conv.npz", meta={"model": "lenet5"})
-    loaded, loaded_mask = ex.import_ticket(tmp_path / "conv.npz", params)
-    assert_bit_identical(apply_mask(params, mask), loaded)
-    assert_same_mask(mask, loaded_mask)
-    assert ex.read_header(tmp_path / "conv.npz")["meta"] == {"model": "lenet5"}
-
-    half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
-    ex.export_ticket(half, mask, tmp_path / "bf16.npz", compressed=False)
-    loaded, _ = ex.import_ticket(tmp_path / "bf16.npz", half)
-    assert_bit_identical(apply_mask(half, mask), loaded)
-
-
-def test_index_dtype_is_the_smallest_that_fits():
-    assert ex.index_dtype(65_536) == np.uint16
-    assert ex.index_dtype(65_537) == np.uint32
-    assert ex.index_dtype(2**32) == np.uint32
-    assert ex.index_dtype(2**32 + 1) == np.int64
+def test_round_trip_conv_bfloat16_trained_weights_and_metadata(lenet5, tmp_path):
+    mask = random_mask(lenet5, 0.2, seed=2)
+    half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), lenet5)
+    trained = jax.tree.map(lambda p: (p * 3 + 1).astype(jnp.bfloat16), lenet5)
+    metadata = {"model": "lenet5", "level": 4, "record": {"test_accuracy": 0.9123456789, "layer_density": {"a": 0.5}},
+                "config": {"name": "x", "levels": [1, 2]}}
+    ticket = ex.load(ex.save(tmp_path / "bf16.safetensors", mask, half, metadata=metadata, trained=trained))
+    assert_bit_identical(apply_mask(half, mask), ticket.params)
+    assert_bit_identical(apply_mask(trained, mask), ticket.trained)
+    assert_same_mask(mask, ticket.mask)
+    assert named_leaves(ticket.params)["conv1/kernel"].dtype == jnp.bfloat16
+    assert {k: ticket.metadata[k] for k in metadata} == metadata
+    assert ticket.metadata["format"] == ex.FORMAT and ticket.metadata["version"] == ex.VERSION
+    assert ticket.metadata["sha256"]["trained"] and ticket.metadata["lth_version"]
+    # the trained weights are not part of the ticket's identity
+    assert ticket.digest == ex.load(ex.save(tmp_path / "no_trained.safetensors", mask, half)).digest
 
 
-def test_indices_encoding_round_trips(tmp_path):
-    # a very sparse large leaf stores indices (uint32 here), not a bitmap, in both modes
-    params = {"w": {"kernel": jnp.arange(200_000, dtype=jnp.float32).reshape(400, 500)}, "b": {"bias": jnp.ones(3)}}
-    keep = np.zeros(200_000, bool)
-    keep[np.random.default_rng(0).choice(200_000, 60, replace=False)] = True
-    mask = {"w": {"kernel": jnp.asarray(keep.reshape(400, 500))}, "b": {"bias": None}}
-    for compressed in (True, False):
-        path = ex.export_ticket(params, mask, tmp_path / f"i{compressed}.npz", compressed=compressed)
-        entry = ex.read_header(path)["leaves"][1]
-        assert (entry["path"], entry["encoding"], entry["index_dtype"]) == ("w/kernel", "indices", "uint32")
-        loaded, loaded_mask = ex.import_ticket(path, params)
-        assert_bit_identical(apply_mask(params, mask), loaded)
-        assert_same_mask(mask, loaded_mask)
+def test_model_state_round_trips(tmp_path):
+    model = get_model("resnet20", (32, 32, 3), 10)
+    params, model_state = model.init(jax.random.key(3))
+    model_state = jax.tree.map(lambda s: s + jax.random.uniform(jax.random.key(4), s.shape), model_state)
+    mask = random_mask(params, 0.3, seed=4)
+    ticket = ex.load(ex.save(tmp_path / "r.safetensors", mask, params, model_state))
+    assert_bit_identical(model_state, ticket.model_state)
+    fitted_params, fitted_mask, fitted_state = ex.fit(ticket, params, model_state)
+    assert jax.tree.structure(fitted_state) == jax.tree.structure(model_state)
+    assert_bit_identical(apply_mask(params, mask), fitted_params)
+    assert_same_mask(mask, fitted_mask)
+
+
+READER = """
+import builtins, json, math, sys, zlib
+real_import = builtins.__import__
+def guarded(name, *args, **kwargs):
+    if name.split(".")[0] in ("lth", "jax", "flax"):
+        raise ImportError(f"{name} is not available here")
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = guarded
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file
+try:
+    import lth
+    sys.exit("lth imported")
+except ImportError:
+    pass
+path, out = sys.argv[1], sys.argv[2]
+tensors = load_file(path)
+with safe_open(path, framework="np") as f:
+    header = json.loads(f.metadata()["lth_ticket"])
+result = {}
+for leaf in header["leaves"]["params"]:
+    name, shape = leaf["path"], leaf["shape"]
+    values = tensors["params/" + name]
+    if "kept" in leaf:
+        n = math.prod(shape)
+        packed = np.frombuffer(zlib.decompress(tensors["mask/" + name].tobytes()), np.uint8)
+        mask = np.unpackbits(packed, count=n).astype(bool)
+        dense = np.zeros(n, values.dtype)
+        dense[mask] = values
+        result["mask/" + name] = mask.reshape(shape)
+        values = dense.reshape(shape)
+    result["params/" + name] = values
+np.savez(out, **result)
+print(header["model"], header["level"], header["density"])
+"""
+
+
+def test_loads_with_safetensors_and_numpy_alone(lenet, tmp_path):
+    """The README's recipe, in a process where lth (and jax) cannot be imported."""
+    mask = random_mask(lenet, 0.05, seed=5)
+    path = ex.save(tmp_path / "t.safetensors", mask, lenet, metadata={"model": "lenet300_100", "level": 7})
+    script = tmp_path / "reader.py"
+    script.write_text(READER)
+    proc = subprocess.run([sys.executable, "-I", str(script), str(path), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:2] == ["lenet300_100", "7"]
+    with np.load(tmp_path / "out.npz") as f:
+        for name, keep in mask_leaves(mask).items():
+            assert np.array_equal(f["mask/" + name], np.asarray(keep)), name
+        for name, leaf in named_leaves(apply_mask(lenet, mask)).items():
+            assert np.array_equal(bits(f["params/" + name]), bits(leaf)), name
 
 
 # --------------------------------------------------------------------------- sizes
@@ -154,19 +204,19 @@ def test_indices_encoding_round_trips(tmp_path):
 
 def test_sizes_at_5_percent(lenet, tmp_path):
     mask = random_mask(lenet, 0.05)
-    path = ex.export_ticket(lenet, mask, tmp_path / "t.npz")
+    path = ex.save(tmp_path / "t.safetensors", mask, lenet)
     sizes = ex.ticket_sizes(lenet, mask)
     on_disk = ex.ticket_size(path)
-    assert on_disk["sparse"] == path.stat().st_size == sizes["sparse_compressed"]
+    assert on_disk["ticket"] == path.stat().st_size == sizes["ticket_bytes"]
     assert on_disk["dense_compressed"] == sizes["dense_compressed"]
-    assert on_disk["dense_raw"] == sizes["dense_raw"]
-    # measured: 64.5 kB sparse vs 80.8 kB dense compressed (0.80) vs 1,068 kB dense raw (0.060).
-    # Deflate already squeezes the zeros of the dense file; the values (float32, 53 kB) do not compress.
-    assert sizes["sparse_compressed"] < 0.9 * sizes["dense_compressed"]
-    assert sizes["sparse_compressed"] < 0.08 * sizes["dense_raw"]
-    assert sizes["sparse_raw"] < 0.1 * sizes["dense_raw"]
-    assert sizes["values_bytes"] == 4 * lth.sparsity.masks.count_remaining(mask)
-    assert sizes["values_bytes"] < sizes["sparse_compressed"]
+    kept = lth.sparsity.masks.count_remaining(mask)
+    assert sizes["values_bytes"] == 4 * kept + 4 * (300 + 100 + 10)  # kept kernel entries and the biases, float32
+    # the file is the values, the deflated mask bits (below the raw n / 8 bytes) and a header of a few kB
+    raw_bits = sum(math.ceil(np.asarray(m).size / 8) for m in mask_leaves(mask).values())
+    assert sizes["mask_bytes"] < raw_bits
+    assert sizes["values_bytes"] + sizes["mask_bytes"] < sizes["ticket_bytes"] < sizes["values_bytes"] + \
+        sizes["mask_bytes"] + 4000
+    assert sizes["ticket_bytes"] < 0.07 * sizes["dense_raw"]
 
 
 # --------------------------------------------------------------------------- inference
@@ -226,127 +276,99 @@ def test_sparse_forward_refuses_other_models(lenet5):
 # --------------------------------------------------------------------------- errors
 
 
-def test_missing_corrupt_and_foreign_files_raise_one_line_errors(lenet, tmp_path):
+def test_missing_damaged_and_foreign_files_raise_one_line_errors(lenet, tmp_path):
     with pytest.raises(LthError) as err:
-        ex.import_ticket(tmp_path / "nope.npz")
+        ex.load(tmp_path / "nope.safetensors")
     assert "not found" in one_line(err)
+    with pytest.raises(LthError) as err:
+        ex.load(tmp_path)
+    assert "directory" in one_line(err)
 
-    path = ex.export_ticket(lenet, random_mask(lenet, 0.2), tmp_path / "t.npz")
+    path = ex.save(tmp_path / "t.safetensors", random_mask(lenet, 0.2), lenet)
     data = bytearray(path.read_bytes())
-    truncated = tmp_path / "truncated.npz"
+    truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(LthError) as err:
-        ex.import_ticket(truncated)
+        ex.load(truncated)
     assert "damaged" in one_line(err)
 
-    flipped = tmp_path / "flipped.npz"  # a byte in the middle of the compressed values
-    data[len(data) // 2] ^= 0xFF
+    flipped = tmp_path / "flipped.safetensors"  # one bit of one stored weight: the digest no longer matches
+    data[-100] ^= 0x01
     flipped.write_bytes(bytes(data))
     with pytest.raises(LthError) as err:
-        ex.import_ticket(flipped)
-    assert "damaged" in one_line(err)
+        ex.load(flipped)
+    assert "do not match the SHA-256" in one_line(err)
 
-    garbage = tmp_path / "garbage.npz"
-    garbage.write_bytes(b"not a zip at all")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file at all")
     with pytest.raises(LthError) as err:
-        ex.import_ticket(garbage)
-    one_line(err)
+        ex.load(garbage)
+    assert "damaged or not a .safetensors file" in one_line(err)
 
-    mask_file = tmp_path / "mask.npz"  # an lth mask file, not a ticket
-    np.savez_compressed(mask_file, **lth.sparsity.masks.mask_to_arrays(random_mask(lenet, 0.2)))
+    foreign = tmp_path / "weights.safetensors"  # a valid safetensors file without the ticket header
+    raw_save({"w": np.ones(3, np.float32)}, foreign)
     with pytest.raises(LthError) as err:
-        ex.import_ticket(mask_file)
+        ex.load(foreign)
     assert "not an lth ticket" in one_line(err)
 
 
-def test_inconsistent_header_raises_one_line_error(lenet, tmp_path):
-    path = ex.export_ticket(lenet, random_mask(lenet, 0.05), tmp_path / "t.npz")
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in f.files}
-    header = json.loads(arrays["header"].tobytes())
-    header["leaves"][1]["shape"] = [784, 299]
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    np.savez_compressed(tmp_path / "bad.npz", **arrays)
+def _rewrite(path, out, change):
+    """A copy of a ticket file with its header changed by `change` (tensors untouched)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="np") as f:
+        header = json.loads(f.metadata()["lth_ticket"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    change(header, tensors)
+    raw_save(tensors, out, metadata={"lth_ticket": json.dumps(header)})
+    return out
+
+
+def test_inconsistent_headers_raise_one_line_errors(lenet, tmp_path):
+    path = ex.save(tmp_path / "t.safetensors", random_mask(lenet, 0.05), lenet)
+
+    def shape(h, t):
+        h["leaves"]["params"][1]["shape"] = [784, 299]
+
+    def version(h, t):
+        h["version"] = 99
+
+    def fmt(h, t):
+        h["format"] = "something-else"
+
+    def mask_bits(h, t):  # another mask with the same count: the digest catches it
+        t["mask/fc1/kernel"] = np.frombuffer(zlib.compress(np.packbits(np.roll(np.unpackbits(
+            np.frombuffer(zlib.decompress(t["mask/fc1/kernel"].tobytes()), np.uint8)), 1)).tobytes()), np.uint8)
+
+    cases = {"shape": (shape, "do not match the SHA-256"), "version": (version, "format version 99"),
+             "format": (fmt, "not an lth ticket"), "mask": (mask_bits, "do not match the SHA-256")}
+    for name, (change, message) in cases.items():
+        bad = _rewrite(path, tmp_path / f"{name}.safetensors", change)
+        with pytest.raises(LthError) as err:
+            ex.load(bad)
+        assert message in one_line(err), name
+
+    def shape_and_digest(h, t):  # a consistent digest over an inconsistent header
+        shape(h, t)
+        h["sha256"]["ticket"] = ex.file.digest(t, h["leaves"], ex.file.START_PARTS)
+
     with pytest.raises(LthError) as err:
-        ex.import_ticket(tmp_path / "bad.npz")
+        ex.load(_rewrite(path, tmp_path / "inconsistent.safetensors", shape_and_digest))
     assert "inconsistent" in one_line(err)
 
-    arrays["header"] = np.frombuffer(json.dumps([1, 2]).encode(), np.uint8)
-    np.savez_compressed(tmp_path / "list.npz", **arrays)
-    with pytest.raises(LthError) as err:
-        ex.import_ticket(tmp_path / "list.npz")
-    assert "not an lth ticket" in one_line(err)
 
-    header["leaves"][1]["shape"] = [784, 300]
-    header["version"] = 99
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    np.savez_compressed(tmp_path / "v99.npz", **arrays)
-    with pytest.raises(LthError) as err:
-        ex.import_ticket(tmp_path / "v99.npz")
-    assert "version" in one_line(err)
-    assert zipfile.is_zipfile(tmp_path / "v99.npz")
-
-
-def test_template_mismatch_raises_mask_error(lenet, lenet5, tmp_path):
-    path = ex.export_ticket(lenet, random_mask(lenet, 0.2), tmp_path / "t.npz")
+def test_a_ticket_that_does_not_fit_the_model_raises_mask_error(lenet, lenet5, tmp_path):
+    ticket = ex.load(ex.save(tmp_path / "t.safetensors", random_mask(lenet, 0.2), lenet))
     tiny, _ = get_model("mlp_tiny", (28, 28, 1), 10).init(jax.random.key(0))
     with pytest.raises(MaskError) as err:
-        ex.import_ticket(path, tiny)
-    assert "does not fit" in one_line(err)
+        ex.fit(ticket, tiny, {})
+    assert "params fc1/bias is float32[300] in the ticket but float32[32] in the model" in one_line(err)
     with pytest.raises(MaskError) as err:
-        ex.import_ticket(path, lenet5)
-    one_line(err)
+        ex.fit(ticket, lenet5, {})
+    assert "does not fit the model" in one_line(err)
     with pytest.raises(MaskError) as err:  # same paths and shapes, another dtype
-        ex.import_ticket(path, jax.tree.map(lambda p: p.astype(jnp.bfloat16), lenet))
+        ex.fit(ticket, jax.tree.map(lambda p: p.astype(jnp.bfloat16), lenet), {})
     assert "bfloat16" in one_line(err)
     with pytest.raises(MaskError):
-        ex.export_ticket(lenet, make_mask(tiny), tmp_path / "wrong.npz")
-    assert not (tmp_path / "wrong.npz").exists()
-
-
-# --------------------------------------------------------------------------- from a run
-
-
-def test_export_from_run(tmp_path):
-    import lth.analysis as la
-
-    config = tiny_config()
-    lth.run_lottery(config, runs_root=tmp_path, wandb="disabled", progress=False)
-    run = la.load_run(config, root=tmp_path)
-
-    info = ex.export_from_run(config, 2, root=tmp_path)
-    assert info["path"] == run.path / "replicate_00" / "tickets" / "level_02.npz"
-    assert info["sparse_bytes"] == info["path"].stat().st_size == info["sparse_compressed"]
-    assert info["density"] == pytest.approx(run.records[0][2]["density"])
-    params, mask = ex.import_ticket(info["path"], run.params(2))
-    assert_bit_identical(apply_mask(run.params(2), run.mask(2)), params)
-    assert_same_mask(run.mask(2), mask)
-    assert ex.read_header(info["path"])["meta"]["level"] == 2
-
-    out = ex.export_from_run(run.path, 0, out=tmp_path / "dense.npz")
-    assert out["path"] == tmp_path / "dense.npz" and out["density"] == 1.0
-
-    with pytest.raises(LthError) as err:
-        ex.export_from_run(run.path, 7)
-    assert "no level 7" in one_line(err)
-    with pytest.raises(LthError) as err:
-        ex.export_from_run(run.path, 0, replicate=3)
-    one_line(err)
-
-
-def test_export_command(tmp_path, capsys):
-    from lth.cli import main
-    from lth.runs.lottery import run_lottery
-    from lth.tickets import import_ticket
-
-    run_lottery(tiny_config(levels=1), runs_root=tmp_path, wandb="disabled", progress=False)
-    (run,) = list(tmp_path.iterdir())
-    code = main(["export", run.name, "--level", "1", "--runs", str(tmp_path)])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    path = run / "replicate_00" / "tickets" / "level_01.npz"
-    assert f"ticket: {path}" in out and "sparse_bytes" in out
-    params, mask = import_ticket(path)
-    assert params and mask
-    code = main(["export", run.name, "--level", "5", "--runs", str(tmp_path)])
-    assert code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+        ex.save(tmp_path / "wrong.safetensors", make_mask(tiny), lenet)
+    assert not (tmp_path / "wrong.safetensors").exists()

@@ -3,9 +3,23 @@ controls (pure mask and start choices) and instability analysis (linear mode con
 here writes a file: `lth.runs` wires these drivers to the run store, W&B and the terminal."""
 
 from lth.lottery.levels import Hooks, LevelOutcome, Resume, level_record, lottery_levels, lottery_levels_together
-from lth.lottery.setup import RETRAINING, Setup, init_params, initial_mask, prepare, validate_config
+from lth.lottery.setup import (
+    RETRAINING,
+    Setup,
+    Start,
+    data_keys,
+    data_level,
+    init_params,
+    initial_mask,
+    prepare,
+    retrained,
+    start_step,
+    validate_config,
+    with_start,
+)
 
 __all__ = [
-    "RETRAINING", "Hooks", "LevelOutcome", "Resume", "Setup", "init_params", "initial_mask", "level_record",
-    "lottery_levels", "lottery_levels_together", "prepare", "validate_config",
+    "RETRAINING", "Hooks", "LevelOutcome", "Resume", "Setup", "Start", "data_keys", "data_level", "init_params",
+    "initial_mask", "level_record", "lottery_levels", "lottery_levels_together", "prepare", "retrained", "start_step",
+    "validate_config", "with_start",
 ]

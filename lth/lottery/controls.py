@@ -42,7 +42,7 @@ import numpy as np
 from lth import rng
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
-from lth.lottery.setup import Setup
+from lth.lottery.setup import Setup, data_keys, retrained
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
@@ -194,7 +194,7 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
 
 def control_trainer(setup: Setup, control: Control, level: int) -> Trainer:
     """The trainer of a control level: level L's (the fine-tuning one after level 0, with finetune)."""
-    return setup.trainer if level == 0 or control.source in AT_INIT else setup.retrain_trainer
+    return setup.retrain_trainer if retrained(setup, level) and control.source not in AT_INIT else setup.trainer
 
 
 def finalize_mask(setup: Setup, control: Control, level: int, mask: Mask) -> Mask:
@@ -211,7 +211,7 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     hooks = hooks or Hooks()
     started = time.perf_counter()
     evaluations: list[dict[str, float]] = []
-    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, level)
+    order_key, augment_key = data_keys(setup, level)
     hooks.level_start(level, state, mask)
     trainer = control_trainer(setup, control, level)
     for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):

@@ -26,7 +26,7 @@ import jax
 from lth import rng
 from lth.errors import ConfigError
 from lth.lottery.path import ALPHA_BATCH, NUM_POINTS, STABLE_BARRIER, error_barrier, evaluate_path
-from lth.lottery.setup import Setup, init_params
+from lth.lottery.setup import Setup, data_keys, init_params
 from lth.sparsity.masks import Mask, apply_mask, check_mask, make_mask
 from lth.training import TrainState, train
 from lth.training.stacked import train_stacked
@@ -193,7 +193,7 @@ def iter_instability(
         pending.pop(0)
     if not pending:
         return
-    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, 0)  # level 0's
+    order_key, augment_key = data_keys(setup, 0)  # level 0's
     for state, _ in train(trainer, state, path_mask, setup.data, order_key, augment_key, breaks=pending):
         if int(state.step) == pending[0]:
             yield instability(setup, state, mask, **kwargs)

@@ -22,10 +22,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from lth import rng
 from lth.data.device import DeviceData
 from lth.errors import ConfigError
-from lth.lottery.setup import Setup, init_params, initial_mask
+from lth.lottery.setup import Setup, data_keys, init_params, initial_mask, retrained, start_step
 from lth.sparsity.masks import (
     Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
 )
@@ -143,7 +142,7 @@ def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
     params0, model_state0 = init_params(setup)
     mask0 = initial_mask(setup, params0, mask)
     seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
-                 (params0, model_state0) if setup.rewind_step == 0 else None)
+                 (params0, model_state0) if setup.rewind_step == start_step(setup) else None)
     if resume is not None:
         seed.previous, seed.previous_mask = resume.previous, resume.previous_mask
         seed.rewind_point = resume.rewind_point or seed.rewind_point
@@ -156,8 +155,9 @@ def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
     config, trainer = setup.config, setup.trainer
     if resume is not None and level == resume.level and resume.state is not None:
         return resume.state, resume.mask, list(resume.evaluations)
-    if level == 0:
-        return trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, 0), seed.mask0, []
+    if level == 0:  # from the seed's init at 0, or from a start (a ticket) at its step
+        state = trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, start_step(setup))
+        return state, seed.mask0, []
     assert seed.previous is not None and seed.rewind_point is not None
     mask = prune_magnitude(seed.previous.params, seed.previous_mask, config.pruning, level, seed.base_counts)
     kernels = connections({name: tuple(np.shape(m)) for name, m in mask_leaves(mask).items()})
@@ -181,7 +181,7 @@ def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
         return init_params(setup)
     seed = _seed(setup, mask, None)
     state, level_mask, _ = _level_start(setup, seed, 0, None)
-    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, 0)
+    order_key, augment_key = data_keys(setup, 0)
     for state, _ in train(setup.trainer, state, level_mask, setup.data, order_key, augment_key, breaks=(k,)):
         if int(state.step) == k:
             break
@@ -226,10 +226,11 @@ def lottery_levels_together(
             _level_start(setup, seed, level, resume) for setup, seed, resume in zip(setups, seeds, resumes))))
         for r in range(n):
             hooks[r].level_start(level, states[r], level_masks[r])
+            if level == 0 and k > 0 and int(states[r].step) == k:  # a start at the rewind step is the rewind point
+                hooks[r].rewind_captured(states[r])
         breaks = (k,) if level == 0 and k > 0 else ()
-        level_trainer = trainer if level == 0 else setups[0].retrain_trainer
-        order_keys, augment_keys = zip(*(rng.level_keys(setup.config.seed, config.data_order, level)
-                                         for setup in setups))
+        level_trainer = setups[0].retrain_trainer if retrained(setups[0], level) else trainer
+        order_keys, augment_keys = zip(*(data_keys(setup, level) for setup in setups))
         for states, evals in train_many(level_trainer, states, level_masks, setups[0].data,
                                         list(order_keys), list(augment_keys), breaks=breaks):
             for r, (seed, state) in enumerate(zip(seeds, states)):

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -33,6 +33,19 @@ from lth.training.stacked import place, replicate_mesh, train_stacked
 RETRAINING = ("rewind", "lr_rewind", "finetune")
 
 
+class Start(NamedTuple):
+    """Where level 0 starts when it is not the seed's fresh init: a ticket's weights (e.g. a level of
+    another run, `lth.tickets`), at iteration `step` (0, or the rewind step k), trained with the
+    retraining schedule (`retrained`: the ticket was a pruned level) or the first level's, with the
+    data order of level `data_level` (the ticket's own level) and of the levels after it."""
+
+    params: Any
+    model_state: Any
+    step: int = 0
+    retrained: bool = False
+    data_level: int = 0
+
+
 @dataclass(frozen=True)
 class Setup:
     """Everything a run needs, resolved and validated from its config; nothing written yet."""
@@ -45,6 +58,7 @@ class Setup:
     total_steps: int
     rewind_step: int
     retrain_trainer: Trainer  # levels >= 1: `trainer`, or a constant final-LR one for fine-tuning
+    start: Start | None = None  # level 0 from given weights (a ticket) instead of the seed's init
 
     def for_replicate(self, replicate: int) -> Setup:
         """The setup of replicate r: the same programs and data, seed ``config.seed + r``."""
@@ -169,8 +183,42 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
 
 
 def init_params(setup: Setup) -> tuple[Any, Any]:
-    """The initial (params, model state) of the run: a function of the seed alone."""
+    """The initial (params, model state) of the run: a function of the seed alone, or the start's."""
+    if setup.start is not None:
+        return setup.start.params, setup.start.model_state
     return setup.model.init(rng.stream(setup.config.seed, "init"))
+
+
+def start_step(setup: Setup) -> int:
+    """The iteration level 0 starts at: 0, or a start's (its rewind step)."""
+    return 0 if setup.start is None else setup.start.step
+
+
+def retrained(setup: Setup, level: int) -> bool:
+    """Whether `level` trains with the retraining schedule: every pruned level, and level 0 of a
+    start that was a pruned level (`Setup.retrain_trainer`, not `Setup.trainer`)."""
+    return level > 0 or (setup.start is not None and setup.start.retrained)
+
+
+def data_level(setup: Setup, level: int) -> int:
+    """The level whose data order `level` trains with: itself, counted from a start's `data_level`
+    (a ticket of level L retrains with level L's data order, and IMP from it continues with L + 1's,
+    as the run it came from did)."""
+    return level + (0 if setup.start is None else setup.start.data_level)
+
+
+def data_keys(setup: Setup, level: int) -> tuple[jax.Array, jax.Array]:
+    """(data order key, augmentation key) of `level`: `rng.level_keys` of the run's seed at `data_level`."""
+    return rng.level_keys(setup.config.seed, setup.config.data_order, data_level(setup, level))
+
+
+def with_start(setup: Setup, start: Start) -> Setup:
+    """`setup` whose level 0 starts from `start`; ConfigError if its iteration does not fit the run:
+    it must be 0 (then level 0 reaches the rewind step k as usual) or k (then it is the rewind point)."""
+    if start.step not in (0, setup.rewind_step):
+        raise ConfigError(f"the ticket starts training at iteration {start.step}, but this run rewinds to iteration "
+                          f"{setup.rewind_step}: pass --rewind {start.step}it (the ticket's rewind point)")
+    return dataclasses.replace(setup, start=start)
 
 
 def initial_mask(setup: Setup, params: Any, mask: Mask | None = None) -> Mask:

@@ -21,6 +21,7 @@ from lth.runs.progress import LevelProgress, warn
 from lth.runs.recorder import Recorder
 from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.store import JsonlSink, ReplicateDir, RunDir, aggregate, load_mask, open_run, resolve_run, write_json
+from lth.tickets import with_run_ticket
 
 
 class MainLine:
@@ -108,7 +109,7 @@ def run_controls(
         check_retraining(control, config.retraining)
     chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     wandb_mode = checked_wandb_mode(wandb)
-    setup = prepare(config, data_root)
+    setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
     reps = run_dir.replicates()
     _check_finished(reps, chosen, path)
     tracker = WandbTracker(run_dir, to_dict(config), wandb_mode, warn=warn)

@@ -15,6 +15,7 @@ from lth.parse import parse_levels, parse_steps
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
 from lth.store import JsonlSink, load_mask, open_run, read_json_list, resolve_run
+from lth.tickets import with_run_ticket
 
 
 def run_instability(
@@ -41,7 +42,7 @@ def run_instability(
     run_dir = open_run(path)
     config = run_dir.config
     chosen = parse_levels(levels, config.levels)
-    setup = prepare(config, data_root)
+    setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
     steps = parse_steps(rewind_steps, setup.trainer.steps_per_epoch)
     beyond = [k for k in steps if k >= setup.total_steps]
     if beyond:

@@ -15,6 +15,7 @@ from lth.lottery.controls import parse_controls
 from lth.lottery.setup import data_parallel_setup
 from lth.parse import CheckpointPeriod, parse_checkpoint_period, parse_levels
 from lth.runs.controls import run_controls
+from lth.runs.from_ticket import keep_ticket, start_from_ticket
 from lth.runs.layout import choose_layout
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.replicates import run_replicate, run_replicates_together
@@ -24,6 +25,7 @@ from lth.sparsity.masks import Mask, mask_digest
 from lth.store import DamagedFileError, ReplicateDir, RunDir, aggregate, load_mask
 from lth.store.resume import check_finished
 from lth.store.run_dir import check_run_root
+from lth.tickets import Ticket
 
 
 def run_lottery(
@@ -32,6 +34,7 @@ def run_lottery(
     runs_root: str | Path | None = None,
     data_root: str | Path | None = None,
     mask: Mask | str | Path | None = None,
+    ticket: Ticket | str | Path | None = None,
     replicates: int = 1,
     checkpoint_every: str = "10min",
     progress: bool = True,
@@ -55,7 +58,10 @@ def run_lottery(
 
     Everything is validated before the run directory is created, so bad input raises a
     `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
-    starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config.
+    starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config. `ticket`
+    (a `lth.tickets.Ticket` or its file): level 0 starts from its mask and weights, at its start
+    iteration (`lth.runs.from_ticket`); its digest becomes part of the config, a copy goes into the run
+    directory. On the experiment it came from, level 0 retrains the ticket's level exactly.
 
     `wandb`: "offline" (default, or $WANDB_MODE), "online" or "disabled"; offline files are written
     inside the run directory. Local files (results, metrics.jsonl, plots) are written in every mode.
@@ -88,7 +94,9 @@ def run_lottery(
         setup = data_parallel_setup(setup)
     choose_layout(layout, workers, replicates, data_parallel)  # validate before anything is written
     every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
-    setup, mask = _with_initial_mask(setup, mask)
+    setup, mask, ticket = start_from_ticket(setup, ticket, mask)
+    if ticket is None:
+        setup, mask = _with_initial_mask(setup, mask)
     config = setup.config
     run = RunDir(check_run_root(runs_root), config, writable=main)  # several processes: process 0 writes
     reps = [run.replicate(r) for r in range(replicates)]
@@ -99,6 +107,8 @@ def run_lottery(
         _run_controls(run, controls, control_levels, data_root, wandb, progress)
         return _records(run, reps)
 
+    if ticket is not None:
+        keep_ticket(run, ticket)
     options = _Options(every, checkpoint_every, wandb_mode, progress and main, layout, workers, data_root,
                        data_parallel, allow_mixed_numerics)
     per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, list(trackers or []), options)

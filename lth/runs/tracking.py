@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 from lth.errors import ConfigError
 from lth.store import RunDir, write_atomic
 
-
 WANDB_MODES = ("online", "offline", "disabled")
 
 

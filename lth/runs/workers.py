@@ -29,6 +29,7 @@ from lth.runs.replicates import run_replicate
 from lth.runs.tracking import WandbTracker
 from lth.sparsity.masks import Mask, mask_from_arrays, mask_to_arrays
 from lth.store import RunDir
+from lth.tickets import with_run_ticket
 
 _PR_SET_PDEATHSIG = 1
 
@@ -70,9 +71,10 @@ def _replicate_job(replicate: int, config_dict: dict[str, Any], runs_root: str, 
                    allow_mixed_numerics: bool) -> int:
     """One replicate in this worker: no progress bars; returns the levels it has."""
     config = from_dict(config_dict)
-    setup = prepare(replace(config, initial_mask=None), data_root).with_config(for_replicate(config, replicate))
-    mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
     run = RunDir(runs_root, config)
+    setup = prepare(replace(config, initial_mask=None), data_root).with_config(for_replicate(config, replicate))
+    setup = with_run_ticket(setup, run.start_ticket_path)  # a run from a ticket: its copy in the run directory
+    mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
     tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
     reporter = LevelProgress(config.levels, setup.total_steps, enabled=False)
     try:

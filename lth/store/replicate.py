@@ -13,7 +13,7 @@ Layout (under ``replicate_XX/``):
     checkpoints/level_XX/step_N the state inside a level, every `checkpoint_every`
     controls/<name>/            a control branch (the same layout, no checkpoints)
     instability/level_XX.json   instability records of a level (and its .png)
-    tickets/                    exported tickets
+    tickets/level_XX.safetensors  exported tickets (`lth ticket export`)
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ class ReplicateDir:
         return self.path / "instability" / f"level_{level:02d}{suffix}.json"
 
     def ticket_path(self, level: int) -> Path:
-        """Where `lth export` writes a level's ticket by default."""
-        return self.path / "tickets" / f"level_{level:02d}.npz"
+        """Where `lth ticket export` writes a level's ticket by default."""
+        return self.path / "tickets" / f"level_{level:02d}.safetensors"
 
     def control(self, name: str) -> ReplicateDir:
         """The files of control branch `name` of this replicate (same layout, no checkpoints)."""

@@ -6,6 +6,7 @@ the same directory, any field change to a new one. Layout:
     config.json                     the full resolved config (every field, defaults included)
     results.json                    per level: mean (and std) over the replicates done
     accuracy_vs_sparsity.png        test accuracy against percent of weights remaining
+    ticket.safetensors              the ticket level 0 started from (`lth run --ticket`), if any
     lock                            held by the process running it
     wandb/, wandb_steps/            W&B offline files; the last step logged per W&B run
     replicate_00/                   seed = config.seed (replicate r: seed + r)
@@ -17,7 +18,7 @@ the same directory, any field change to a new one. Layout:
         checkpoints/level_XX/step_N the state inside a level, every `checkpoint_every`
         controls/<name>/            a control branch: results.json, metrics.jsonl, masks/
         instability/level_XX.json   instability records of a level (and its .png)
-        tickets/level_XX.npz        exported tickets
+        tickets/level_XX.safetensors  exported tickets (`lth ticket export`)
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class RunDir:
     plot_path = property(lambda self: self.path / "accuracy_vs_sparsity.png")
     lock_path = property(lambda self: self.path / "lock")
     wandb_steps_dir = property(lambda self: self.path / "wandb_steps")
+    start_ticket_path = property(lambda self: self.path / "ticket.safetensors")  # `lth run --ticket`: a copy
 
     def control_results_path(self, name: str) -> Path:
         """A control's results aggregated over the replicates."""

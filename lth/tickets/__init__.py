@@ -1,7 +1,15 @@
-"""Tickets as files and as fast networks: the sparse ticket file, its sizes, the export of a finished
-level of a run, and sparse / compact inference for plain MLPs."""
+"""Tickets as files and as fast networks: the ticket file (``.safetensors``: a mask, the weights it
+starts from, model state and its origin), a ticket as the start of a run, the export of a finished
+level of a run, its sizes, and sparse / compact inference for plain MLPs.
 
+    import lth.tickets
+    lth.tickets.save("t.safetensors", mask, params, model_state, metadata={"note": "..."})
+    ticket = lth.tickets.load("t.safetensors")   # Ticket(mask, params, model_state, metadata, trained)
+"""
+
+from lth.tickets.describe import describe
 from lth.tickets.export import export_from_run
+from lth.tickets.file import FORMAT, VERSION, Ticket, load, read_header, save
 from lth.tickets.inference import (
     compact_forward,
     compact_mlp,
@@ -12,10 +20,10 @@ from lth.tickets.inference import (
     to_bcoo,
 )
 from lth.tickets.sizes import dense_sizes, masked_params, ticket_size, ticket_sizes
-from lth.tickets.sparse_file import FORMAT, VERSION, export_ticket, import_ticket, index_dtype, read_header
+from lth.tickets.start import fit, ticket_start, with_run_ticket
 
 __all__ = [
-    "FORMAT", "VERSION", "compact_forward", "compact_mlp", "dense_forward", "dense_sizes", "export_from_run",
-    "export_ticket", "import_ticket", "index_dtype", "masked_params", "mlp_forward", "mlp_layers", "read_header",
-    "sparse_forward", "ticket_size", "ticket_sizes", "to_bcoo",
+    "FORMAT", "VERSION", "Ticket", "compact_forward", "compact_mlp", "dense_forward", "dense_sizes", "describe",
+    "export_from_run", "fit", "load", "masked_params", "mlp_forward", "mlp_layers", "read_header", "save",
+    "sparse_forward", "ticket_size", "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
 ]

@@ -1,4 +1,5 @@
-"""A finished level of a run written as a sparse ticket file."""
+"""A finished level of a run as a ticket file: its mask, the weights its training started from, the
+model state there, optionally its trained weights, and where it came from."""
 
 from __future__ import annotations
 
@@ -10,38 +11,75 @@ import numpy as np
 
 from lth.analysis import load_run
 from lth.errors import LthError
-from lth.tickets.sizes import ticket_sizes
-from lth.tickets.sparse_file import export_ticket, read_header
+from lth.lottery import Setup, data_level, init_params, initial_mask, prepare, retrained, start_step
+from lth.store import ReplicateDir, RunDir, load_mask
+from lth.tickets.file import load, save
+from lth.tickets.start import with_run_ticket
+
+
+def run_setup(config: Any, path: Path, data_root: Any = None) -> Setup:
+    """The setup of the run in `path` (of `config`), with the ticket it started from if it had one."""
+    return with_run_ticket(prepare(config, data_root), RunDir(path.parent, config, path=path).start_ticket_path)
+
+
+def level_start(setup: Setup, rep: ReplicateDir, level: int) -> tuple[Any, Any, int]:
+    """(params, model state, iteration) that `level`'s training started from, read from the run's files:
+    level 0 its init (or its own start); a pruned level the rewind point (weight rewinding) or the
+    previous level's trained state (learning-rate rewinding, fine-tuning), at the rewind step k."""
+    params0, model_state0 = init_params(setup)
+    if level == 0:
+        return params0, model_state0, start_step(setup)
+    k = setup.rewind_step
+    template = setup.trainer.init_state(params0, model_state0)
+    if setup.config.retraining != "rewind":
+        state, _ = rep.load_final(level - 1, template, initial_mask(setup, params0))
+        return state.params, state.model_state, k
+    if k == start_step(setup):
+        return params0, model_state0, k
+    params, model_state = rep.load_rewind(template)
+    return params, model_state, k
 
 
 def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.PathLike | None = None,
-                    root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Export the trained params and mask of a finished level of a run as a sparse ticket.
+                    root: str | os.PathLike | None = None, *, trained: bool = False,
+                    data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write the ticket of a finished level of a run; return {"path", "level", "replicate", "density",
+    "weights_remaining", "bytes", "digest"}.
 
     `run_ref` is anything `lth.analysis.load_run` takes (a path, a directory name, a hash, an
-    experiment name, an `ExperimentConfig`, a `Run`); `root` the run root. The params come from
-    the level's final checkpoint, the mask from ``masks/level_XX.npz``. Writes `out`, by default
-    ``<run>/replicate_XX/tickets/level_XX.npz``, and returns {"path", "level", "replicate",
-    "density", "weights_remaining", and the sizes of `ticket_sizes` (bytes)}.
+    experiment name, an `ExperimentConfig`, a `Run`); `root` the run root. The file (`lth.tickets.save`)
+    holds the level's mask, the weights and model state its training started from (`level_start`),
+    with `trained` also the weights at its end, and a header with the run's config, the level's
+    record and the iteration training starts at. Default `out`: ``<run>/replicate_XX/tickets/level_XX.safetensors``.
     """
     run = load_run(run_ref, root=root)
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
         raise LthError(f"level must be an integer, got {level!r}")
-    params = run.params(int(level), replicate)  # checks the level and the replicate first
-    mask = run.mask(int(level), replicate)
-    path = Path(out) if out is not None else run.replicate(replicate).ticket_path(int(level))
-    meta = {"run": run.name, "experiment": run.experiment, "level": int(level), "replicate": int(replicate),
-            "model": run.config.get("model")}
-    export_ticket(params, mask, path, meta=meta)
-    sizes = ticket_sizes(params, mask, meta)
-    header = read_header(path)
-    return {
-        "path": path,
-        "level": int(level),
-        "replicate": int(replicate),
-        "density": header["density"],
-        "weights_remaining": header["weights_remaining"],
-        "sparse_bytes": path.stat().st_size,
-        **{k: v for k, v in sizes.items() if k not in ("density", "encodings")},
-        "encodings": sizes["encodings"],
+    level = int(level)
+    rep = run.replicate(replicate)  # checks the replicate
+    records = rep.read_results()
+    if not 0 <= level < len(records):
+        raise LthError(f"run {run.name}, replicate {replicate} has finished levels 0-{len(records) - 1}: no level "
+                       f"{level}" if records else f"run {run.name}, replicate {replicate} has no finished level yet")
+    config = run.experiment_config
+    setup = run_setup(config, run.path, data_root).for_replicate(replicate)
+    params, model_state, step = level_start(setup, rep, level)
+    params0, model_state0 = init_params(setup)
+    mask = load_mask(rep.mask_path(level), params0)
+    final = None
+    if trained:
+        template = setup.trainer.init_state(params0, model_state0)
+        final = rep.load_final(level, template, initial_mask(setup, params0))[0].params
+    metadata = {
+        "run": run.name, "experiment": config.name, "config": run.config, "config_hash": run.hash,
+        "model": config.model, "dataset": config.data.name, "input_shape": list(setup.dataset.input_shape),
+        "num_classes": setup.dataset.num_classes, "level": level, "replicate": replicate,
+        "seed": setup.config.seed, "retraining": config.retraining, "rewind": config.rewind, "start_step": step,
+        "retrained": retrained(setup, level), "data_level": data_level(setup, level), "record": records[level],
     }
+    path = Path(out) if out is not None else rep.ticket_path(level)
+    save(path, mask, params, model_state, metadata=metadata, trained=final)
+    header = load(path).metadata
+    return {"path": path, "level": level, "replicate": replicate, "density": header["density"],
+            "weights_remaining": header["weights_remaining"], "bytes": path.stat().st_size,
+            "digest": header["sha256"]["ticket"]}

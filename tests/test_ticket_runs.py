@@ -1,0 +1,171 @@
+"""Tickets and runs: `lth ticket export` of a finished level, retraining a ticket on its own experiment
+(the level's record and evaluations again, bit for bit), ticket transfer to another dataset of the
+same shapes, resumes and controls of a run from a ticket, and every bad ticket through the CLI:
+one line, exit code 2, nothing written."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import tiny_config
+
+import lth.tickets as ex
+from lth.analysis import load_run
+from lth.cli import main
+from lth.config import replace
+from lth.errors import LthError
+from lth.runs.controls import run_controls
+from lth.runs.lottery import run_lottery
+from lth.sparsity.masks import apply_mask, named_leaves
+
+# what a level's training determines; `level`, the overlap with the previous level's mask and the sign
+# agreement with the init at iteration 0 describe where the level sat in its run, which a ticket does not carry
+NOT_TRAINING = {"level", "overlap_with_previous", "sign_agreement_with_init"}
+
+
+def cli(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def evaluations(run_path, level):
+    rows = [json.loads(line) for line in (run_path / "replicate_00" / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "level"} for r in rows if r.get("level") == level and "iteration" in r]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A finished 3-level run of mlp_tiny on MNIST-5k (28x28 inputs, 10 classes)."""
+    root = tmp_path_factory.mktemp("runs")
+    config = tiny_config(**{"data.name": "mnist5k"})
+    run_lottery(config, runs_root=root, wandb="disabled", progress=False)
+    return config, root, load_run(config, root=root)
+
+
+def test_export_writes_the_level_with_its_origin(source, tmp_path):
+    config, root, run = source
+    info = ex.export_from_run(config, 2, root=root, trained=True)
+    assert info["path"] == run.path / "replicate_00" / "tickets" / "level_02.safetensors"
+    ticket = ex.load(info["path"])
+    h = ticket.metadata
+    assert (h["model"], h["dataset"], h["level"], h["replicate"], h["start_step"], h["retrained"]) == \
+        ("mlp_tiny", "mnist5k", 2, 0, 0, True)
+    assert h["config"] == run.config and h["config_hash"] == run.hash and h["record"] == run.records[0][2]
+    assert h["density"] == pytest.approx(run.records[0][2]["density"])
+    assert h["layer_density"] == pytest.approx(run.records[0][2]["layer_density"])
+    # rewinding to iteration 0: the start weights are the init under the level's mask; trained: the level's end
+    mask = run.mask(2)
+    for name, leaf in named_leaves(apply_mask(run.init_params(), mask)).items():
+        assert np.array_equal(named_leaves(ticket.params)[name], np.asarray(leaf)), name
+    for name, leaf in named_leaves(apply_mask(run.params(2), mask)).items():
+        assert np.array_equal(named_leaves(ticket.trained)[name], np.asarray(leaf)), name
+    with pytest.raises(LthError, match="no level 7"):
+        ex.export_from_run(run.path, 7)
+
+
+@pytest.mark.parametrize("rewind, retraining", [("0it", "rewind"), ("10it", "rewind"), ("10it", "finetune")])
+def test_retraining_a_ticket_on_its_experiment_gives_the_level_again(tmp_path, rewind, retraining):
+    config = tiny_config(rewind=rewind, retraining=retraining)
+    run_lottery(config, runs_root=tmp_path / "a", wandb="disabled", progress=False)
+    original = load_run(config, root=tmp_path / "a")
+    path = ex.export_from_run(original, 2, out=tmp_path / "t.safetensors")["path"]
+    assert ex.load(path).metadata["start_step"] == (10 if rewind == "10it" else 0)
+
+    records = run_lottery(replace(config, levels=0), ticket=path, runs_root=tmp_path / "b", wandb="disabled",
+                          progress=False)
+    want = {k: v for k, v in original.records[0][2].items() if k not in NOT_TRAINING}
+    assert {k: v for k, v in records[0].items() if k not in NOT_TRAINING} == want
+    (again,) = (tmp_path / "b").iterdir()
+    assert evaluations(again, 0) == evaluations(original.path, 2)
+    saved = json.loads((again / "config.json").read_text())
+    assert saved["ticket"] == ex.load(path).digest and saved["initial_mask"] is None
+    assert ex.load(again / "ticket.safetensors").digest == saved["ticket"]
+
+
+def test_ticket_transfer_resume_and_controls(source, tmp_path, capsys):
+    config, root, run = source
+    path = ex.export_from_run(run, 1, out=tmp_path / "t.safetensors")["path"]
+    runs = tmp_path / "runs"
+    argv = ("run", "lenet300_mnist", "--variant", "smoke", "--set", "model=mlp_tiny", "--dataset", "synthetic_mnist",
+            "--levels", "1", "--ticket", path, "--runs", runs, "--no-progress", "--no-controls")
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
+    (transfer,) = runs.iterdir()
+    records = json.loads((transfer / "replicate_00" / "results.json").read_text())
+    assert records[0]["density"] == pytest.approx(run.records[0][1]["density"])  # the ticket's mask
+    assert records[1]["density"] < records[0]["density"]  # and IMP continues
+    config_json = json.loads((transfer / "config.json").read_text())
+    assert config_json["data"]["name"] == "synthetic_mnist" and config_json["ticket"] == ex.load(path).digest
+
+    code, out, err = cli(capsys, *argv[:-2])  # the same ticket and config: the same run, already done
+    assert code == 0 and f"{transfer}: all 2 levels" in out and len(list(runs.iterdir())) == 1
+    other = ex.export_from_run(run, 2, out=tmp_path / "t2.safetensors")["path"]
+    code, _, err = cli(capsys, *argv[:-4], "--ticket", other, "--runs", runs, "--no-progress", "--no-controls")
+    assert code == 0, err
+    assert len(list(runs.iterdir())) == 2  # another ticket, another run
+
+    results = run_controls(transfer, "imp+reinit", "0-1", wandb="disabled", progress=False)
+    assert [r["level"] for r in results["imp+reinit"]] == [0, 1]
+
+
+def test_bad_tickets_one_line_exit_2_nothing_written(source, tmp_path, capsys):
+    config, root, run = source
+    good = ex.export_from_run(run, 1, out=tmp_path / "good.safetensors")["path"]
+    data = bytearray(good.read_bytes())
+    (tmp_path / "truncated.safetensors").write_bytes(bytes(data[: len(data) // 3]))
+    data[-40] ^= 0x01
+    (tmp_path / "edited.safetensors").write_bytes(bytes(data))
+    runs = tmp_path / "runs"
+    smoke = ("run", "lenet300_mnist", "--variant", "smoke", "--runs", runs)
+    cases = [
+        ((*smoke, "--ticket", good), "is a mlp_tiny ticket but this experiment trains lenet300_100"),
+        ((*smoke, "--set", "model=mlp_tiny", "--dataset", "mnist1d", "--ticket", good),
+         "does not fit the model: params fc1/kernel is float32[784, 32] in the ticket but float32[40, 32]"),
+        ((*smoke, "--set", "model=mlp_tiny", "--ticket", tmp_path / "truncated.safetensors"), "damaged"),
+        ((*smoke, "--set", "model=mlp_tiny", "--ticket", tmp_path / "edited.safetensors"),
+         "do not match the SHA-256 in its header"),
+        ((*smoke, "--set", "model=mlp_tiny", "--ticket", tmp_path / "nope.safetensors"), "not found"),
+        ((*smoke, "--set", "model=mlp_tiny", "--ticket", good, "--mask", run.replicate(0).mask_path(1)),
+         "pass --ticket or --mask, not both"),
+        ((*smoke, "--set", "model=mlp_tiny", "--ticket", good, "--set", "ticket=0123abcd"),
+         "but the config names ticket 0123abcd"),
+        ((*smoke, "--set", "model=mlp_tiny", "--set", "rewind=20it", "--ticket",
+          ex.export_from_run(load_run(run_lottery_k(tmp_path), root=tmp_path / "k"), 1,
+                             out=tmp_path / "k.safetensors")["path"]), "pass --rewind 10it"),
+        (("ticket", "inspect", tmp_path / "edited.safetensors"), "do not match the SHA-256"),
+        (("ticket", "export", run.path, "--level", "9"), "no level 9"),
+    ]
+    for argv, message in cases:
+        code, out, err = cli(capsys, *argv)
+        assert code == 2, (argv, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, (argv, err)
+        assert not runs.exists(), argv
+
+
+def run_lottery_k(tmp_path):
+    """A finished run that rewinds to iteration 10 (its tickets of levels >= 1 start there)."""
+    config = tiny_config(**{"data.name": "mnist5k", "rewind": "10it", "levels": 1})
+    run_lottery(config, runs_root=tmp_path / "k", wandb="disabled", progress=False)
+    return config
+
+
+def test_inspect_prints_origin_accuracies_and_layers(source, capsys):
+    config, root, run = source
+    code, out, err = cli(capsys, "ticket", "export", run.path, "--level", "2", "--trained")
+    assert code == 0, err
+    path = run.path / "replicate_00" / "tickets" / "level_02.safetensors"
+    assert f"ticket: {path}" in out
+    code, out, err = cli(capsys, "ticket", "inspect", path)
+    assert code == 0, err
+    record = run.records[0][2]
+    assert f"run {run.name}" in out and "level 2" in out and "mlp_tiny on mnist5k" in out
+    assert f"{100 * record['early_stop_test_accuracy']:.2f} %" in out and "trained weights: yes" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("fc1/kernel")]
+    kept = round(record["layer_density"]["fc1/kernel"] * 784 * 32)
+    assert row.split()[1:4] == ["784x32", "float32", f"{kept:,}"]
+    assert f"{100 * record['layer_density']['fc1/kernel']:.2f} %" in row
