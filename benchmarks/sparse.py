@@ -1,13 +1,15 @@
 """Sparse tickets, honestly: file size and inference latency of LeNet-300-100 at 100, 20, 5 and 1 %.
 
-Run: ``.venv/bin/python benchmarks/sparse.py`` (``--json out.json`` to save the numbers, ``--help``).
+Run: ``.venv/bin/python benchmarks/sparse.py`` (``--json out.json`` to save the numbers, ``--help``);
+``--run RUN`` for a run's trained tickets, ``--tickets FILE ...`` for ticket files of `lth ticket export`.
 
 For LeNet-300-100 (784-300-100-10, 266,200 prunable weights, random init) and layerwise random
 masks (every kernel keeps exactly round(d * size) weights; on a random init this is what
 magnitude pruning gives in distribution), at each density d it measures
 
-1. sizes: the sparse ticket file of `lth.tickets.export_ticket` (written to a temporary directory,
-   bytes on disk), the same file uncompressed, and the masked params saved dense with
+1. sizes: the ticket file of `lth.tickets.save` (``.safetensors``, written to a temporary directory,
+   bytes on disk; every forward below runs on the weights and mask read back from it), of which the
+   kept values and the deflated mask bits, and the masked params saved dense with
    ``np.savez_compressed`` and ``np.savez``; and the in-memory bytes of the BCOO kernels;
 2. inference latency, batch 1 and batch 1000, jitted, one call = one forward to a blocked result,
    median (and minimum) of --repeats calls after warm-up, timed in 5 rounds of back-to-back calls
@@ -122,8 +124,9 @@ def random_cases(densities: list[float], seed: int):
         yield {"density_requested": density}, params, random_mask(params, density, seed)
 
 
-def run_cases(run_ref: str, densities: list[float], replicate: int, root: str | None):
-    """(label, params, mask) per density: the finished level of a run whose density is nearest (log scale)."""
+def run_cases(run_ref: str, densities: list[float], replicate: int, root: str | None, folder: Path):
+    """(label, params, mask) per density: the finished level of a run whose density is nearest (log scale),
+    exported with its trained weights (`lth ticket export --trained`) and read back from the file."""
     import lth.analysis as la
 
     run = la.load_run(run_ref, root=root)
@@ -133,10 +136,21 @@ def run_cases(run_ref: str, densities: list[float], replicate: int, root: str | 
     for density in densities:
         record = min(records, key=lambda r: abs(np.log(r["density"] / density)))
         level = int(record["level"])
-        yield ({"density_requested": density, "run": run.name, "level": level,
-                "early_stop_test_accuracy": record.get("early_stop_test_accuracy"),
-                "test_accuracy": record.get("test_accuracy")},
-               run.params(level, replicate), run.mask(level, replicate))
+        path = ex.export_from_run(run, level, replicate, out=folder / f"level_{level:02d}.safetensors",
+                                  trained=True)["path"]
+        yield from file_cases([path], {"density_requested": density})
+
+
+def file_cases(paths: list[Path], extra: dict[str, Any] | None = None):
+    """(label, params, mask) of ticket files: their trained weights if they have them, else their start weights."""
+    for path in paths:
+        ticket = ex.load(path)
+        h = ticket.metadata
+        label = {**(extra or {}), "ticket": str(path), "weights": "trained" if ticket.trained else "start"}
+        if "level" in h:
+            label.update(run=h.get("run"), level=h["level"])
+            label.update({k: h.get("record", {}).get(k) for k in ("early_stop_test_accuracy", "test_accuracy")})
+        yield label, ticket.trained if ticket.trained is not None else ticket.params, ticket.mask
 
 
 def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> dict[str, Any]:
@@ -147,10 +161,12 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
     with tempfile.TemporaryDirectory() as tmp:
         for label, params, mask in cases:
             density = lth_density(mask)
-            path = ex.export_ticket(params, mask, Path(tmp) / "ticket.npz")
+            path = ex.save(Path(tmp) / "ticket.safetensors", mask, params)
             on_disk = ex.ticket_size(path)
             sizes = ex.ticket_sizes(params, mask)
-            assert on_disk["sparse"] == sizes["sparse_compressed"]
+            assert on_disk["ticket"] == sizes["ticket_bytes"]
+            ticket = ex.load(path)  # everything below runs on what the file holds
+            params, mask = ticket.params, ticket.mask
 
             dense_params = jax.tree.map(jnp.asarray, ex.masked_params(params, mask))
             sparse_params = ex.to_bcoo(params, mask)
@@ -163,12 +179,11 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
                 "density": density,
                 "layer_density": layer_densities(mask),
                 "weights_remaining": count_remaining(mask),
-                "sparse_file_bytes": on_disk["sparse"],
-                "sparse_raw_bytes": sizes["sparse_raw"],
+                "ticket_file_bytes": on_disk["ticket"],
                 "dense_compressed_bytes": sizes["dense_compressed"],
                 "dense_raw_bytes": sizes["dense_raw"],
                 "values_bytes": sizes["values_bytes"],
-                "encodings": sizes["encodings"],
+                "mask_bytes": sizes["mask_bytes"],
                 "bcoo_memory_bytes": bcoo_bytes(sparse_params),
                 "dense_memory_bytes": sizes["dense_array_bytes"],
                 "compact": report,
@@ -216,18 +231,17 @@ def tables(result: dict[str, Any]) -> str:
     rows = result["rows"]
     big = str(result["batches"][1])
     out = ["Sizes (kB = 1000 bytes)", ""]
-    out.append("| density | weights kept | sparse file (compressed) | sparse, np.savez | dense, np.savez_compressed "
-               "| dense, np.savez | sparse / dense compressed | sparse / dense raw | BCOO in memory "
-               "| encodings (fc1, fc2, output) |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    out.append("| density | weights kept | ticket file | of which values | of which mask bits "
+               "| dense, np.savez_compressed | dense, np.savez | ticket / dense compressed | ticket / dense raw "
+               "| BCOO in memory |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        enc = ", ".join(v for k, v in r["encodings"].items() if k.endswith("kernel"))
-        out.append(f"| {_pct(r)} | {r['weights_remaining']:,} | {_kb(r['sparse_file_bytes'])} kB "
-                   f"| {_kb(r['sparse_raw_bytes'])} kB | {_kb(r['dense_compressed_bytes'])} kB "
-                   f"| {_kb(r['dense_raw_bytes'])} kB "
-                   f"| {r['sparse_file_bytes'] / r['dense_compressed_bytes']:.2f} "
-                   f"| {r['sparse_file_bytes'] / r['dense_raw_bytes']:.3f} "
-                   f"| {_kb(r['bcoo_memory_bytes'])} kB | {enc} |")
+        out.append(f"| {_pct(r)} | {r['weights_remaining']:,} | {_kb(r['ticket_file_bytes'])} kB "
+                   f"| {_kb(r['values_bytes'])} kB | {_kb(r['mask_bytes'])} kB "
+                   f"| {_kb(r['dense_compressed_bytes'])} kB | {_kb(r['dense_raw_bytes'])} kB "
+                   f"| {r['ticket_file_bytes'] / r['dense_compressed_bytes']:.2f} "
+                   f"| {r['ticket_file_bytes'] / r['dense_raw_bytes']:.3f} "
+                   f"| {_kb(r['bcoo_memory_bytes'])} kB |")
     for batch in ("1", big):
         unit, scale = ("µs", 1e6) if batch == "1" else ("ms", 1e3)
         out += ["", f"Latency, batch {batch}: median ({unit}) per forward, the minimum in brackets; jitted "
@@ -272,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                         "nearest each density) instead of random masks on a random init")
     parser.add_argument("--replicate", type=int, default=0, help="with --run: the replicate (default 0)")
     parser.add_argument("--runs", metavar="DIR", help="with --run: the run root (default $LTH_RUNS, else ./runs)")
+    parser.add_argument("--tickets", nargs="+", metavar="FILE", help="benchmark these LeNet-300-100 ticket files "
+                        "(`lth ticket export`; their trained weights if they have them) instead")
     args = parser.parse_args(argv)
     try:
         densities = [float(d) / 100 for d in args.densities.split(",")]
@@ -282,10 +298,16 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    cases = (run_cases(args.run, densities, args.replicate, args.runs) if args.run
-             else random_cases(densities, args.seed))
-    result = run(cases, args.repeats, args.repeats_big, args.batch, args.seed)
-    result["source"] = f"run {args.run}" if args.run else "random init, layerwise random masks"
+    with tempfile.TemporaryDirectory() as exported:
+        if args.tickets:
+            cases = file_cases([Path(p) for p in args.tickets])
+        elif args.run:
+            cases = run_cases(args.run, densities, args.replicate, args.runs, Path(exported))
+        else:
+            cases = random_cases(densities, args.seed)
+        result = run(cases, args.repeats, args.repeats_big, args.batch, args.seed)
+    result["source"] = (f"ticket files {', '.join(args.tickets)}" if args.tickets else f"run {args.run}" if args.run
+                        else "random init, layerwise random masks")
     result["machine"] = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "platform": platform.platform(),

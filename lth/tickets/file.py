@@ -149,7 +149,8 @@ def encode(mask: Mask, params: Any, model_state: Any = None, *, metadata: dict[s
         "sha256": {"ticket": digest(tensors, leaves, START_PARTS),
                    "trained": digest(tensors, leaves, ("trained",)) if trained is not None else None},
     }
-    return safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(header, sort_keys=True)})
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"))
+    return safetensors_bytes(tensors, metadata={METADATA_KEY: text})
 
 
 def save(path: str | os.PathLike, mask: Mask, params: Any, model_state: Any = None, *,
