@@ -1,5 +1,6 @@
-"""Terminal output of a run: a progress bar per level, one table row per finished level, an ETA, and
-one-line warnings."""
+"""Output of a run: one table row per finished level, an ETA, one-line warnings, and on a terminal a
+progress bar per level; in a log (stdout or stderr not a terminal: SLURM, Ray, nohup, a pipe) no bars,
+but a heartbeat line every minute of a level instead (iteration, it/s, ETA)."""
 
 from __future__ import annotations
 
@@ -37,19 +38,33 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def on_terminal(*streams: Any) -> bool:
+    """True when every stream is an interactive terminal (progress bars make sense there, not in a log)."""
+    return all(callable(getattr(s, "isatty", None)) and s.isatty() for s in streams)
+
+
+HEARTBEAT_S = 60.0  # seconds between heartbeat lines of a level when there are no bars
+
+
 class LevelProgress:
     """A tqdm bar per level (iterations, latest validation loss / accuracy, the run's ETA) and a table.
 
     The ETA assumes the remaining levels take as long per iteration as the finished ones did.
     Replicates trained in lockstep (`together` > 1, see `lth.replicates`) share the bar of the
-    first of them; the others report through a `FollowerProgress`.
+    first of them; the others report through a `FollowerProgress`. `bars`: tqdm bars (default: when
+    stdout and stderr are terminals); without them a level prints a heartbeat line every
+    `heartbeat_s` seconds (`clock` is the time source, replaceable in tests).
     """
 
-    def __init__(self, levels: int, total_steps: int, replicates: int = 1, enabled: bool = True, stream: Any = None):
+    def __init__(self, levels: int, total_steps: int, replicates: int = 1, enabled: bool = True, stream: Any = None,
+                 bars: bool | None = None, heartbeat_s: float = HEARTBEAT_S):
         self.levels, self.total_steps, self.replicates = levels, total_steps, replicates
         self.enabled = enabled
         self.stream = stream or sys.stdout
+        self.bars = on_terminal(self.stream, sys.stderr) if bars is None else bars
         self.bar: tqdm | None = None
+        self.beat: Heartbeat | None = None
+        self.heartbeat_s, self.clock = heartbeat_s, time.monotonic
         self._header_done = False
         self._levels_done = 0
         self._seconds_done = 0.0
@@ -58,7 +73,10 @@ class LevelProgress:
 
     def note(self, message: str) -> None:
         if self.enabled:
-            (tqdm.write if self.bar is not None else print)(message, file=self.stream)
+            if self.bar is not None:
+                tqdm.write(message, file=self.stream)
+            else:
+                print(message, file=self.stream, flush=True)
 
     def _eta(self, replicate: int, level: int) -> str:
         if not self._levels_done:
@@ -82,18 +100,25 @@ class LevelProgress:
                        self.total_steps - first_step)
 
     def start_bar(self, description: str, total: int) -> None:
-        """A bar of `total` iterations (closed by `end_level` or `close`)."""
+        """A bar of `total` iterations (closed by `end_level` or `close`); in a log, its heartbeat."""
         if not self.enabled:
             return
         self.close()
-        self.bar = tqdm(total=total, desc=description, unit="it", leave=False, dynamic_ncols=True)
+        if self.bars:
+            self.bar = tqdm(total=total, desc=description, unit="it", leave=False, dynamic_ncols=True)
+        else:
+            self.beat = Heartbeat(description, total, self.clock(), self.heartbeat_s)
 
     def advance(self, iterations: int, evaluations: list[dict[str, float]]) -> None:
+        last = evaluations[-1] if evaluations else None
+        if self.beat is not None:
+            line = self.beat.advance(iterations, last, self.clock())
+            if line:
+                print(line, file=self.stream, flush=True)
         if self.bar is None:
             return
         self.bar.update(iterations)
-        if evaluations:
-            last = evaluations[-1]
+        if last:
             self.bar.set_postfix(val_loss=f"{last['val_loss']:.4f}", val_acc=f"{100 * last['val_accuracy']:.2f}%")
 
     def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
@@ -107,9 +132,35 @@ class LevelProgress:
             print(format_row(replicate, record, seconds), file=self.stream, flush=True)
 
     def close(self) -> None:
+        self.beat = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class Heartbeat:
+    """The bar's information as a line every `period` seconds: for logs, where a bar would be noise."""
+
+    def __init__(self, description: str, total: int, now: float, period: float):
+        self.description, self.total, self.period = description, total, period
+        self.started = self.last = now
+        self.done = 0
+        self.evaluation: dict[str, float] | None = None
+
+    def advance(self, iterations: int, evaluation: dict[str, float] | None, now: float) -> str | None:
+        """Count `iterations`; the heartbeat line when `period` has passed since the last one, else None."""
+        self.done += iterations
+        self.evaluation = evaluation or self.evaluation
+        if now - self.last < self.period:
+            return None
+        self.last = now
+        rate = self.done / max(now - self.started, 1e-9)
+        eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
+        line = f"{self.description}: iteration {self.done}/{self.total}, {rate:,.0f} it/s, ETA {eta}"
+        if self.evaluation:
+            line += (f", val_loss {self.evaluation['val_loss']:.4f}, "
+                     f"val_acc {100 * self.evaluation['val_accuracy']:.2f}%")
+        return line
 
 
 class FollowerProgress:

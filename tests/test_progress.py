@@ -1,0 +1,94 @@
+"""Output that reads well in a log: bars only on a terminal; otherwise one table row per level and a
+heartbeat line per minute of a long level -- for `lth run` (a real process, its output in a file),
+`lth control` and `lth instability`."""
+
+import io
+import os
+import subprocess
+import sys
+
+from helpers import tiny_config
+
+from lth.runs.controls import run_controls
+from lth.runs.instability import run_instability
+from lth.runs.lottery import run_lottery
+from lth.runs.progress import HEADER, LevelProgress, on_terminal
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_heartbeat_every_minute_with_iteration_rate_and_eta():
+    out, clock = io.StringIO(), Clock()
+    progress = LevelProgress(levels=3, total_steps=5000, stream=out, bars=False)
+    progress.clock = clock
+    progress.start_level(0, 1, 0, 80.0)
+    lines = []
+    for seconds, iterations in ((30, 1000), (61, 1000), (90, 500), (125, 500)):
+        clock.now = 1000.0 + seconds
+        progress.advance(iterations, [{"val_loss": 0.25, "val_accuracy": 0.9}] if seconds == 90 else [])
+        lines.append(out.getvalue().splitlines())
+    text = out.getvalue()
+    assert "\r" not in text and progress.bar is None
+    beats = [line for line in text.splitlines() if ": iteration " in line]
+    # at 61 s: 2000 of 5000 iterations, 2000 / 61 = 32.8 it/s, 3000 left -> 91.5 s = 1m32s
+    # at 125 s (64 s after the previous line): 3000 done, 24 it/s, 2000 left -> 83.3 s = 1m23s
+    assert beats == ["level 1/3 (80.0% left, run ETA ?): iteration 2000/5000, 33 it/s, ETA 1m32s",
+                     "level 1/3 (80.0% left, run ETA ?): iteration 3000/5000, 24 it/s, ETA 1m23s, "
+                     "val_loss 0.2500, val_acc 90.00%"]
+    assert len(lines[0]) == 1 and lines[0][0] == HEADER  # nothing before the first minute
+    progress.end_level({"level": 1, "percent_remaining": 80.0, "early_stop_test_accuracy": 0.9,
+                        "early_stop_iteration": 100, "test_accuracy": 0.91}, 130.0)
+    assert out.getvalue().splitlines()[-1].split()[:3] == ["0", "1", "80.00"]
+
+
+def test_bars_only_on_a_terminal(monkeypatch):
+    leader, follower = os.openpty()  # a real terminal
+    try:
+        with open(follower, "w") as tty:
+            assert on_terminal(tty) and not on_terminal(io.StringIO())
+            monkeypatch.setattr(sys, "stderr", tty)
+            assert LevelProgress(1, 10, stream=tty).bars
+            assert not LevelProgress(1, 10, stream=io.StringIO()).bars  # stdout a file, stderr a terminal
+            monkeypatch.setattr(sys, "stderr", io.StringIO())
+            assert not LevelProgress(1, 10, stream=tty).bars  # stderr a file
+    finally:
+        os.close(leader)
+
+
+def test_a_run_with_its_output_in_a_file_has_no_bars_and_a_line_per_level(tmp_path):
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "WANDB_MODE": "disabled", "LTH_RUNS": str(tmp_path / "runs")}
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", "lenet300_mnist", "--variant", "smoke"],
+                              stdout=f, stderr=subprocess.STDOUT, env=env, timeout=300)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "\r" not in text and "it/s" not in text
+    lines = text.splitlines()
+    assert lines.count(HEADER) == 1
+    rows = [line.split() for line in lines if line[:1] == " " and line.split()[:1] == ["0"]]
+    assert [row[1] for row in rows] == ["0", "1", "2"]  # levels 0, 1, 2 of the smoke variant
+    assert [row[2] for row in rows] == ["100.00", "80.04", "64.06"]
+
+
+def test_controls_and_instability_in_a_log(tmp_path, capsys):
+    config = tiny_config(levels=1)
+    run_lottery(config, runs_root=tmp_path, wandb="disabled", progress=False)
+    (run,) = tmp_path.iterdir()
+    capsys.readouterr()
+    run_controls(run, "imp+reinit", "0-1", wandb="disabled")
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["0"]]
+    assert [row[1] for row in rows] == ["0", "1"]
+    run_instability(run, "0,10", "0")
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert [line.split()[:4] for line in out.splitlines() if "barrier" in line] == [["level", "0", "k=", "0"],
+                                                                                   ["level", "0", "k=", "10"]]
