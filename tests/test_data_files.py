@@ -1,17 +1,18 @@
 """File-based datasets (MNIST, Fashion-MNIST, CIFAR-10/100) on tiny files in the real on-disk formats:
-parsing, channel order, splits, the cache, verified atomic downloads, offline errors, the restricted
-unpickler; and the synthetic datasets."""
+parsing, channel order, splits, the cache, verified atomic downloads through pooch from a real HTTP
+server on 127.0.0.1, offline errors, the restricted unpickler; and the synthetic datasets."""
 
 import gzip
 import hashlib
+import http.server
 import io
 import os
 import pickle
+import signal
 import struct
 import tarfile
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -254,85 +255,181 @@ def test_py2_pickle_helper_is_what_numpy_reads(tmp_path):
     np.testing.assert_array_equal(batch[b"data"], x)
 
 
-# --------------------------------------------------------------------------- downloads
+# --------------------------------------------------------------------------- downloads (pooch, a real HTTP server)
 
 
-def test_offline_error_is_one_line_and_fast(tmp_path, monkeypatch):
-    monkeypatch.setitem(download.MIRRORS, "mnist", (CLOSED_PORT, CLOSED_PORT + "mirror2/"))
+class Server:
+    """An HTTP server on 127.0.0.1 in a thread, serving `folder`; `mode` "partial" sends half of each file
+    then closes the connection, "stall" sends half and then nothing until stopped. Records every GET."""
+
+    def __init__(self, folder: Path, mode: str = "whole"):
+        self.folder, self.mode, self.gets = folder, mode, []
+        self.release = threading.Event()
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(server.folder), **kwargs)
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                server.gets.append(self.path)
+                if server.mode == "whole":
+                    return super().do_GET()
+                data = (server.folder / self.path.lstrip("/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                if server.mode == "stall":
+                    server.release.wait(30)
+                self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def serve():
+    """serve(folder, mode="whole") -> a running Server; every server is stopped after the test."""
+    servers = []
+
+    def start(folder: Path, mode: str = "whole") -> Server:
+        servers.append(Server(folder, mode))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def mirror_of(tmp_path, monkeypatch, dataset="mnist"):
+    """Tiny files in the real format in tmp_path/mirror, and the checksum table expecting them."""
+    source = tmp_path / "mirror"
+    (write_mnist if dataset == "mnist" else lambda f: write_cifar(f, dataset))(source)
+    monkeypatch.setitem(download.CHECKSUMS, dataset, {p.name: sha256(p) for p in sorted(source.iterdir())})
+    return source
+
+
+def test_download_verified_and_cached_then_served_from_the_cache(tmp_path, monkeypatch, serve):
+    source = mirror_of(tmp_path, monkeypatch)
+    server = serve(source)
+    monkeypatch.setitem(download.MIRRORS, "mnist", (server.url,))
+    ds = load_dataset("mnist", validation_size=8, root=tmp_path / "data")
+    folder = tmp_path / "data" / "mnist"
+    assert sorted(server.gets) == sorted(f"/{name}" for name in MNIST_FILES)
+    assert sorted(p.name for p in folder.iterdir() if p.suffix != ".npz") == sorted(MNIST_FILES)  # no .part left
+    for name in MNIST_FILES:
+        assert sha256(folder / name) == sha256(source / name)
+    for cache in folder.glob("*.npz"):  # the parsed cache gone: the second load reads the downloaded files
+        cache.unlink()
+    again = load_dataset("mnist", validation_size=8, root=tmp_path / "data")
+    assert len(server.gets) == 4  # nothing downloaded again
+    np.testing.assert_array_equal(ds.x_train, again.x_train)
+
+
+def test_download_from_the_second_mirror(tmp_path, monkeypatch, serve):
+    source = mirror_of(tmp_path, monkeypatch, "cifar10")
+    server = serve(source)
+    monkeypatch.setitem(download.MIRRORS, "cifar10", (CLOSED_PORT, server.url))
+    ds = load_dataset("cifar10", validation_size=5, root=tmp_path / "data")
+    assert ds.sizes() == {"train": 25, "validation": 5, "test": 6}
+    assert server.gets == ["/cifar-10-python.tar.gz"]
+
+
+def test_downloaded_file_with_wrong_checksum_is_rejected_and_deleted(tmp_path, monkeypatch, serve):
+    source = tmp_path / "mirror"
+    write_mnist(source)
+    server = serve(source)
+    monkeypatch.setitem(download.MIRRORS, "mnist", (server.url,))  # the real checksums: no match
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", root=tmp_path / "data")
+    message = one_line(err)
+    assert "SHA-256" in message and "train-images-idx3-ubyte.gz" in message and "deleted" in message
+    assert server.gets == ["/train-images-idx3-ubyte.gz"]
+    assert list((tmp_path / "data" / "mnist").iterdir()) == []  # neither the file nor a temporary one
+
+
+def test_server_stopped_gives_the_offline_message_at_once(tmp_path, monkeypatch, serve):
+    source = mirror_of(tmp_path, monkeypatch)
+    server = serve(source)
+    server.stop()  # its port refuses connections now
+    monkeypatch.setitem(download.MIRRORS, "mnist", (server.url, CLOSED_PORT + "mirror2/"))
     start = time.monotonic()
     with pytest.raises(DataError) as err:
-        load_dataset("mnist", root=tmp_path)
+        load_dataset("mnist", root=tmp_path / "data")
     assert time.monotonic() - start < 5
     message = one_line(err)
-    assert "mnist" in message and str(tmp_path / "mnist") in message
+    assert "dataset mnist needs" in message and str(tmp_path / "data" / "mnist") in message
     assert all(name in message for name in MNIST_FILES)
-    assert CLOSED_PORT + "mirror2/" in message
-    assert not [p for p in (tmp_path / "mnist").iterdir()]  # no partial file
+    assert server.url in message and CLOSED_PORT + "mirror2/" in message and "Connection refused" in message
+    assert list((tmp_path / "data" / "mnist").iterdir()) == []
 
 
-def test_offline_error_names_the_real_mirrors(tmp_path, monkeypatch):
-    def blocked(url, *args, **kwargs):
-        raise urllib.error.URLError("network is blocked")
+def test_read_timeout_of_a_stalled_mirror(tmp_path, monkeypatch, serve):
+    source = mirror_of(tmp_path, monkeypatch, "cifar10")
+    server = serve(source, mode="stall")
+    monkeypatch.setitem(download.MIRRORS, "cifar10", (server.url,))
+    monkeypatch.setattr(download, "READ_TIMEOUT", 0.5)
+    start = time.monotonic()
+    with pytest.raises(DataError) as err:
+        load_dataset("cifar10", root=tmp_path / "data")
+    assert time.monotonic() - start < 10
+    assert "timed out" in one_line(err)
+    assert list((tmp_path / "data" / "cifar10").iterdir()) == []
 
-    monkeypatch.setattr(urllib.request, "urlopen", blocked)
+
+def test_connection_closed_mid_download_leaves_no_file(tmp_path, monkeypatch, serve):
+    source = mirror_of(tmp_path, monkeypatch, "cifar10")
+    server = serve(source, mode="partial")
+    monkeypatch.setitem(download.MIRRORS, "cifar10", (server.url,))
+    with pytest.raises(DataError) as err:
+        load_dataset("cifar10", root=tmp_path / "data")
+    assert "cifar-10-python.tar.gz" in one_line(err)
+    assert list((tmp_path / "data" / "cifar10").iterdir()) == []
+
+
+def test_interrupt_during_download_leaves_no_file(tmp_path, monkeypatch, serve):
+    source = mirror_of(tmp_path, monkeypatch, "cifar10")
+    server = serve(source, mode="stall")
+    monkeypatch.setitem(download.MIRRORS, "cifar10", (server.url,))
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C while the bytes trickle in
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            load_dataset("cifar10", root=tmp_path / "data")
+    finally:
+        timer.cancel()
+    assert server.gets == ["/cifar-10-python.tar.gz"]
+    assert list((tmp_path / "data" / "cifar10").iterdir()) == []
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every HTTP(S) request through a proxy that refuses connections: the real mirrors cannot be reached."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, CLOSED_PORT)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_offline_error_names_the_real_mirrors(tmp_path, no_network):
     with pytest.raises(DataError) as err:
         load_dataset("cifar100", root=tmp_path)
     message = one_line(err)
     assert "cifar-100-python.tar.gz" in message and str(tmp_path / "cifar100") in message
     assert "https://www.cs.toronto.edu/~kriz/" in message
-
-
-def test_download_from_second_mirror(tmp_path, monkeypatch):
-    source = tmp_path / "mirror"
-    write_cifar(source, "cifar10")
-    checksum = sha256(source / "cifar-10-python.tar.gz")
-    monkeypatch.setitem(download.CHECKSUMS, "cifar10", {"cifar-10-python.tar.gz": checksum})
-    monkeypatch.setitem(download.MIRRORS, "cifar10", (CLOSED_PORT, source.as_uri() + "/"))
-    ds = load_dataset("cifar10", validation_size=5, root=tmp_path / "data")
-    assert ds.sizes() == {"train": 25, "validation": 5, "test": 6}
-    folder = tmp_path / "data" / "cifar10"
-    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".npz")) == ["cifar-10-python.tar.gz"]
-    assert sha256(folder / "cifar-10-python.tar.gz") == sha256(source / "cifar-10-python.tar.gz")
-
-
-class _FailingResponse:
-    """A response that delivers one chunk, then fails with `error`."""
-
-    def __init__(self, error: BaseException):
-        self.error, self.calls = error, 0
-
-    def read(self, n: int = -1) -> bytes:
-        self.calls += 1
-        if self.calls == 1:
-            return b"\x1f\x8b" + b"x" * 1000
-        raise self.error
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-@pytest.mark.parametrize("error", [ConnectionResetError("connection reset by peer"), KeyboardInterrupt()])
-def test_interrupted_download_leaves_no_file(tmp_path, monkeypatch, error):
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: _FailingResponse(error))
-    with pytest.raises(DataError if isinstance(error, OSError) else KeyboardInterrupt) as err:
-        load_dataset("cifar10", root=tmp_path)
-    if isinstance(error, OSError):
-        assert "connection reset by peer" in one_line(err)
-    assert list((tmp_path / "cifar10").iterdir()) == []  # neither the tarball nor a temporary file
-
-
-def test_downloaded_file_with_wrong_checksum_is_deleted(tmp_path, monkeypatch):
-    source = tmp_path / "mirror"
-    write_mnist(source)
-    monkeypatch.setitem(download.MIRRORS, "mnist", (source.as_uri() + "/",))  # the real checksums: no match
-    with pytest.raises(DataError) as err:
-        load_dataset("mnist", root=tmp_path / "data")
-    message = one_line(err)
-    assert "SHA-256" in message and "train-images-idx3-ubyte.gz" in message and "deleted" in message
-    assert list((tmp_path / "data" / "mnist").iterdir()) == []
 
 
 def test_present_file_with_wrong_checksum_is_refused(tmp_path, monkeypatch):
@@ -400,13 +497,9 @@ def test_tarball_missing_a_batch(tmp_path, trust):
 # --------------------------------------------------------------------------- the command line
 
 
-def test_cli_offline_exit_2_one_line_no_run_directory(tmp_path, monkeypatch, capsys):
+def test_cli_offline_exit_2_one_line_no_run_directory(tmp_path, monkeypatch, capsys, no_network):
     from lth.cli import main
 
-    def blocked(url, *args, **kwargs):
-        raise urllib.error.URLError("network is blocked")
-
-    monkeypatch.setattr(urllib.request, "urlopen", blocked)
     monkeypatch.setenv("LTH_DATA", str(tmp_path / "data"))
     runs = tmp_path / "runs"
     code = main(["run", "lenet300_mnist", "--dataset", "mnist", "--variant", "smoke", "--runs", str(runs),

@@ -1,23 +1,25 @@
 """The raw files of the file-based datasets: mirrors, SHA-256 checksums, verified atomic downloads.
 
 `fetch(dataset, folder)` returns the dataset's files in `folder`, downloading the missing ones from
-`MIRRORS[dataset]` (tried in order). Every file is checked against `CHECKSUMS[dataset]` before it is
-used; a download goes to a temporary file beside the target and is renamed only once verified.
+`MIRRORS[dataset]` (tried in order) through pooch (`pooch.retrieve`: the download goes to a
+temporary file in `folder`, is checked against `CHECKSUMS[dataset]` and only then renamed; a file
+already there is the cache). A file already present is checked here first and refused, not
+replaced, if its checksum is wrong. Offline or failing: one line naming the files and the folder.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import os
+import re
 import sys
-import tempfile
-import urllib.request
 from pathlib import Path
+
+import pooch
 
 from lth.errors import DataError
 
-CONNECT_TIMEOUT = 10.0  # seconds: connecting, and each read of the response
+CONNECT_TIMEOUT = 10.0  # seconds to connect to a mirror (a refused connection fails at once)
+READ_TIMEOUT = 60.0  # seconds without a byte from a connected mirror
 _CHUNK = 1 << 20
 
 # Base URLs: a file's URL is the base followed by its name.
@@ -78,28 +80,34 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def download(url: str, dest: Path, sha256: str, timeout: float = CONNECT_TIMEOUT) -> None:
-    """Download `url` to `dest` through a temporary file beside it, renamed only if its SHA-256 matches.
+# the cause inside requests' nested messages ("HTTPConnectionPool(...): Max retries exceeded ... [Errno 111] ...")
+_CAUSES = (r"\[Errno -?\d+\][^'\")]*", r"Read timed out\.?(?: \(read timeout=[\d.]+\))?", r"Connection broken: [^'\"]+")
 
-    Raises ChecksumError, or the OSError / HTTPException of the transfer; `dest` is then untouched and
-    no temporary file remains.
+
+def failure(err: BaseException) -> str:
+    """Why a download failed, in a few words."""
+    text = one_line(err)
+    for pattern in _CAUSES:
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    return text
+
+
+def download(url: str, dest: Path, sha256: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Download `url` to `dest` with pooch: through a temporary file beside it, renamed only if its
+    SHA-256 matches (a bar on stderr when it is a terminal).
+
+    Raises ChecksumError, or the OSError (requests' errors are OSErrors) of the transfer; `dest` is
+    then untouched and no temporary file remains.
     """
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    downloader = pooch.HTTPDownloader(timeout=(timeout, READ_TIMEOUT), progressbar=sys.stderr.isatty())
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            print(f"lth: downloading {url} to {dest.parent}", file=sys.stderr, flush=True)
-            while chunk := response.read(_CHUNK):
-                h.update(chunk)
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        if h.hexdigest() != sha256:
-            raise ChecksumError(f"SHA-256 {h.hexdigest()} is not the expected {sha256} (deleted)")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=dest.name, path=dest.parent, downloader=downloader)
+    except ValueError as err:  # pooch: the hash does not match (the temporary file is deleted), or a bad URL
+        if "hash" not in str(err):
+            raise
+        raise ChecksumError(f"its SHA-256 is not the expected {sha256} (deleted)") from None
 
 
 def fetch(dataset: str, folder: Path) -> dict[str, Path]:
@@ -137,8 +145,8 @@ def fetch(dataset: str, folder: Path) -> dict[str, Path]:
             try:
                 download(url, paths[name], checksums[name])
                 break
-            except (OSError, http.client.HTTPException, ValueError) as err:  # URLError, timeouts, checksum
-                failures.append(f"{url}: {one_line(err)}")
+            except (OSError, ValueError) as err:  # connection errors, timeouts, HTTP errors, checksum
+                failures.append(f"{url}: {failure(err)}")
         else:
             raise DataError(
                 f"dataset {dataset} needs {', '.join(missing[i:])} in {folder}, and downloading them failed "
