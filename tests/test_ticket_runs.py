@@ -169,3 +169,21 @@ def test_inspect_prints_origin_accuracies_and_layers(source, capsys):
     kept = round(record["layer_density"]["fc1/kernel"] * 784 * 32)
     assert row.split()[1:4] == ["784x32", "float32", f"{kept:,}"]
     assert f"{100 * record['layer_density']['fc1/kernel']:.2f} %" in row
+
+
+@pytest.mark.parametrize("layout", ["workers", "vmap"])
+def test_replicates_from_a_ticket_in_workers_and_vmapped(source, tmp_path, layout):
+    """Every replicate starts from the ticket (with its own data order); replicate 0 is the one-replicate run."""
+    config, root, run = source
+    path = ex.export_from_run(run, 2, out=tmp_path / "t.safetensors")["path"]
+    alone = run_lottery(replace(config, levels=0), ticket=path, runs_root=tmp_path / "one", wandb="disabled",
+                        progress=False)
+    run_lottery(replace(config, levels=0), ticket=path, runs_root=tmp_path / "many", wandb="disabled",
+                progress=False, replicates=2, layout=layout, workers=2 if layout == "workers" else None)
+    (many,) = (tmp_path / "many").iterdir()
+    reps = [json.loads((many / f"replicate_0{r}" / "results.json").read_text())[0] for r in (0, 1)]
+    assert reps[0]["density"] == reps[1]["density"] == alone[0]["density"]
+    if layout == "workers":
+        assert reps[0] == alone[0]
+    else:
+        assert reps[0]["test_accuracy"] == pytest.approx(alone[0]["test_accuracy"], abs=1e-5)
