@@ -114,9 +114,16 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+# fields added after runs were named by their hash: left out of the hash while unset, so that those
+# runs keep their directories
+_HASHED_ONLY_WHEN_SET = ("ticket",)
+
+
 def canonical_json(config: ExperimentConfig) -> str:
-    """Sorted-key, whitespace-free JSON of every field: equal configs give equal strings."""
-    return json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    """Sorted-key, whitespace-free JSON of every field (those of `_HASHED_ONLY_WHEN_SET` only when set):
+    equal configs give equal strings."""
+    data = {k: v for k, v in to_dict(config).items() if not (k in _HASHED_ONLY_WHEN_SET and v is None)}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def config_hash(config: ExperimentConfig, length: int = 8) -> str:

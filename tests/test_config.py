@@ -21,10 +21,25 @@ def test_equal_configs_equal_hash_and_round_trip():
 @pytest.mark.parametrize("field,value", [
     ("seed", 1), ("levels", 3), ("rewind", "500it"), ("training.batch_size", 30), ("pruning.fraction", 0.1),
     ("optimizer.learning_rate", 1e-3), ("data.name", "mnist1d"), ("pruning.prunable", (".*",)), ("name", "x"),
+    ("ticket", "ab" * 32),
 ])
 def test_any_field_change_changes_hash(field, value):
     base = ExperimentConfig()
     assert config_hash(replace(base, **{field: value})) != config_hash(base)
+
+
+def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
+    """`ticket` came after runs were named by their hash: while None it is not hashed, so they keep their names."""
+    import hashlib
+    import json
+
+    config = load_config("lenet300_mnist", "quick")
+    fields = to_dict(config)
+    assert fields["ticket"] is None  # in config.json ...
+    fields.pop("ticket")  # ... but not in the hash
+    before = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
+    assert config_hash(config) == before
+    assert "ticket" not in canonical_json(config) and "ticket" in canonical_json(replace(config, ticket="ab"))
 
 
 def test_replace_rejects_unknown_fields():
