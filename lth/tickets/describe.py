@@ -25,8 +25,8 @@ def _origin(h: dict[str, Any]) -> list[str]:
                      f"{h.get('num_classes', '?')} classes)")
     if "start_step" in h:
         schedule = "the retraining schedule" if h.get("retrained") else "the first level's schedule"
-        lines.append(f"start:    iteration {h['start_step']} ({h.get('retraining', '?')}, rewind "
-                     f"{h.get('rewind', '?')}), {schedule}")
+        lines.append(f"start:    iteration {h['start_step']}, trained with {schedule} (its run: retraining "
+                     f"{h.get('retraining', '?')}, rewind point {h.get('rewind', '?')})")
     return lines
 
 
