@@ -52,8 +52,8 @@ def test_export_writes_the_level_with_its_origin(source, tmp_path):
     assert info["path"] == run.path / "replicate_00" / "tickets" / "level_02.safetensors"
     ticket = ex.load(info["path"])
     h = ticket.metadata
-    assert (h["model"], h["dataset"], h["level"], h["replicate"], h["start_step"], h["retrained"]) == \
-        ("mlp_tiny", "mnist5k", 2, 0, 0, True)
+    assert (h["model"], h["dataset"], h["level"], h["replicate"], h["start_step"], h["retrained"], h["data_level"]) \
+        == ("mlp_tiny", "mnist5k", 2, 0, 0, True, 2)
     assert h["config"] == run.config and h["config_hash"] == run.hash and h["record"] == run.records[0][2]
     assert h["density"] == pytest.approx(run.records[0][2]["density"])
     assert h["layer_density"] == pytest.approx(run.records[0][2]["layer_density"])
@@ -67,7 +67,8 @@ def test_export_writes_the_level_with_its_origin(source, tmp_path):
         ex.export_from_run(run.path, 7)
 
 
-@pytest.mark.parametrize("rewind, retraining", [("0it", "rewind"), ("10it", "rewind"), ("10it", "finetune")])
+# rewinding to iteration 0: test_replicates_from_a_ticket_in_worker_processes
+@pytest.mark.parametrize("rewind, retraining", [("10it", "rewind"), ("10it", "finetune")])
 def test_retraining_a_ticket_on_its_experiment_gives_the_level_again(tmp_path, rewind, retraining):
     config = tiny_config(rewind=rewind, retraining=retraining, levels=1)
     run_lottery(config, runs_root=tmp_path / "a", wandb="disabled", progress=False)
@@ -100,6 +101,8 @@ def test_ticket_transfer_resume_and_controls(source, tmp_path, capsys):
     assert records[1]["density"] < records[0]["density"]  # and IMP continues
     config_json = json.loads((transfer / "config.json").read_text())
     assert config_json["data"]["name"] == "synthetic_mnist" and config_json["ticket"] == ex.load(path).digest
+    again = ex.load(ex.export_from_run(transfer, 1, out=tmp_path / "t1.safetensors")["path"]).metadata
+    assert (again["level"], again["data_level"], again["retrained"]) == (1, 2, True)  # level 1 after a level-1 ticket
 
     code, out, err = cli(capsys, *argv[:-2])  # the same ticket and config: the same run, already done
     assert code == 0 and f"{transfer}: all 2 levels" in out and len(list(runs.iterdir())) == 1
@@ -172,7 +175,8 @@ def test_inspect_prints_origin_accuracies_and_layers(source, capsys):
 
 
 def test_replicates_from_a_ticket_in_worker_processes(source, tmp_path):
-    """Every replicate starts from the ticket (with its own data order); replicate 0 retrains the level."""
+    """Every replicate starts from the ticket (with its own data order); replicate 0 retrains the level
+    (rewinding to iteration 0: its record and evaluations, bit for bit)."""
     config, root, run = source
     path = ex.export_from_run(run, 2, out=tmp_path / "t.safetensors")["path"]
     run_lottery(replace(config, levels=0), ticket=path, runs_root=tmp_path, wandb="disabled", progress=False,
@@ -182,4 +186,5 @@ def test_replicates_from_a_ticket_in_worker_processes(source, tmp_path):
     assert reps[0]["density"] == reps[1]["density"] == run.records[0][2]["density"]
     assert {k: v for k, v in reps[0].items() if k not in NOT_TRAINING} == \
         {k: v for k, v in run.records[0][2].items() if k not in NOT_TRAINING}
+    assert evaluations(many, 0) == evaluations(run.path, 2)
     assert reps[1]["early_stop_val_loss"] != reps[0]["early_stop_val_loss"]  # seed + 1: another data order
