@@ -1,4 +1,4 @@
-"""`lth run | ls | control | instability | ticket | plot | experiments` -- the command line.
+"""`lth run | ls | control | instability | ticket | plot | experiments | sweep` -- the command line.
 
 Bad input: one line on stderr, exit code 2. Arguments are parsed before jax is imported: each
 command imports what it runs (jax, the runner) only once its arguments are known.
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
     _add_roots(plot, data=False)
     sub.add_parser("experiments", help="list the experiment files")
+    _add_sweep(sub.add_parser("sweep", help="every cell of a sweep file as a Ray task (a local cluster, or "
+                                            "--address to join one)"))
     return parser
 
 
@@ -126,6 +128,30 @@ def _add_instability(inst: argparse.ArgumentParser) -> None:
                            "training subset at every alpha), a, average")
     _add_roots(inst)
     inst.add_argument("--no-progress", action="store_true")
+
+
+def _add_sweep(sweep: argparse.ArgumentParser) -> None:
+    sweep.add_argument("sweep", help="a name from experiments/sweeps/ (e.g. lenet300_rewinding) or a path to a .py "
+                                     "file defining get_sweep(variant)")
+    sweep.add_argument("--variant", default="default", help="the sweep's variant, e.g. smoke")
+    sweep.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT (`ray start --head`) or ray://HOST:PORT "
+                                         "(default: start a local one sized to this machine)")
+    sweep.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs Ray reserves per cell (default 1)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs Ray reserves per cell (default 0; "
+                                                                       "fractions share a GPU)")
+    sweep.add_argument("--max-retries", type=int, default=2,
+                       help="retries of a cell that raises or whose worker dies (default 2)")
+    sweep.add_argument("--filesystem", choices=("auto", "shared", "local"), default="auto",
+                       help="shared: workers write into the run root; local: each cell trains on its worker's disk "
+                            "and its run directory is shipped back; auto (default): shared if every node sees it")
+    sweep.add_argument("--worker-dir", help="with --filesystem local: the run root on each worker "
+                                            "(default: <tmp>/lth-sweep-runs)")
+    sweep.add_argument("--checkpoint-every", default="10min", help="checkpoint period inside a level (as lth run)")
+    sweep.add_argument("--wandb", choices=("online", "offline", "disabled"),
+                       help="W&B mode of every cell (default: $WANDB_MODE, else offline)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells and their run directories, start nothing")
+    _add_roots(sweep)
+    sweep.add_argument("--no-progress", action="store_true", help="no progress lines (the summary is printed)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -260,6 +286,36 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lth.runs.sweep import cell_finished, run_sweep  # heavy (jax, the runner; Ray later): after parsing
+    from lth.runs.sweep_file import load_sweep  # heavy (jax): after the arguments parse
+    from lth.store import runs_root
+
+    plan = load_sweep(args.sweep, args.variant)
+    if args.dry_run:
+        root = runs_root(args.runs)
+        print(f"sweep {plan.dir_name}: {len(plan.cells)} cells, axes {', '.join(plan.axes) or '(none)'}")
+        for cell in plan.cells:
+            done = "done" if cell_finished(root, plan, cell) else "todo"
+            print(f"{cell.index:>4}  {done}  {cell.label or 'base'}  seed {cell.config.seed}  {root / cell.run_name}")
+        return 0
+    outcome = run_sweep(plan, runs_root=args.runs, data_root=args.data_dir, address=args.address,
+                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
+                        filesystem=args.filesystem, worker_dir=args.worker_dir,
+                        checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress)
+    if outcome.state.summary:
+        print(outcome.state.summary)
+    print(f"sweep: {outcome.path / 'sweep.json'}\nsummary: {outcome.path / 'summary.csv'}\n"
+          f"plot: {outcome.path / 'accuracy_vs_sparsity.png'}")
+    for cell in outcome.failed:
+        print(f"lth: sweep: cell {cell['index']} ({cell['cell'] or 'base'}, seed {cell['seed']}) failed: "
+              f"{cell['error']}", file=sys.stderr)
+    if outcome.failed:
+        print(f"lth: sweep: {len(outcome.failed)} of {len(plan.cells)} cells failed; rerun the same command to "
+              "retry them (finished cells are kept)", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
 def cmd_experiments(args: argparse.Namespace) -> int:
     for name in experiment_names():
         print(name)
@@ -282,7 +338,8 @@ def _os_error(err: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
-               "ticket": cmd_ticket, "plot": cmd_plot, "experiments": cmd_experiments}[args.command]
+               "ticket": cmd_ticket, "plot": cmd_plot, "experiments": cmd_experiments,
+               "sweep": cmd_sweep}[args.command]
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handler(args)

@@ -1,0 +1,104 @@
+"""A sweep's finished runs side by side: per point of its axes, branch (the main line or a control)
+and level, the mean and sample standard deviation (ddof=1) over the point's replicates -- as a
+`Table`, CSV and text -- and one overlay plot of accuracy vs. percent of weights remaining.
+
+A *group* is (label, axis values, run directories): the runs of one point (its replicates); every
+replicate directory of every run counts as one replicate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lth.analysis.plots import plot_accuracy_vs_sparsity
+from lth.analysis.runs import Run
+from lth.analysis.tables import Table
+
+Group = tuple[str, Mapping[str, Any], Sequence[Path]]
+SUMMARY_KEYS = ("percent_remaining", "early_stop_test_accuracy", "test_accuracy", "best_test_accuracy",
+                "early_stop_iteration")
+
+
+def _branch_records(run: Run, branch: str) -> list[list[dict[str, Any]]]:
+    """Each replicate's level records of `branch` ("main" or a control name) in one run."""
+    if branch == "main":
+        return [r for r in run.records if r]
+    return [r for r in run.controls.get(branch, []) if r]
+
+
+def mean_and_sample_std(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation with ddof=1; NaN for a single value)."""
+    values = [float(v) for v in values]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def sweep_summary(groups: Sequence[Group], branches: Sequence[str] = (), axes: Sequence[str] = ()) -> Table:
+    """One row per (group, branch, level) with `n` replicates: each of SUMMARY_KEYS as its mean and
+    `<key>_std` (sample std). Columns: cell, the axes, branch, level, n, then the keys."""
+    columns = ["cell", *axes, "branch", "level", "n", *[c for k in SUMMARY_KEYS for c in (k, f"{k}_std")]]
+    rows = []
+    for label, point, paths in groups:
+        runs = [Run(p) for p in paths]
+        for branch in ("main", *branches):
+            by_level: dict[int, list[dict[str, Any]]] = {}
+            for run in runs:
+                for records in _branch_records(run, branch):
+                    for record in records:
+                        by_level.setdefault(int(record["level"]), []).append(record)
+            for level in sorted(by_level):
+                row: dict[str, Any] = {"cell": label, **{a: point.get(a) for a in axes}, "branch": branch,
+                                       "level": level, "n": len(by_level[level])}
+                for key in SUMMARY_KEYS:
+                    row[key], row[f"{key}_std"] = mean_and_sample_std([r[key] for r in by_level[level]])
+                rows.append(row)
+    return Table.from_records(rows, columns)
+
+
+def summary_csv(table: Table) -> str:
+    """The table as CSV (a single replicate's std is left empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.columns)
+    for row in table.rows:
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
+    return out.getvalue()
+
+
+def _pm(mean: float, std: float, scale: float, digits: int) -> str:
+    text = f"{scale * mean:.{digits}f}"
+    return text if math.isnan(std) else f"{text} +- {scale * std:.{digits}f}"
+
+
+def summary_text(table: Table) -> str:
+    """The table for a terminal: accuracies in %, mean +- sample std over the n replicates."""
+    head = ("cell", "branch", "level", "% left", "early-stop acc %", "final acc %", "early-stop it", "n")
+    lines = []
+    for r in table.to_records():
+        lines.append((r["cell"] or "base", r["branch"], str(r["level"]), f"{r['percent_remaining']:.2f}",
+                      _pm(r["early_stop_test_accuracy"], r["early_stop_test_accuracy_std"], 100, 2),
+                      _pm(r["test_accuracy"], r["test_accuracy_std"], 100, 2),
+                      _pm(r["early_stop_iteration"], r["early_stop_iteration_std"], 1, 0), str(r["n"])))
+    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
+    left = (0, 1)
+    return "\n".join("  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))
+                     for x in [head, *lines])
+
+
+def plot_sweep(groups: Sequence[Group], path: str | Path, branches: Sequence[str] = (), axis: str | None = None,
+               title: str = "") -> Path:
+    """Test accuracy vs. % of weights remaining: one line (mean, +-1 std band) per group and branch,
+    or with `axis` per value of that axis (the groups sharing it pooled)."""
+    series: dict[str, list[list[dict[str, Any]]]] = {}
+    for label, point, paths in groups:
+        key = label if axis is None else f"{axis}={point.get(axis)}"
+        runs = [Run(p) for p in paths]
+        for branch in ("main", *branches):
+            name = key if branch == "main" else f"{key} {branch}"
+            series.setdefault(name, []).extend(r for run in runs for r in _branch_records(run, branch))
+    return plot_accuracy_vs_sparsity({k: v for k, v in series.items() if v}, path, title=title)

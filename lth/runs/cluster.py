@@ -1,0 +1,101 @@
+"""The Ray cluster a sweep runs on: a local one sized to this machine (no address), or an existing
+one joined by address (`auto`, `HOST:PORT` of a head started with `ray start --head`, or
+`ray://HOST:PORT` through Ray Client); and whether its workers see the driver's filesystem.
+
+Ray is imported only here and in `lth.runs.sweep` (function-local: an optional dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lth.errors import ConfigError, LthError
+from lth.store.sweeps import sees_probe
+
+_HOST_PORT = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def check_address(address: str | None) -> None:
+    """A one-line ConfigError for an address that is none of: auto, HOST:PORT, ray://HOST:PORT."""
+    if address is None or address == "auto" or _HOST_PORT.fullmatch(address):
+        return
+    raise ConfigError(f"invalid Ray address {address!r}: write auto, HOST:PORT (a head started with "
+                      "`ray start --head`) or ray://HOST:PORT (Ray Client)")
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
+    match = _HOST_PORT.fullmatch(address)
+    if match is None:
+        return
+    host, port = match.group(1).strip("[]"), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as err:
+        raise LthError(f"no Ray cluster answers at {address} ({err.strerror or type(err).__name__}): start one "
+                       "with `ray start --head` (see docs/cluster.md) or leave out --address for a local one") from None
+
+
+def import_ray() -> Any:
+    try:
+        import ray  # optional dependency (the `sweep` extra): only sweeps need it
+    except ImportError:
+        raise LthError("lth sweep runs on Ray, which is not installed: pip install -e '.[sweep]' "
+                       "(or pip install 'ray[default]')") from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+    """Connected to Ray for the block: a new local cluster (`num_cpus`: default all of this
+    machine's) that is shut down afterwards, or the cluster at `address` (left running)."""
+    ray = import_ray()
+    check_address(address)
+    if ray.is_initialized():  # already connected (a notebook, a test): use it and leave it be
+        yield ray
+        return
+    if address is None:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    else:
+        if address == "auto" and os.environ.get("RAY_ADDRESS"):
+            _check_reachable(os.environ["RAY_ADDRESS"])
+        _check_reachable(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise LthError(f"could not join the Ray cluster at {address}: {first}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def describe(ray: Any) -> dict[str, Any]:
+    """The cluster's alive nodes and total CPUs and GPUs."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    resources = ray.cluster_resources()
+    return {"nodes": len(nodes), "cpus": float(resources.get("CPU", 0)), "gpus": float(resources.get("GPU", 0)),
+            "node_ids": [n["NodeID"] for n in nodes]}
+
+
+def _probe(path: str, token: str) -> bool:
+    return sees_probe(path, token)
+
+
+def shared_filesystem(ray: Any, probe_path: Path, token: str) -> bool:
+    """Whether every alive node sees the driver's run root: the probe file written there with
+    `token` is read back by a zero-CPU task pinned to each node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # optional dependency: see import_ray
+
+    probe = ray.remote(num_cpus=0)(_probe)
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(
+        str(probe_path), token) for node_id in describe(ray)["node_ids"]]
+    return all(ray.get(refs))

@@ -1,0 +1,270 @@
+"""`run_sweep`: every cell of a sweep (`lth.runs.sweep_file`) as a Ray task on a local or joined
+cluster, with the guarantees of a single run.
+
+* Finished cells are skipped (no Ray started when all are); unfinished ones resume from their run
+  directories (`run_lottery` does, on a shared filesystem).
+* A cell that raises or whose worker dies is retried up to `max_retries` times, the others go on;
+  an `LthError` (a config or input problem: the same every time) is not retried. Failed cells are
+  named with their one-line errors in the outcome.
+* Two sweeps never train the same run at once: on a shared filesystem the worker holds the run's
+  lock (a lock left by a worker that Ray reports dead is cleared by the retry, on any host); without
+  one the driver holds it in its own run root while the cell is out.
+* Without a shared filesystem (`filesystem="local"`, or "auto" finding a node that does not see the
+  run root) a cell trains into a worker-local run root and its finished run directory comes back
+  through Ray, unpacked into the driver's run root exactly as `lth run` would have written it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lth.config import to_dict
+from lth.errors import ConfigError, LthError
+from lth.runs import cluster
+from lth.runs.lottery import _control_levels
+from lth.runs.sweep_file import Cell, SweepPlan
+from lth.runs.sweep_progress import SweepProgress
+from lth.runs.sweep_state import SweepState
+from lth.runs.sweep_task import CellJob, train_cell
+from lth.runs.tracking import resolve_wandb_mode, wandb_credentials_present
+from lth.store import RunDir, RunLock, runs_root
+from lth.store.sweeps import SweepDir, unpack_run_dir
+
+FILESYSTEMS = ("auto", "shared", "local")
+
+
+class SweepOptions(NamedTuple):
+    """How a sweep runs (not what it computes)."""
+
+    runs_root: Path
+    data_root: str | None = None
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+    max_retries: int = 2
+    filesystem: str = "auto"
+    worker_dir: str | None = None
+    checkpoint_every: str = "10min"
+    wandb: str = "offline"
+    local_cpus: int | None = None
+
+
+class SweepOutcome(NamedTuple):
+    """A finished (or partly failed) sweep: its directory, the state of every cell, the failed ones."""
+
+    path: Path
+    state: SweepState
+    failed: list[dict[str, Any]]
+
+
+def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root: str | Path | None = None,
+              address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
+              max_retries: int = 2, filesystem: str = "auto", worker_dir: str | Path | None = None,
+              checkpoint_every: str = "10min", wandb: str | None = None, progress: bool = True,
+              local_cpus: int | None = None) -> SweepOutcome:
+    """Run every unfinished cell of `plan` on Ray; write ``<runs root>/sweeps/<name>-<hash>/``
+    (sweep.json, summary.csv, the overlay plot); return the outcome (see the module docstring).
+
+    `address`: None starts a local cluster (`local_cpus`, default the machine's cores) and stops it
+    at the end; "auto", "HOST:PORT" or "ray://HOST:PORT" joins one. Each cell asks Ray for
+    `cpus_per_run` CPUs and `gpus_per_run` GPUs. `filesystem`: "shared", "local" or "auto" (probe).
+    """
+    options = _check_options(runs_root, data_root, address, cpus_per_run, gpus_per_run, max_retries, filesystem,
+                             worker_dir, checkpoint_every, wandb, local_cpus)
+    sweep_dir = SweepDir(options.runs_root, plan.dir_name)
+    state = SweepState(plan, options.runs_root, sweep_dir)
+    todo = [cell for cell in plan.cells if not cell_finished(options.runs_root, plan, cell)]
+    for cell in plan.cells:
+        if cell not in todo:
+            state.mark_finished(cell.index)
+    reporter = SweepProgress(len(plan.cells), enabled=progress)
+    reporter.skipped(len(plan.cells) - len(todo))
+    try:
+        if todo:  # the sweep directory is written once the cluster answers
+            with cluster.ray_cluster(options.address, options.local_cpus) as ray:
+                _Driver(ray, plan, options, state, reporter).run(todo)
+    finally:
+        reporter.close()
+        if not todo or sweep_dir.state_path.exists():
+            state.write()
+    state.write_summary()
+    return SweepOutcome(sweep_dir.path, state, state.failed())
+
+
+def _check_options(root: Any, data_root: Any, address: str | None, cpus: float, gpus: float, retries: int,
+                   filesystem: str, worker_dir: Any, checkpoint_every: str, wandb: str | None,
+                   local_cpus: int | None) -> SweepOptions:
+    """One-line ConfigErrors for options that cannot work, before anything starts."""
+    cluster.check_address(address)
+    if not cpus > 0 or gpus < 0:
+        raise ConfigError(f"cpus per run must be > 0 and gpus per run >= 0, got {cpus} and {gpus}")
+    if retries < 0:
+        raise ConfigError(f"max retries must be >= 0, got {retries}")
+    if filesystem not in FILESYSTEMS:
+        raise ConfigError(f"unknown filesystem mode {filesystem!r}: choose one of {', '.join(FILESYSTEMS)}")
+    if local_cpus is not None and local_cpus < 1:
+        raise ConfigError(f"local cpus must be >= 1, got {local_cpus}")
+    mode = resolve_wandb_mode(wandb)
+    if mode == "online" and not wandb_credentials_present():
+        raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
+                          "or use --wandb offline (sync later)")
+    from lth.parse import parse_checkpoint_period
+
+    parse_checkpoint_period(checkpoint_every, 1)
+    return SweepOptions(runs_root(root).resolve(), str(Path(data_root).resolve()) if data_root else None, address,
+                        float(cpus), float(gpus), retries, filesystem,
+                        str(Path(worker_dir).resolve()) if worker_dir else None, checkpoint_every, mode, local_cpus)
+
+
+def cell_finished(root: Path, plan: SweepPlan, cell: Cell) -> bool:
+    """Whether a cell's run directory holds every level of its main line and of its controls."""
+    run = RunDir(root, cell.config)
+    rep = run.replicate(0)
+    if not run.results_path.exists() or len(rep.read_results()) < cell.config.levels + 1:
+        return False
+    levels = _control_levels(plan.controls, plan.control_levels, cell.config.levels) or []
+    for name in plan.controls:
+        done = {int(r["level"]) for r in rep.control(name).read_results()}
+        if not set(levels) <= done:
+            return False
+    return True
+
+
+class _Ledger:
+    """A Ray actor that hears each attempt start (cell, attempt, node info), for the driver to poll."""
+
+    def __init__(self):
+        self.events: list[tuple[int, int, dict[str, Any]]] = []
+
+    def started(self, index: int, attempt: int, info: dict[str, Any]) -> None:
+        self.events.append((index, attempt, info))
+
+    def drain(self) -> list[tuple[int, int, dict[str, Any]]]:
+        events, self.events = self.events, []
+        return events
+
+
+def failure_text(err: BaseException) -> tuple[str, bool, bool]:
+    """(one-line error, retry it?, did the worker die?) of a failed Ray task."""
+    import ray.exceptions  # optional dependency: see lth.runs.cluster
+
+    if isinstance(err, ray.exceptions.RayTaskError):
+        cause = err.cause if isinstance(err.cause, BaseException) else err
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        if isinstance(cause, LthError):
+            return first, False, False
+        return f"{type(cause).__name__}: {first}", True, False
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    return f"{type(err).__name__}: {first}", True, True
+
+
+class _Driver:
+    """Submits the cells, follows them, retries and records them (one sweep, one cluster connection)."""
+
+    def __init__(self, ray: Any, plan: SweepPlan, options: SweepOptions, state: SweepState,
+                 reporter: SweepProgress):
+        self.ray, self.plan, self.options, self.state, self.reporter = ray, plan, options, state, reporter
+        self.pending: dict[Any, tuple[Cell, int]] = {}
+        self.locks: dict[int, RunLock] = {}
+        self.task = ray.remote(max_retries=0)(train_cell)
+        self.ledger = ray.remote(num_cpus=0)(_Ledger).remote()
+
+    def run(self, todo: list[Cell]) -> None:
+        info = cluster.describe(self.ray)
+        self._check_resources(info)
+        shared = self._filesystem()
+        self.state.set_cluster(info, self.options, shared)
+        self.state.write()
+        slots = min(info["cpus"] // self.options.cpus_per_run if self.options.cpus_per_run else len(todo),
+                    info["gpus"] // self.options.gpus_per_run if self.options.gpus_per_run else len(todo))
+        self.reporter.note(f"sweep {self.plan.dir_name}: {len(todo)} cell(s) to train on {info['nodes']} Ray node(s) "
+                           f"({info['cpus']:g} CPUs, {info['gpus']:g} GPUs: {int(slots)} at a time), "
+                           f"{'shared' if shared else 'worker-local'} run root")
+        try:
+            for cell in todo:
+                self._submit(cell, 0, shared)
+            self.state.write()
+            while self.pending:
+                ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+                self._drain_ledger()
+                for ref in ready:
+                    self._finish(ref, shared)
+                if ready:
+                    self.state.write()
+        finally:
+            for ref in self.pending:  # interrupted: stop what is out, keep what is finished
+                with contextlib.suppress(Exception):
+                    self.ray.cancel(ref, force=True)
+            for index in list(self.locks):
+                self.locks.pop(index).release()
+
+    def _check_resources(self, info: dict[str, Any]) -> None:
+        o = self.options
+        if info["cpus"] < o.cpus_per_run or info["gpus"] < o.gpus_per_run:
+            raise LthError(f"each cell asks for {o.cpus_per_run:g} CPU(s) and {o.gpus_per_run:g} GPU(s), the Ray "
+                           f"cluster has {info['cpus']:g} and {info['gpus']:g}: lower --cpus-per-run / "
+                           "--gpus-per-run or add nodes")
+
+    def _filesystem(self) -> bool:
+        """Whether the workers write into the driver's run root (they check the probe file there)."""
+        self.state.sweep_dir.write_probe(self.state.token)
+        if self.options.filesystem == "auto":
+            return cluster.shared_filesystem(self.ray, self.state.sweep_dir.probe_path, self.state.token)
+        return self.options.filesystem == "shared"
+
+    def _submit(self, cell: Cell, attempt: int, shared: bool) -> None:
+        if not shared and cell.index not in self.locks:  # the driver's run root is the one that counts
+            lock = RunLock(RunDir(self.options.runs_root, cell.config).lock_path)
+            try:
+                lock.acquire()
+            except LthError as err:
+                self.state.mark_failed(cell.index, str(err))
+                self.reporter.cell_failed(cell.index, cell.describe(), str(err))
+                return
+            self.locks[cell.index] = lock
+        o = self.options
+        job = CellJob(cell.index, attempt, to_dict(cell.config), str(o.runs_root), "shared" if shared else "local",
+                      (str(self.state.sweep_dir.probe_path), self.state.token), o.worker_dir, o.data_root, o.wandb,
+                      o.checkpoint_every, self.plan.controls, self.plan.control_levels,
+                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.state.stale_locks(cell.index))
+        env = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}} if 0 < o.gpus_per_run < 1 else None
+        ref = self.task.options(num_cpus=o.cpus_per_run, num_gpus=o.gpus_per_run, name=f"lth-{cell.run_name}",
+                                runtime_env=env).remote(job, self.ledger)
+        self.pending[ref] = (cell, attempt)
+        self.state.mark_submitted(cell.index, attempt)
+
+    def _drain_ledger(self) -> None:
+        for index, attempt, info in self.ray.get(self.ledger.drain.remote()):
+            self.state.attempt_started(index, attempt, info)
+            if any(c.index == index for c, _ in self.pending.values()):
+                self.reporter.cell_started(index)
+
+    def _finish(self, ref: Any, shared: bool) -> None:
+        cell, attempt = self.pending.pop(ref)
+        try:
+            result = self.ray.get(ref)
+            if result["packed"] is not None:
+                started = time.perf_counter()
+                size = unpack_run_dir(result["packed"], RunDir(self.options.runs_root, cell.config).path)
+                result = {**result, "packed": None, "shipped_bytes": size,
+                          "unpack_seconds": time.perf_counter() - started}
+        except Exception as err:  # a failed task: retried or reported, the other cells go on
+            self._drain_ledger()  # the attempt's host and process, if it died before saying so
+            text, retry, died = failure_text(err)
+            self.state.attempt_failed(cell.index, attempt, text, died)
+            if retry and attempt < self.options.max_retries:
+                self.reporter.cell_retried(cell.index, cell.describe(), text, attempt, self.options.max_retries + 1)
+                self._submit(cell, attempt + 1, shared)
+                return
+            self.state.mark_failed(cell.index, text)
+            self.reporter.cell_failed(cell.index, cell.describe(), text)
+        else:
+            self.state.mark_done(cell.index, attempt, result)
+            where = result.get("node_ip") or result.get("host", "?")
+            self.reporter.cell_done(cell.index, cell.describe(), result["seconds"], where)
+        lock = self.locks.pop(cell.index, None)
+        if lock is not None:
+            lock.release()

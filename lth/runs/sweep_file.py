@@ -1,0 +1,324 @@
+"""Sweep files: `get_sweep(variant)` returns a `Sweep` -- a base experiment and axes over its config
+fields -- which `load_sweep` expands into cells, each an ordinary `ExperimentConfig` with its own
+content-addressed run directory, all checked before anything starts.
+
+    from lth.runs.sweep_file import Sweep
+
+    def get_sweep(variant="default"):
+        return Sweep(name="rewinding", experiment="lenet300_mnist", variant="quick",
+                     set={"levels": 12},                           # fixed changes of the base
+                     grid={"rewind": ["0it", "100it", "500it"]},   # every combination of the axes
+                     zip={},                                       # axes paired value by value
+                     replicates=3,                                 # seeds seed, seed+1, seed+2
+                     controls=("imp+reinit",))
+
+A replicate is a cell of its own (seed = base seed + r, its own run directory, its own Ray task):
+`lth run` of a cell's config alone writes the same run directory. The summary groups a point's
+replicates (mean and sample std). The sweep's hash is that of its cells' config hashes and controls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import itertools
+import json
+import re
+import runpy
+import shlex
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lth.config import ExperimentConfig, replace
+from lth.errors import ConfigError
+from lth.experiments import experiment_dirs, load_experiment
+from lth.lottery.controls import parse_controls
+from lth.lottery.setup import validate_config
+from lth.parse import parse_levels, parse_value
+from lth.store import run_name
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A study: the base experiment (`experiment` + `variant`, or a `config`), fixed changes `set`,
+    `grid` axes (every combination), `zip` axes (equal lengths, the i-th values together), both over
+    config fields by dotted name; `replicates` seeds per point; `controls` trained after every cell's
+    main line at `control_levels` (None: the experiment file's CONTROLS and CONTROL_LEVELS);
+    `plot_axis`: the overlay plot draws one line per value of this axis (None: one per point)."""
+
+    name: str
+    experiment: str | None = None
+    variant: str = "default"
+    config: ExperimentConfig | None = None
+    set: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    zip: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    replicates: int = 1
+    controls: Sequence[str] | None = None
+    control_levels: str | None = None
+    plot_axis: str | None = None
+
+
+class Cell(NamedTuple):
+    """One run of a sweep: point `point` (axis -> value) of the axes, replicate `replicate`."""
+
+    index: int
+    point: dict[str, Any]
+    label: str  # "rewind=100it"
+    replicate: int
+    config: ExperimentConfig
+
+    @property
+    def run_name(self) -> str:
+        return run_name(self.config)
+
+    def describe(self) -> str:
+        return f"cell {self.index} ({self.label or 'base'}, seed {self.config.seed})"
+
+
+class SweepPlan(NamedTuple):
+    """A loaded, checked sweep: its cells and what every cell runs besides its main line."""
+
+    name: str
+    hash: str
+    source: str
+    variant: str
+    axes: tuple[str, ...]
+    cells: tuple[Cell, ...]
+    controls: tuple[str, ...]
+    control_levels: str | None
+    plot_axis: str | None
+    base: ExperimentConfig  # the experiment file's config (before `set`), or the sweep's config
+    base_command: tuple[str, ...] | None  # `lth run EXPERIMENT --variant V`, when the base is a file
+
+    @property
+    def dir_name(self) -> str:
+        return f"{self.name}-{self.hash}"
+
+    def command(self, cell: Cell) -> str | None:
+        """The `lth run` command that trains `cell` alone into the same run directory (None when the
+        base is a config, not an experiment file)."""
+        if self.base_command is None:
+            return None
+        changes = _changed_fields(self.base, cell.config)
+        return shlex.join([*self.base_command, *itertools.chain.from_iterable(
+            ("--set", f"{k}={_cli_value(v)}") for k, v in changes.items())])
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweep names are looked up: experiments/sweeps/ of ./ and of the repository."""
+    return [d / "sweeps" for d in experiment_dirs() if (d / "sweeps").is_dir()]
+
+
+def find_sweep(name_or_path: str) -> Path:
+    """A sweep file: a path to a .py file, or a name in an experiments/sweeps/ directory."""
+    path = Path(name_or_path)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise ConfigError(f"sweep file {name_or_path!r} not found")
+        return path
+    for d in sweep_dirs():
+        if (d / f"{name_or_path}.py").is_file():
+            return d / f"{name_or_path}.py"
+    names = sorted({p.stem for d in sweep_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
+    raise ConfigError(f"unknown sweep {name_or_path!r}: choose one of {', '.join(names) or '(none found)'}, "
+                      "or give a path to a .py file defining get_sweep(variant)")
+
+
+def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:
+    """Import a sweep file, call its `get_sweep(variant)` and expand and check every cell: unknown
+    fields, empty or unequal axes, values of the wrong type or that the config rejects, cells that
+    are the same run -- each a one-line `ConfigError`, before anything is written or started."""
+    path = find_sweep(name_or_path)
+    sweep = _call_get_sweep(path, variant)
+    where = f"sweep {path.stem}"
+    if not isinstance(sweep.name, str) or not _NAME.fullmatch(sweep.name):
+        raise ConfigError(f"{where}: name {sweep.name!r} must be letters, digits, '_', '.' or '-'")
+    file_base, controls, control_levels, base_command = _base(sweep, where)
+    base = _with_fields(file_base, dict(sweep.set), f"{where}: set")
+    axes = _axes(sweep, where)
+    if sweep.plot_axis is not None and sweep.plot_axis not in axes:
+        raise ConfigError(f"{where}: plot_axis {sweep.plot_axis!r} is not an axis: choose one of {', '.join(axes)}")
+    if not isinstance(sweep.replicates, int) or isinstance(sweep.replicates, bool) or sweep.replicates < 1:
+        raise ConfigError(f"{where}: replicates must be a whole number >= 1, got {sweep.replicates!r}")
+    parse_controls(controls) if controls else None
+    if controls and control_levels is not None:
+        parse_levels(control_levels, 10**6)
+    cells = _cells(base, sweep, axes, where)
+    digest = hashlib.sha256(json.dumps({"runs": sorted(c.run_name for c in cells), "controls": list(controls),
+                                        "control_levels": control_levels}, sort_keys=True).encode()).hexdigest()[:8]
+    return SweepPlan(sweep.name, digest, str(path), variant, tuple(axes), tuple(cells), controls, control_levels,
+                     sweep.plot_axis, file_base, base_command)
+
+
+def _call_get_sweep(path: Path, variant: str) -> Sweep:
+    module = runpy.run_path(str(path), run_name=f"lth_sweep_{path.stem}")
+    get_sweep = module.get("get_sweep")
+    if not callable(get_sweep):
+        raise ConfigError(f"sweep file {str(path)!r} defines no get_sweep(variant)")
+    variants = module.get("VARIANTS", ("default",))
+    if variant not in variants:
+        raise ConfigError(f"unknown variant {variant!r} of sweep {path.stem}: choose one of {', '.join(variants)}")
+    sweep = get_sweep(variant) if inspect.signature(get_sweep).parameters else get_sweep()
+    if not isinstance(sweep, Sweep):
+        raise ConfigError(f"get_sweep() of {str(path)!r} must return an lth.runs.sweep_file.Sweep")
+    return sweep
+
+
+def _base(sweep: Sweep, where: str) -> tuple[ExperimentConfig, tuple[str, ...], str | None, tuple[str, ...] | None]:
+    """(base config, controls, control levels, `lth run` prefix) of a sweep."""
+    if (sweep.experiment is None) == (sweep.config is None):
+        raise ConfigError(f"{where}: give the base as experiment='name' (and variant) or as config=..., not both")
+    if sweep.config is not None:
+        if not isinstance(sweep.config, ExperimentConfig):
+            raise ConfigError(f"{where}: config must be an lth.config.ExperimentConfig")
+        return sweep.config, tuple(sweep.controls or ()), sweep.control_levels, None
+    experiment = load_experiment(sweep.experiment, sweep.variant)
+    controls = experiment.controls if sweep.controls is None else tuple(sweep.controls)
+    levels = experiment.control_levels if sweep.controls is None else sweep.control_levels
+    command = ("lth", "run", sweep.experiment, "--variant", sweep.variant)
+    if controls != experiment.controls or levels != experiment.control_levels:
+        command += ("--no-controls",)  # the cell's own controls: `lth control RUN ...`
+    return experiment.config, controls, levels, command
+
+
+def _axes(sweep: Sweep, where: str) -> list[str]:
+    """The axis names, grid then zip; every axis non-empty, zip axes of equal length, none twice."""
+    for kind, axes in (("grid", sweep.grid), ("zip", sweep.zip)):
+        for name, values in axes.items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+                raise ConfigError(f"{where}: {kind} axis {name!r} must be a list of values, got {values!r}")
+            if len(values) == 0:
+                raise ConfigError(f"{where}: {kind} axis {name!r} is empty: give it at least one value")
+    lengths = {name: len(values) for name, values in sweep.zip.items()}
+    if len(set(lengths.values())) > 1:
+        raise ConfigError(f"{where}: zip axes must have equal lengths, got {lengths}")
+    both = sorted((set(sweep.grid) & set(sweep.zip)) | ((set(sweep.grid) | set(sweep.zip)) & set(sweep.set)))
+    if both:
+        raise ConfigError(f"{where}: field(s) {both} given twice (in set, grid or zip): give each once")
+    return [*sweep.grid, *sweep.zip]
+
+
+def _points(sweep: Sweep) -> list[dict[str, Any]]:
+    grid = [dict(zip(sweep.grid, values)) for values in itertools.product(*sweep.grid.values())]
+    paired = [dict(zip(sweep.zip, values)) for values in zip(*sweep.zip.values())] if sweep.zip else [{}]
+    return [{**g, **z} for g in grid for z in paired]
+
+
+def _cells(base: ExperimentConfig, sweep: Sweep, axes: list[str], where: str) -> list[Cell]:
+    cells: list[Cell] = []
+    seen: dict[str, Cell] = {}
+    for point in _points(sweep):
+        label = " ".join(f"{k}={_text(v)}" for k, v in point.items())
+        config = _with_fields(base, point, f"{where}: {label}")
+        for r in range(sweep.replicates):
+            cell_config = dataclasses.replace(config, seed=config.seed + r)
+            try:
+                validate_config(cell_config)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {label or 'the base'}: {err}") from None
+            cell = Cell(len(cells), point, label, r, cell_config)
+            if cell.run_name in seen:
+                raise ConfigError(f"{where}: {cell.describe()} is the same run as {seen[cell.run_name].describe()}: "
+                                  "make the axes (and seeds + replicates) distinct")
+            seen[cell.run_name] = cell
+            cells.append(cell)
+    return cells
+
+
+def _with_fields(config: ExperimentConfig, changes: dict[str, Any], where: str) -> ExperimentConfig:
+    """`config` with dotted fields set, each value checked against the field's type (ints become
+    floats where a float is expected, lists tuples)."""
+    checked = {}
+    for name, value in changes.items():
+        owner, leaf = _field(config, name, where)
+        hint = typing.get_type_hints(type(owner))[leaf]
+        ok, coerced = _coerce(value, hint)
+        if not ok:
+            raise ConfigError(f"{where}: {name} = {value!r} is not a {_hint_text(hint)}")
+        checked[name] = coerced
+    return replace(config, **checked) if checked else config
+
+
+def _field(config: Any, name: str, where: str) -> tuple[Any, str]:
+    """(the config object holding field `name`, its last part); ConfigError naming the valid fields."""
+    owner, parts = config, name.split(".")
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(owner)]
+        if part not in names:
+            prefix = ".".join(parts[:i])
+            raise ConfigError(f"{where}: unknown config field {name!r}: {prefix or 'the config'} has "
+                              f"{', '.join(names)}")
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(owner, part)):
+                raise ConfigError(f"{where}: {name!r} is a group of fields: sweep over one of them, e.g. "
+                                  f"{name}.{dataclasses.fields(getattr(owner, part))[0].name}")
+            return owner, part
+        owner = getattr(owner, part)
+        if not dataclasses.is_dataclass(owner):
+            raise ConfigError(f"{where}: unknown config field {name!r}: {'.'.join(parts[:i + 1])} has no fields")
+    raise AssertionError("unreachable")
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(whether `value` fits the type `hint`, the value as stored)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            ok, coerced = _coerce(value, arg)
+            if ok:
+                return True, coerced
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool or hint is str:
+        return isinstance(value, hint), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number, float(value) if number else value
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            return False, value
+        args = typing.get_args(hint)
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            return False, value
+        pairs = [_coerce(v, a) for v, a in zip(value, items)]
+        return all(ok for ok, _ in pairs), tuple(c for _, c in pairs)
+    return True, value
+
+
+def _hint_text(hint: Any) -> str:
+    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _cli_value(value: Any) -> str:
+    """A value as `--set FIELD=VALUE` writes it (`lth.parse.parse_value` gives it back)."""
+    text = _text(value) if not isinstance(value, tuple) else json.dumps(value)
+    return text if parse_value(text) == value else json.dumps(value)
+
+
+def _changed_fields(base: Any, config: Any, prefix: str = "") -> dict[str, Any]:
+    """The dotted fields in which `config` differs from `base`."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        a, b = getattr(base, f.name), getattr(config, f.name)
+        if dataclasses.is_dataclass(b):
+            out.update(_changed_fields(a, b, f"{prefix}{f.name}."))
+        elif a != b:
+            out[f"{prefix}{f.name}"] = b
+    return out
+

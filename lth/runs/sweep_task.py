@@ -1,0 +1,117 @@
+"""What a Ray worker runs for one cell of a sweep: `run_lottery` of the cell's config (and its
+controls), into the shared run root or, without a shared filesystem, into a worker-local run root
+whose finished run directory is returned packed, for the driver to unpack into its own.
+
+This module imports no Ray: `lth.runs.sweep` wraps `train_cell` in a Ray task, and a `ledger` (a
+Ray actor handle) hears which node and process an attempt runs on as soon as it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lth.config import from_dict
+from lth.errors import LthError
+from lth.runs.lottery import run_lottery
+from lth.store import RunDir
+from lth.store.sweeps import pack_run_dir, sees_probe
+
+
+class CellJob(NamedTuple):
+    """Everything a worker needs for one attempt of one cell (plain values: it crosses machines)."""
+
+    index: int
+    attempt: int
+    config: dict[str, Any]  # `lth.config.to_dict` of the cell's config
+    runs_root: str  # the driver's run root (absolute)
+    filesystem: str  # "shared" (the driver's run root) | "local" (a worker-local one, shipped back)
+    probe: tuple[str, str]  # (probe file path, token): a shared run root must show it
+    worker_dir: str | None  # the worker-local run root ("local"); None: <tmp>/lth-sweep-runs
+    data_root: str | None
+    wandb: str
+    checkpoint_every: str
+    controls: tuple[str, ...]
+    control_levels: str | None
+    tags: str  # W&B tags of every run of the cell (comma-separated)
+    stale_locks: tuple[tuple[str, int], ...]  # (host, pid) of earlier attempts whose worker died
+
+
+def node_info() -> dict[str, Any]:
+    """Where this attempt runs: host name, process id and (inside Ray) the node's id and address."""
+    info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import ray  # optional: only inside a Ray worker
+
+        context = ray.get_runtime_context()
+        info["node_id"] = context.get_node_id()
+        info["node_ip"] = ray.util.get_node_ip_address()
+    except Exception:  # not in a Ray worker
+        pass
+    return info
+
+
+def default_worker_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "lth-sweep-runs"
+
+
+def clear_stale_lock(lock_path: Path, stale: tuple[tuple[str, int], ...]) -> bool:
+    """Remove the run lock if an earlier attempt whose worker died (on any host) holds it: a lock of
+    a dead process on another host cannot be told from a live one by the lock itself."""
+    try:
+        holder = json.loads(lock_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if isinstance(holder, dict) and (holder.get("host"), holder.get("pid")) in {tuple(s) for s in stale}:
+        lock_path.unlink(missing_ok=True)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def wandb_tags(tags: str) -> Iterator[None]:
+    """W&B's own WANDB_TAGS for the runs opened inside (the worker process is reused: restored after)."""
+    old = os.environ.get("WANDB_TAGS")
+    os.environ["WANDB_TAGS"] = tags
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("WANDB_TAGS", None)
+        else:
+            os.environ["WANDB_TAGS"] = old
+
+
+def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
+    """Train (or finish) one cell; returns where it ran, how long it took and, when the worker does
+    not share the driver's filesystem, its run directory packed (`lth.store.sweeps.pack_run_dir`)."""
+    info = node_info()
+    if ledger is not None:
+        ledger.started.remote(job.index, job.attempt, info)
+    shared = job.filesystem == "shared"
+    if shared and not sees_probe(*job.probe):
+        raise LthError(f"{info['host']} does not see the driver's run root {job.runs_root}: mount it on every node, "
+                       "or run the sweep with --filesystem local (run directories shipped back)")
+    root = Path(job.runs_root) if shared else Path(job.worker_dir or default_worker_dir())
+    config = from_dict(job.config)
+    run = RunDir(root, config)
+    clear_stale_lock(run.lock_path, job.stale_locks)
+    started = time.perf_counter()
+    with wandb_tags(job.tags):
+        run_lottery(config, runs_root=root, data_root=job.data_root, wandb=job.wandb, progress=False,
+                    checkpoint_every=job.checkpoint_every, controls=job.controls, control_levels=job.control_levels)
+    seconds = time.perf_counter() - started
+    packed, pack_seconds = None, 0.0
+    if not shared:
+        t = time.perf_counter()
+        packed = pack_run_dir(run.path)
+        pack_seconds = time.perf_counter() - t
+    return {**info, "shared": shared, "seconds": seconds, "packed": packed, "pack_seconds": pack_seconds,
+            "run_dir": str(run.path)}
