@@ -27,19 +27,18 @@ import json
 import re
 import runpy
 import shlex
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lth.config import ExperimentConfig, replace
+from lth.config import ExperimentConfig
 from lth.errors import ConfigError
 from lth.experiments import experiment_dirs, load_experiment
 from lth.lottery.controls import parse_controls
 from lth.lottery.setup import validate_config
 from lth.parse import parse_levels, parse_value
+from lth.runs.sweep_fields import changed_fields, with_fields
 from lth.store import run_name
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -107,7 +106,7 @@ class SweepPlan(NamedTuple):
         base is a config, not an experiment file)."""
         if self.base_command is None:
             return None
-        changes = _changed_fields(self.base, cell.config)
+        changes = changed_fields(self.base, cell.config)
         return shlex.join([*self.base_command, *itertools.chain.from_iterable(
             ("--set", f"{k}={_cli_value(v)}") for k, v in changes.items())])
 
@@ -142,15 +141,16 @@ def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:
     if not isinstance(sweep.name, str) or not _NAME.fullmatch(sweep.name):
         raise ConfigError(f"{where}: name {sweep.name!r} must be letters, digits, '_', '.' or '-'")
     file_base, controls, control_levels, base_command = _base(sweep, where)
-    base = _with_fields(file_base, dict(sweep.set), f"{where}: set")
+    base = with_fields(file_base, dict(sweep.set), f"{where}: set")
     axes = _axes(sweep, where)
     if sweep.plot_axis is not None and sweep.plot_axis not in axes:
         raise ConfigError(f"{where}: plot_axis {sweep.plot_axis!r} is not an axis: choose one of {', '.join(axes)}")
     if not isinstance(sweep.replicates, int) or isinstance(sweep.replicates, bool) or sweep.replicates < 1:
         raise ConfigError(f"{where}: replicates must be a whole number >= 1, got {sweep.replicates!r}")
-    parse_controls(controls) if controls else None
-    if controls and control_levels is not None:
-        parse_levels(control_levels, 10**6)
+    if controls:
+        parse_controls(controls)
+        if control_levels is not None:
+            parse_levels(control_levels, 10**6)
     cells = _cells(base, sweep, axes, where)
     digest = hashlib.sha256(json.dumps({"runs": sorted(c.run_name for c in cells), "controls": list(controls),
                                         "control_levels": control_levels}, sort_keys=True).encode()).hexdigest()[:8]
@@ -217,7 +217,7 @@ def _cells(base: ExperimentConfig, sweep: Sweep, axes: list[str], where: str) ->
     seen: dict[str, Cell] = {}
     for point in _points(sweep):
         label = " ".join(f"{k}={_text(v)}" for k, v in point.items())
-        config = _with_fields(base, point, f"{where}: {label}")
+        config = with_fields(base, point, f"{where}: {label}")
         for r in range(sweep.replicates):
             cell_config = dataclasses.replace(config, seed=config.seed + r)
             try:
@@ -233,74 +233,6 @@ def _cells(base: ExperimentConfig, sweep: Sweep, axes: list[str], where: str) ->
     return cells
 
 
-def _with_fields(config: ExperimentConfig, changes: dict[str, Any], where: str) -> ExperimentConfig:
-    """`config` with dotted fields set, each value checked against the field's type (ints become
-    floats where a float is expected, lists tuples)."""
-    checked = {}
-    for name, value in changes.items():
-        owner, leaf = _field(config, name, where)
-        hint = typing.get_type_hints(type(owner))[leaf]
-        ok, coerced = _coerce(value, hint)
-        if not ok:
-            raise ConfigError(f"{where}: {name} = {value!r} is not a {_hint_text(hint)}")
-        checked[name] = coerced
-    return replace(config, **checked) if checked else config
-
-
-def _field(config: Any, name: str, where: str) -> tuple[Any, str]:
-    """(the config object holding field `name`, its last part); ConfigError naming the valid fields."""
-    owner, parts = config, name.split(".")
-    for i, part in enumerate(parts):
-        names = [f.name for f in dataclasses.fields(owner)]
-        if part not in names:
-            prefix = ".".join(parts[:i])
-            raise ConfigError(f"{where}: unknown config field {name!r}: {prefix or 'the config'} has "
-                              f"{', '.join(names)}")
-        if i == len(parts) - 1:
-            if dataclasses.is_dataclass(getattr(owner, part)):
-                raise ConfigError(f"{where}: {name!r} is a group of fields: sweep over one of them, e.g. "
-                                  f"{name}.{dataclasses.fields(getattr(owner, part))[0].name}")
-            return owner, part
-        owner = getattr(owner, part)
-        if not dataclasses.is_dataclass(owner):
-            raise ConfigError(f"{where}: unknown config field {name!r}: {'.'.join(parts[:i + 1])} has no fields")
-    raise AssertionError("unreachable")
-
-
-def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
-    """(whether `value` fits the type `hint`, the value as stored)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            ok, coerced = _coerce(value, arg)
-            if ok:
-                return True, coerced
-        return False, value
-    if hint is type(None):
-        return value is None, value
-    if hint is bool or hint is str:
-        return isinstance(value, hint), value
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number, float(value) if number else value
-    if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            return False, value
-        args = typing.get_args(hint)
-        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
-        if len(items) != len(value):
-            return False, value
-        pairs = [_coerce(v, a) for v, a in zip(value, items)]
-        return all(ok for ok, _ in pairs), tuple(c for _, c in pairs)
-    return True, value
-
-
-def _hint_text(hint: Any) -> str:
-    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
-
-
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -309,16 +241,3 @@ def _cli_value(value: Any) -> str:
     """A value as `--set FIELD=VALUE` writes it (`lth.parse.parse_value` gives it back)."""
     text = _text(value) if not isinstance(value, tuple) else json.dumps(value)
     return text if parse_value(text) == value else json.dumps(value)
-
-
-def _changed_fields(base: Any, config: Any, prefix: str = "") -> dict[str, Any]:
-    """The dotted fields in which `config` differs from `base`."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        a, b = getattr(base, f.name), getattr(config, f.name)
-        if dataclasses.is_dataclass(b):
-            out.update(_changed_fields(a, b, f"{prefix}{f.name}."))
-        elif a != b:
-            out[f"{prefix}{f.name}"] = b
-    return out
-

@@ -1,0 +1,240 @@
+"""`lth sweep` on real Ray clusters: a local one (2 CPUs) and two Ray nodes on this machine.
+
+The cells' results must be byte-identical to training each cell alone (`lth run` / `run_lottery`),
+in the shared run root and when shipped back from worker-local directories; a rerun trains nothing;
+a killed worker's cell is retried and resumes; failing cells are retried, reported and named while
+the others finish; a run held by another process is never trained twice. Every Ray process a test
+starts is stopped, whatever the outcome.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray  # the `sweep` extra; the `test` extra (`make test`) installs it too
+from ray.cluster_utils import Cluster
+from wandb_records import find_run_files, read_run
+
+from lth.cli import main
+from lth.runs.lottery import run_lottery
+from lth.runs.sweep import run_sweep
+from lth.runs.sweep_file import load_sweep
+from lth.store import RunDir, RunLock
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ("lenet300_rewinding", "smoke")
+
+
+def results_bytes(run_dir: Path) -> tuple[bytes, bytes]:
+    return (run_dir / "results.json").read_bytes(), (run_dir / "replicate_00" / "results.json").read_bytes()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def assert_stopped(pids, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in pids if alive(p)], "Ray processes left running"
+
+
+def lth_sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`lth sweep ARGS` in a fresh process (the driver of a joined cluster)."""
+    return subprocess.run([sys.executable, "-m", "lth.cli", "sweep", *args, "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def sweep_state(root: Path) -> dict:
+    (path,) = (root / "sweeps").glob("*/sweep.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """results.json bytes of every smoke cell trained alone: one by its recorded `lth run` command in a
+    fresh process, the others by `run_lottery` (what `lth run` calls) in this one."""
+    root = tmp_path_factory.mktemp("alone")
+    plan = load_sweep(*SMOKE)
+    first, *rest = [c for c in plan.cells if c.config.rewind != "0it"] + [c for c in plan.cells
+                                                                           if c.config.rewind == "0it"]
+    command = plan.command(first).split()
+    assert command[:2] == ["lth", "run"] and "--set" in command
+    done = subprocess.run([sys.executable, "-m", "lth.cli", *command[1:], "--runs", str(root), "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for cell in rest:
+        run_lottery(cell.config, runs_root=root, progress=False, wandb="disabled")
+    return {c.run_name: results_bytes(root / c.run_name) for c in plan.cells}
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A Ray cluster of two nodes (one CPU each) on this machine; all of its processes stopped after."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        pids = [p.process.pid for node in cluster.list_all_nodes() for procs in node.all_processes.values()
+                for p in procs]
+        yield cluster
+    finally:
+        cluster.shutdown()
+    assert_stopped(pids)
+
+
+def test_local_cluster_matches_lth_run_and_a_rerun_trains_nothing(tmp_path, capsys, reference):
+    root = tmp_path / "runs"
+    outcome = run_sweep(load_sweep(*SMOKE), runs_root=root, local_cpus=2, wandb="disabled")
+    out = capsys.readouterr().out
+    assert not outcome.failed
+    state = sweep_state(root)
+    assert [c["status"] for c in state["cells"]] == ["done"] * 4 and state["cluster"]["cpus"] == 2
+    for name, expected in reference.items():
+        assert results_bytes(root / name) == expected, name  # byte-identical to the cell trained alone
+    assert "\r" not in out and "[4/4] done" in out and "0 failed" in out  # plain lines off a terminal
+    assert not ray.is_initialized()  # the local cluster is shut down ...
+    assert_stopped({c["node"]["pid"] for c in state["cells"]})  # ... with its worker processes
+
+    # the summary: mean and sample std (ddof=1) over each point's two seeds, per branch and level
+    rows = [line.split(",") for line in (outcome.path / "summary.csv").read_text().splitlines()]
+    rows = [dict(zip(rows[0], r)) for r in rows[1:]]
+    for rewind in ("0it", "20it"):
+        runs = [root / c["run"] for c in state["cells"] if c["point"]["rewind"] == rewind]
+        main_line = [json.loads((r / "replicate_00" / "results.json").read_text()) for r in runs]
+        control = [json.loads((r / "replicate_00" / "controls" / "imp+reinit" / "results.json").read_text())
+                   for r in runs]
+        for branch, records in (("main", main_line), ("imp+reinit", control)):
+            for level in sorted({rec["level"] for recs in records for rec in recs}):
+                values = np.array([[rec for rec in recs if rec["level"] == level][0]["test_accuracy"]
+                                   for recs in records])
+                (row,) = [r for r in rows if r["rewind"] == rewind and r["branch"] == branch
+                          and int(r["level"]) == level]
+                assert int(row["n"]) == 2
+                assert math.isclose(float(row["test_accuracy"]), values.mean(), rel_tol=1e-12)
+                assert math.isclose(float(row["test_accuracy_std"]), values.std(ddof=1), rel_tol=1e-9, abs_tol=1e-15)
+    assert (outcome.path / "accuracy_vs_sparsity.png").stat().st_size > 10_000
+
+    mtimes = {p: p.stat().st_mtime_ns for p in root.glob("lenet300_mnist-*/replicate_00/*")}
+    code = main(["sweep", *SMOKE[:1], "--variant", SMOKE[1], "--runs", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0 and "4 of 4 cells already finished: skipped" in out and "to train" not in out
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing trained, nothing rewritten
+    assert not ray.is_initialized()  # and no Ray started
+
+
+def test_two_nodes_spread_the_cells_and_ship_them_back_identically(tmp_path, two_nodes, reference):
+    shared = tmp_path / "shared"
+    done = lth_sweep(*SMOKE[:1], "--variant", SMOKE[1], "--address", two_nodes.address, "--runs", str(shared))
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = sweep_state(shared)
+    assert state["cluster"]["nodes"] == 2 and state["cluster"]["filesystem"] == "shared"
+    nodes = {c["node"]["node_id"] for c in state["cells"]}
+    assert nodes == {n.node_id for n in two_nodes.list_all_nodes()}  # both nodes ran cells
+    for name, expected in reference.items():
+        assert results_bytes(shared / name) == expected, name
+
+    local, workers = tmp_path / "driver", tmp_path / "worker-disk"
+    done = lth_sweep(*SMOKE[:1], "--variant", SMOKE[1], "--address", two_nodes.address, "--runs", str(local),
+                     "--filesystem", "local", "--worker-dir", str(workers))
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = sweep_state(local)
+    assert state["cluster"]["filesystem"] == "local"
+    for cell in state["cells"]:
+        assert cell["shared"] is False and cell["shipped_bytes"] > 0
+        trained_at = workers / cell["run"]
+        assert results_bytes(trained_at) == reference[cell["run"]]  # trained on the worker's disk ...
+        assert results_bytes(local / cell["run"]) == reference[cell["run"]]  # ... and shipped back, same bytes
+        for path in (trained_at / "replicate_00").rglob("*"):  # every file of the run, checkpoints included
+            if path.is_file():
+                assert (local / cell["run"] / path.relative_to(trained_at)).read_bytes() == path.read_bytes()
+        assert not (local / cell["run"] / "lock").exists()
+
+
+def sweep_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "study.py"
+    path.write_text("from lth.runs.sweep_file import Sweep\n\n" + textwrap.dedent(body))
+    return path
+
+
+def test_a_killed_worker_is_retried_and_the_cell_resumes(tmp_path, two_nodes):
+    path = sweep_file(tmp_path, """
+        def get_sweep(variant="default"):
+            return Sweep(name="kill", experiment="lenet300_mnist", variant="smoke",
+                         set={"training.length": "1500it", "training.eval_every": "100it", "levels": 2},
+                         controls=())
+    """)
+    (cell,) = load_sweep(str(path)).cells
+    root = tmp_path / "runs"
+    run = RunDir(root, cell.config)
+    driver = subprocess.Popen([sys.executable, "-m", "lth.cli", "sweep", str(path), "--address", two_nodes.address,
+                               "--runs", str(root), "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not run.replicate(0).read_results():  # level 0 done: now kill the worker inside level 1
+            assert driver.poll() is None and time.monotonic() < deadline, "the cell never finished level 0"
+            time.sleep(0.02)
+        level0 = run.replicate(0).read_results()
+        holder = json.loads(run.lock_path.read_text())
+        os.kill(holder["pid"], signal.SIGKILL)
+        output = driver.communicate(timeout=240)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output[-3000:]
+    (state,) = sweep_state(root)["cells"]
+    first, second = state["attempts"]
+    assert first["pid"] == holder["pid"] and first["worker_died"] and "WorkerCrashedError" in first["error"]
+    assert state["status"] == "done" and second["pid"] != holder["pid"]
+    records = run.replicate(0).read_results()
+    assert [r["level"] for r in records] == [0, 1, 2] and records[:len(level0)] == level0  # resumed: kept
+    assert not run.lock_path.exists()
+
+
+def test_failing_cells_are_retried_reported_and_the_others_finish(tmp_path, two_nodes):
+    path = sweep_file(tmp_path, """
+        def get_sweep(variant="default"):
+            return Sweep(name="faults", experiment="lenet300_mnist", variant="smoke", controls=(),
+                         zip={"data.validation_size": [None, 600, None, None],
+                              "rewind": ["0it", "0it", "100it", "20it"]})
+    """)
+    plan = load_sweep(str(path))
+    data = tmp_path / "data"
+    (data / "mnist5k-v1-val600.npz").mkdir(parents=True)  # cell 1's dataset cache cannot be written: OSError
+    root = tmp_path / "runs"
+    busy = RunLock(RunDir(root, plan.cells[3].config).lock_path)  # cell 3's run is held by a live process (us)
+    busy.acquire()
+    try:
+        done = lth_sweep(str(path), "--address", two_nodes.address, "--runs", str(root), "--data-dir", str(data),
+                         "--max-retries", "1", "--wandb", "offline")
+    finally:
+        busy.release()
+    assert done.returncode == 1, done.stderr[-3000:]
+    cells = sweep_state(root)["cells"]
+    assert [c["status"] for c in cells] == ["done", "failed", "failed", "failed"]
+    assert len(cells[1]["attempts"]) == 2 and "IsADirectoryError" in cells[1]["error"]  # retried once, then reported
+    assert len(cells[2]["attempts"]) == 1 and "rewind point '100it'" in cells[2]["error"]  # a config error: not retried
+    assert len(cells[3]["attempts"]) == 1 and "in use by process" in cells[3]["error"]  # never trained twice
+    assert not RunDir(root, plan.cells[3].config).replicate(0).results_path.exists()
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lth: sweep: cell")]
+    assert [line.split()[3] for line in errors] == ["1", "2", "3"]
+    assert all(cells[i]["error"] in line for i, line in zip((1, 2, 3), errors))
+    assert len(json.loads((root / cells[0]["run"] / "replicate_00" / "results.json").read_text())) == 3
+
+    runs = [read_run(f, wait=10) for f in find_run_files(root / cells[0]["run"] / "wandb")]
+    assert runs and all(set(r["tags"]) == {"sweep:faults", f"sweep:faults-{plan.hash}"} for r in runs)
+    assert all(r["config"]["data"]["validation_size"] is None and r["config"]["rewind"] == "0it" for r in runs)

@@ -1,0 +1,148 @@
+"""Sweep files: cells from grid and zip axes, replicates and the `lth run` command of a cell; every
+bad sweep file a one-line error, exit code 2, nothing written and no Ray started."""
+
+import shlex
+import textwrap
+
+import pytest
+
+from lth.cli import build_parser, config_from_args, main
+from lth.config import replace
+from lth.experiments import load_config
+from lth.runs.sweep_file import load_sweep
+from lth.store import run_name
+
+
+def write_sweep(tmp_path, body: str, name: str = "study"):
+    path = tmp_path / f"{name}.py"
+    path.write_text("from lth.runs.sweep_file import Sweep\nfrom lth.config import ExperimentConfig\n\n"
+                    + textwrap.dedent(body))
+    return path
+
+
+def test_grid_zip_and_replicates_expand_to_ordinary_configs(tmp_path):
+    path = write_sweep(tmp_path, """
+        def get_sweep(variant="default"):
+            return Sweep(name="s", experiment="lenet300_mnist", variant="smoke", set={"levels": 1},
+                         grid={"rewind": ["0it", "20it"], "pruning.fraction": [0.2, 0.5]},
+                         zip={"optimizer.learning_rate": [1e-3, 2e-3], "training.batch_size": [30, 60]},
+                         replicates=2)
+    """)
+    plan = load_sweep(str(path))
+    base = replace(load_config("lenet300_mnist", "smoke"), levels=1)
+    expected = []
+    for rewind in ("0it", "20it"):
+        for fraction in (0.2, 0.5):
+            for lr, batch in ((1e-3, 30), (2e-3, 60)):
+                for r in range(2):
+                    expected.append(replace(base, **{"rewind": rewind, "pruning.fraction": fraction,
+                                                     "optimizer.learning_rate": lr, "training.batch_size": batch,
+                                                     "seed": base.seed + r}))
+    assert [c.config for c in plan.cells] == expected  # 2 x 2 grid x 2 zipped x 2 replicates, in order
+    assert [c.run_name for c in plan.cells] == [run_name(c) for c in expected]
+    assert plan.axes == ("rewind", "pruning.fraction", "optimizer.learning_rate", "training.batch_size")
+    assert plan.cells[3].label == "rewind=0it pruning.fraction=0.2 optimizer.learning_rate=0.002 training.batch_size=60"
+    assert [c.replicate for c in plan.cells[:4]] == [0, 1, 0, 1]
+
+
+def test_a_cells_command_rebuilds_its_config_and_the_hash_follows_the_cells(tmp_path):
+    path = write_sweep(tmp_path, """
+        def get_sweep(variant="default"):
+            lr = 2 if variant == "other" else 1
+            return Sweep(name="s", experiment="lenet300_mnist", variant="smoke",
+                         grid={"rewind": ["20it"], "optimizer.learning_rate": [lr * 1e-3],
+                               "pruning.layer_fractions": [[["output/kernel", 0.05]]]},
+                         replicates=2)
+        VARIANTS = ("default", "other")
+    """)
+    plan = load_sweep(str(path))
+    for cell in plan.cells:
+        argv = shlex.split(plan.command(cell))
+        assert argv[:2] == ["lth", "run"]
+        assert config_from_args(build_parser().parse_args(argv[1:])) == cell.config  # same config: same run dir
+    assert load_sweep(str(path)).hash == plan.hash
+    assert load_sweep(str(path), "other").hash != plan.hash
+
+
+def test_the_example_sweep_is_the_rewinding_study():
+    plan = load_sweep("lenet300_rewinding")
+    assert len(plan.cells) == 9 and plan.controls == ("imp+reinit",)
+    assert sorted({c.config.rewind for c in plan.cells}) == ["0it", "100it", "500it"]
+    assert sorted({c.config.seed for c in plan.cells}) == [0, 1, 2]
+    smoke = load_sweep("lenet300_rewinding", "smoke")
+    assert len(smoke.cells) == 4
+
+
+BAD = [
+    ('grid={"no_such_field": [1, 2]}', "unknown config field 'no_such_field'"),
+    ('grid={"optimizer.nope": [1]}', "unknown config field 'optimizer.nope'"),
+    ('grid={"rewind": []}', "grid axis 'rewind' is empty"),
+    ('zip={"rewind": []}', "zip axis 'rewind' is empty"),
+    ('grid={"rewind": "0it"}', "must be a list of values"),
+    ('grid={"pruning.fraction": [0.2, 1.5]}', "fraction"),
+    ('grid={"optimizer.name": ["adam", "adamx"]}', "unknown optimizer 'adamx'"),
+    ('grid={"rewind": ["0it", "soon"]}', "invalid duration 'soon'"),
+    ('grid={"levels": ["ten"]}', "levels = 'ten' is not of type int"),
+    ('grid={"training": ["5it"]}', "'training' is a group of fields"),
+    ('zip={"rewind": ["0it", "20it"], "seed": [0]}', "zip axes must have equal lengths"),
+    ('grid={"seed": [0, 1]}, replicates=2', "is the same run as"),
+    ('grid={"rewind": ["0it"]}, set={"rewind": "20it"}', "given twice"),
+    ('replicates=0', "replicates must be a whole number >= 1"),
+    ('controls=("imp+nothing",)', "unknown control transform"),
+    ('plot_axis="seed"', "plot_axis 'seed' is not an axis"),
+]
+
+
+@pytest.mark.parametrize("fields,message", BAD, ids=[m for _, m in BAD])
+def test_bad_sweep_files_are_one_line_errors_before_anything_starts(tmp_path, capsys, fields, message):
+    path = write_sweep(tmp_path, f"""
+        def get_sweep(variant="default"):
+            return Sweep(name="bad", experiment="lenet300_mnist", variant="smoke", {fields})
+    """)
+    runs = tmp_path / "runs"
+    code = main(["sweep", str(path), "--runs", str(runs)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("lth: error: ") and message in err and err.count("\n") == 1, err
+    assert not runs.exists()  # nothing written
+    ray = __import__("sys").modules.get("ray")
+    assert ray is None or not ray.is_initialized()  # nothing started
+
+
+@pytest.mark.parametrize("body,message", [
+    ("X = 1\n", "defines no get_sweep(variant)"),
+    ("def get_sweep(variant):\n    return {'name': 'x'}\n", "must return an lth.runs.sweep_file.Sweep"),
+    ("def get_sweep(variant):\n    return Sweep(name='x y', experiment='lenet300_mnist')\n", "name 'x y' must be"),
+    ("def get_sweep(variant):\n    return Sweep(name='x')\n", "give the base as experiment="),
+    ("def get_sweep(variant):\n    return Sweep(name='x', experiment='nope')\n", "unknown experiment 'nope'"),
+])
+def test_bad_sweep_file_shapes(tmp_path, capsys, body, message):
+    path = write_sweep(tmp_path, body)
+    assert main(["sweep", str(path), "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sweep", "no_such_sweep"], "unknown sweep 'no_such_sweep'"),
+    (["sweep", "lenet300_rewinding", "--variant", "huge"], "unknown variant 'huge'"),
+    (["sweep", "lenet300_rewinding", "--address", "not an address"], "invalid Ray address"),
+    (["sweep", "lenet300_rewinding", "--cpus-per-run", "0"], "cpus per run must be > 0"),
+    (["sweep", "lenet300_rewinding", "--max-retries", "-1"], "max retries must be >= 0"),
+    (["sweep", "lenet300_rewinding", "--checkpoint-every", "often"], "invalid checkpoint period"),
+    (["sweep", "lenet300_rewinding", "--address", "127.0.0.1:9"], "no Ray cluster answers at 127.0.0.1:9"),
+])
+def test_bad_sweep_options(tmp_path, capsys, argv, message):
+    assert main([*argv, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_lists_the_cells(tmp_path, capsys):
+    assert main(["sweep", "lenet300_rewinding", "--variant", "smoke", "--dry-run", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    plan = load_sweep("lenet300_rewinding", "smoke")
+    assert all(cell.run_name in out for cell in plan.cells) and out.count(" todo ") == 4
+    assert not any(tmp_path.iterdir())
