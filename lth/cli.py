@@ -137,8 +137,9 @@ def _add_sweep(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT (`ray start --head`) or ray://HOST:PORT "
                                          "(default: start a local one sized to this machine)")
     sweep.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs Ray reserves per cell (default 1)")
-    sweep.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs Ray reserves per cell (default 0; "
-                                                                       "fractions share a GPU)")
+    sweep.add_argument("--gpus-per-run", type=float,
+                       help="GPUs Ray reserves per cell (default: 1 if the cluster has GPUs, else 0; 0.5: two cells "
+                            "share a GPU)")
     sweep.add_argument("--max-retries", type=int, default=2,
                        help="retries of a cell that raises or whose worker dies (default 2)")
     sweep.add_argument("--filesystem", choices=("auto", "shared", "local"), default="auto",

@@ -137,31 +137,24 @@ def test_local_cluster_matches_lth_run_and_a_rerun_trains_nothing(tmp_path, caps
 
 
 def test_two_nodes_spread_the_cells_and_ship_them_back_identically(tmp_path, two_nodes, reference):
-    shared = tmp_path / "shared"
-    done = lth_sweep(*SMOKE[:1], "--variant", SMOKE[1], "--address", two_nodes.address, "--runs", str(shared))
+    """Cells spread over both nodes, each trained on its worker's own disk and shipped back through Ray:
+    the driver's run root gets every file, byte for byte. (The kill and failure tests below run on the
+    same cluster with the shared run root.)"""
+    driver_root, worker_disk = tmp_path / "driver", tmp_path / "worker-disk"
+    done = lth_sweep(*SMOKE[:1], "--variant", SMOKE[1], "--address", two_nodes.address, "--runs", str(driver_root),
+                     "--filesystem", "local", "--worker-dir", str(worker_disk))
     assert done.returncode == 0, done.stderr[-3000:]
-    state = sweep_state(shared)
-    assert state["cluster"]["nodes"] == 2 and state["cluster"]["filesystem"] == "shared"
-    nodes = {c["node"]["node_id"] for c in state["cells"]}
-    assert nodes == {n.node_id for n in two_nodes.list_all_nodes()}  # both nodes ran cells
-    for name, expected in reference.items():
-        assert results_bytes(shared / name) == expected, name
-
-    local, workers = tmp_path / "driver", tmp_path / "worker-disk"
-    done = lth_sweep(*SMOKE[:1], "--variant", SMOKE[1], "--address", two_nodes.address, "--runs", str(local),
-                     "--filesystem", "local", "--worker-dir", str(workers))
-    assert done.returncode == 0, done.stderr[-3000:]
-    state = sweep_state(local)
-    assert state["cluster"]["filesystem"] == "local"
+    state = sweep_state(driver_root)
+    assert state["cluster"]["nodes"] == 2 and state["cluster"]["filesystem"] == "local"
+    assert {c["node"]["node_id"] for c in state["cells"]} == {n.node_id for n in two_nodes.list_all_nodes()}
     for cell in state["cells"]:
         assert cell["shared"] is False and cell["shipped_bytes"] > 0
-        trained_at = workers / cell["run"]
+        trained_at, shipped = worker_disk / cell["run"], driver_root / cell["run"]
         assert results_bytes(trained_at) == reference[cell["run"]]  # trained on the worker's disk ...
-        assert results_bytes(local / cell["run"]) == reference[cell["run"]]  # ... and shipped back, same bytes
-        for path in (trained_at / "replicate_00").rglob("*"):  # every file of the run, checkpoints included
-            if path.is_file():
-                assert (local / cell["run"] / path.relative_to(trained_at)).read_bytes() == path.read_bytes()
-        assert not (local / cell["run"] / "lock").exists()
+        assert results_bytes(shipped) == reference[cell["run"]]  # ... shipped back: the bytes of `lth run`
+        files = sorted(p.relative_to(trained_at) for p in trained_at.rglob("*") if p.is_file() and p.name != "lock")
+        assert files == sorted(p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file())
+        assert all((shipped / f).read_bytes() == (trained_at / f).read_bytes() for f in files)  # checkpoints too
 
 
 def sweep_file(tmp_path: Path, body: str) -> Path:

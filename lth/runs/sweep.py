@@ -43,7 +43,7 @@ class SweepOptions(NamedTuple):
     data_root: str | None = None
     address: str | None = None
     cpus_per_run: float = 1.0
-    gpus_per_run: float = 0.0
+    gpus_per_run: float | None = None  # None: 1 when the cluster has GPUs, else 0
     max_retries: int = 2
     filesystem: str = "auto"
     worker_dir: str | None = None
@@ -61,7 +61,7 @@ class SweepOutcome(NamedTuple):
 
 
 def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root: str | Path | None = None,
-              address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
+              address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
               max_retries: int = 2, filesystem: str = "auto", worker_dir: str | Path | None = None,
               checkpoint_every: str = "10min", wandb: str | None = None, progress: bool = True,
               local_cpus: int | None = None) -> SweepOutcome:
@@ -70,7 +70,8 @@ def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root
 
     `address`: None starts a local cluster (`local_cpus`, default the machine's cores) and stops it
     at the end; "auto", "HOST:PORT" or "ray://HOST:PORT" joins one. Each cell asks Ray for
-    `cpus_per_run` CPUs and `gpus_per_run` GPUs. `filesystem`: "shared", "local" or "auto" (probe).
+    `cpus_per_run` CPUs and `gpus_per_run` GPUs (default: one when the cluster has GPUs, else none;
+    cells without GPUs train on the CPU). `filesystem`: "shared", "local" or "auto" (probe).
     """
     options = _check_options(runs_root, data_root, address, cpus_per_run, gpus_per_run, max_retries, filesystem,
                              worker_dir, checkpoint_every, wandb, local_cpus)
@@ -84,8 +85,12 @@ def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root
     reporter.skipped(len(plan.cells) - len(todo))
     try:
         if todo:  # the sweep directory is written once the cluster answers
+            clock = time.perf_counter()
             with cluster.ray_cluster(options.address, options.local_cpus) as ray:
+                state.timing["connect_s"], clock = time.perf_counter() - clock, time.perf_counter()
                 _Driver(ray, plan, options, state, reporter).run(todo)
+                state.timing["cells_s"], clock = time.perf_counter() - clock, time.perf_counter()
+            state.timing["disconnect_s"] = time.perf_counter() - clock
     finally:
         reporter.close()
         if not todo or sweep_dir.state_path.exists():
@@ -94,12 +99,12 @@ def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root
     return SweepOutcome(sweep_dir.path, state, state.failed())
 
 
-def _check_options(root: Any, data_root: Any, address: str | None, cpus: float, gpus: float, retries: int,
+def _check_options(root: Any, data_root: Any, address: str | None, cpus: float, gpus: float | None, retries: int,
                    filesystem: str, worker_dir: Any, checkpoint_every: str, wandb: str | None,
                    local_cpus: int | None) -> SweepOptions:
     """One-line ConfigErrors for options that cannot work, before anything starts."""
     cluster.check_address(address)
-    if not cpus > 0 or gpus < 0:
+    if not cpus > 0 or (gpus is not None and gpus < 0):
         raise ConfigError(f"cpus per run must be > 0 and gpus per run >= 0, got {cpus} and {gpus}")
     if retries < 0:
         raise ConfigError(f"max retries must be >= 0, got {retries}")
@@ -115,7 +120,7 @@ def _check_options(root: Any, data_root: Any, address: str | None, cpus: float, 
 
     parse_checkpoint_period(checkpoint_every, 1)
     return SweepOptions(runs_root(root).resolve(), str(Path(data_root).resolve()) if data_root else None, address,
-                        float(cpus), float(gpus), retries, filesystem,
+                        float(cpus), None if gpus is None else float(gpus), retries, filesystem,
                         str(Path(worker_dir).resolve()) if worker_dir else None, checkpoint_every, mode, local_cpus)
 
 
@@ -169,12 +174,20 @@ class _Driver:
         self.ray, self.plan, self.options, self.state, self.reporter = ray, plan, options, state, reporter
         self.pending: dict[Any, tuple[Cell, int]] = {}
         self.locks: dict[int, RunLock] = {}
-        self.task = ray.remote(max_retries=0)(train_cell)
+        self.task: Any = None  # the Ray task, made once the resources per cell are known
+        self.cpu_only = False
         self.ledger = ray.remote(num_cpus=0)(_Ledger).remote()
 
     def run(self, todo: list[Cell]) -> None:
         info = cluster.describe(self.ray)
+        if self.options.gpus_per_run is None:
+            self.options = self.options._replace(gpus_per_run=1.0 if info["gpus"] >= 1 else 0.0)
+        self.cpu_only = self.options.gpus_per_run == 0 and info["gpus"] > 0  # keep JAX off the GPUs Ray gave others
         self._check_resources(info)
+        # resources in the decorator, not in .options(): Ray then starts a fresh worker process for each GPU
+        # task (max_calls=1), so JAX initialises on the GPU that Ray gave that task
+        self.task = self.ray.remote(max_retries=0, num_cpus=self.options.cpus_per_run,
+                                    num_gpus=self.options.gpus_per_run)(train_cell)
         shared = self._filesystem()
         self.state.set_cluster(info, self.options, shared)
         self.state.write()
@@ -195,11 +208,12 @@ class _Driver:
                 if ready:
                     self.state.write()
         finally:
-            for ref in self.pending:  # interrupted: stop what is out, keep what is finished
+            for ref, (cell, _) in self.pending.items():  # interrupted: stop what is out, keep what is finished
                 with contextlib.suppress(Exception):
                     self.ray.cancel(ref, force=True)
+                self.state.mark_failed(cell.index, "interrupted")
             for index in list(self.locks):
-                self.locks.pop(index).release()
+                self._release(index)
 
     def _check_resources(self, info: dict[str, Any]) -> None:
         o = self.options
@@ -229,10 +243,10 @@ class _Driver:
         job = CellJob(cell.index, attempt, to_dict(cell.config), str(o.runs_root), "shared" if shared else "local",
                       (str(self.state.sweep_dir.probe_path), self.state.token), o.worker_dir, o.data_root, o.wandb,
                       o.checkpoint_every, self.plan.controls, self.plan.control_levels,
-                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.state.stale_locks(cell.index))
+                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.state.stale_locks(cell.index),
+                      self.cpu_only)
         env = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}} if 0 < o.gpus_per_run < 1 else None
-        ref = self.task.options(num_cpus=o.cpus_per_run, num_gpus=o.gpus_per_run, name=f"lth-{cell.run_name}",
-                                runtime_env=env).remote(job, self.ledger)
+        ref = self.task.options(name=f"lth-{cell.run_name}", runtime_env=env).remote(job, self.ledger)
         self.pending[ref] = (cell, attempt)
         self.state.mark_submitted(cell.index, attempt)
 
@@ -265,6 +279,12 @@ class _Driver:
             self.state.mark_done(cell.index, attempt, result)
             where = result.get("node_ip") or result.get("host", "?")
             self.reporter.cell_done(cell.index, cell.describe(), result["seconds"], where)
-        lock = self.locks.pop(cell.index, None)
+        self._release(cell.index)
+
+    def _release(self, index: int) -> None:
+        """Let go of the driver's lock of a cell's run (worker-local runs), and of its directory if empty."""
+        lock = self.locks.pop(index, None)
         if lock is not None:
             lock.release()
+            with contextlib.suppress(OSError):
+                lock.path.parent.rmdir()  # only when the cell left nothing there

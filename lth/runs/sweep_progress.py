@@ -5,7 +5,6 @@ terminal (a log file, a SLURM job) there is no bar and no carriage return: plain
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -19,9 +18,10 @@ class SweepProgress:
     def __init__(self, total: int, enabled: bool = True, stream: Any = None):
         self.total, self.enabled = total, enabled
         self.stream = stream or sys.stdout
-        self.done = self.failed = self.trained = 0
+        self.done = self.failed = 0
+        self.seconds: list[float] = []  # of the cells trained by this sweep
         self.running: set[int] = set()
-        self.started = time.perf_counter()
+        self.slots = 1  # the most cells seen running at once
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.bar = tqdm(total=total, desc="cells", unit="cell", file=self.stream, dynamic_ncols=True,
                         leave=False) if enabled and tty else None
@@ -35,13 +35,13 @@ class SweepProgress:
             print(text, file=self.stream, flush=True)
 
     def eta(self) -> str:
-        """Remaining cells times the wall time per cell trained so far (parallelism included)."""
+        """The cells left times the mean time of a trained cell, over the cells that run at once."""
         left = self.total - self.done - self.failed
         if left == 0:
             return "0m00s"
-        if not self.trained:
+        if not self.seconds:
             return "?"
-        return format_duration(left * (time.perf_counter() - self.started) / self.trained)
+        return format_duration(left * sum(self.seconds) / len(self.seconds) / self.slots)
 
     def counts(self) -> str:
         return (f"{self.done}/{self.total} done, {len(self.running)} running, {self.failed} failed, "
@@ -64,12 +64,13 @@ class SweepProgress:
 
     def cell_started(self, index: int) -> None:
         self.running.add(index)
+        self.slots = max(self.slots, len(self.running))
         self._refresh()
 
     def cell_done(self, index: int, label: str, seconds: float, where: str) -> None:
         self.running.discard(index)
         self.done += 1
-        self.trained += 1
+        self.seconds.append(seconds)
         self._line(f"[{self.done + self.failed}/{self.total}] done    {label} on {where} in {seconds:.1f}s "
                    f"| {self.counts()}")
         self._refresh()

@@ -29,6 +29,7 @@ class SweepState:
         self.cluster: dict[str, Any] = {}
         self.started = _now()
         self.summary = ""
+        self.timing: dict[str, float] = {}  # connect_s, cells_s (first probe to last result), disconnect_s
         self.cells = [{
             "index": c.index, "cell": c.label, "point": c.point, "replicate": c.replicate, "seed": c.config.seed,
             "run": c.run_name, "run_dir": str(RunDir(root, c.config).path), "command": plan.command(c),
@@ -88,7 +89,7 @@ class SweepState:
         p = self.plan
         return {"name": p.name, "hash": p.hash, "sweep_file": p.source, "variant": p.variant, "axes": list(p.axes),
                 "controls": list(p.controls), "control_levels": p.control_levels, "runs_root": str(self.root),
-                "cluster": self.cluster, "started": self.started, "updated": _now(),
+                "cluster": self.cluster, "timing": self.timing, "started": self.started, "updated": _now(),
                 "counts": {s: sum(c["status"] == s for c in self.cells)
                            for s in ("pending", "queued", "running", "done", "failed")},
                 "cells": self.cells}

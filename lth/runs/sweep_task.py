@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+
 from lth.config import from_dict
 from lth.errors import LthError
 from lth.runs.lottery import run_lottery
@@ -42,6 +44,7 @@ class CellJob(NamedTuple):
     control_levels: str | None
     tags: str  # W&B tags of every run of the cell (comma-separated)
     stale_locks: tuple[tuple[str, int], ...]  # (host, pid) of earlier attempts whose worker died
+    cpu_only: bool = False  # no GPU reserved on a cluster with GPUs: train on the CPU
 
 
 def node_info() -> dict[str, Any]:
@@ -92,6 +95,8 @@ def wandb_tags(tags: str) -> Iterator[None]:
 def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
     """Train (or finish) one cell; returns where it ran, how long it took and, when the worker does
     not share the driver's filesystem, its run directory packed (`lth.store.sweeps.pack_run_dir`)."""
+    if job.cpu_only:  # Ray hides no GPU from a task that asked for none
+        jax.config.update("jax_platforms", "cpu")
     info = node_info()
     if ledger is not None:
         ledger.started.remote(job.index, job.attempt, info)
@@ -107,11 +112,10 @@ def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
     with wandb_tags(job.tags):
         run_lottery(config, runs_root=root, data_root=job.data_root, wandb=job.wandb, progress=False,
                     checkpoint_every=job.checkpoint_every, controls=job.controls, control_levels=job.control_levels)
-    seconds = time.perf_counter() - started
-    packed, pack_seconds = None, 0.0
+    result = {**info, "shared": shared, "seconds": time.perf_counter() - started, "packed": None,
+              "run_dir": str(run.path)}
     if not shared:
-        t = time.perf_counter()
-        packed = pack_run_dir(run.path)
-        pack_seconds = time.perf_counter() - t
-    return {**info, "shared": shared, "seconds": seconds, "packed": packed, "pack_seconds": pack_seconds,
-            "run_dir": str(run.path)}
+        started = time.perf_counter()
+        result["packed"] = pack_run_dir(run.path)
+        result["pack_seconds"] = time.perf_counter() - started
+    return result
