@@ -44,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="comparison.png", help="output PNG (default: comparison.png)")
     _add_roots(plot, data=False)
     sub.add_parser("experiments", help="list the experiment files")
-    _add_sweep(sub.add_parser("sweep", help="every cell of a sweep file as a Ray task (a local cluster, or "
-                                            "--address to join one)"))
+    _add_sweep(sub.add_parser("sweep", help="every cell of a sweep file as a Ray task (docs/cluster.md)"))
     return parser
 
 
@@ -131,25 +130,17 @@ def _add_instability(inst: argparse.ArgumentParser) -> None:
 
 
 def _add_sweep(sweep: argparse.ArgumentParser) -> None:
-    sweep.add_argument("sweep", help="a name from experiments/sweeps/ (e.g. lenet300_rewinding) or a path to a .py "
-                                     "file defining get_sweep(variant)")
+    sweep.add_argument("sweep", help="a name from experiments/sweeps/ or a .py file defining get_sweep(variant)")
     sweep.add_argument("--variant", default="default", help="the sweep's variant, e.g. smoke")
-    sweep.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT (`ray start --head`) or ray://HOST:PORT "
-                                         "(default: start a local one sized to this machine)")
+    sweep.add_argument("--address", help="join a cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local one)")
     sweep.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs Ray reserves per cell (default 1)")
-    sweep.add_argument("--gpus-per-run", type=float,
-                       help="GPUs Ray reserves per cell (default: 1 if the cluster has GPUs, else 0; 0.5: two cells "
-                            "share a GPU)")
-    sweep.add_argument("--max-retries", type=int, default=2,
-                       help="retries of a cell that raises or whose worker dies (default 2)")
+    sweep.add_argument("--gpus-per-run", type=float, help="GPUs per cell (default 1 if the cluster has GPUs, else 0)")
+    sweep.add_argument("--max-retries", type=int, default=2, help="retries of a cell that raises or dies (default 2)")
     sweep.add_argument("--filesystem", choices=("auto", "shared", "local"), default="auto",
-                       help="shared: workers write into the run root; local: each cell trains on its worker's disk "
-                            "and its run directory is shipped back; auto (default): shared if every node sees it")
-    sweep.add_argument("--worker-dir", help="with --filesystem local: the run root on each worker "
-                                            "(default: <tmp>/lth-sweep-runs)")
+                       help="local: train on the workers' disks, ship run directories back (default: auto-detect)")
+    sweep.add_argument("--worker-dir", help="the run root on each worker with --filesystem local (default: <tmp>)")
     sweep.add_argument("--checkpoint-every", default="10min", help="checkpoint period inside a level (as lth run)")
-    sweep.add_argument("--wandb", choices=("online", "offline", "disabled"),
-                       help="W&B mode of every cell (default: $WANDB_MODE, else offline)")
+    sweep.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and their run directories, start nothing")
     _add_roots(sweep)
     sweep.add_argument("--no-progress", action="store_true", help="no progress lines (the summary is printed)")
@@ -288,33 +279,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lth.runs.sweep import cell_finished, run_sweep  # heavy (jax, the runner; Ray later): after parsing
-    from lth.runs.sweep_file import load_sweep  # heavy (jax): after the arguments parse
-    from lth.store import runs_root
+    from lth.runs.sweep_report import sweep_command  # heavy (jax, the runner; Ray later): after parsing
 
-    plan = load_sweep(args.sweep, args.variant)
-    if args.dry_run:
-        root = runs_root(args.runs)
-        print(f"sweep {plan.dir_name}: {len(plan.cells)} cells, axes {', '.join(plan.axes) or '(none)'}")
-        for cell in plan.cells:
-            done = "done" if cell_finished(root, plan, cell) else "todo"
-            print(f"{cell.index:>4}  {done}  {cell.label or 'base'}  seed {cell.config.seed}  {root / cell.run_name}")
-        return 0
-    outcome = run_sweep(plan, runs_root=args.runs, data_root=args.data_dir, address=args.address,
-                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
-                        filesystem=args.filesystem, worker_dir=args.worker_dir,
-                        checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress)
-    if outcome.state.summary:
-        print(outcome.state.summary)
-    print(f"sweep: {outcome.path / 'sweep.json'}\nsummary: {outcome.path / 'summary.csv'}\n"
-          f"plot: {outcome.path / 'accuracy_vs_sparsity.png'}")
-    for cell in outcome.failed:
-        print(f"lth: sweep: cell {cell['index']} ({cell['cell'] or 'base'}, seed {cell['seed']}) failed: "
-              f"{cell['error']}", file=sys.stderr)
-    if outcome.failed:
-        print(f"lth: sweep: {len(outcome.failed)} of {len(plan.cells)} cells failed; rerun the same command to "
-              "retry them (finished cells are kept)", file=sys.stderr)
-    return 1 if outcome.failed else 0
+    options = {k: getattr(args, k) for k in ("address", "cpus_per_run", "gpus_per_run", "max_retries", "filesystem",
+                                             "worker_dir", "checkpoint_every", "wandb")}
+    return sweep_command(args.sweep, args.variant, dry_run=args.dry_run, progress=not args.no_progress,
+                         runs_root=args.runs, data_root=args.data_dir, **options)
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ BAD = [
     ('grid={"pruning.fraction": [0.2, 1.5]}', "fraction"),
     ('grid={"optimizer.name": ["adam", "adamx"]}', "unknown optimizer 'adamx'"),
     ('grid={"rewind": ["0it", "soon"]}', "invalid duration 'soon'"),
-    ('grid={"levels": ["ten"]}', "levels = 'ten' is not of type int"),
+    ('grid={"levels": ["ten"]}', "config field levels must be an integer, got 'ten'"),
     ('grid={"training": ["5it"]}', "'training' is a group of fields"),
     ('zip={"rewind": ["0it", "20it"], "seed": [0]}', "zip axes must have equal lengths"),
     ('grid={"seed": [0, 1]}, replicates=2', "is the same run as"),

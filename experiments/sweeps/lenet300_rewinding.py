@@ -10,6 +10,10 @@ Axes: rewind 0it / 100it / 500it, 3 seeds each (9 runs), and after every run's m
     lth sweep lenet300_rewinding --address auto         # a running cluster (docs/cluster.md)
     lth sweep lenet300_rewinding --variant smoke        # 2 x 2 cells of 60 iterations: tests
 
+Runtime and outcome below were measured BEFORE issue 13's changes on main (every level now draws
+its own data order, `data_order="per_level"`, the default; controls follow the main line's pruning
+groups and retraining): not re-measured since, so the numbers of a run today will differ.
+
 Runtime on 2 CPU cores: 59 min measured (2026-12-01, two cells at a time on a local Ray cluster)
 on this project's shared 2-core machine while other test suites kept its load average at 5-13,
 so the sweep got a fraction of the cores; alone it should take ~10 minutes (a cell is 13 levels

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from lth.analysis.plots import plot_accuracy_vs_sparsity
 from lth.analysis.runs import Run
 from lth.analysis.tables import Table
+from lth.store.records import SPREAD, aggregate
 
 Group = tuple[str, Mapping[str, Any], Sequence[Path]]
 SUMMARY_KEYS = ("percent_remaining", "early_stop_test_accuracy", "test_accuracy", "best_test_accuracy",
@@ -32,47 +32,39 @@ def _branch_records(run: Run, branch: str) -> list[list[dict[str, Any]]]:
     return [r for r in run.controls.get(branch, []) if r]
 
 
-def mean_and_sample_std(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation with ddof=1; NaN for a single value)."""
-    values = [float(v) for v in values]
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
 def sweep_summary(groups: Sequence[Group], branches: Sequence[str] = (), axes: Sequence[str] = ()) -> Table:
     """One row per (group, branch, level) with `n` replicates: each of SUMMARY_KEYS as its mean and
-    `<key>_std` (sample std). Columns: cell, the axes, branch, level, n, then the keys."""
-    columns = ["cell", *axes, "branch", "level", "n", *[c for k in SUMMARY_KEYS for c in (k, f"{k}_std")]]
+    `<key>_sample_std` (ddof=1), as `lth.store.records.aggregate` computes them for a run (null with
+    one replicate, or where no replicate has the field, e.g. the early stop without a validation set).
+    Columns: cell, the axes, branch, level, n, then the keys."""
+    columns = ["cell", *axes, "branch", "level", "n", *[c for k in SUMMARY_KEYS for c in (k, f"{k}_{SPREAD}")]]
     rows = []
     for label, point, paths in groups:
         runs = [Run(p) for p in paths]
         for branch in ("main", *branches):
-            by_level: dict[int, list[dict[str, Any]]] = {}
-            for run in runs:
-                for records in _branch_records(run, branch):
-                    for record in records:
-                        by_level.setdefault(int(record["level"]), []).append(record)
-            for level in sorted(by_level):
-                row: dict[str, Any] = {"cell": label, **{a: point.get(a) for a in axes}, "branch": branch,
-                                       "level": level, "n": len(by_level[level])}
-                for key in SUMMARY_KEYS:
-                    row[key], row[f"{key}_std"] = mean_and_sample_std([r[key] for r in by_level[level]])
-                rows.append(row)
+            per_replicate = [records for run in runs for records in _branch_records(run, branch)]
+            for record in aggregate(per_replicate):
+                rows.append({"cell": label, **{a: point.get(a) for a in axes}, "branch": branch,
+                             "level": record["level"], "n": record["replicates"],
+                             **{c: record[c] for c in columns if c in record}})
     return Table.from_records(rows, columns)
 
 
 def summary_csv(table: Table) -> str:
-    """The table as CSV (a single replicate's std is left empty)."""
+    """The table as CSV (a missing value, e.g. a single replicate's std, left empty)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.columns)
     for row in table.rows:
-        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
+        writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
     return out.getvalue()
 
 
-def _pm(mean: float, std: float, scale: float, digits: int) -> str:
+def _pm(mean: float | None, std: float | None, scale: float, digits: int) -> str:
+    if mean is None:
+        return "-"
     text = f"{scale * mean:.{digits}f}"
-    return text if math.isnan(std) else f"{text} +- {scale * std:.{digits}f}"
+    return text if std is None or math.isnan(std) else f"{text} +- {scale * std:.{digits}f}"
 
 
 def summary_text(table: Table) -> str:
@@ -81,9 +73,9 @@ def summary_text(table: Table) -> str:
     lines = []
     for r in table.to_records():
         lines.append((r["cell"] or "base", r["branch"], str(r["level"]), f"{r['percent_remaining']:.2f}",
-                      _pm(r["early_stop_test_accuracy"], r["early_stop_test_accuracy_std"], 100, 2),
-                      _pm(r["test_accuracy"], r["test_accuracy_std"], 100, 2),
-                      _pm(r["early_stop_iteration"], r["early_stop_iteration_std"], 1, 0), str(r["n"])))
+                      _pm(r["early_stop_test_accuracy"], r[f"early_stop_test_accuracy_{SPREAD}"], 100, 2),
+                      _pm(r["test_accuracy"], r[f"test_accuracy_{SPREAD}"], 100, 2),
+                      _pm(r["early_stop_iteration"], r[f"early_stop_iteration_{SPREAD}"], 1, 0), str(r["n"])))
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
     left = (0, 1)
     return "\n".join("  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))

@@ -7,8 +7,8 @@ cluster, with the guarantees of a single run.
   an `LthError` (a config or input problem: the same every time) is not retried. Failed cells are
   named with their one-line errors in the outcome.
 * Two sweeps never train the same run at once: on a shared filesystem the worker holds the run's
-  lock (a lock left by a worker that Ray reports dead is cleared by the retry, on any host); without
-  one the driver holds it in its own run root while the cell is out.
+  lock (`lth.store.lock`: an flock, released by the kernel when the worker dies, so a retry finds it
+  free); without one the driver holds it in its own run root while the cell is out.
 * Without a shared filesystem (`filesystem="local"`, or "auto" finding a node that does not see the
   run root) a cell trains into a worker-local run root and its finished run directory comes back
   through Ray, unpacked into the driver's run root exactly as `lth run` would have written it.
@@ -243,8 +243,7 @@ class _Driver:
         job = CellJob(cell.index, attempt, to_dict(cell.config), str(o.runs_root), "shared" if shared else "local",
                       (str(self.state.sweep_dir.probe_path), self.state.token), o.worker_dir, o.data_root, o.wandb,
                       o.checkpoint_every, self.plan.controls, self.plan.control_levels,
-                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.state.stale_locks(cell.index),
-                      self.cpu_only)
+                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.cpu_only)
         env = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}} if 0 < o.gpus_per_run < 1 else None
         ref = self.task.options(name=f"lth-{cell.run_name}", runtime_env=env).remote(job, self.ledger)
         self.pending[ref] = (cell, attempt)
@@ -282,9 +281,7 @@ class _Driver:
         self._release(cell.index)
 
     def _release(self, index: int) -> None:
-        """Let go of the driver's lock of a cell's run (worker-local runs), and of its directory if empty."""
+        """Let go of the driver's lock of a cell's run (worker-local runs; its file stays, as lth.store.lock says)."""
         lock = self.locks.pop(index, None)
         if lock is not None:
             lock.release()
-            with contextlib.suppress(OSError):
-                lock.path.parent.rmdir()  # only when the cell left nothing there

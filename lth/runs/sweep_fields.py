@@ -1,31 +1,29 @@
-"""Config fields by dotted name, as sweep files give them: each value checked against the field's
-type before it goes into a config (`lth.config.replace` alone would accept a string for an int and
-fail later, deep in training), and the fields in which two configs differ."""
+"""Config fields by dotted name, as sweep files give them: each value put in the form a config
+stores (lists as tuples, an integer as a float where the field is a float, so that 1 and 1.0 are one
+run) and checked by `lth.config.replace` (the field's type), with errors naming the sweep file and the
+valid fields; and the fields in which two configs differ."""
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from collections.abc import Sequence
 from typing import Any
 
-from lth.config import ExperimentConfig, replace
+from lth.config import ExperimentConfig, field_types, replace
 from lth.errors import ConfigError
 
 
 def with_fields(config: ExperimentConfig, changes: dict[str, Any], where: str) -> ExperimentConfig:
-    """`config` with dotted fields set, each value checked against the field's type (ints become
-    floats where a float is expected, lists tuples)."""
+    """`config` with dotted fields set; a one-line ConfigError (prefixed by `where`) for an unknown
+    field or a value of the wrong type."""
     checked = {}
     for name, value in changes.items():
         owner, leaf = _field(config, name, where)
-        hint = typing.get_type_hints(type(owner))[leaf]
-        ok, coerced = _coerce(value, hint)
-        if not ok:
-            raise ConfigError(f"{where}: {name} = {value!r} is not of type {_hint_text(hint)}")
-        checked[name] = coerced
-    return replace(config, **checked) if checked else config
+        checked[name] = _stored(value, field_types(type(owner))[leaf])
+    try:
+        return replace(config, **checked) if checked else config
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _field(config: Any, name: str, where: str) -> tuple[Any, str]:
@@ -48,38 +46,15 @@ def _field(config: Any, name: str, where: str) -> tuple[Any, str]:
     raise AssertionError("unreachable")
 
 
-def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
-    """(whether `value` fits the type `hint`, the value as stored)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            ok, coerced = _coerce(value, arg)
-            if ok:
-                return True, coerced
-        return False, value
-    if hint is type(None):
-        return value is None, value
-    if hint is bool or hint is str:
-        return isinstance(value, hint), value
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number, float(value) if number else value
-    if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            return False, value
-        args = typing.get_args(hint)
-        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
-        if len(items) != len(value):
-            return False, value
-        pairs = [_coerce(v, a) for v, a in zip(value, items)]
-        return all(ok for ok, _ in pairs), tuple(c for _, c in pairs)
-    return True, value
-
-
-def _hint_text(hint: Any) -> str:
-    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
+def _stored(value: Any, hint: Any) -> Any:
+    """`value` as a config stores it: lists (nested too) as tuples; an integer as a float where the
+    field is a float."""
+    if isinstance(value, list):
+        return tuple(_stored(v, None) for v in value)
+    floats = hint is float or float in typing.get_args(hint)
+    if floats and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def changed_fields(base: Any, config: Any, prefix: str = "") -> dict[str, Any]:

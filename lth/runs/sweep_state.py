@@ -77,11 +77,6 @@ class SweepState:
 
     # queries ------------------------------------------------------------------------------
 
-    def stale_locks(self, index: int) -> tuple[tuple[str, int], ...]:
-        """(host, pid) of the cell's earlier attempts whose worker died: their run locks are stale."""
-        return tuple((a["host"], a["pid"]) for a in self.cells[index]["attempts"]
-                     if a.get("worker_died") and "host" in a and "pid" in a)
-
     def failed(self) -> list[dict[str, Any]]:
         return [c for c in self.cells if c["status"] == "failed"]
 

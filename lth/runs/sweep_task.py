@@ -9,7 +9,6 @@ Ray actor handle) hears which node and process an attempt runs on as soon as it 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import tempfile
@@ -43,7 +42,6 @@ class CellJob(NamedTuple):
     controls: tuple[str, ...]
     control_levels: str | None
     tags: str  # W&B tags of every run of the cell (comma-separated)
-    stale_locks: tuple[tuple[str, int], ...]  # (host, pid) of earlier attempts whose worker died
     cpu_only: bool = False  # no GPU reserved on a cluster with GPUs: train on the CPU
 
 
@@ -63,19 +61,6 @@ def node_info() -> dict[str, Any]:
 
 def default_worker_dir() -> Path:
     return Path(tempfile.gettempdir()) / "lth-sweep-runs"
-
-
-def clear_stale_lock(lock_path: Path, stale: tuple[tuple[str, int], ...]) -> bool:
-    """Remove the run lock if an earlier attempt whose worker died (on any host) holds it: a lock of
-    a dead process on another host cannot be told from a live one by the lock itself."""
-    try:
-        holder = json.loads(lock_path.read_text())
-    except (OSError, ValueError):
-        return False
-    if isinstance(holder, dict) and (holder.get("host"), holder.get("pid")) in {tuple(s) for s in stale}:
-        lock_path.unlink(missing_ok=True)
-        return True
-    return False
 
 
 @contextlib.contextmanager
@@ -107,7 +92,6 @@ def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
     root = Path(job.runs_root) if shared else Path(job.worker_dir or default_worker_dir())
     config = from_dict(job.config)
     run = RunDir(root, config)
-    clear_stale_lock(run.lock_path, job.stale_locks)
     started = time.perf_counter()
     with wandb_tags(job.tags):
         run_lottery(config, runs_root=root, data_root=job.data_root, wandb=job.wandb, progress=False,
