@@ -65,17 +65,16 @@ def sweep_state(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """results.json bytes of every smoke cell trained alone: one by its recorded `lth run` command in a
-    fresh process, the others by `run_lottery` (what `lth run` calls) in this one."""
+    """results.json bytes of every smoke cell trained alone: one by its recorded `lth run` command (the
+    CLI's `main`, in this process: no second jax start-up), the others by `run_lottery` (what `lth run`
+    calls)."""
     root = tmp_path_factory.mktemp("alone")
     plan = load_sweep(*SMOKE)
     first, *rest = [c for c in plan.cells if c.config.rewind != "0it"] + [c for c in plan.cells
                                                                            if c.config.rewind == "0it"]
     command = plan.command(first).split()
     assert command[:2] == ["lth", "run"] and "--set" in command
-    done = subprocess.run([sys.executable, "-m", "lth.cli", *command[1:], "--runs", str(root), "--no-progress"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert main([*command[1:], "--runs", str(root), "--no-progress", "--wandb", "disabled"]) == 0
     for cell in rest:
         run_lottery(cell.config, runs_root=root, progress=False, wandb="disabled")
     return {c.run_name: results_bytes(root / c.run_name) for c in plan.cells}
@@ -154,8 +153,10 @@ def test_two_nodes_spread_the_cells_and_ship_them_back_identically(tmp_path, two
         assert results_bytes(trained_at) == reference[cell["run"]]  # trained on the worker's disk ...
         assert results_bytes(shipped) == reference[cell["run"]]  # ... shipped back: the bytes of `lth run`
         files = sorted(p.relative_to(trained_at) for p in trained_at.rglob("*") if p.is_file() and p.name != "lock")
-        assert files == sorted(p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file() and p.name != "lock")
         assert all((shipped / f).read_bytes() == (trained_at / f).read_bytes() for f in files)  # checkpoints too
+        with RunLock(RunDir(driver_root, load_sweep(*SMOKE).cells[0].config).lock_path):
+            pass  # the driver held each run's lock while its cell was out, and let go of it
 
 
 def sweep_file(tmp_path: Path, body: str) -> Path:
