@@ -79,6 +79,30 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class SparseConfig:
+    """Sparse networks other than IMP's (`method` of an ExperimentConfig; `lth.lottery.methods`).
+
+    `densities`: the target densities of a method run, one record each (empty for IMP; none with an
+    N:M structure, which fixes the density). `distribution`: how a target density is spread over the
+    layers ("uniform" | "erk"). `structure`: "" (unstructured) or "N:M" (imp, gradual, static).
+    Mask updates (set, rigl, gradual) every `dt` iterations; set / rigl update until `t_end` (a
+    fraction of training), rigl dropping alpha/2 (1 + cos(pi t / T_end)), set a constant `z`;
+    gradual prunes from sparsity `s_i` at iteration `t0` in `n` steps (0: as many as fit before T_end).
+    """
+
+    densities: tuple[float, ...] = ()
+    distribution: str = "erk"  # uniform | erk
+    structure: str = ""  # "" or "N:M", e.g. "2:4"
+    dt: int = 100  # iterations between mask updates
+    t_end: float = 0.75  # set / rigl: no updates after this fraction of training
+    alpha: float = 0.3  # rigl: initial drop fraction
+    z: float = 0.3  # set: drop fraction
+    s_i: float = 0.0  # gradual: initial sparsity
+    t0: int = 0  # gradual: first pruning iteration
+    n: int = 0  # gradual: pruning steps after t0 (0: floor((t_end * T - t0) / dt))
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A lottery-ticket experiment: level 0 trains dense, each next level prunes and rewinds."""
 
@@ -104,6 +128,8 @@ class ExperimentConfig:
     init: str = "default"
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
     ticket: str | None = None  # SHA-256 of the ticket level 0 starts from (set by run_lottery: --ticket)
+    method: str = "imp"  # imp | gradual | static | set | rigl (`sparse` holds the others' settings)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
 
 
 # --------------------------------------------------------------------------- serialisation

@@ -22,6 +22,7 @@ from lth.config import (
 from lth.data import Dataset, check_dataset_name, load_dataset
 from lth.data.device import DeviceData, to_device
 from lth.errors import ConfigError, MaskError
+from lth.lottery.method_config import check_schedule, validate_method
 from lth.models import Model, check_model_name, get_model
 from lth.parse import duration_to_steps, parse_duration
 from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
@@ -92,6 +93,7 @@ def validate_config(config: ExperimentConfig) -> None:
     _check_scoring(config.pruning)
     check_model_name(config.model, config.init)
     check_dataset_name(config.data.name)
+    validate_method(config)
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
                  *config.optimizer.milestones):
         parse_duration(text)
@@ -163,6 +165,7 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
             f"rewind point {config.rewind!r} (iteration {rewind}) is not before the end of training "
             f"(iteration {total}): rewind to an earlier point, e.g. '0it'"
         )
+    check_schedule(config, total)
     eval_every = duration_to_steps(config.training.eval_every, steps_per_epoch)
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")

@@ -27,18 +27,21 @@ import optax
 from lth.data.device import DeviceData, EvalSet, crop_flip
 from lth.models.base import Model, cross_entropy
 from lth.sparsity.masks import Mask, apply_mask
+from lth.training.mask_updates import MaskUpdate, updated
 
 
 class TrainState(NamedTuple):
-    """Params, model state (BatchNorm statistics), optimiser state and the global iteration."""
+    """Params, model state (BatchNorm statistics), optimiser state and the global iteration; with mask
+    updates (gradual, SET, RigL) also the mask in force (`lth.training.mask_updates.SparseState`)."""
 
     params: Any
     model_state: Any
     opt_state: Any
     step: jax.Array  # int32 scalar: iterations done (the global iteration, also after a rewind)
+    sparse: Any = None  # SparseState of a run whose mask changes during training; None: the mask is an argument
 
 
-STACKED_AXES = TrainState(params=0, model_state=0, opt_state=0, step=None)
+STACKED_AXES = TrainState(params=0, model_state=0, opt_state=0, step=None, sparse=0)
 """The vmap axes of a stacked TrainState: everything along axis 0 but the shared iteration counter."""
 
 
@@ -87,44 +90,68 @@ class Parts(NamedTuple):
     evaluate_all: Callable  # (params, model_state, data) -> [val loss, val acc, test loss, test acc]
     eval_every: int
     total_steps: int
+    mask_update: MaskUpdate | None = None  # gradual / SET / RigL: the mask changes in the loop (state.sparse)
 
 
 def make_parts(model: Model, tx: optax.GradientTransformation, schedule: Callable[[jax.Array], jax.Array], *,
-               augmentation: str, eval_every: int, total_steps: int) -> Parts:
+               augmentation: str, eval_every: int, total_steps: int, mask_update: MaskUpdate | None = None) -> Parts:
     """The update and the evaluation of one network (see the module docstring).
 
     `augmentation` ("none" or "crop_flip") is applied to every training batch with the key
-    ``fold_in(augment_key, iteration)``: reproducible, and the same at every level.
+    ``fold_in(augment_key, iteration)``: reproducible, and the same at every level. With a
+    `mask_update` the mask in force is ``state.sparse.mask`` (the `mask` argument is not used) and it
+    changes at the rule's iterations, from the dense gradient of that iteration's batch
+    (`lth.training.mask_updates`).
     """
     evaluate = make_evaluate(model)
 
-    def train_step(state: TrainState, mask: Mask, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
-        def loss_fn(params):
-            logits, model_state = model.apply(params, state.model_state, x, True)
-            return jnp.mean(cross_entropy(logits, y)), model_state
-
-        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def optimiser_step(state: TrainState, mask: Mask, grads: Any, model_state: Any) -> TrainState:
         grads = apply_mask(grads, mask)
         # masked params too, so that weight decay never feeds a pruned weight into the moments
         direction, opt_state = tx.update(grads, state.opt_state, apply_mask(state.params, mask))
         lr = schedule(state.step)
         params = jax.tree.map(lambda p, d: p - (lr * d).astype(p.dtype), state.params, direction)
         params = apply_mask(params, mask)
-        return TrainState(params, model_state, opt_state, state.step + 1), loss
+        return TrainState(params, model_state, opt_state, state.step + 1, state.sparse)
+
+    def with_mask_update(state: TrainState, grads: Any, model_state: Any, key: jax.Array) -> TrainState:
+        """The step of a run whose mask changes: the update where due (a cond on the shared counter)."""
+        def update_mask():
+            params, opt_state, sparse = updated(mask_update, tx, state.params, state.opt_state, state.sparse, grads,
+                                                state.step, key)
+            return state._replace(params=params, opt_state=opt_state, sparse=sparse)
+
+        due = mask_update.due(state.step)
+        if mask_update.replaces_step:  # SET / RigL: the update instead of this iteration's optimiser step
+            return jax.lax.cond(due, lambda: update_mask()._replace(model_state=model_state, step=state.step + 1),
+                                lambda: optimiser_step(state, state.sparse.mask, grads, model_state))
+        state = jax.lax.cond(due, update_mask, lambda: state)  # gradual: prune, then the step under the new mask
+        return optimiser_step(state, state.sparse.mask, grads, model_state)
+
+    def train_step(state: TrainState, mask: Mask, x: jax.Array, y: jax.Array, key: jax.Array
+                   ) -> tuple[TrainState, jax.Array]:
+        def loss_fn(params):
+            logits, model_state = model.apply(params, state.model_state, x, True)
+            return jnp.mean(cross_entropy(logits, y)), model_state
+
+        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)  # dense gradient
+        if mask_update is None:
+            return optimiser_step(state, mask, grads, model_state), loss
+        return with_mask_update(state, grads, model_state, key), loss
 
     def update(state: TrainState, mask: Mask, data: DeviceData, idx_B: jax.Array, augment_key: jax.Array):
         """One training step on the examples `idx_B`."""
         x = data.x_train[idx_B]
         if augmentation == "crop_flip":
             x = crop_flip(jax.random.fold_in(augment_key, state.step), x, data.pad_value)
-        return train_step(state, mask, x, data.y_train[idx_B])
+        return train_step(state, mask, x, data.y_train[idx_B], augment_key)
 
     def evaluate_all(params: Any, model_state: Any, data: DeviceData) -> jax.Array:
         vl, va = evaluate(params, model_state, data.val)
         tl, ta = evaluate(params, model_state, data.test)
         return jnp.stack([vl, va, tl, ta])
 
-    return Parts(update, evaluate_all, eval_every, total_steps)
+    return Parts(update, evaluate_all, eval_every, total_steps, mask_update)
 
 
 def stacked_parts(parts: Parts) -> Parts:

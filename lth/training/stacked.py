@@ -64,12 +64,14 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
     steps = {int(state.step) for state in states}
     if len(steps) != 1:
         raise ValueError(f"networks trained together must be at the same iteration, got {sorted(steps)}")
-    return TrainState(*stack([tuple(state[:3]) for state in states]), states[0].step)
+    params, model_state, opt_state, sparse = stack([(s.params, s.model_state, s.opt_state, s.sparse) for s in states])
+    return TrainState(params, model_state, opt_state, states[0].step, sparse)
 
 
 def unstack_states(stacked: TrainState) -> list[TrainState]:
     """The N train states of a stacked one."""
-    return [TrainState(*parts, stacked.step) for parts in unstack(tuple(stacked[:3]))]
+    parts = unstack((stacked.params, stacked.model_state, stacked.opt_state, stacked.sparse))
+    return [TrainState(p, m, o, stacked.step, sp) for p, m, o, sp in parts]
 
 
 _epoch_orders = jax.jit(jax.vmap(epoch_order, in_axes=(0, None, None, None)), static_argnums=(2, 3))
@@ -89,7 +91,9 @@ def place(tree: Any, mesh: Mesh | None, split: bool = True) -> Any:
 
 def place_state(stacked: TrainState, mesh: Mesh | None) -> TrainState:
     """A stacked state on the mesh: its arrays split along the leading axis, the shared step replicated."""
-    return TrainState(*place(tuple(stacked[:3]), mesh), place(stacked.step, mesh, split=False))
+    params, model_state, opt_state, sparse = place((stacked.params, stacked.model_state, stacked.opt_state,
+                                                    stacked.sparse), mesh)
+    return TrainState(params, model_state, opt_state, place(stacked.step, mesh, split=False), sparse)
 
 
 def split_metrics(metrics: ChunkMetrics) -> list[ChunkMetrics]:
@@ -110,7 +114,7 @@ def stacked_chunk(trainer: Trainer, mesh: Mesh | None = None) -> Chunk:
     shardings = None
     if mesh is not None:
         split, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
-        state = TrainState(split, split, split, rep)
+        state = TrainState(split, split, split, rep, split)
         shardings = ((state, split, rep, split, rep, split), None)
     return Chunk(iteration(stacked_parts(trainer.parts)), trainer.loop, order_axis=1, shardings=shardings)
 

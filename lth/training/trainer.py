@@ -18,6 +18,7 @@ from lth.errors import ConfigError
 from lth.models.base import Model
 from lth.training.chunks import LOOPS, Chunk
 from lth.training.iteration import Parts, TrainState, iteration, make_evaluate, make_parts
+from lth.training.mask_updates import MaskUpdate
 from lth.training.optim import make_optimizer, make_schedule
 
 
@@ -52,12 +53,14 @@ def make_trainer(
     eval_every: int,
     augmentation: str = "none",
     loop: str = "scan",
+    mask_update: MaskUpdate | None = None,
 ) -> Trainer:
     """Build the trainer for `model` (its programs compile on first use).
 
     `augmentation` ("none" or "crop_flip") is applied to every training batch inside the compiled
     chunk. `loop`: "scan" (a chunk is one `lax.scan`) or "steps" (one dispatch per iteration, for
-    convolutional models on CPU); `choose_loop` picks.
+    convolutional models on CPU); `choose_loop` picks. `mask_update`: the mask changes inside the
+    loop (gradual, SET, RigL; `lth.training.mask_updates`), carried in the state's `sparse`.
     """
     if loop not in LOOPS:
         raise ConfigError(f"unknown training loop {loop!r}: choose one of {', '.join(LOOPS)}")
@@ -66,12 +69,19 @@ def make_trainer(
     tx = make_optimizer(optimizer)
     schedule = make_schedule(optimizer, total_steps, steps_per_epoch)
     parts = make_parts(model, tx, schedule, augmentation=augmentation, eval_every=eval_every,
-                       total_steps=total_steps)
+                       total_steps=total_steps, mask_update=mask_update)
     return Trainer(
         model=model, optimizer=tx, schedule=schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
         batch_size=batch_size, eval_every=eval_every, augmentation=augmentation,
         train_chunk=Chunk(iteration(parts), loop), evaluate=jax.jit(make_evaluate(model)), parts=parts, loop=loop,
     )
+
+
+def with_mask_update(trainer: Trainer, mask_update: MaskUpdate) -> Trainer:
+    """The same training setup (optimiser, schedule, lengths, loop) with `mask_update` in its iteration."""
+    parts = make_parts(trainer.model, trainer.optimizer, trainer.schedule, augmentation=trainer.augmentation,
+                       eval_every=trainer.eval_every, total_steps=trainer.total_steps, mask_update=mask_update)
+    return trainer._replace(parts=parts, train_chunk=Chunk(iteration(parts), trainer.loop))
 
 
 def uses_convolution(model: Model, input_shape: tuple[int, ...]) -> bool:

@@ -1,0 +1,150 @@
+"""Sparse networks other than IMP's, on the same compiled loop: a pure generator of one outcome per
+target density (`method_levels`), and the pieces the controls of a lottery run share with it.
+
+Methods (`config.method`; settings in `config.sparse`, see `lth.config.SparseConfig`):
+
+    imp       the lottery (`lth.lottery.levels`), the default
+    static    a fixed random mask with the layer distribution's counts (uniform or ERK), trained once
+    set       SET (Mocanu et al. 2018): the random start mask, drop-and-grow every dt iterations
+    rigl      RigL (Evci et al. 2020): as SET, regrowth by the dense gradient, cosine drop fraction
+    gradual   Zhu & Gupta (2017): dense at t0, magnitude pruning on the cubic schedule to the target
+
+Each density of `config.sparse.densities` is trained from the run's initialisation (iteration 0,
+the same init, data order and schedule as the lottery's level 0) to the end of training: one record
+in the format of a lottery level (density, accuracies, early stop), with `level` = the density's
+position in the list, plus the method, the target density, how many mask updates ran and the
+overlap of the final mask with the initial one. With an N:M `structure` the density is the
+structure's (no `densities`): static is a random N:M mask, gradual ramps every group from M to N.
+
+Randomness: the start mask of density d is drawn from ``stream(seed, "sparse_mask", kept)`` with
+`kept` its weight count, so a density's mask does not depend on the others in the list.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+
+from lth import rng
+from lth.config import SparseConfig
+from lth.lottery.levels import Hooks, LevelOutcome, level_record
+from lth.lottery.method_config import METHODS, check_schedule, validate_method
+from lth.lottery.setup import Setup, init_params, initial_mask
+from lth.sparsity import nm
+from lth.sparsity.distributions import keep_counts, random_mask
+from lth.sparsity.masks import Mask, apply_mask, layer_counts, overlap
+from lth.training import Trainer, TrainState, train
+from lth.training.mask_updates import (
+    DYNAMIC,
+    count_updates,
+    current_mask,
+    make_mask_update,
+    sparse_state,
+)
+from lth.training.trainer import with_mask_update
+
+
+@functools.lru_cache(maxsize=16)
+def _method_trainer(trainer: Trainer, method: str, sparse: SparseConfig, exclude: tuple[str, ...]) -> Trainer:
+    return with_mask_update(trainer, make_mask_update(method, sparse, trainer.total_steps, exclude))
+
+
+def method_trainer(setup: Setup, method: str) -> Trainer:
+    """The trainer of `method`: the setup's, with the method's mask updates in its iteration (cached,
+    so every density and control of a run reuses one compiled program)."""
+    if method not in DYNAMIC:
+        return setup.trainer
+    return _method_trainer(setup.trainer, method, setup.config.sparse, tuple(setup.config.pruning.exclude))
+
+
+def start_mask(setup: Setup, method: str, full: Mask, counts: dict[str, int] | None) -> Mask:
+    """The mask a method starts from: full for gradual; a random mask with `counts` (or a random
+    N:M mask) for static, SET and RigL."""
+    config = setup.config
+    if method == "gradual":
+        return full
+    structure = nm.parse_nm(config.sparse.structure)
+    if structure is not None:
+        n, m = structure
+        return nm.nm_random(full, rng.stream(config.seed, "sparse_mask", n, m), n, m, config.pruning.exclude)
+    return random_mask(full, counts, rng.stream(config.seed, "sparse_mask", sum(counts.values())))
+
+
+def start_state(setup: Setup, method: str, params: Any, model_state: Any, mask: Mask, step: int,
+                final_counts: dict[str, int] | None) -> TrainState:
+    """The masked start state of `method` at iteration `step` (fresh optimiser); with mask updates the
+    mask (and gradual pruning's per-layer start and end counts) travel in the state."""
+    state = setup.trainer.init_state(apply_mask(params, mask), model_state, step)
+    if method not in DYNAMIC:
+        return state
+    start = {name: kept for name, (kept, _) in layer_counts(mask).items()}
+    if method == "gradual" and setup.config.sparse.s_i > 0 and final_counts is not None:
+        density = 1.0 - setup.config.sparse.s_i
+        start = keep_counts(mask, density, setup.config.sparse.distribution, setup.config.pruning.exclude)
+    return state._replace(sparse=sparse_state(mask, start, final_counts or start))
+
+
+def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
+    """Per-layer counts of `density` under the run's distribution (`pruning.exclude` kept whole)."""
+    return keep_counts(full, density, setup.config.sparse.distribution, setup.config.pruning.exclude)
+
+
+def train_sparse(setup: Setup, trainer: Trainer, level: int, state: TrainState, mask: Mask,
+                 hooks: Hooks) -> tuple[TrainState, Mask, list[dict[str, float]]]:
+    """Train from `state` to the end under `mask` (or the state's changing mask), with the run's data
+    order; `hooks` see the start and every chunk. Returns the final state and mask, and the evaluations."""
+    evaluations: list[dict[str, float]] = []
+    order_key = rng.stream(setup.config.seed, "data_order")
+    augment_key = rng.stream(setup.config.seed, "augmentation")
+    hooks.level_start(level, state, mask)
+    for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
+        evaluations.extend(evals)
+        hooks.chunk_done(level, state, current_mask(state, mask), evals, evaluations)
+    jax.block_until_ready(state.params)
+    return state, current_mask(state, mask), evaluations
+
+
+def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start_step: int,
+                  evaluations: list[dict[str, float]], target: float | None) -> dict[str, Any]:
+    """A level record plus the method, its target density, the mask updates run and the final mask's
+    overlap with the initial one."""
+    updates = 0
+    if method in DYNAMIC:
+        updates = count_updates(method_trainer(setup, method).parts.mask_update, start_step, setup.total_steps)
+    extra = {"method": method, "mask_updates": updates, "overlap_with_initial_mask": overlap(final, initial)}
+    if target is not None:
+        extra["target_density"] = float(target)
+    return {**level_record(level, final, evaluations), **extra}
+
+
+def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int] = frozenset()
+                  ) -> Iterator[LevelOutcome]:
+    """One outcome per target density of `config.sparse.densities` (or the N:M structure's one),
+    skipping the positions in `done`; see the module docstring."""
+    config, hooks = setup.config, hooks or Hooks()
+    method = config.method
+    params0, model_state0 = init_params(setup)
+    full = initial_mask(setup, params0)
+    structure = nm.parse_nm(config.sparse.structure)
+    if structure is not None:
+        nm.check_nm_shapes(full, structure[1], config.pruning.exclude)
+    trainer = method_trainer(setup, method)
+    for level, density in enumerate(config.sparse.densities or (None,)):
+        if level in done:
+            continue
+        started = time.perf_counter()
+        counts = target_counts(setup, full, density) if density is not None else None
+        mask = start_mask(setup, method, full, counts)
+        state = start_state(setup, method, params0, model_state0, mask, 0, counts)
+        state, final, evaluations = train_sparse(setup, trainer, level, state, mask, hooks)
+        record = sparse_record(setup, method, level, mask, final, 0, evaluations, density)
+        yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
+
+
+
+__all__ = ["METHODS", "check_schedule", "method_levels", "method_trainer", "sparse_record", "start_mask",
+           "start_state", "target_counts", "train_sparse", "validate_method"]

@@ -1,0 +1,166 @@
+"""Mask updates inside the compiled loop (lth.training.mask_updates through the one masked iteration):
+exact counts after every update, the dense gradient of the step, new weights and their moments at 0,
+pruned weights exactly 0, one compiled program, N vmapped seeds equal to one by one."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import backend_compiles, tiny_config
+
+from lth import rng
+from lth.data.device import epoch_order
+from lth.lottery import init_params, prepare
+from lth.lottery.methods import method_trainer, start_mask, start_state, target_counts
+from lth.models.base import cross_entropy
+from lth.sparsity import dynamic, gradual
+from lth.sparsity.masks import apply_mask, layer_counts, make_mask, mask_leaves, named_leaves
+from lth.training import train
+from lth.training.mask_updates import count_updates, current_mask
+from lth.training.stacked import train_stacked
+
+
+@functools.lru_cache(maxsize=4)
+def _setup(method: str, length: str = "80it", **sparse):
+    changes = {"method": method, "training.length": length, "sparse.densities": (0.3,), "sparse.dt": 10,
+               **{f"sparse.{k}": v for k, v in sparse.items()}}
+    return prepare(tiny_config(**changes))
+
+
+def _start(setup, seed_offset: int = 0, density: float = 0.3):
+    setup = setup.for_replicate(seed_offset)
+    params0, state0 = init_params(setup)
+    full = make_mask(params0, setup.config.pruning.prunable)
+    counts = target_counts(setup, full, density)
+    mask = start_mask(setup, setup.config.method, full, counts)
+    return setup, start_state(setup, setup.config.method, params0, state0, mask, 0, counts), mask, counts
+
+
+def _counts(mask):
+    return {name: kept for name, (kept, _) in layer_counts(mask).items()}
+
+
+def _run(setup, state, mask):
+    trainer = method_trainer(setup, setup.config.method)
+    order_key, augment_key = rng.stream(setup.config.seed, "data_order"), rng.stream(setup.config.seed, "augmentation")
+    return list(train(trainer, state, mask, setup.data, order_key, augment_key))
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_dynamic_methods_keep_every_layer_count_and_pruned_weights_stay_zero(method):
+    setup, state, mask, counts = _start(_setup(method))
+    masks_seen = []
+    for st, _ in _run(setup, state, mask):
+        m = current_mask(st, mask)
+        assert _counts(m) == counts  # per layer, hence overall, after every update
+        masks_seen.append(m)
+        for name, leaf in mask_leaves(m).items():
+            assert not np.any(np.asarray(named_leaves(st.params)[name])[~np.asarray(leaf)])
+    changed = any(not np.array_equal(np.asarray(a), np.asarray(b))
+                  for a, b in zip(mask_leaves(mask).values(), mask_leaves(masks_seen[-1]).values()))
+    assert changed  # the mask did move
+    assert count_updates(method_trainer(setup, method).parts.mask_update, 0, 80) == 7  # t = 0, 10, ..., 60 <= 60
+
+
+def _one_step(setup, state, mask, step_batch):
+    """One compiled iteration at `state.step` on batch `step_batch` (the trainer's chunk of length 1)."""
+    trainer = method_trainer(setup, setup.config.method)
+    order = step_batch[None]
+    return trainer.train_chunk(state, mask, setup.data, order, jnp.int32(0), rng.stream(0, "augmentation"),
+                               length=1)[0]
+
+
+def test_rigl_in_the_loop_uses_the_dense_gradient_of_the_step_and_zeroes_new_moments():
+    setup, state, mask, counts = _start(_setup("rigl"))
+    # train 10 iterations (an update at 0), then look at the update of iteration 10
+    order = epoch_order(rng.stream(0, "data_order"), 0, int(setup.data.x_train.shape[0]), 100)
+    state = _advance(method_trainer(setup, "rigl"), setup, state, mask, order, rng.stream(0, "augmentation"), 10)
+    idx = order[10]
+    x, y = setup.data.x_train[idx], setup.data.y_train[idx]
+
+    def loss(p):
+        logits, _ = setup.model.apply(p, state.model_state, x, True)
+        return jnp.mean(cross_entropy(logits, y))
+
+    grads = jax.grad(loss)(state.params)  # the dense gradient (pruned positions included)
+    fraction = dynamic.cosine_drop_fraction(10, setup.config.sparse.alpha, int(0.75 * 80))
+    want = dynamic.rigl_update(state.sparse.mask, state.params, grads, fraction)
+    after = _one_step(setup, state, mask, idx)
+    for name, leaf in mask_leaves(want).items():
+        np.testing.assert_array_equal(np.asarray(mask_leaves(after.sparse.mask)[name]), np.asarray(leaf))
+    new = dynamic.new_connections(state.sparse.mask, after.sparse.mask)
+    adam = after.opt_state
+    assert any(np.any(np.asarray(v)) for v in mask_leaves(new).values())
+    for name, grown in mask_leaves(new).items():
+        grown = np.asarray(grown)
+        assert not np.any(np.asarray(named_leaves(after.params)[name])[grown])  # grown weights start at 0
+        for moments in (adam.mu, adam.nu):
+            assert not np.any(np.asarray(named_leaves(moments)[name])[grown])  # and so do their moments
+    # the update replaced the optimiser step: surviving weights did not move
+    kept = {n: np.asarray(a) & np.asarray(b) for n, a, b in
+            zip(mask_leaves(want), mask_leaves(state.sparse.mask).values(), mask_leaves(want).values())}
+    for name, k in kept.items():
+        np.testing.assert_array_equal(np.asarray(named_leaves(after.params)[name])[k],
+                                      np.asarray(named_leaves(state.params)[name])[k])
+    assert int(after.step) == 11
+
+
+def test_gradual_hits_the_schedule_at_each_update_and_the_target_at_the_end():
+    setup, state, mask, counts = _start(_setup("gradual", t0=10))
+    s = setup.config.sparse
+    n = (int(0.75 * 80) - s.t0) // s.dt  # 5 steps after t0: 10, 20, ..., 60
+    start = _counts(mask)
+    trainer = method_trainer(setup, "gradual")
+    order = epoch_order(rng.stream(0, "data_order"), 0, int(setup.data.x_train.shape[0]), 100)
+    key = rng.stream(0, "augmentation")
+    for t in gradual.update_steps(s.t0, n, s.dt):
+        state = _advance(trainer, setup, state, mask, order, key, t + 1)
+        want = {k: int(v) for k, v in gradual.counts_at(t, start, counts, s.t0, n, s.dt).items()}
+        assert _counts(state.sparse.mask) == want
+    assert _counts(state.sparse.mask) == counts  # s_f, exactly the distribution's counts
+
+
+def _advance(trainer, setup, state, mask, order, key, until):
+    """Train from state.step to `until` (within the first epoch)."""
+    start = int(state.step)
+    return trainer.train_chunk(state, mask, setup.data, order, jnp.int32(start), key, length=until - start)[0]
+
+
+def test_one_compiled_program_per_run():
+    """After the first chunk (a whole epoch), nothing compiles: not the later chunks with their mask
+    updates, not a second target density (its counts are traced, in the state)."""
+    setup = _setup("gradual", length="120it", t0=0)
+    setup, state, mask, counts = _start(setup)
+    runs = iter(_run(setup, state, mask))
+    next(runs)
+    with backend_compiles() as compiles:
+        list(runs)
+        _, state2, mask2, _ = _start(setup, density=0.1)
+        list(_run(setup, state2, mask2))
+    assert compiles == []
+
+
+def test_vmapped_rigl_seeds_equal_one_by_one():
+    setup = _setup("rigl")
+    starts = [_start(setup, r) for r in range(3)]
+    singles = [_run(s, st, m)[-1][0] for s, st, m, _ in starts]
+    trainer = method_trainer(setup, "rigl")
+    keys = [(rng.stream(s.config.seed, "data_order"), rng.stream(s.config.seed, "augmentation")) for s, *_ in starts]
+    chunks = train_stacked(trainer, [st for _, st, _, _ in starts], [m for _, _, m, _ in starts], setup.data,
+                           [k[0] for k in keys], [k[1] for k in keys])
+    outs = [next(chunks)]
+    with backend_compiles() as compiles:  # the three seeds are one program: after its first chunk, nothing compiles
+        outs.extend(chunks)
+    assert compiles == [] and len(outs) == 2
+    for single, stacked in zip(singles, outs[-1][0]):
+        for a, b in zip(mask_leaves(single.sparse.mask).values(), mask_leaves(stacked.sparse.mask).values()):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(stacked.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+        masked = apply_mask(stacked.params, stacked.sparse.mask)
+        assert all(np.array_equal(np.asarray(a), np.asarray(b))
+                   for a, b in zip(jax.tree.leaves(masked), jax.tree.leaves(stacked.params)))
