@@ -44,10 +44,14 @@ def _counts(mask):
     return {name: kept for name, (kept, _) in layer_counts(mask).items()}
 
 
-def _run(setup, state, mask):
+def _chunks(setup, state, mask):
     trainer = method_trainer(setup, setup.config.method)
     order_key, augment_key = rng.stream(setup.config.seed, "data_order"), rng.stream(setup.config.seed, "augmentation")
-    return list(train(trainer, state, mask, setup.data, order_key, augment_key))
+    return train(trainer, state, mask, setup.data, order_key, augment_key)
+
+
+def _run(setup, state, mask):
+    return list(_chunks(setup, state, mask))
 
 
 @pytest.mark.parametrize("method", ["rigl", "set"])
@@ -131,21 +135,23 @@ def _advance(trainer, setup, state, mask, order, key, until):
 
 
 def test_one_compiled_program_per_run():
-    """After the first chunk (a whole epoch), nothing compiles: not the later chunks with their mask
-    updates, not a second target density (its counts are traced, in the state)."""
-    setup = _setup("gradual", length="120it", t0=0)
+    """After the first chunk (a whole epoch of 35 iterations), nothing compiles: not the later chunks
+    with their mask updates, not a second target density (its counts are traced, in the state).
+    (A run whose length is not a whole number of epochs compiles its shorter last chunk once, as IMP.)"""
+    setup = _setup("gradual", length="105it", t0=0)
     setup, state, mask, counts = _start(setup)
-    runs = iter(_run(setup, state, mask))
-    next(runs)
+    chunks = _chunks(setup, state, mask)
+    next(chunks)
     with backend_compiles() as compiles:
-        list(runs)
-        _, state2, mask2, _ = _start(setup, density=0.1)
-        list(_run(setup, state2, mask2))
+        assert len(list(chunks)) == 2
+        _, state2, mask2, counts2 = _start(setup, density=0.1)
+        last = _run(setup, state2, mask2)[-1][0]
     assert compiles == []
+    assert _counts(last.sparse.mask) == counts2
 
 
 def test_vmapped_rigl_seeds_equal_one_by_one():
-    setup = _setup("rigl")
+    setup = _setup("rigl", length="70it")
     starts = [_start(setup, r) for r in range(3)]
     singles = [_run(s, st, m)[-1][0] for s, st, m, _ in starts]
     trainer = method_trainer(setup, "rigl")
