@@ -18,7 +18,7 @@ from lth.cli_args import build_parser
 from lth.config import replace
 from lth.errors import LthError
 from lth.experiments import experiment_names, load_experiment
-from lth.parse import parse_assignment
+from lth.parse import parse_assignment, parse_densities
 
 
 def config_from_args(args: argparse.Namespace):
@@ -36,6 +36,7 @@ def config_from_args(args: argparse.Namespace):
         "lr": "optimizer.learning_rate",
         "eval_every": "training.eval_every",
         "dataset": "data.name",
+        "method": "method",
     }
     for arg, field in simple.items():
         if getattr(args, arg) is not None:
@@ -44,6 +45,8 @@ def config_from_args(args: argparse.Namespace):
         changes["training.length"] = f"{args.epochs}ep"
     if args.iterations is not None:
         changes["training.length"] = f"{args.iterations}it"
+    if args.densities is not None:
+        changes["sparse.densities"] = parse_densities(args.densities)
     for item in args.set:
         field, value = parse_assignment(item)
         changes[field] = value

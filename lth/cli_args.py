@@ -64,6 +64,9 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--dataset", help="dataset name (e.g. mnist5k, mnist1d)")
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
     run.add_argument("--ticket", help="start level 0 from this ticket file (`lth ticket export`): its mask and weights")
+    run.add_argument("--method", help="imp (the lottery, default), gradual, static, set or rigl "
+                                      "(settings: --set sparse.FIELD=VALUE, e.g. sparse.distribution=uniform)")
+    run.add_argument("--densities", help="target densities of a non-IMP method, one record each: e.g. 0.2,0.05,0.02")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
     _add_run_execution(run)
@@ -96,7 +99,8 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
 def _add_control(control: argparse.ArgumentParser) -> None:
     control.add_argument("run", help=RUN_HELP)
     control.add_argument("controls", help="comma-separated, e.g. reinit,random_layerwise,random_global,shuffle,"
-                                          "invert,oneshot,snip,snip+shuffle,synflow+reinit")
+                                          "invert,oneshot,snip,snip+shuffle,synflow+reinit; sparse training at the "
+                                          "level's density: static_erk,static_uniform,set,rigl,gradual")
     control.add_argument("--levels", default="0-999", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
     control.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
     _add_roots(control)

@@ -1,6 +1,6 @@
 """Every small text format of the CLI and the configs, parsed in one place: durations ("500it",
 "2ep"), checkpoint periods ("10min", "5ep"), level lists ("0-3,7"), rewind-step lists
-("0,100,500it") and ``--set`` values (JSON, else the text itself).
+("0,100,500it"), density lists ("0.2,0.05") and ``--set`` values (JSON, else the text itself).
 
 Each parser raises a one-line `ConfigError` that shows the expected form. No lth imports but
 `lth.errors`, and no jax: the CLI parses its arguments before jax is loaded.
@@ -85,6 +85,21 @@ def parse_steps(text: str, steps_per_epoch: int) -> list[int]:
     if not steps:
         raise ConfigError(f"no rewind step in {text!r}: write e.g. 0,100,500it,2ep")
     return sorted(set(steps))
+
+
+def parse_densities(text: str) -> tuple[float, ...]:
+    """'0.2,0.05,0.02' -> (0.2, 0.05, 0.02): target densities, each in (0, 1]."""
+    values = []
+    for part in str(text).split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"invalid density list {text!r}: write fractions of the weights, e.g. 0.2,0.05,0.02") \
+                from None
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"target density must be in (0, 1], got {value} in {text!r}: e.g. 0.2,0.05,0.02")
+        values.append(value)
+    return tuple(values)
 
 
 def parse_value(text: str) -> Any:

@@ -11,6 +11,14 @@ sources (where the mask of level L comes from)
     random_global     a uniformly random mask with level L's overall count, spread across layers
     magnitude_init, snip, grasp, synflow
                       pruning at initialisation to level L's counts, trained from init
+    static_erk, static_uniform
+                      a random mask at level L's overall density, spread over the layers by ERK /
+                      uniformly (`lth.sparsity.distributions`, `pruning.exclude` kept whole), fixed
+                      during training
+    set, rigl         a random mask with level L's per-layer counts, updated by SET / RigL during
+                      training (every layer keeps its count)
+    gradual           dense at the start, pruned during training on Zhu & Gupta's schedule down to
+                      level L's per-layer counts
 transforms (Frankle et al. 2021's sanity checks; Frankle & Carbin 2019's random reinitialisation)
     reinit            the mask kept, fresh initial weights (a new key)
     shuffle           each layer's mask permuted within the layer (per-layer density kept)
@@ -19,7 +27,8 @@ transforms (Frankle et al. 2021's sanity checks; Frankle & Carbin 2019's random 
 Counts follow the main line exactly (`control_groups`): a layer the main line keeps whole
 (`pruning.exclude`) or prunes at its own rate (`pruning.layer_fractions`) keeps exactly the main
 line's count of it; the other layers are one pool whose total is the main line's, among which a
-global source (random_global, pruning at init) chooses the per-layer densities.
+global source (random_global, pruning at init) chooses the per-layer densities. (static_erk /
+static_uniform spread the level's overall density by their own rule instead: that is their point.)
 
 A control of level L trains as level L does: from the rewind point with weight rewinding, or,
 with ``retraining`` lr_rewind / finetune, from the trained weights the main line's level L starts
@@ -27,6 +36,9 @@ from (level L-1's; the dense network's for oneshot) with its schedule and its da
 L's, with ``data_order="per_level"``). So a control differs from the ticket only by its mask or its
 initial weights. Pruning at init trains from iteration 0, like level 0, and `reinit` draws fresh
 weights: both have no meaning with lr_rewind / finetune, which keep trained weights, and are refused.
+The sparse-training sources (static_*, set, rigl, gradual; settings from the run's `sparse` config)
+train a sparse network from the rewind point with its own mask schedule, take no transforms, and
+are refused with lr_rewind / finetune too.
 """
 
 from __future__ import annotations
@@ -40,16 +52,22 @@ import jax
 import numpy as np
 
 from lth import rng
+from lth.config import replace
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
+from lth.lottery.method_config import check_schedule
+from lth.lottery.methods import method_trainer, sparse_record, start_state, train_sparse
 from lth.lottery.setup import Setup, data_keys, retrained
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
+from lth.sparsity.distributions import keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
 from lth.training import Trainer, TrainState, train
 
-SOURCES = ("imp", "oneshot", "random_layerwise", "random_global", "magnitude_init", "snip", "grasp", "synflow")
+SPARSE_TRAINING = ("static_erk", "static_uniform", "set", "rigl", "gradual")
+SOURCES = ("imp", "oneshot", "random_layerwise", "random_global", "magnitude_init", "snip", "grasp", "synflow",
+           *SPARSE_TRAINING)
 AT_INIT = ("magnitude_init", "snip", "grasp", "synflow")
 TRANSFORMS = ("reinit", "shuffle", "invert")
 
@@ -76,6 +94,8 @@ def parse_control(text: str) -> Control:
         raise ConfigError(f"control {text!r} repeats a transform")
     if source == "imp" and not transforms:
         raise ConfigError("'imp' alone is the main line: add a transform, e.g. imp+reinit or imp+shuffle")
+    if source in SPARSE_TRAINING and transforms:
+        raise ConfigError(f"{text!r}: the sparse-training controls take no transforms; use {source} alone")
     if source.startswith("random") and "invert" in transforms:
         raise ConfigError(f"{text!r}: inverting random scores is another random mask; drop '+invert'")
     return Control(source, tuple(transforms))
@@ -139,6 +159,8 @@ def control_mask(setup: Setup, control: Control, inputs: LevelInputs, params0: A
     groups = control_groups(config.pruning, target)
     if control.source == "random_global":
         return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
+    if control.source in SPARSE_TRAINING:
+        return sparse_control_mask(setup, control, inputs, key)
     # pruning at initialisation, to the level's counts (the pool's densities chosen by the scores)
     if sum(target.values()) >= sum(counts_of(inputs.full_mask).values()):
         return inputs.full_mask
@@ -161,6 +183,25 @@ def score_batch(setup: Setup) -> tuple[jax.Array, jax.Array]:
     return setup.data.x_train[picked], setup.data.y_train[picked]
 
 
+def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array) -> Mask:
+    """The start mask of a sparse-training control of level L (see the module docstring)."""
+    target = counts_of(inputs.mask)
+    if control.source == "gradual":
+        return inputs.full_mask
+    if control.source.startswith("static_"):
+        density = sum(target.values()) / sum(counts_of(inputs.full_mask).values())
+        target = keep_counts(inputs.full_mask, density, control.source.removeprefix("static_"),
+                             setup.config.pruning.exclude)
+    return random_mask(inputs.full_mask, target, key)
+
+
+def check_controls(setup: Setup, controls: Iterable[Control]) -> None:
+    """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training."""
+    for control in controls:
+        if control.source in ("set", "rigl", "gradual"):
+            check_schedule(replace(setup.config, method=control.source), setup.total_steps)
+
+
 # --------------------------------------------------------------------------- training a control level
 
 
@@ -168,8 +209,10 @@ def check_retraining(control: Control, retraining: str) -> None:
     """A one-line ConfigError for a control that has no meaning under the run's retraining."""
     if retraining == "rewind":
         return
-    if control.source in AT_INIT or "reinit" in control.transforms:
-        what = "trains from initialisation" if control.source in AT_INIT else "draws fresh weights"
+    if control.source in AT_INIT or control.source in SPARSE_TRAINING or "reinit" in control.transforms:
+        what = ("trains from initialisation" if control.source in AT_INIT else
+                "trains a sparse network with its own mask schedule" if control.source in SPARSE_TRAINING else
+                "draws fresh weights")
         raise ConfigError(f"control {control.name} {what}, but this run retrains with {retraining} (trained "
                           "weights kept): run it on a run with weight rewinding (--retraining rewind)")
 
@@ -177,24 +220,32 @@ def check_retraining(control: Control, retraining: str) -> None:
 def control_start(setup: Setup, control: Control, level: int, mask: Mask, params0: Any, model_state0: Any,
                   rewind_point: tuple[Any, Any], inputs: LevelInputs | None = None) -> TrainState:
     """The initial state of a control level, as the main line's level starts (see the module
-    docstring): masked, fresh optimiser, schedule at the start step."""
+    docstring): masked, fresh optimiser, schedule at the start step. Sparse-training controls carry
+    their mask in the state (gradual pruning ends at the level's counts, those of `inputs.mask`)."""
     check_retraining(control, setup.config.retraining)
-    if control.source in AT_INIT:
-        return setup.trainer.init_state(apply_mask(params0, mask), model_state0, 0)
-    params, model_state = rewind_point
+    at_init = control.source in AT_INIT
+    params, model_state = (params0, model_state0) if at_init else rewind_point
     if "reinit" in control.transforms:
         params, model_state = setup.model.init(rng.stream(setup.config.seed, "reinit", level))
-    elif setup.config.retraining != "rewind" and level > 0:
+    elif not at_init and setup.config.retraining != "rewind" and level > 0:
         if inputs is None or inputs.start is None:
             raise ConfigError(f"control {control.name} of level {level} retrains from trained weights: "
                               "give LevelInputs.start")
         params, model_state = inputs.start
-    return setup.trainer.init_state(apply_mask(params, mask), model_state, setup.rewind_step)
+    step = 0 if at_init else setup.rewind_step
+    if control.source in SPARSE_TRAINING:
+        final_counts = counts_of(inputs.mask) if inputs is not None else None
+        return start_state(setup, _method(control), params, model_state, mask, step, final_counts)
+    return setup.trainer.init_state(apply_mask(params, mask), model_state, step)
 
 
 def control_trainer(setup: Setup, control: Control, level: int) -> Trainer:
     """The trainer of a control level: level L's (the fine-tuning one after level 0, with finetune)."""
     return setup.retrain_trainer if retrained(setup, level) and control.source not in AT_INIT else setup.trainer
+
+
+def _method(control: Control) -> str:
+    return "static" if control.source.startswith("static_") else control.source
 
 
 def finalize_mask(setup: Setup, control: Control, level: int, mask: Mask) -> Mask:
@@ -212,6 +263,12 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     started = time.perf_counter()
     evaluations: list[dict[str, float]] = []
     order_key, augment_key = data_keys(setup, level)
+    if control.source in SPARSE_TRAINING:
+        method, start_step = _method(control), int(state.step)
+        state, final, evaluations = train_sparse(setup, method_trainer(setup, method), level, state, mask, hooks)
+        record = {**sparse_record(setup, method, level, mask, final, start_step, evaluations, None),
+                  "control": control.name}
+        return LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
     hooks.level_start(level, state, mask)
     trainer = control_trainer(setup, control, level)
     for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
@@ -233,6 +290,6 @@ def parse_controls(texts: Iterable[str] | str) -> list[Control]:
     return controls
 
 
-__all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_retraining", "control_groups",
-                          "control_mask", "control_start", "control_trainer", "train_control_level", "LevelInputs",
-                          "SOURCES", "TRANSFORMS")
+__all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_controls", "check_retraining",
+                          "control_groups", "control_mask", "control_start", "control_trainer", "train_control_level",
+                          "LevelInputs", "SOURCES", "SPARSE_TRAINING", "TRANSFORMS")

@@ -22,12 +22,15 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from lth import rng
+from lth.config import ExperimentConfig
 from lth.data.device import DeviceData
 from lth.errors import ConfigError
 from lth.lottery.setup import Setup, data_keys, init_params, initial_mask, retrained, start_step
 from lth.sparsity.masks import (
     Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
 )
+from lth.sparsity.nm import check_nm_shapes, nm_level_mask, parse_nm
 from lth.sparsity.pruning import prune_magnitude
 from lth.training import Trainer, TrainState, summarize, train
 
@@ -141,6 +144,9 @@ class _Seed:
 def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
     params0, model_state0 = init_params(setup)
     mask0 = initial_mask(setup, params0, mask)
+    structure = parse_nm(setup.config.sparse.structure)
+    if structure is not None:
+        check_nm_shapes(mask0, structure[1], setup.config.pruning.exclude)
     seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
                  (params0, model_state0) if setup.rewind_step == start_step(setup) else None)
     if resume is not None:
@@ -159,7 +165,7 @@ def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
         state = trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, start_step(setup))
         return state, seed.mask0, []
     assert seed.previous is not None and seed.rewind_point is not None
-    mask = prune_magnitude(seed.previous.params, seed.previous_mask, config.pruning, level, seed.base_counts)
+    mask = prune_level(config, seed.previous.params, seed.previous_mask, level, seed.base_counts)
     kernels = connections({name: tuple(np.shape(m)) for name, m in mask_leaves(mask).items()})
     empty = [name for name, (kept, size) in layer_counts(mask).items() if size and not kept and name in kernels]
     if empty:  # only global pruning can get here: layerwise counts are checked by prepare()
@@ -186,6 +192,15 @@ def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
         if int(state.step) == k:
             break
     return state.params, state.model_state
+
+
+def prune_level(config: ExperimentConfig, params: Any, mask: Mask, level: int, base_counts: dict[str, int]) -> Mask:
+    """Level `level`'s mask from the previous level's trained params: magnitude pruning, or N:M
+    magnitude pruning with the group count shrinking per level (`config.sparse.structure`)."""
+    structure = parse_nm(config.sparse.structure)
+    if structure is None:
+        return prune_magnitude(params, mask, config.pruning, level, base_counts)
+    return nm_level_mask(params, mask, config.pruning, level, *structure)
 
 
 def resume_point(resume: Resume | None) -> tuple[int, int | None]:

@@ -35,7 +35,7 @@ from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.setup import Setup, init_params, initial_mask
 from lth.sparsity import nm
-from lth.sparsity.distributions import keep_counts, random_mask
+from lth.sparsity.distributions import check_density, keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts, overlap
 from lth.training import Trainer, TrainState, train
 from lth.training.mask_updates import (
@@ -95,11 +95,11 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
 
 def train_sparse(setup: Setup, trainer: Trainer, level: int, state: TrainState, mask: Mask,
                  hooks: Hooks) -> tuple[TrainState, Mask, list[dict[str, float]]]:
-    """Train from `state` to the end under `mask` (or the state's changing mask), with the run's data
-    order; `hooks` see the start and every chunk. Returns the final state and mask, and the evaluations."""
+    """Train from `state` to the end under `mask` (or the state's changing mask), with level (or density
+    index) `level`'s data order (`rng.level_keys`); `hooks` see the start and every chunk. Returns the
+    final state and mask, and the evaluations."""
     evaluations: list[dict[str, float]] = []
-    order_key = rng.stream(setup.config.seed, "data_order")
-    augment_key = rng.stream(setup.config.seed, "augmentation")
+    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, level)
     hooks.level_start(level, state, mask)
     for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
         evaluations.extend(evals)
@@ -119,6 +119,18 @@ def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: M
     if target is not None:
         extra["target_density"] = float(target)
     return {**level_record(level, final, evaluations), **extra}
+
+
+def check_method(setup: Setup) -> None:
+    """One-line ConfigErrors for what needs the model: a target density the excluded layers alone
+    exceed, N:M groups that do not divide a layer's input dimension."""
+    config = setup.config
+    full = initial_mask(setup, init_params(setup)[0])
+    for density in config.sparse.densities:
+        check_density(full, density, config.pruning.exclude)
+    structure = nm.parse_nm(config.sparse.structure)
+    if structure is not None:
+        nm.check_nm_shapes(full, structure[1], config.pruning.exclude)
 
 
 def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int] = frozenset()
@@ -146,5 +158,5 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
 
 
 
-__all__ = ["METHODS", "check_schedule", "method_levels", "method_trainer", "sparse_record", "start_mask",
-           "start_state", "target_counts", "train_sparse", "validate_method"]
+__all__ = ["METHODS", "check_method", "check_schedule", "method_levels", "method_trainer", "sparse_record",
+           "start_mask", "start_state", "target_counts", "train_sparse", "validate_method"]

@@ -13,7 +13,8 @@ from lth.config import to_dict
 from lth.errors import ConfigError
 from lth.lottery import Setup, init_params, prepare
 from lth.lottery.controls import (
-    Control, LevelInputs, check_retraining, control_mask, control_start, finalize_mask, parse_controls,
+    Control, LevelInputs, check_controls, check_retraining, control_mask, control_start, finalize_mask,
+    parse_controls,
     train_control_level,
 )
 from lth.parse import parse_levels
@@ -110,6 +111,7 @@ def run_controls(
     chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     wandb_mode = checked_wandb_mode(wandb)
     setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
+    check_controls(setup, parsed)
     reps = run_dir.replicates()
     _check_finished(reps, chosen, path)
     tracker = WandbTracker(run_dir, to_dict(config), wandb_mode, warn=warn)

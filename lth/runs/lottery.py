@@ -17,6 +17,7 @@ from lth.parse import CheckpointPeriod, parse_checkpoint_period, parse_levels
 from lth.runs.controls import run_controls
 from lth.runs.from_ticket import keep_ticket, start_from_ticket
 from lth.runs.layout import choose_layout
+from lth.runs.methods import run_method
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.replicates import run_replicate, run_replicates_together
 from lth.runs.tracking import WandbTracker, checked_wandb_mode
@@ -87,6 +88,10 @@ def run_lottery(
     flags); resuming a replicate under another context is refused unless `allow_mixed_numerics`.
     A rerun of a finished run checks its files (and repairs what redundant copies allow).
     """
+    if config.method != "imp":  # gradual, static, SET, RigL: one record per target density
+        _check_method_options(config.method, mask, data_parallel, layout)
+        return run_method(config, runs_root=runs_root, data_root=data_root, replicates=replicates, progress=progress,
+                          wandb=wandb, trackers=trackers)
     main = jax.process_index() == 0
     wandb_mode = _check_run_options(replicates, data_parallel, bool(controls), wandb, main)
     setup = prepare(config, data_root)
@@ -208,6 +213,15 @@ def _check_run_options(replicates: int, data_parallel: bool, controls: bool, wan
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
     return wandb_mode
+
+
+def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: str | None) -> None:
+    """One-line errors for run options that a method run (`lth.runs.methods`) does not take."""
+    if mask is not None:
+        raise ConfigError(f"--mask starts a lottery from a saved mask; method {method} chooses its own masks")
+    if data_parallel or layout not in (None, "sequential"):
+        raise ConfigError(f"method {method} trains its replicates one after the other: drop --data-parallel / "
+                          "--layout (the vmapped trainer runs them together from Python: lth.training.stacked)")
 
 
 def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Setup, Mask | None]:

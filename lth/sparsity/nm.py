@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lth.config import PruningConfig
 from lth.errors import ConfigError
 from lth.sparsity.masks import Mask, Params, first_match, mask_leaves, named_leaves, path_name
+from lth.sparsity.pruning import layer_fraction
 
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -122,6 +124,15 @@ def level_group_keep(n: int, m: int, fraction: float, level: int) -> int:
     return max(n, int(round(m * (1.0 - fraction) ** level)))
 
 
+def nm_level_mask(params: Params, mask: Mask, spec: PruningConfig, level: int, n: int, m: int) -> Mask:
+    """N:M IMP: level L's mask from the trained `params` of level L - 1, every group of M of a layer
+    keeping `level_group_keep` with the layer's prune fraction (its override, or the default)."""
+    values, leaves = named_leaves(params), mask_leaves(mask)
+    new = {name: nm_keep(jnp.abs(values[name]), leaves[name], level_group_keep(n, m, layer_fraction(name, spec), level),
+                         m) for name in structured_layers(mask, spec.exclude)}
+    return _rebuild(mask, new)
+
+
 def group_counts(mask: Mask, m: int, exclude: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """{layer: kept entries of every group} (host side; for checks and tests)."""
     leaves = mask_leaves(mask)
@@ -129,5 +140,5 @@ def group_counts(mask: Mask, m: int, exclude: Sequence[str] = ()) -> dict[str, n
             structured_layers(mask, exclude)}
 
 
-__all__ = ["check_nm_shapes", "group_counts", "level_group_keep", "nm_keep", "nm_magnitude", "nm_prune", "nm_random",
-           "parse_nm", "structured_layers"]
+__all__ = ["check_nm_shapes", "group_counts", "level_group_keep", "nm_keep", "nm_level_mask", "nm_magnitude",
+           "nm_prune", "nm_random", "parse_nm", "structured_layers"]

@@ -8,6 +8,7 @@ Layout (under ``replicate_XX/``):
     manifest.json               SHA-256 of every mask file, the rewind weights' digest, the numerics context
     lock                        held by the process training this replicate
     masks/level_XX.npz          the mask of every level ({parameter path: bool array})
+    masks/level_XX/step_N.npz   a mask that changes during training (gradual, SET, RigL), when it did
     checkpoints/rewind          the weights at the rewind step (k > 0)
     checkpoints/level_XX/final  the trained state, mask and record of a finished level
     checkpoints/level_XX/step_N the state inside a level, every `checkpoint_every`
@@ -66,6 +67,10 @@ class ReplicateDir:
 
     def mask_path(self, level: int) -> Path:
         return self.masks_dir / f"level_{level:02d}.npz"
+
+    def mask_history_path(self, level: int, step: int) -> Path:
+        """A changing mask (gradual, SET, RigL) after iteration `step` of level (or density) `level`."""
+        return self.masks_dir / f"level_{level:02d}" / f"step_{step:07d}.npz"
 
     def instability_path(self, level: int, bn_state: str = "interpolate") -> Path:
         """Where `lth instability` keeps a level's records (a .png beside it); the records with
@@ -126,13 +131,15 @@ class ReplicateDir:
         """The rows of metrics.jsonl ([] when there is none); damaged lines are skipped (`on_bad`)."""
         return read_jsonl(self.metrics_path, on_bad) if self.metrics_path.exists() else []
 
-    def save_mask(self, level: int, mask: Mask) -> Path:
-        """masks/level_XX.npz, written atomically, its SHA-256 in the manifest."""
-        path = self.mask_path(level)
+    def save_mask(self, level: int, mask: Mask, step: int | None = None) -> Path:
+        """masks/level_XX.npz (with `step`: a changing mask's state after that iteration, its history),
+        written atomically, its SHA-256 in the manifest (keyed by its path under masks/)."""
+        path = self.mask_path(level) if step is None else self.mask_history_path(level, step)
         if self.writable:
             data = npz_bytes(mask_to_arrays(mask))
             write_atomic(path, data)
-            self.update_manifest(masks={path.name: hashlib.sha256(data).hexdigest()})
+            key = path.relative_to(self.masks_dir).as_posix()
+            self.update_manifest(masks={key: hashlib.sha256(data).hexdigest()})
         return path
 
     # the manifest --------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""`run_method`: a run of a sparse method other than IMP (`lth.lottery.methods`: gradual, static, SET,
+RigL), one record per target density, wired to the run directory, W&B, progress and the plot.
+
+The run directory has the lottery's layout: ``replicate_XX/results.json`` holds one record per
+density (`level` = its position in ``sparse.densities``), ``masks/level_XX.npz`` the final mask, and
+for a mask that changes during training ``masks/level_XX/step_N.npz`` the mask at every chunk end
+(epoch) where it had changed -- its history, at the resolution of the compiled chunks. A rerun skips
+the finished densities; an interrupted one restarts from its beginning (no checkpoints inside).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lth.analysis.plots import plot_run
+from lth.config import ExperimentConfig, to_dict
+from lth.errors import ConfigError
+from lth.lottery import prepare
+from lth.lottery.methods import check_method, method_levels
+from lth.runs.progress import LevelProgress, warn
+from lth.runs.recorder import Recorder
+from lth.runs.tracking import WandbTracker, resolve_wandb_mode
+from lth.sparsity.masks import Mask, mask_digest
+from lth.store import JsonlSink, RunDir
+from lth.training import TrainState
+
+
+class MaskHistory(Recorder):
+    """The Recorder of a method run, which also keeps the mask whenever it changed since the last chunk."""
+
+    last: str | None = None
+
+    def level_start(self, level: int, state: TrainState, mask: Mask) -> None:
+        super().level_start(level, state, mask)
+        self.last = mask_digest(mask)
+
+    def chunk_done(self, level: int, state: TrainState, mask: Mask, new: list[dict[str, float]],
+                   evaluations: list[dict[str, float]]) -> None:
+        super().chunk_done(level, state, mask, new, evaluations)
+        if state.sparse is not None and mask_digest(mask) != self.last:
+            self.files.save_mask(level, mask, step=int(state.step))
+            self.last = mask_digest(mask)
+
+
+def run_method(config: ExperimentConfig, *, runs_root: str | Path | None = None, data_root: str | Path | None = None,
+               replicates: int = 1, progress: bool = True, wandb: str | None = None,
+               trackers: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Train (or finish) `config.method` at every target density, for `replicates` seeds (one after
+    the other; replicate r has seed ``config.seed + r``); returns the records (means over replicates
+    when there are several). Bad settings raise a one-line ConfigError before anything is written."""
+    if replicates < 1:
+        raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    wandb_mode = resolve_wandb_mode(wandb)
+    setup = prepare(config, data_root)
+    check_method(setup)
+    run = RunDir(runs_root, config)
+    count = len(config.sparse.densities) or 1
+    reps = [run.replicate(r) for r in range(replicates)]
+    done = {r: rep.read_results() for r, rep in enumerate(reps)}
+    if run.results_path.exists() and all(len(records) == count for records in done.values()):
+        if progress:
+            print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
+        return _records(run, reps)
+    run.create()
+    tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
+    reporter = LevelProgress(count - 1, setup.total_steps, replicates, enabled=progress)
+    reporter.note(f"run directory: {run.path}")
+    per_replicate = []
+    with run.lock():
+        try:
+            for r, rep in enumerate(reps):
+                rep.mkdir()
+                rep.truncate_metrics(len(done[r]), -1)  # an interrupted density's lines: it restarts
+                with JsonlSink(rep.metrics_path) as sink:
+                    recorder = MaskHistory(rep, sink, reporter, [*(trackers or []), tracker], r, records=done[r])
+                    finished = frozenset(int(record["level"]) for record in done[r])
+                    for outcome in method_levels(setup.for_replicate(r), recorder, finished):
+                        recorder.level_done(outcome)
+                per_replicate.append(rep.read_results())
+                run.write_aggregate(per_replicate)
+            plot_run(run.path)
+            tracker.run_done(_records(run, reps))
+        finally:
+            reporter.close()
+            tracker.close()
+    if progress:
+        print(f"results: {run.results_path}\nplot:    {run.plot_path}")
+    return _records(run, reps)
+
+
+def _records(run: RunDir, reps: list[Any]) -> list[dict[str, Any]]:
+    return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()
