@@ -27,7 +27,7 @@ import optax
 from lth.data.device import DeviceData, EvalSet, crop_flip
 from lth.models.base import Model, cross_entropy
 from lth.sparsity.masks import Mask, apply_mask
-from lth.training.mask_updates import MaskUpdate, updated
+from lth.training.mask_updates import MaskUpdate, after_update
 
 
 class TrainState(NamedTuple):
@@ -115,18 +115,17 @@ def make_parts(model: Model, tx: optax.GradientTransformation, schedule: Callabl
         return TrainState(params, model_state, opt_state, state.step + 1, state.sparse)
 
     def with_mask_update(state: TrainState, grads: Any, model_state: Any, key: jax.Array) -> TrainState:
-        """The step of a run whose mask changes: the update where due (a cond on the shared counter)."""
-        def update_mask():
-            params, opt_state, sparse = updated(mask_update, tx, state.params, state.opt_state, state.sparse, grads,
-                                                state.step, key)
-            return state._replace(params=params, opt_state=opt_state, sparse=sparse)
-
-        due = mask_update.due(state.step)
-        if mask_update.replaces_step:  # SET / RigL: the update instead of this iteration's optimiser step
-            return jax.lax.cond(due, lambda: update_mask()._replace(model_state=model_state, step=state.step + 1),
-                                lambda: optimiser_step(state, state.sparse.mask, grads, model_state))
-        state = jax.lax.cond(due, update_mask, lambda: state)  # gradual: prune, then the step under the new mask
-        return optimiser_step(state, state.sparse.mask, grads, model_state)
+        """The step of a run whose mask changes: the new mask where an update is due, then the
+        optimiser step under it. Only the mask is computed under the `lax.cond` (a cond carrying the
+        state would copy it every iteration); where no update is due, masking by the same mask and
+        resetting the moments of pruned weights (zero already) change nothing."""
+        old = state.sparse.mask
+        new = jax.lax.cond(mask_update.due(state.step),
+                           lambda: mask_update.new_mask(state.sparse, state.params, grads, state.step, key),
+                           lambda: old)
+        params, opt_state = after_update(tx, state.params, state.opt_state, old, new)
+        moved = state._replace(params=params, opt_state=opt_state, sparse=state.sparse._replace(mask=new))
+        return optimiser_step(moved, new, grads, model_state)
 
     def train_step(state: TrainState, mask: Mask, x: jax.Array, y: jax.Array, key: jax.Array
                    ) -> tuple[TrainState, jax.Array]:

@@ -7,17 +7,21 @@ trainer vmaps it with the rest of the state. The masked iteration (`lth.training
 counter, so one compiled program serves the whole run (and N vmapped seeds stay one program: the
 counter is not batched, so the cond is not turned into a select).
 
-At an update iteration the dense gradient the iteration computed anyway (before masking) is at hand:
+At an update iteration the dense gradient the iteration computed anyway (before masking) is at hand.
+The new mask comes from the weights before that iteration's step and its batch's gradient
+(``gradual``: magnitude pruning to the schedule's counts; ``set`` / ``rigl``: drop and grow,
+`lth.sparsity.dynamic`); the params are masked by it (dropped weights become 0; grown ones are 0
+already), the optimiser moments are kept only where a weight is active before *and* after (new
+connections start with zero moments, as in both references, and so do dropped ones), and then the
+iteration's optimiser step runs under the new mask -- jaxpruner's order for its pruners.
 
-* ``gradual`` (Zhu & Gupta): prune by magnitude to the schedule's counts, then take that iteration's
-  optimiser step under the new mask (jaxpruner's order);
-* ``set`` / ``rigl``: drop and grow (`lth.sparsity.dynamic`) *instead of* that iteration's optimiser
-  step -- the rigl reference (``cond_mask_update_op(global_step, apply_gradient_op)``) and jaxpruner
-  (``skip_gradients=True``) both skip it; the iteration still counts.
-
-After an update the params are masked (dropped weights become 0; grown ones are 0 already) and the
-optimiser moments are kept only where a weight is active before *and* after: new connections start
-with zero moments (as both references), and so do dropped ones (a later regrowth starts from zero).
+One departure, for speed: at a SET / RigL update iteration the rigl reference
+(``cond_mask_update_op(global_step, apply_gradient_op)``) and jaxpruner (``skip_gradients=True``) skip
+that iteration's optimiser step; here it runs (the rigl reference's SET optimizer also takes it, before
+its update), so grown weights take their first step, from 0 with zero moments, at once. Skipping it
+inside the compiled loop needs a select over the whole optimiser state at every iteration, which made
+a LeNet-300-100 epoch ~50 % slower on CPU (measured: benchmarks/README.md); the extra step is one
+iteration in `dt` (1 % at dt = 100).
 """
 
 from __future__ import annotations
@@ -46,12 +50,11 @@ class SparseState(NamedTuple):
 
 
 class MaskUpdate(NamedTuple):
-    """A mask-update rule: when (`due`), what (`new_mask`) and whether it replaces the optimiser step."""
+    """A mask-update rule: when (`due`) and what (`new_mask`)."""
 
     method: str
     due: Callable[[jax.Array], jax.Array]  # global iteration -> bool
     new_mask: Callable[..., Mask]  # (sparse, params, grads, step, key) -> mask
-    replaces_step: bool
 
 
 class Schedule(NamedTuple):
@@ -83,12 +86,12 @@ def make_mask_update(method: str, cfg: SparseConfig, total_steps: int, exclude: 
         def rigl(sparse, params, grads, step, key):
             return dynamic.rigl_update(sparse.mask, params, grads, dynamic.cosine_drop_fraction(step, cfg.alpha,
                                                                                                  s.t_end))
-        return MaskUpdate(method, periodic, rigl, True)
+        return MaskUpdate(method, periodic, rigl)
     if method == "set":
         def set_(sparse, params, grads, step, key):
             return dynamic.set_update(sparse.mask, params, jax.random.fold_in(jax.random.fold_in(key, _SET_KEY), step),
                                       cfg.z)
-        return MaskUpdate(method, periodic, set_, True)
+        return MaskUpdate(method, periodic, set_)
     if method != "gradual":
         raise ValueError(f"no mask updates for method {method!r}")
 
@@ -104,7 +107,7 @@ def make_mask_update(method: str, cfg: SparseConfig, total_steps: int, exclude: 
         keep = n + jnp.round((start - n) * gradual.ramp(step, s.t0, s.n, s.dt)).astype(jnp.int32)
         return nm.nm_magnitude(params, sparse.mask, keep, m, exclude)
 
-    return MaskUpdate(method, due, prune, False)
+    return MaskUpdate(method, due, prune)
 
 
 def sparse_state(mask: Mask, start_counts: dict[str, int] | None = None,
@@ -120,14 +123,22 @@ def _keep_tree(params: Any, old: Mask, new: Mask) -> Any:
                         is_leaf=lambda x: x is None)
 
 
+def after_update(tx: optax.GradientTransformation, params: Any, opt_state: Any, old: Mask, new: Mask
+                 ) -> tuple[Any, Any]:
+    """(params, opt_state) after the mask went from `old` to `new`: params masked by `new` (dropped
+    weights 0; grown ones are 0 already), optimiser moments kept only where a weight is active in both."""
+    keep = _keep_tree(params, old, new)
+    opt_state = optax.tree_utils.tree_map_params(tx, lambda v, k: jnp.where(k, v, jnp.zeros_like(v)), opt_state, keep,
+                                                 transform_non_params=lambda x: x)
+    return apply_mask(params, new), opt_state
+
+
 def updated(rule: MaskUpdate, tx: optax.GradientTransformation, params: Any, opt_state: Any, sparse: SparseState,
             grads: Any, step: jax.Array, key: jax.Array) -> tuple[Any, Any, SparseState]:
     """(params, opt_state, sparse) after the mask update of iteration `step` (see the module docstring)."""
     mask = rule.new_mask(sparse, params, grads, step, key)
-    keep = _keep_tree(params, sparse.mask, mask)
-    opt_state = optax.tree_utils.tree_map_params(tx, lambda v, k: jnp.where(k, v, jnp.zeros_like(v)), opt_state, keep,
-                                                 transform_non_params=lambda x: x)
-    return apply_mask(params, mask), opt_state, sparse._replace(mask=mask)
+    params, opt_state = after_update(tx, params, opt_state, sparse.mask, mask)
+    return params, opt_state, sparse._replace(mask=mask)
 
 
 def current_mask(state: Any, mask: Mask) -> Mask:
@@ -140,5 +151,5 @@ def count_updates(rule: MaskUpdate, start: int, end: int) -> int:
     return int(jnp.sum(rule.due(jnp.arange(start, end, dtype=jnp.int32)))) if end > start else 0
 
 
-__all__ = ["DYNAMIC", "MaskUpdate", "Schedule", "SparseState", "count_updates", "current_mask", "make_mask_update",
-           "resolve_schedule", "sparse_state", "updated"]
+__all__ = ["DYNAMIC", "MaskUpdate", "Schedule", "SparseState", "after_update", "count_updates", "current_mask",
+           "make_mask_update", "resolve_schedule", "sparse_state", "updated"]
