@@ -24,9 +24,11 @@ def keep_top(scores: list[jax.Array], alive: list[jax.Array], keep: jax.Array) -
     """Keep the `keep` highest-scoring alive entries of the concatenated leaves; ties go to the
     lower flat index (exactly what a stable sort of the negated scores keeps).
 
-    No sort: the keep-th smallest key is found by bisection over its 32-bit code (32 counting
-    passes; XLA:CPU sorts 235k floats in ~45 ms, this takes a few), then entries below it are kept
-    and the ties at it by index order.
+    No sort: the keep-th smallest key is found by bisection over its 32-bit code (at most 32
+    counting passes; XLA:CPU sorts 235k floats in ~45 ms, this takes a few). The bisection stops as
+    soon as a code splits the entries into exactly `keep` at or below it and the rest above (then
+    those are the kept ones; ~18 passes for 235k distinct scores instead of 32); otherwise, after 32
+    passes, entries below the keep-th code are kept and the ties at it by index order.
     """
     flat_scores = jnp.concatenate([s.reshape(-1).astype(jnp.float32) for s in scores])
     flat_alive = jnp.concatenate([a.reshape(-1) for a in alive])
@@ -35,17 +37,27 @@ def keep_top(scores: list[jax.Array], alive: list[jax.Array], keep: jax.Array) -
     code = _order_bits(jnp.where(flat_alive, -flat_scores, jnp.inf) + 0.0)
     keep = jnp.minimum(keep, flat_alive.sum())
 
-    def halve(_, bounds):  # invariant: the keep-th smallest code lies in [low, high]
-        low, high = bounds
+    def halve(state):  # invariant: the keep-th smallest code lies in [low, high]
+        low, high, i, _, split = state
         middle = low + (high - low) // 2
-        enough = jnp.sum(code <= middle) >= keep
-        return jnp.where(enough, low, middle + 1), jnp.where(enough, middle, high)
+        count = jnp.sum(code <= middle, dtype=jnp.int32)
+        enough = count >= keep
+        exact = count == keep
+        return (jnp.where(enough, low, middle + 1), jnp.where(enough, middle, high), i + 1, exact,
+                jnp.where(exact, middle, split))
 
-    threshold, _ = jax.lax.fori_loop(0, 32, halve, (jnp.uint32(0), jnp.uint32(0xFFFFFFFF)))
-    below = code < threshold
-    at = code == threshold
-    kept = below | (at & (jnp.cumsum(at, dtype=jnp.int32) <= keep - jnp.sum(below, dtype=jnp.int32)))
-    kept = kept & (keep > 0)
+    def searching(state):
+        return (state[2] < 32) & ~state[3]
+
+    start = (jnp.uint32(0), jnp.uint32(0xFFFFFFFF), jnp.int32(0), jnp.bool_(False), jnp.uint32(0))
+    threshold, _, _, split_found, split = jax.lax.while_loop(searching, halve, start)
+
+    def by_ties():
+        below = code < threshold
+        at = code == threshold
+        return below | (at & (jnp.cumsum(at, dtype=jnp.int32) <= keep - jnp.sum(below, dtype=jnp.int32)))
+
+    kept = jax.lax.cond(split_found, lambda: code <= split, by_ties) & (keep > 0)
     out, start = [], 0
     for a in alive:
         out.append(kept[start : start + a.size].reshape(a.shape))
