@@ -10,6 +10,8 @@ import pytest
 from helpers import tiny_config
 from test_cli import run_cli
 
+from lth.errors import ConfigError
+from lth.lottery.controls import Control, check_retraining
 from lth.runs.controls import run_controls
 from lth.runs.lottery import run_lottery
 from lth.sparsity import nm
@@ -57,8 +59,13 @@ def test_rigl_run_one_record_per_density_with_its_mask_history(tmp_path):
         got = {f"{layer}/kernel": int(np.asarray(mask[layer]["kernel"]).sum()) for layer in mask}
         assert got == keep_counts(full, 0.1, "erk")
     assert (run / "accuracy_vs_sparsity.png").exists()
+    manifest = json.loads((run / "replicate_00" / "manifest.json").read_text())
+    assert "numerics" in manifest and {"level_00.npz", "level_01.npz"} <= set(manifest["masks"])
+    assert all(f"level_01/{path.name}" in manifest["masks"] for path in history)  # the history's digests too
     again = run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled")  # finished: nothing retrained
     assert again == records
+    (run / "replicate_00" / "results.json").write_text('[{"level": 0')  # damaged: the replicate is trained again
+    assert run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled") == records
 
 
 @pytest.mark.parametrize("method, distribution", [("static", "uniform"), ("gradual", "erk"), ("set", "uniform")])
@@ -95,9 +102,11 @@ def test_sparse_training_controls_of_a_lottery_run(tmp_path):
     config = tiny_config(levels=1, **{"sparse.dt": 5})
     main = run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled")
     run = _files(tmp_path)
-    results = run_controls(run, "rigl,set,static_erk,gradual", "1", progress=False, wandb="disabled")
+    # set is left out here (its runs and updates are tested above and in test_mask_updates): each
+    # control compiles its own program
+    results = run_controls(run, "rigl,static_erk,gradual", "1", progress=False, wandb="disabled")
     level = main[1]
-    for name in ("rigl", "set", "gradual"):
+    for name in ("rigl", "gradual"):
         (record,) = results[name]
         assert record["weights_remaining"] == level["weights_remaining"]
         assert record["layer_density"] == pytest.approx(level["layer_density"])  # the level's layer distribution
@@ -132,13 +141,22 @@ def test_bad_combinations_one_line_exit_2(capsys, runs_dir, argv, message):
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
-def test_bad_control_one_line(capsys, runs_dir):
-    code, _, err = run_cli(capsys, "run", "mlp_mnist1d", "--variant", "smoke", "--levels", "1", "--no-progress",
-                           "--runs", str(runs_dir))
-    assert code == 0, err
-    (run,) = list(runs_dir.iterdir())
-    code, _, err = run_cli(capsys, "control", str(run), "rigl+shuffle", "--runs", str(runs_dir))
+def test_bad_control_one_line(capsys, tmp_path):
+    # a lottery of 10 iterations (a level 0 only): the controls are refused before anything trains
+    config = tiny_config(levels=0, **{"training.length": "10it", "training.eval_every": "5it"})
+    run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled")
+    run = _files(tmp_path)
+    code, _, err = run_cli(capsys, "control", str(run), "rigl+shuffle", "--runs", str(tmp_path))
     assert code == 2 and "take no transforms" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(capsys, "control", str(run), "gradual", "--runs", str(runs_dir))  # 4 iterations, dt 100
-    assert code == 2 and "fits no step" in err
+    code, _, err = run_cli(capsys, "control", str(run), "gradual", "--runs", str(tmp_path))  # 10 iterations, dt 100
+    assert code == 2 and "fits no step" in err and len(err.strip().splitlines()) == 1
     assert json.loads((run / "config.json").read_text())["method"] == "imp"
+    assert not (run / "replicate_00" / "controls").exists()
+
+
+@pytest.mark.parametrize("source", ["rigl", "set", "gradual", "static_erk", "static_uniform"])
+def test_sparse_training_controls_refused_without_weight_rewinding(source):
+    check_retraining(Control(source), "rewind")  # the runs they are meant for
+    for retraining in ("lr_rewind", "finetune"):
+        with pytest.raises(ConfigError, match=f"control {source} trains a sparse network .* {retraining}"):
+            check_retraining(Control(source), retraining)

@@ -16,14 +16,16 @@ from typing import Any
 from lth.analysis.plots import plot_run
 from lth.config import ExperimentConfig, to_dict
 from lth.errors import ConfigError
-from lth.lottery import prepare
+from lth.lottery import Setup, prepare
 from lth.lottery.methods import check_method, method_levels
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.recorder import Recorder
-from lth.runs.tracking import WandbTracker, resolve_wandb_mode
+from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.sparsity.masks import Mask, mask_digest
-from lth.store import JsonlSink, RunDir
+from lth.store import DamagedFileError, JsonlSink, ReplicateDir, RunDir
+from lth.store.run_dir import check_run_root
 from lth.training import TrainState
+from lth.training.processes import numerics_context
 
 
 class MaskHistory(Recorder):
@@ -47,36 +49,31 @@ def run_method(config: ExperimentConfig, *, runs_root: str | Path | None = None,
                replicates: int = 1, progress: bool = True, wandb: str | None = None,
                trackers: list[Any] | None = None) -> list[dict[str, Any]]:
     """Train (or finish) `config.method` at every target density, for `replicates` seeds (one after
-    the other; replicate r has seed ``config.seed + r``); returns the records (means over replicates
-    when there are several). Bad settings raise a one-line ConfigError before anything is written."""
+    the other; replicate r has seed ``config.seed + r``); returns the records (means and
+    `*_sample_std` over replicates when there are several). Bad settings raise a one-line ConfigError
+    before anything is written; the run's lock is held while it trains, every file is written
+    atomically, and each replicate's manifest records its numerics context."""
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
-    wandb_mode = resolve_wandb_mode(wandb)
+    wandb_mode = checked_wandb_mode(wandb)
     setup = prepare(config, data_root)
     check_method(setup)
-    run = RunDir(runs_root, config)
+    run = RunDir(check_run_root(runs_root), config)
     count = len(config.sparse.densities) or 1
     reps = [run.replicate(r) for r in range(replicates)]
-    done = {r: rep.read_results() for r, rep in enumerate(reps)}
-    if run.results_path.exists() and all(len(records) == count for records in done.values()):
+    if run.results_path.exists() and all(_done(rep) == count for rep in reps):
         if progress:
             print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
         return _records(run, reps)
-    run.create()
-    tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
-    reporter = LevelProgress(count - 1, setup.total_steps, replicates, enabled=progress)
-    reporter.note(f"run directory: {run.path}")
-    per_replicate = []
     with run.lock():
+        run.create()
+        tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
+        reporter = LevelProgress(count - 1, setup.total_steps, replicates, enabled=progress)
+        reporter.note(f"run directory: {run.path}")
+        per_replicate = []
         try:
             for r, rep in enumerate(reps):
-                rep.mkdir()
-                rep.truncate_metrics(len(done[r]), -1)  # an interrupted density's lines: it restarts
-                with JsonlSink(rep.metrics_path) as sink:
-                    recorder = MaskHistory(rep, sink, reporter, [*(trackers or []), tracker], r, records=done[r])
-                    finished = frozenset(int(record["level"]) for record in done[r])
-                    for outcome in method_levels(setup.for_replicate(r), recorder, finished):
-                        recorder.level_done(outcome)
+                _train_replicate(setup, rep, r, reporter, [*(trackers or []), tracker])
                 per_replicate.append(rep.read_results())
                 run.write_aggregate(per_replicate)
             plot_run(run.path)
@@ -89,5 +86,30 @@ def run_method(config: ExperimentConfig, *, runs_root: str | Path | None = None,
     return _records(run, reps)
 
 
-def _records(run: RunDir, reps: list[Any]) -> list[dict[str, Any]]:
+def _done(rep: ReplicateDir) -> int:
+    """Finished densities of a replicate (0 if its records are damaged: it is then trained again)."""
+    try:
+        return len(rep.read_results())
+    except DamagedFileError:
+        return 0
+
+
+def _train_replicate(setup: Setup, rep: ReplicateDir, replicate: int, reporter: Any, trackers: list[Any]) -> None:
+    """The unfinished densities of one replicate; an interrupted density restarts from its beginning."""
+    if rep.path.exists() and _done(rep) == 0:
+        if rep.results_path.exists():
+            warn(f"{rep.results_path} is damaged: training replicate {replicate} again from its start")
+        rep.reset()
+    done = rep.read_results() if rep.results_path.exists() else []
+    rep.mkdir()
+    rep.truncate_metrics(len(done), -1, warn)  # an interrupted density's lines: it restarts
+    rep.update_manifest(numerics=numerics_context())
+    with JsonlSink(rep.metrics_path) as sink:
+        recorder = MaskHistory(rep, sink, reporter, trackers, replicate, records=done)
+        finished = frozenset(int(record["level"]) for record in done)
+        for outcome in method_levels(setup.for_replicate(replicate), recorder, finished):
+            recorder.level_done(outcome)
+
+
+def _records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:
     return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()
