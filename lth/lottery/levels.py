@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from lth import rng
 from lth.config import ExperimentConfig
 from lth.data.device import DeviceData
 from lth.errors import ConfigError

@@ -33,7 +33,7 @@ from lth import rng
 from lth.config import SparseConfig
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
-from lth.lottery.setup import Setup, init_params, initial_mask
+from lth.lottery.setup import Setup, data_keys, init_params, initial_mask
 from lth.sparsity import nm
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts, overlap
@@ -96,10 +96,10 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
 def train_sparse(setup: Setup, trainer: Trainer, level: int, state: TrainState, mask: Mask,
                  hooks: Hooks) -> tuple[TrainState, Mask, list[dict[str, float]]]:
     """Train from `state` to the end under `mask` (or the state's changing mask), with level (or density
-    index) `level`'s data order (`rng.level_keys`); `hooks` see the start and every chunk. Returns the
-    final state and mask, and the evaluations."""
+    index) `level`'s data order (`data_keys`: counted from a ticket's level when the run starts from
+    one); `hooks` see the start and every chunk. Returns the final state and mask, and the evaluations."""
     evaluations: list[dict[str, float]] = []
-    order_key, augment_key = rng.level_keys(setup.config.seed, setup.config.data_order, level)
+    order_key, augment_key = data_keys(setup, level)
     hooks.level_start(level, state, mask)
     for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
         evaluations.extend(evals)
