@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the README's run command: LeNet-300-100 lottery on the embedded MNIST digits
 	$(BIN)/lth run lenet300_mnist --variant quick
 
-test: $(STAMP)  ## the README's test command (slow reproduction runs skipped)
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+TEST_WORKERS ?= 2
+test: $(STAMP)  ## the README's test command (slow reproduction runs skipped; test files spread over TEST_WORKERS processes)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	WANDB_MODE=disabled LTH_SLOW=1 $(BIN)/python -m pytest -q -m slow
