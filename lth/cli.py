@@ -54,13 +54,15 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)  # bad names and values answer before jax is imported
+    experiment = load_experiment(args.experiment, args.variant)
+    if args.no_compile_cache:
+        os.environ["LTH_CACHE"] = "off"  # worker processes inherit it
     from lth.training.processes import initialize_distributed  # heavy (jax): after the arguments parse
 
     initialize_distributed()  # a multi-process launch (SLURM, or JAX_* variables): before any jax computation
     from lth.runs.lottery import run_lottery  # heavy (jax, the runner): after the arguments parse
 
-    config = config_from_args(args)
-    experiment = load_experiment(args.experiment, args.variant)
     controls = () if args.no_controls else experiment.controls
     run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, ticket=args.ticket,
                 replicates=args.replicates,

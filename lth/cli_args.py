@@ -94,6 +94,9 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
                      help="resume a replicate under another numerics context (cores, devices, versions) than it "
                           "started with; its numbers then mix two contexts")
     run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="compile every program in this process (default: load them from $LTH_CACHE, "
+                          "~/.cache/lth/compile, where an earlier process compiled them)")
 
 
 def _add_control(control: argparse.ArgumentParser) -> None:

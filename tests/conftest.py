@@ -4,6 +4,8 @@ import os
 
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("XLA_FLAGS", "")
+# the user's compilation cache stays untouched: the suite shares one of its own (`_compile_cache`)
+os.environ["LTH_CACHE"] = "off"
 
 import pytest  # noqa: E402
 
@@ -32,6 +34,17 @@ def _data_dir(tmp_path_factory):
         os.environ.pop("LTH_DATA", None)
     else:
         os.environ["LTH_DATA"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache(tmp_path_factory):
+    """One persistent compilation cache for the whole suite, its worker processes (pytest-xdist) and
+    the processes tests start: a program compiled once is loaded after (as on a user's machine)."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lth-compile-cache"
+    os.environ["LTH_CACHE"] = str(path)
+    yield path
+    os.environ["LTH_CACHE"] = "off"
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_lth_run_in_two_processes_writes_once_and_resumes(tmp_path):
 
     from lth.cli import main
 
-    args = ["run", "mlp_mnist1d", "--variant", "smoke", "--wandb", "disabled"]
+    args = ["run", "mlp_mnist1d", "--variant", "smoke", "--wandb", "disabled", "--no-controls"]
     assert main([*args, "--no-progress", "--runs", str(tmp_path / "single")]) == 0
     (single,) = (tmp_path / "single").iterdir()
 

@@ -27,6 +27,7 @@ from lth.models import Model, check_model_name, get_model
 from lth.parse import duration_to_steps, parse_duration
 from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
 from lth.sparsity.pruning import first_empty_level, layer_fraction, validate_spec
+from lth.training.compile_cache import enable_compile_cache
 from lth.training import OPTIMIZERS, SCHEDULES, Trainer, choose_loop, make_trainer
 from lth.training.sharded import data_parallel
 from lth.training.stacked import place, replicate_mesh, train_stacked
@@ -142,8 +143,10 @@ def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels:
 
 
 def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
-    """Validate `config`, load the data and build the model and the compiled trainer."""
+    """Validate `config`, load the data and build the model and the compiled trainer (its programs
+    from the persistent compilation cache when an earlier process compiled them: `enable_compile_cache`)."""
     validate_config(config)
+    enable_compile_cache()
     dataset = load_dataset(config.data.name, config.data.validation_size, data_root,
                            random_labels_fraction=config.data.random_labels_fraction,
                            subsample_fraction=config.data.subsample_fraction,

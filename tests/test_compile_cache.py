@@ -1,0 +1,59 @@
+"""The persistent compilation cache: a second process loads what the first compiled, with the same
+numbers bit for bit, and `LTH_CACHE=off` / `--no-compile-cache` turn it off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lth.training.compile_cache import compile_cache_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+COUNTING_RUN = """
+import sys, jax
+from lth.cli import main
+hits = []
+jax.monitoring.register_event_listener(lambda event, **kw: hits.append(event) if event.endswith("cache_hits") else None)
+code = main(sys.argv[1:])
+print("CACHE HITS", len(hits))
+sys.exit(code)
+"""
+
+
+def _run(runs: Path, cache: str, *extra: str) -> int:
+    """`lth run mlp_mnist1d --variant smoke` in a fresh process; the persistent-cache hits it had."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), "LTH_CACHE": cache}
+    proc = subprocess.run([sys.executable, "-c", COUNTING_RUN, "run", "mlp_mnist1d", "--variant", "smoke",
+                           "--no-progress", "--runs", str(runs), *extra], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.rsplit("CACHE HITS", 1)[1])
+
+
+def test_cache_directory_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LTH_CACHE", str(tmp_path / "c"))
+    assert compile_cache_dir() == tmp_path / "c"
+    for off in ("off", "0", "OFF"):
+        monkeypatch.setenv("LTH_CACHE", off)
+        assert compile_cache_dir() is None
+    monkeypatch.delenv("LTH_CACHE")
+    assert compile_cache_dir() == Path.home() / ".cache" / "lth" / "compile"
+
+
+def test_a_second_process_loads_the_programs_and_computes_the_same(tmp_path):
+    cache = tmp_path / "cache"
+    first_hits = _run(tmp_path / "first", str(cache))  # (a hit here: one program built twice in the process)
+    entries = {p.name for p in cache.iterdir()}
+    assert any(name.startswith("jit_") for name in entries), entries  # the first process wrote its programs
+    second_hits = _run(tmp_path / "second", str(cache))
+    assert second_hits >= len(entries) // 2 and second_hits > first_hits, (first_hits, second_hits, len(entries))
+    assert entries <= {p.name for p in cache.iterdir()}
+    assert _run(tmp_path / "uncached", str(tmp_path / "unused"), "--no-compile-cache") == 0
+    assert not (tmp_path / "unused").exists()
+    (first,), (second,), (uncached,) = (list((tmp_path / d).glob("*/replicate_00/results.json"))
+                                        for d in ("first", "second", "uncached"))
+    assert first.read_bytes() == second.read_bytes() == uncached.read_bytes()
