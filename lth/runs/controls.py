@@ -20,7 +20,9 @@ from lth.lottery.controls import (
 from lth.parse import parse_levels
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.recorder import Recorder
+from lth.runs.replicates import recompute_checked_rewind
 from lth.runs.tracking import WandbTracker, checked_wandb_mode
+from lth.store.checkpoints import CheckpointError
 from lth.store import JsonlSink, ReplicateDir, RunDir, aggregate, load_mask, open_run, resolve_run, write_json
 from lth.tickets import with_run_ticket
 
@@ -33,9 +35,17 @@ class MainLine:
         self.params0, self.model_state0 = init_params(setup)
         self.template = setup.trainer.init_state(self.params0, self.model_state0)
         self.full_mask = load_mask(rep.mask_path(0), self.params0)
-        self.rewind_point = ((self.params0, self.model_state0) if setup.rewind_step == 0
-                             else rep.load_rewind(self.template))
+        self.rewind_point = (self.params0, self.model_state0) if setup.rewind_step == 0 else self._rewind()
         self._finals: dict[int, Any] = {}
+
+    def _rewind(self) -> tuple[Any, Any]:
+        """The main line's rewind weights; a damaged checkpoint is recomputed from the seed (as the
+        main line does, checked against its digest) with a warning."""
+        try:
+            return self.rep.load_rewind(self.template)
+        except CheckpointError as err:
+            warn(f"{err}; the rewind weights will be recomputed from the seed")
+            return recompute_checked_rewind(self.setup, self.rep, self.full_mask)
 
     def mask(self, level: int) -> Any:
         return load_mask(self.rep.mask_path(level), self.params0)

@@ -41,7 +41,7 @@ def open_replicate(setup: Setup, rep: ReplicateDir, mask: Mask | None, replicate
     resume = find_resume(rep, template, mask0, setup.rewind_step, warn)
     _check_numerics(rep, replicate, resume is not None, allow_mixed_numerics)
     if resume is not None and resume.rewind_damaged:
-        resume = resume._replace(rewind_point=_recompute_rewind(setup, rep, mask), rewind_damaged=False)
+        resume = resume._replace(rewind_point=recompute_checked_rewind(setup, rep, mask), rewind_damaged=False)
     barrier(f"lth: replicate {replicate} read")  # several processes: all have read before process 0 writes
     if resume is None:
         rep.reset()
@@ -76,7 +76,7 @@ def _check_numerics(rep: ReplicateDir, replicate: int, resuming: bool, allow_mix
             break
 
 
-def _recompute_rewind(setup: Setup, rep: ReplicateDir, mask: Mask | None) -> tuple[Any, Any]:
+def recompute_checked_rewind(setup: Setup, rep: ReplicateDir, mask: Mask | None) -> tuple[Any, Any]:
     """The rewind weights trained again from the seed, checked bit for bit against the digest
     recorded when they were first saved, and saved again."""
     params, model_state = recompute_rewind(setup, mask)
