@@ -85,3 +85,15 @@ def finish_scripts(*procs: subprocess.Popen, timeout: float) -> list[str]:
     for p, out in zip(procs, outs):
         assert p.returncode == 0 and "WORKER OK" in out, f"exit code {p.returncode}:\n{out[-6000:]}"
     return outs
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `lth ARGV` in this process, whether main returns or argparse exits."""
+    from lth.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err

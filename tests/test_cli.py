@@ -8,17 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from lth.cli import main
+from helpers import run_cli
 
 
-def run_cli(capsys, *argv):
-    """(exit code, stdout, stderr) of `lth ARGV`, whether main returns or argparse exits."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_end_to_end_smoke_run(capsys, runs_dir):

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
-from lth.cli import main
 from lth.parse import parse_levels
 from lth.errors import ConfigError
 from lth.store import best_ticket
@@ -20,14 +20,6 @@ from lth.store import best_ticket
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ("run", "mlp_mnist1d", "--variant", "smoke", "--no-progress")
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def snapshot(path: Path) -> dict[str, str]:
