@@ -22,22 +22,34 @@ def experiment_dirs() -> list[Path]:
 
 
 def experiment_names() -> list[str]:
-    return sorted({p.stem for d in experiment_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
+    return file_names(experiment_dirs())
+
+
+def file_names(dirs: list[Path]) -> list[str]:
+    """The names (stems) of the .py files in `dirs`, files starting with "_" left out."""
+    return sorted({p.stem for d in dirs for p in d.glob("*.py") if not p.stem.startswith("_")})
+
+
+def find_file(name_or_path: str, dirs: list[Path], kind: str, defines: str) -> Path:
+    """A path to a .py file, or the name of one in `dirs`; else a one-line ConfigError naming the
+    choices (`kind`: "experiment", "sweep"; `defines`: what such a file must define)."""
+    path = Path(name_or_path)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise ConfigError(f"{kind} file {name_or_path!r} not found")
+        return path
+    for d in dirs:
+        candidate = d / f"{name_or_path}.py"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(file_names(dirs)) or "(none found)"
+    raise ConfigError(f"unknown {kind} {name_or_path!r}: choose one of {names}, or give a path to a .py file "
+                      f"defining {defines}")
 
 
 def find_experiment(name_or_path: str) -> Path:
     """A path to an experiment file, or the name of one in an experiments directory."""
-    path = Path(name_or_path)
-    if path.suffix == ".py":
-        if not path.is_file():
-            raise ConfigError(f"experiment file {name_or_path!r} not found")
-        return path
-    for d in experiment_dirs():
-        candidate = d / f"{name_or_path}.py"
-        if candidate.is_file():
-            return candidate
-    names = ", ".join(experiment_names()) or "(none found)"
-    raise ConfigError(f"unknown experiment {name_or_path!r}: choose one of {names}, or give a path to a .py file")
+    return find_file(name_or_path, experiment_dirs(), "experiment", "get_config(variant)")
 
 
 class Experiment(NamedTuple):

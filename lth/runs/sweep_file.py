@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from lth.config import ExperimentConfig
 from lth.errors import ConfigError
-from lth.experiments import experiment_dirs, load_experiment
+from lth.experiments import experiment_dirs, find_file, load_experiment
 from lth.lottery.controls import parse_controls
 from lth.lottery.setup import validate_config
 from lth.parse import parse_levels, parse_value
@@ -118,17 +118,7 @@ def sweep_dirs() -> list[Path]:
 
 def find_sweep(name_or_path: str) -> Path:
     """A sweep file: a path to a .py file, or a name in an experiments/sweeps/ directory."""
-    path = Path(name_or_path)
-    if path.suffix == ".py":
-        if not path.is_file():
-            raise ConfigError(f"sweep file {name_or_path!r} not found")
-        return path
-    for d in sweep_dirs():
-        if (d / f"{name_or_path}.py").is_file():
-            return d / f"{name_or_path}.py"
-    names = sorted({p.stem for d in sweep_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
-    raise ConfigError(f"unknown sweep {name_or_path!r}: choose one of {', '.join(names) or '(none found)'}, "
-                      "or give a path to a .py file defining get_sweep(variant)")
+    return find_file(name_or_path, sweep_dirs(), "sweep", "get_sweep(variant)")
 
 
 def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:
