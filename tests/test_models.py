@@ -35,6 +35,22 @@ def test_mnist1d_mlp_is_residual():
     np.testing.assert_allclose(logits, h @ params["output"]["kernel"] + params["output"]["bias"], rtol=1e-5, atol=1e-5)
 
 
+def test_lenet300_100_bn_normalises_each_hidden_layer_before_its_relu():
+    model = get_model("lenet300_100_bn", (28, 28, 1), 10)
+    params, state = model.init(jax.random.key(0))
+    assert n_params(params) == 266_610 + 2 * (300 + 100)  # LeNet-300-100 + BatchNorm scale and bias
+    assert set(state["batch_stats"]) == {"bn1", "bn2"}
+    x = np.random.default_rng(0).normal(size=(8, 28, 28, 1)).astype(np.float32)
+    logits, after = model.apply(params, state, x, True)
+    # training mode normalises by the batch's statistics (biased variance, eps 1e-5), hand-computed
+    h = x.reshape(8, -1) @ params["fc1"]["kernel"] + params["fc1"]["bias"]
+    h = np.maximum((h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5), 0)
+    h = h @ params["fc2"]["kernel"] + params["fc2"]["bias"]
+    h2 = np.maximum((h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5), 0)
+    np.testing.assert_allclose(logits, h2 @ params["output"]["kernel"] + params["output"]["bias"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(after["batch_stats"]["bn2"]["mean"], 0.1 * h.mean(0), rtol=1e-4, atol=1e-5)
+
+
 def test_unknown_model():
     with pytest.raises(ConfigError, match="unknown model 'lenet5000'"):
         get_model("lenet5000", (28, 28, 1), 10)

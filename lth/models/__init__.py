@@ -15,6 +15,9 @@ _REGISTRY: dict[str, Callable[[Sequence[int], int], Model]] = {
     # 784-300-100-10 (Frankle & Carbin 2019): 266,200 weights, 266,610 with biases.
     "lenet300_100": lambda shape, k, init="default": from_linen(
         "lenet300_100", MLP((300, 100), k, init_scheme=init), shape),
+    # LeNet-300-100 with BatchNorm before each hidden ReLU: a BatchNorm model small enough for notebooks
+    # (the BatchNorm treatments of the instability analysis); 266,610 parameters + 800 BatchNorm.
+    "lenet300_100_bn": lambda shape, k: from_linen("lenet300_100_bn", MLP((300, 100), k, batch_norm=True), shape),
     # MNIST-1D lottery notebook: 40-500-500-10, the middle layer residual.
     "mlp_mnist1d": lambda shape, k, init="default": from_linen(
         "mlp_mnist1d", MLP((500, 500), k, residual=True, init_scheme=init), shape),

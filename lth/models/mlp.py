@@ -1,4 +1,4 @@
-"""Fully connected networks: LeNet-300-100 (Frankle & Carbin 2019) and the MNIST-1D MLP."""
+"""Fully connected networks: LeNet-300-100 (Frankle & Carbin 2019), with BatchNorm, and the MNIST-1D MLP."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from lth.models.vgg import batch_norm
 
 # Gaussian Glorot (Xavier normal): N(0, 2 / (fan_in + fan_out)), untruncated, as torch's
 # xavier_normal_: the initialisation Frankle & Carbin 2019 give for LeNet (OpenLTH's LeNet uses
@@ -42,18 +44,23 @@ class MLP(nn.Module):
     """ReLU MLP. Hidden layers are named fc1, fc2, ...; the last layer is `output`.
 
     With `residual`, every hidden layer after the first whose width equals its input's adds its
-    input (h <- h + relu(W h + b)), as in the MNIST-1D lottery notebook.
+    input (h <- h + relu(W h + b)), as in the MNIST-1D lottery notebook. With `batch_norm`, every
+    hidden layer normalises before its ReLU (relu(bn(W h + b))), its statistics in the model state.
     """
 
     hidden: Sequence[int]
     num_classes: int
     residual: bool = False
     init_scheme: str = "default"  # "default" (Glorot normal, zero biases) or "pytorch" (see `dense`)
+    batch_norm: bool = False
 
     @nn.compact
     def __call__(self, x_BxD: jax.Array, train: bool = False) -> jax.Array:
         h = x_BxD.reshape((x_BxD.shape[0], -1))
         for i, width in enumerate(self.hidden):
-            out = nn.relu(dense(width, h.shape[-1], self.init_scheme, f"fc{i + 1}")(h))
+            out = dense(width, h.shape[-1], self.init_scheme, f"fc{i + 1}")(h)
+            if self.batch_norm:
+                out = batch_norm(train, f"bn{i + 1}")(out)
+            out = nn.relu(out)
             h = h + out if self.residual and i > 0 and h.shape[-1] == width else out
         return dense(self.num_classes, h.shape[-1], self.init_scheme, "output")(h)
