@@ -264,3 +264,18 @@ def test_instability_command_on_a_finished_run(tmp_path, capsys):
     code = main(["instability", run.name, "--rewind", "35", "--runs", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "not before the end of training" in err
+
+
+def test_plot_paths_draws_one_labelled_line_per_record():
+    from lth.analysis import plot_paths
+
+    a = [float(x) for x in alphas(5)]
+    curves = (("interpolate", [0.1, 0.3, 0.5, 0.3, 0.1]), ("reestimate", [0.1, 0.12, 0.1, 0.1, 0.1]))
+    paths = {name: {"alphas": a, "errors": errors, "barrier": error_barrier(errors)} for name, errors in curves}
+    fig = plot_paths(paths, title="bn")
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["interpolate (barrier 40.00 points)",
+                                                    "reestimate (barrier 2.00 points)"]
+    np.testing.assert_allclose(lines[0].get_ydata(), [10, 30, 50, 30, 10])
+    np.testing.assert_allclose(lines[1].get_xdata(), a)

@@ -19,7 +19,7 @@ from lth.analysis.figures import (
     plot_training_curves,
     plot_weight_histogram,
 )
-from lth.analysis.instability_plots import plot_instability
+from lth.analysis.instability_plots import plot_instability, plot_paths
 from lth.analysis.masks import mask_overlap_matrix, random_overlap, sign_agreement, split_by_mask
 from lth.analysis.plots import plot_accuracy_vs_sparsity, plot_run, plot_runs, save_figure
 from lth.analysis.runs import (
@@ -37,7 +37,7 @@ from lth.analysis.tables import LEVEL_COLUMNS, Table, layer_density_table, level
 __all__ = [
     "CURVE_KEYS", "LEVEL_COLUMNS", "Run", "Table", "early_stop_index", "layer_density_table", "legend_labels",
     "level_table", "load_run", "load_runs", "mask_overlap_matrix", "mask_table", "plot_accuracy_vs_sparsity",
-    "plot_instability", "plot_layer_density_heatmap", "plot_overlap_matrix", "plot_run", "plot_runs",
+    "plot_instability", "plot_paths", "plot_layer_density_heatmap", "plot_overlap_matrix", "plot_run", "plot_runs",
     "plot_training_curves", "plot_weight_histogram", "random_overlap", "run_labels", "runs_table", "save_figure",
     "sign_agreement", "split_by_mask", "training_curves",
 ]

@@ -3,12 +3,13 @@ between two copies for several rewind steps, and the error barrier against the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lth.analysis.figures import _figure
 from lth.analysis.plots import pyplot, save_figure
 from lth.lottery.path import STABLE_BARRIER
 
@@ -44,3 +45,23 @@ def plot_instability(records: Sequence[dict[str, Any]], path: str | Path, title:
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize="small")
     return save_figure(fig, path, title)
+
+
+def plot_paths(paths: Mapping[str, dict[str, Any]], title: str = "") -> Any:
+    """Test error (%) against α of several instability records on one panel, one line per entry of
+    `paths` (label -> record, e.g. one per BatchNorm treatment), each labelled with its barrier.
+    Returns a matplotlib Figure (shown by Jupyter, saved with `save_figure`)."""
+    fig, axes = _figure(1, 1, 5.5, 3.8)
+    ax = axes[0, 0]
+    for i, (label, record) in enumerate(paths.items()):
+        ax.plot(record["alphas"], 100 * np.asarray(record["errors"]), ".-", color=f"C{i}",
+                label=f"{label} (barrier {100 * record['barrier']:.2f} points)")
+    ax.set_xlabel("interpolation α")
+    ax.set_ylabel("test error (%)")
+    ax.set_xlim(0, 1)
+    ax.grid(True, alpha=0.3)
+    if paths:
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
