@@ -58,7 +58,8 @@ def random_mnist_full(root, validation_size=None) -> Dataset:
 
 
 class LevelClock:
-    """A tracker that notes when each level is done (after its checkpoint and results are written)."""
+    """A tracker that notes when each level is done (its checkpoint and results handed to the background
+    writer, which writes them while the next level trains: what they cost shows in that level's time)."""
 
     def __init__(self):
         self.done: list[float] = []

@@ -7,18 +7,25 @@ and to the progress bar; inside a main-line level a checkpoint is saved at the f
 after the checkpoint period; when a level ends its files (final checkpoint on the main line, mask,
 results.json) are written and its table row printed. Instability analysis reports through the same
 object: a progress bar per rewind step and its records file.
+
+Checkpoints, masks and records are written through a `lth.store.writer.BackgroundWriter`: the
+arrays are copied to the host here, the files are written on the writer's thread while training
+goes on, a level's results.json after its checkpoint. A failed background save is raised here at
+the next chunk or level end (without a writer given: every save at once, in this thread).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from lth.lottery import Hooks, LevelOutcome
 from lth.parse import CheckpointPeriod
 from lth.sparsity.masks import Mask, layer_counts
 from lth.store import JsonlSink, ReplicateDir, write_json
+from lth.store.writer import BackgroundWriter, host_copy
 from lth.training import TrainState
 
 clock = time.monotonic  # the wall clock of time-based checkpoints (tests replace it)
@@ -29,14 +36,17 @@ class Recorder(Hooks):
 
     `checkpoint_every` None: no checkpoints (controls). `slot` and `positions` place the replicate's
     levels on the progress bar's run (default: replicate and level); `records` are the branch's
-    finished records, to which each level's is added.
+    finished records, to which each level's is added. `writer`: where the files are written (default:
+    at once, in this thread).
     """
 
     def __init__(self, files: ReplicateDir, sink: JsonlSink, reporter: Any, trackers: Sequence[Any], replicate: int,
                  *, branch: str = "main", checkpoint_every: CheckpointPeriod | None = None,
                  steps_per_epoch: int = 1, total_steps: int = 0, records: Sequence[dict[str, Any]] = (),
-                 slot: int | None = None, positions: dict[int, int] | None = None):
+                 slot: int | None = None, positions: dict[int, int] | None = None,
+                 writer: BackgroundWriter | None = None):
         self.files, self.sink, self.reporter, self.trackers = files, sink, reporter, list(trackers)
+        self.writer = writer if writer is not None else BackgroundWriter(background=False)
         self.replicate, self.branch, self.every = replicate, branch, checkpoint_every
         self.spe, self.total = steps_per_epoch, total_steps
         self.records = {int(r["level"]): r for r in records}
@@ -61,6 +71,7 @@ class Recorder(Hooks):
 
     def chunk_done(self, level: int, state: TrainState, mask: Mask, new: list[dict[str, float]],
                    evaluations: list[dict[str, float]]) -> None:
+        self.writer.check()  # a failed background save ends the run here, one chunk after it failed at most
         for e in new:
             self.sink.log({"level": level, **e})
         for tracker in self.trackers:
@@ -70,29 +81,40 @@ class Recorder(Hooks):
         self.step = step
         if self.every is not None and step < self.total and step % self.spe == 0 and self.every.due(
                 step - self.last_checkpoint, clock() - self.last_checkpoint_time):
-            self.files.save_level_step(level, state, mask, evaluations)
+            if self.files.writable:
+                state, mask = host_copy((state, mask))
+                self.writer.submit(partial(self.files.save_level_step, level, state, mask, list(evaluations)))
             self.last_checkpoint, self.last_checkpoint_time = step, clock()
 
     def rewind_captured(self, state: TrainState) -> None:
-        self.files.save_rewind(state)
+        if self.files.writable:
+            self.writer.submit(partial(self.files.save_rewind, host_copy(state)))
 
     # the end of a level --------------------------------------------------------------------
 
     def level_done(self, outcome: LevelOutcome) -> list[dict[str, Any]]:
-        """Save a finished level: final checkpoint (main line), mask, results.json, logs; returns the
-        branch's records so far, in level order."""
+        """Save a finished level: final checkpoint (main line), mask, results.json (through the writer),
+        logs; returns the branch's records so far, in level order."""
         level = outcome.record["level"]
-        if self.every is not None:
-            self.files.save_level_final(level, outcome.state, outcome.mask, outcome.record)
-        self.files.save_mask(level, outcome.mask)
         self.records[level] = outcome.record
         records = self.sorted_records()
-        self.files.write_results(records)  # after the final checkpoint: a listed level can always be resumed from
+        if self.files.writable:
+            state, mask = host_copy((outcome.state, outcome.mask))
+            self.writer.submit(partial(self._write_level, level, state, mask, outcome.record, records))
         self.sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
         self.reporter.end_level(outcome.record, outcome.seconds, self.replicate)
         for tracker in self.trackers:
             tracker.level_done(self.replicate, outcome.record, outcome.evaluations)
         return records
+
+    def _write_level(self, level: int, state: TrainState, mask: Mask, record: dict[str, Any],
+                     records: list[dict[str, Any]]) -> None:
+        """A finished level's files (a writer job), results.json last: a listed level can always be
+        resumed from."""
+        if self.every is not None:
+            self.files.save_level_final(level, state, mask, record)
+        self.files.save_mask(level, mask)
+        self.files.write_results(records)
 
     def sorted_records(self) -> list[dict[str, Any]]:
         return [self.records[level] for level in sorted(self.records)]

@@ -3,7 +3,9 @@ a worker process runs) or several in lockstep as one vmapped program (`run_repli
 
 Each replicate resumes from its own files: its finished records are kept, its directory reset or
 truncated to its resume point (`lth.store.resume`), and every level it trains is recorded through a
-`lth.runs.recorder.Recorder`.
+`lth.runs.recorder.Recorder`. Its checkpoints and records are written by a background writer
+(`lth.store.writer`) while the next chunks train; the replicate's lock is held until every pending
+save is on disk.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
+
+import jax
 
 from lth.errors import ConfigError
 from lth.lottery import Resume, Setup, init_params, initial_mask, lottery_levels, lottery_levels_together
@@ -24,6 +28,7 @@ from lth.sparsity.masks import Mask
 from lth.store import JsonlSink, ReplicateDir, replicate_paths
 from lth.store.checkpoints import tree_digest
 from lth.store.resume import check_finished, find_resume, recover_records
+from lth.store.writer import BackgroundWriter
 from lth.training.loop import DivergedError
 from lth.training.processes import barrier, context_difference, numerics_context
 
@@ -93,23 +98,33 @@ def recompute_checked_rewind(setup: Setup, rep: ReplicateDir, mask: Mask | None)
 
 
 def _recorder(setup: Setup, rep: ReplicateDir, sink: JsonlSink, reporter: Any, trackers: list[Any], replicate: int,
-              every: CheckpointPeriod, records: list[dict[str, Any]]) -> Recorder:
+              every: CheckpointPeriod, records: list[dict[str, Any]], writer: BackgroundWriter) -> Recorder:
     return Recorder(rep, sink, reporter, trackers, replicate, checkpoint_every=every,
                     steps_per_epoch=setup.trainer.steps_per_epoch, total_steps=setup.trainer.total_steps,
-                    records=records)
+                    records=records, writer=writer)
+
+
+def saves_writer(background: bool | None = None) -> BackgroundWriter:
+    """The writer of a replicate's checkpoints and records: in the background (`background` None: when
+    this is the only process; a multi-process run's process 0 saves in step with the others)."""
+    if background is None:
+        background = jax.process_count() == 1
+    return BackgroundWriter(background, on_late_error=warn)
 
 
 def run_replicate(setup: Setup, rep: ReplicateDir, mask: Mask | None, replicate: int, every: CheckpointPeriod,
-                  reporter: Any, trackers: list[Any], allow_mixed_numerics: bool = False) -> list[dict[str, Any]]:
+                  reporter: Any, trackers: list[Any], allow_mixed_numerics: bool = False,
+                  background_saves: bool | None = None) -> list[dict[str, Any]]:
     """Train (or finish) replicate `replicate` of a run (`setup` has its seed) under the replicate's
-    own lock; returns its records."""
+    own lock; returns its records. `background_saves`: see `saves_writer` (False: every save on the
+    critical path, as lth did before)."""
     with rep.lock():
         opened = open_replicate(setup, rep, mask, replicate, reporter, allow_mixed_numerics)
         if opened is None:
             return rep.read_results()
         records, resume = opened
-        with JsonlSink(rep.metrics_path, enabled=rep.writable) as sink:
-            recorder = _recorder(setup, rep, sink, reporter, trackers, replicate, every, records)
+        with JsonlSink(rep.metrics_path, enabled=rep.writable) as sink, saves_writer(background_saves) as writer:
+            recorder = _recorder(setup, rep, sink, reporter, trackers, replicate, every, records, writer)
             with _where(recorder):
                 for outcome in lottery_levels(setup, mask, hooks=recorder, resume=resume):
                     records = recorder.level_done(outcome)
@@ -153,8 +168,9 @@ def _train_together(setup: Setup, reps: list[ReplicateDir], todo: list[int], mas
         reporter.together = len(members)
         with contextlib.ExitStack() as files:
             sinks = [files.enter_context(JsonlSink(reps[r].metrics_path, enabled=reps[r].writable)) for r in members]
+            writer = files.enter_context(saves_writer())
             recorders = [_recorder(setup, reps[r], sink, reporter if i == 0 else FollowerProgress(reporter), trackers,
-                                   r, every, opened[r][0]) for i, (r, sink) in enumerate(zip(members, sinks))]
+                                   r, every, opened[r][0], writer) for i, (r, sink) in enumerate(zip(members, sinks))]
             levels = lottery_levels_together(
                 [group_setup.with_config(setups[r].config) for r in members], [mask] * len(members),
                 hooks=recorders, resumes=[opened[r][1] for r in members], train_many=train_many)
