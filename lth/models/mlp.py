@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lth.names import MLP_INITS
+
 # Gaussian Glorot (Xavier normal): N(0, 2 / (fan_in + fan_out)), untruncated, as torch's
 # xavier_normal_: the initialisation Frankle & Carbin 2019 give for LeNet (OpenLTH's LeNet uses
 # Kaiming normal instead). Biases start at zero.
@@ -18,7 +20,7 @@ glorot_normal = nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
 # torch.nn.Linear's default: kaiming_uniform(a=sqrt(5)) for the weight, i.e. U(+-1/sqrt(fan_in)),
 # and U(+-1/sqrt(fan_in)) for the bias (the MNIST-1D lottery notebook's MLP)
 torch_linear_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-INITS = ("default", "pytorch")
+INITS = MLP_INITS
 
 
 def torch_linear_bias(fan_in: int) -> Callable:

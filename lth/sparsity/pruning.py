@@ -12,19 +12,19 @@ by the lower flat index (in the order of the pytree leaves).
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from lth.config import PruningConfig
+from lth.config_checks import validate_spec
 from lth.errors import ConfigError
+from lth.names import PRUNING_SCHEDULES, PRUNING_STRATEGIES
 from lth.sparsity.masks import Mask, Params, first_match, layer_counts, mask_leaves, named_leaves, path_name
 from lth.sparsity.topk import keep_top
 
-STRATEGIES = ("layerwise", "global", "modulewise")
-SCHEDULES = ("geometric", "linear")
+STRATEGIES, SCHEDULES = PRUNING_STRATEGIES, PRUNING_SCHEDULES
 
 
 class Group(NamedTuple):
@@ -32,29 +32,6 @@ class Group(NamedTuple):
 
     names: tuple[str, ...]
     keep: int
-
-
-def validate_spec(spec: PruningConfig) -> None:
-    """Raise ConfigError for an unknown strategy or an out-of-range fraction."""
-    if spec.strategy not in STRATEGIES:
-        raise ConfigError(f"unknown pruning strategy {spec.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    if spec.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown pruning schedule {spec.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if not 0.0 < spec.fraction < 1.0:
-        raise ConfigError(f"prune fraction must be in (0, 1), got {spec.fraction}: e.g. 0.2 prunes 20% per level")
-    for pattern, fraction in spec.layer_fractions:
-        if not 0.0 <= fraction < 1.0:
-            raise ConfigError(
-                f"per-layer prune fraction for {pattern!r} must be in [0, 1), got {fraction}"
-            )
-    for where, patterns in (("prunable", spec.prunable), ("exclude", spec.exclude),
-                            ("layer_fractions", [p for p, _ in spec.layer_fractions])):
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ConfigError(f"pruning.{where} has an invalid regex {pattern!r} ({err}): "
-                                  r"write a Python regex over parameter paths, e.g. '.*kernel'") from None
 
 
 def layer_fraction(name: str, spec: PruningConfig) -> float:
