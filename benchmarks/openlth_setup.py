@@ -2,11 +2,13 @@
 warm persistent compilation cache (issue 17).
 
 The setup of OpenLTH's `mnist_lenet_300_100` (SGD 0.1, batch 128, 3 epochs per level, 20 % per level,
-the output layer not pruned) on random data of MNIST's shapes (`synthetic_mnist`), one pruned level,
-W&B off. Each case runs `lth run` in a fresh process; "cold" starts from an empty cache directory,
-"warm" reuses the one the cold run filled. Medians over `--repeats` interleaved pairs.
+the output layer not pruned) on random data of MNIST's shapes (`synthetic_mnist`), `--levels` pruned
+levels (default 3), W&B off. Each case runs `lth run` in a fresh process; "cold" starts from an empty
+cache directory, "warm" reuses the one the cold run filled. Medians over `--repeats` interleaved
+pairs of level 0, level 1 (the first pruned level) and a steady level (the median of levels 2 and up).
 
-    .venv/bin/python benchmarks/openlth_setup.py --repeats 3
+    .venv/bin/python benchmarks/openlth_setup.py --repeats 3             # 3 pruned levels
+    .venv/bin/python benchmarks/openlth_setup.py --repeats 3 --levels 1  # the 1-level process
 """
 
 from __future__ import annotations
@@ -22,40 +24,46 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETUP = ["lenet300_mnist", "--variant", "quick", "--dataset", "synthetic_mnist", "--levels", "1",
+SETUP = ["lenet300_mnist", "--variant", "quick", "--dataset", "synthetic_mnist",
          "--set", "optimizer.name=sgd", "--lr", "0.1", "--batch-size", "128", "--epochs", "3",
          "--eval-every", "1ep", "--set", "pruning.layer_fractions=[]", "--set", 'pruning.exclude=["output/kernel"]',
          "--no-progress", "--wandb", "disabled", "--checkpoint-every", "0ep"]
 
 
-def one_process(runs: Path, cache: Path) -> dict[str, float]:
-    """Wall time of one `lth run` process and its levels' times (from metrics.jsonl)."""
+def one_process(runs: Path, cache: Path, levels: int) -> dict[str, float]:
+    """Wall time of one `lth run` process and its levels' times (from metrics.jsonl): level 0, level 1
+    and, with 2 or more pruned levels, a steady one (the median of levels 2 and up)."""
     env = {**os.environ, "LTH_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", *SETUP, "--runs", str(runs)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", *SETUP, "--levels", str(levels),
+                           "--runs", str(runs)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
     (metrics,) = runs.glob("*/replicate_00/metrics.jsonl")
-    levels = [json.loads(line)["seconds"] for line in metrics.read_text().splitlines() if '"event"' in line]
-    return {"process": wall, "level_0": levels[0], "level_1": levels[1]}
+    times = [json.loads(line)["seconds"] for line in metrics.read_text().splitlines() if '"event"' in line]
+    steady = {"steady": statistics.median(times[2:])} if len(times) > 2 else {}
+    return {"process": wall, "level_0": times[0], "level_1": times[1], **steady}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--levels", type=int, default=3, help="pruned levels after level 0 (default 3)")
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             cache = Path(tmp) / f"cache_{i}"
             for case in ("cold", "warm"):  # warm reuses the cache the cold run of this pair filled
-                results[case].append(one_process(Path(tmp) / f"runs_{case}_{i}", cache))
+                results[case].append(one_process(Path(tmp) / f"runs_{case}_{i}", cache, args.levels))
     for case, rows in results.items():
         medians = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        steady = f", steady level {medians['steady']:.2f} s" if "steady" in medians else ""
         print(f"{case}: process {medians['process']:.2f} s, level 0 {medians['level_0']:.2f} s, "
-              f"level 1 {medians['level_1']:.2f} s  (medians of {len(rows)})")
+              f"level 1 {medians['level_1']:.2f} s{steady}  (medians of {len(rows)})")
+        if "steady" in medians:
+            print(f"{case}: level 1 / steady level: {medians['level_1'] / medians['steady']:.2f}")
     cold, warm = (statistics.median(r["process"] for r in results[c]) for c in ("cold", "warm"))
     print(f"warm / cold process time: {warm / cold:.2f}")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from lth.cli_args import build_parser
 from lth.config import replace
+from lth.config_checks import check_run_options, validate_config
 from lth.errors import LthError
 from lth.experiments import experiment_names, load_experiment
 from lth.parse import parse_assignment, parse_densities
@@ -54,7 +55,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)  # bad names and values answer before jax is imported
+    config = config_from_args(args)
+    validate_config(config)  # bad names, values and options answer before jax is imported
+    check_run_options(args.replicates, args.workers, args.layout, args.checkpoint_every)
     experiment = load_experiment(args.experiment, args.variant)
     if args.no_compile_cache:
         os.environ["LTH_CACHE"] = "off"  # worker processes inherit it

@@ -117,3 +117,21 @@ def parse_assignment(item: str) -> tuple[str, Any]:
     if not sep:
         raise ConfigError(f"--set needs FIELD=VALUE, got {item!r}")
     return field.strip(), parse_value(value)
+
+
+_NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def parse_nm(text: str) -> tuple[int, int] | None:
+    """'2:4' -> (2, 4); '' -> None (unstructured). ConfigError for anything else or N > M."""
+    if not text:
+        return None
+    match = _NM.match(str(text))
+    if not match:
+        raise ConfigError(f"invalid N:M structure {text!r}: write e.g. '2:4' (keep 2 of every 4 weights)")
+    n, m = int(match.group(1)), int(match.group(2))
+    if m < 1 or n < 1:
+        raise ConfigError(f"N:M structure {text!r} needs N >= 1 and M >= 1, e.g. '2:4'")
+    if n > m:
+        raise ConfigError(f"N:M structure {text!r} keeps N={n} of every M={m}: N must not exceed M, e.g. '2:4'")
+    return n, m

@@ -23,7 +23,6 @@ def stream(seed: int, name: str, *indices: int) -> jax.Array:
     return key
 
 
-DATA_ORDERS = ("per_level", "fixed")
 
 
 def level_keys(seed: int, data_order: str, level: int) -> tuple[jax.Array, jax.Array]:

@@ -10,6 +10,7 @@ from lth.data.embedded import mnist1d, mnist5k
 from lth.data.idx import fashion_mnist, mnist
 from lth.data.modifiers import modify
 from lth.data.synthetic import synthetic_cifar10, synthetic_mnist
+from lth.config_checks import check_dataset_name
 from lth.errors import ConfigError
 
 _REGISTRY = {
@@ -26,12 +27,6 @@ _REGISTRY = {
 
 def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
-
-
-def check_dataset_name(name: str) -> None:
-    """Raise ConfigError, listing the registered names, if `name` is not one of them."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(dataset_names())}")
 
 
 def load_dataset(name: str, validation_size: int | None = None, root: str | os.PathLike | None = None, *,

@@ -202,6 +202,13 @@ def prune_level(config: ExperimentConfig, params: Any, mask: Mask, level: int, b
     return nm_level_mask(params, mask, config.pruning, level, *structure)
 
 
+def warm_pruning(setup: Setup, seed: _Seed) -> None:
+    """Compile the pruned levels' pruning program during level 0, on its shapes (run once, the mask
+    discarded): its keep counts are traced, so level 1 and every later level reuse it, and the first
+    pruned level costs what a steady one does (rewinding and the optimiser's init are level 0's programs)."""
+    jax.block_until_ready(prune_level(setup.config, seed.params0, seed.mask0, 1, seed.base_counts))
+
+
 def resume_point(resume: Resume | None) -> tuple[int, int | None]:
     """(level, iteration or None) where a replicate resumes: replicates trained together share it."""
     if resume is None:
@@ -238,6 +245,8 @@ def lottery_levels_together(
         started = time.perf_counter()
         states, level_masks, evaluations = map(list, zip(*(
             _level_start(setup, seed, level, resume) for setup, seed, resume in zip(setups, seeds, resumes))))
+        if level == 0 and config.levels > 0:
+            warm_pruning(setups[0], seeds[0])
         for r in range(n):
             hooks[r].level_start(level, states[r], level_masks[r])
             if level == 0 and k > 0 and int(states[r].step) == k:  # a start at the rewind step is the rewind point

@@ -16,23 +16,22 @@ from typing import Any, NamedTuple
 import jax
 
 from lth import rng
-from lth.config import (
-    DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types, for_replicate, replace
-)
-from lth.data import Dataset, check_dataset_name, load_dataset
+from lth.config import ExperimentConfig, for_replicate, replace
+from lth.config_checks import validate_config
+from lth.data import Dataset, load_dataset
 from lth.data.device import DeviceData, to_device
 from lth.errors import ConfigError, MaskError
-from lth.lottery.method_config import check_schedule, validate_method
-from lth.models import Model, check_model_name, get_model
-from lth.parse import duration_to_steps, parse_duration
+from lth.lottery.method_config import check_schedule
+from lth.models import Model, get_model
+from lth.names import RETRAINING as RETRAINING  # re-exported (lth.lottery)
+from lth.parse import duration_to_steps
 from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
-from lth.sparsity.pruning import first_empty_level, layer_fraction, validate_spec
+from lth.sparsity.pruning import first_empty_level, layer_fraction
 from lth.training.compile_cache import enable_compile_cache
-from lth.training import OPTIMIZERS, SCHEDULES, Trainer, choose_loop, make_trainer
+from lth.training import Trainer, choose_loop, make_trainer
 from lth.training.sharded import data_parallel
 from lth.training.stacked import place, replicate_mesh, train_stacked
 
-RETRAINING = ("rewind", "lr_rewind", "finetune")
 
 
 class Start(NamedTuple):
@@ -69,63 +68,6 @@ class Setup:
     def with_config(self, config: ExperimentConfig) -> Setup:
         """The same programs and data under another config of the same shapes (e.g. a seed)."""
         return dataclasses.replace(self, config=config)
-
-
-def validate_config(config: ExperimentConfig) -> None:
-    """Checks that need no data: types, names, ranges, duration syntax."""
-    check_types(config)
-    if config.levels < 0:
-        raise ConfigError(f"levels must be >= 0, got {config.levels}: level 0 trains dense, each further level prunes")
-    validate_spec(config.pruning)
-    if config.optimizer.name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {config.optimizer.name!r}: choose one of {', '.join(OPTIMIZERS)}")
-    if config.optimizer.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {config.optimizer.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    _check_optimizer(config.optimizer)
-    if config.training.batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
-    if config.retraining not in RETRAINING:
-        raise ConfigError(f"unknown retraining {config.retraining!r}: choose one of {', '.join(RETRAINING)}")
-    if config.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {config.seed}")
-    if config.data_order not in rng.DATA_ORDERS:
-        raise ConfigError(f"unknown data_order {config.data_order!r}: choose one of {', '.join(rng.DATA_ORDERS)}")
-    _check_data(config.data)
-    _check_scoring(config.pruning)
-    check_model_name(config.model, config.init)
-    check_dataset_name(config.data.name)
-    validate_method(config)
-    for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
-                 *config.optimizer.milestones):
-        parse_duration(text)
-
-
-def _check_data(data: DataConfig) -> None:
-    if not 0.0 <= data.random_labels_fraction <= 1.0:
-        raise ConfigError(f"data.random_labels_fraction must be in [0, 1], got {data.random_labels_fraction}")
-    if not 0.0 < data.subsample_fraction <= 1.0:
-        raise ConfigError(f"data.subsample_fraction must be in (0, 1], got {data.subsample_fraction}")
-    if data.validation_size is not None and data.validation_size < 0:
-        raise ConfigError(f"data.validation_size must be >= 0 (0: no validation set), got {data.validation_size}")
-
-
-def _check_scoring(spec: PruningConfig) -> None:
-    if spec.score_samples_per_class < 1:
-        raise ConfigError(f"pruning.score_samples_per_class must be >= 1, got {spec.score_samples_per_class}")
-    if spec.grasp_temperature <= 0:
-        raise ConfigError(f"pruning.grasp_temperature must be > 0, got {spec.grasp_temperature}")
-
-
-def _check_optimizer(opt: OptimizerConfig) -> None:
-    if opt.learning_rate <= 0:
-        raise ConfigError(f"learning rate must be > 0, got {opt.learning_rate}")
-    for name, value, low, high in (("momentum", opt.momentum, 0.0, 1.0), ("b1", opt.b1, 0.0, 1.0),
-                                   ("b2", opt.b2, 0.0, 1.0)):
-        if not low <= value < high:
-            raise ConfigError(f"optimizer.{name} must be in [{low:g}, {high:g}), got {value}")
-    for name, value in (("weight_decay", opt.weight_decay), ("eps", opt.eps), ("gamma", opt.gamma)):
-        if value < 0 or (name != "weight_decay" and value == 0):
-            raise ConfigError(f"optimizer.{name} must be {'>= 0' if name == 'weight_decay' else '> 0'}, got {value}")
 
 
 def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels: set[str]) -> None:

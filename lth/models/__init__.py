@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from lth.errors import ConfigError
+from lth.config_checks import check_model_name
 from lth.models.base import Model, from_functions, from_linen, from_nnx
 from lth.models.conv import CNN1D, ConvNet, LeNet5
-from lth.models.mlp import INITS, MLP
+from lth.models.mlp import MLP
 from lth.models.resnet import resnet
 from lth.models.vgg import vgg
 
@@ -44,19 +44,6 @@ _REGISTRY: dict[str, Callable[[Sequence[int], int], Model]] = {
 
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
-
-
-INITS_OF = {name: INITS for name in ("lenet300_100", "mlp_mnist1d", "mlp_tiny")}  # else "default" only
-
-
-def check_model_name(name: str, init: str = "default") -> None:
-    """Raise ConfigError, listing the registered names, if `name` is not one of them, or if `init`
-    is not an initialisation convention the model has."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
-    inits = INITS_OF.get(name, ("default",))
-    if init not in inits:
-        raise ConfigError(f"model {name} has no {init!r} initialisation: choose one of {', '.join(inits)}")
 
 
 def get_model(name: str, input_shape: Sequence[int], num_classes: int, init: str = "default") -> Model:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from lth.models.vgg import batch_norm
+from lth.names import MLP_INITS
 
 # Gaussian Glorot (Xavier normal): N(0, 2 / (fan_in + fan_out)), untruncated, as torch's
 # xavier_normal_: the initialisation Frankle & Carbin 2019 give for LeNet (OpenLTH's LeNet uses
@@ -20,7 +21,7 @@ glorot_normal = nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
 # torch.nn.Linear's default: kaiming_uniform(a=sqrt(5)) for the weight, i.e. U(+-1/sqrt(fan_in)),
 # and U(+-1/sqrt(fan_in)) for the bias (the MNIST-1D lottery notebook's MLP)
 torch_linear_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-INITS = ("default", "pytorch")
+INITS = MLP_INITS
 
 
 def torch_linear_bias(fan_in: int) -> Callable:

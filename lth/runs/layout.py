@@ -14,9 +14,9 @@ import os
 
 import jax
 
+from lth.config_checks import check_workers
 from lth.errors import ConfigError
-
-LAYOUTS = ("sequential", "workers", "vmap", "devices")
+from lth.names import LAYOUTS
 
 
 def default_layout(replicates: int, workers: int) -> str:
@@ -43,9 +43,8 @@ def check_layout(layout: str, *, data_parallel: bool = False) -> None:
 def choose_workers(workers: int | None, replicates: int, data_parallel: bool = False) -> int:
     """How many replicate worker processes: the argument (>= 1), else on CPU one per core and
     replicate to train, else 1. Data-parallel runs use every device in one process."""
+    check_workers(workers)
     if workers is not None:
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
         return 1 if data_parallel else min(workers, max(replicates, 1))
     if data_parallel or replicates < 2 or jax.default_backend() != "cpu":
         return 1

@@ -9,6 +9,7 @@ import jax
 
 from lth.analysis.plots import plot_run
 from lth.config import ExperimentConfig, replace, to_dict
+from lth.config_checks import check_run_options
 from lth.errors import ConfigError
 from lth.lottery import Setup, init_params, initial_mask, prepare
 from lth.lottery.controls import parse_controls
@@ -92,8 +93,9 @@ def run_lottery(
         _check_method_options(config.method, mask, data_parallel, layout)
         return run_method(config, runs_root=runs_root, data_root=data_root, replicates=replicates, progress=progress,
                           wandb=wandb, trackers=trackers)
+    check_run_options(replicates, workers, layout, checkpoint_every)
     main = jax.process_index() == 0
-    wandb_mode = _check_run_options(replicates, data_parallel, bool(controls), wandb, main)
+    wandb_mode = _check_run_options(data_parallel, bool(controls), wandb, main)
     setup = prepare(config, data_root)
     if data_parallel:
         setup = data_parallel_setup(setup)
@@ -201,7 +203,7 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
     return per_replicate, wandb_tracker
 
 
-def _check_run_options(replicates: int, data_parallel: bool, controls: bool, wandb: str | None, main: bool) -> str:
+def _check_run_options(data_parallel: bool, controls: bool, wandb: str | None, main: bool) -> str:
     """One-line errors for options that cannot go together here; returns the W&B mode."""
     processes = jax.process_count()
     if processes > 1 and not data_parallel:
@@ -209,10 +211,7 @@ def _check_run_options(replicates: int, data_parallel: bool, controls: bool, wan
                           "of their devices (see docs/multihost.md)")
     if processes > 1 and controls:
         raise ConfigError("controls run in one process: use --no-controls here and `lth control` afterwards")
-    wandb_mode = checked_wandb_mode(wandb) if main else "disabled"
-    if replicates < 1:
-        raise ConfigError(f"replicates must be >= 1, got {replicates}")
-    return wandb_mode
+    return checked_wandb_mode(wandb) if main else "disabled"
 
 
 def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: str | None) -> None:

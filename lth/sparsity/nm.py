@@ -17,7 +17,6 @@ mask is a random N:M mask. Excluded layers (``pruning.exclude``) are never struc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,26 +26,9 @@ import numpy as np
 
 from lth.config import PruningConfig
 from lth.errors import ConfigError
+from lth.parse import parse_nm
 from lth.sparsity.masks import Mask, Params, first_match, mask_leaves, named_leaves, path_name
 from lth.sparsity.pruning import layer_fraction
-
-_NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-
-
-def parse_nm(text: str) -> tuple[int, int] | None:
-    """'2:4' -> (2, 4); '' -> None (unstructured). ConfigError for anything else or N > M."""
-    if not text:
-        return None
-    match = _NM.match(str(text))
-    if not match:
-        raise ConfigError(f"invalid N:M structure {text!r}: write e.g. '2:4' (keep 2 of every 4 weights)")
-    n, m = int(match.group(1)), int(match.group(2))
-    if m < 1 or n < 1:
-        raise ConfigError(f"N:M structure {text!r} needs N >= 1 and M >= 1, e.g. '2:4'")
-    if n > m:
-        raise ConfigError(f"N:M structure {text!r} keeps N={n} of every M={m}: N must not exceed M, e.g. '2:4'")
-    return n, m
-
 
 def group_axis(ndim: int) -> int:
     """The axis the groups run along: the input dimension (-2) of a kernel, 0 of a vector."""

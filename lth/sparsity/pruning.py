@@ -12,19 +12,19 @@ by the lower flat index (in the order of the pytree leaves).
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from lth.config import PruningConfig
+from lth.config_checks import validate_spec
 from lth.errors import ConfigError
+from lth.names import PRUNING_SCHEDULES, PRUNING_STRATEGIES
 from lth.sparsity.masks import Mask, Params, first_match, layer_counts, mask_leaves, named_leaves, path_name
 from lth.sparsity.topk import keep_top
 
-STRATEGIES = ("layerwise", "global", "modulewise")
-SCHEDULES = ("geometric", "linear")
+STRATEGIES, SCHEDULES = PRUNING_STRATEGIES, PRUNING_SCHEDULES
 
 
 class Group(NamedTuple):
@@ -32,29 +32,6 @@ class Group(NamedTuple):
 
     names: tuple[str, ...]
     keep: int
-
-
-def validate_spec(spec: PruningConfig) -> None:
-    """Raise ConfigError for an unknown strategy or an out-of-range fraction."""
-    if spec.strategy not in STRATEGIES:
-        raise ConfigError(f"unknown pruning strategy {spec.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    if spec.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown pruning schedule {spec.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if not 0.0 < spec.fraction < 1.0:
-        raise ConfigError(f"prune fraction must be in (0, 1), got {spec.fraction}: e.g. 0.2 prunes 20% per level")
-    for pattern, fraction in spec.layer_fractions:
-        if not 0.0 <= fraction < 1.0:
-            raise ConfigError(
-                f"per-layer prune fraction for {pattern!r} must be in [0, 1), got {fraction}"
-            )
-    for where, patterns in (("prunable", spec.prunable), ("exclude", spec.exclude),
-                            ("layer_fractions", [p for p, _ in spec.layer_fractions])):
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ConfigError(f"pruning.{where} has an invalid regex {pattern!r} ({err}): "
-                                  r"write a Python regex over parameter paths, e.g. '.*kernel'") from None
 
 
 def layer_fraction(name: str, spec: PruningConfig) -> float:
@@ -108,22 +85,36 @@ def plan_groups(base_counts: dict[str, int], spec: PruningConfig, level: int) ->
 def prune_by_scores(scores: Any, mask: Mask, groups: list[Group]) -> Mask:
     """New mask keeping, in each group, its `keep` highest-scoring weights among those still kept.
 
-    `scores` is a pytree with at least the mask's prunable leaves (same paths and shapes).
+    `scores` is a pytree with at least the mask's prunable leaves (same paths and shapes). One
+    compiled program per mask structure and grouping: the counts are traced, so every level of a
+    run reuses the program its first level (or level 0's warm-up, `lth.lottery.levels.warm_pruning`) compiled.
     """
     score_leaves = named_leaves(scores)
+    return _keep_in_groups(_keep_by_scores, {n: jnp.asarray(score_leaves[n]) for g in groups for n in g.names},
+                           mask, groups)
+
+
+def _keep_in_groups(program: Any, values: dict[str, jax.Array], mask: Mask, groups: list[Group]) -> Mask:
+    """The mask from `program(values, alive, keeps, names)`; layers in no group keep their mask."""
     alive = mask_leaves(mask)
-    new_leaves: dict[str, jax.Array] = {}
-    for group in groups:
-        kept = keep_top(
-            [jnp.asarray(score_leaves[n]) for n in group.names],
-            [alive[n] for n in group.names],
-            jnp.asarray(group.keep, dtype=jnp.int32),
-        )
-        new_leaves.update(zip(group.names, kept))
-    missing = set(alive) - set(new_leaves)
-    for name in missing:  # layers in no group keep their mask
-        new_leaves[name] = alive[name]
-    return _rebuild(mask, new_leaves)
+    names = tuple(group.names for group in groups)
+    kept = program(values, {n: alive[n] for g in names for n in g},
+                   jnp.asarray([group.keep for group in groups], dtype=jnp.int32), names) if groups else {}
+    return _rebuild(mask, {**alive, **kept})
+
+
+def _keep_groups(scores: dict[str, jax.Array], alive: dict[str, jax.Array], keeps: jax.Array,
+                 names: tuple[tuple[str, ...], ...]) -> dict[str, jax.Array]:
+    """{leaf: kept} of every group: its `keeps[i]` highest scores among the alive (`keep_top`)."""
+    kept: dict[str, jax.Array] = {}
+    for i, group in enumerate(names):
+        kept.update(zip(group, keep_top([scores[n] for n in group], [alive[n] for n in group], keeps[i])))
+    return kept
+
+
+_keep_by_scores = jax.jit(_keep_groups, static_argnames="names")
+_keep_by_magnitude = jax.jit(lambda values, alive, keeps, names: _keep_groups(
+    {n: jnp.abs(v) for n, v in values.items()}, alive, keeps, names), static_argnames="names")
 
 
 def first_empty_level(base_counts: dict[str, int], spec: PruningConfig, levels: int) -> tuple[Group, int] | None:
@@ -171,5 +162,8 @@ def prune_magnitude(
     """
     if base_counts is None:
         base_counts = {name: kept for name, (kept, _) in layer_counts(mask).items()}
-    return prune_by_scores(magnitude_scores(params, mask), mask, plan_groups(base_counts, spec, level))
+    groups = plan_groups(base_counts, spec, level)
+    values = named_leaves(params)  # |w| is taken inside the one compiled program (`magnitude_scores` eagerly)
+    return _keep_in_groups(_keep_by_magnitude, {n: jnp.asarray(values[n]) for g in groups for n in g.names}, mask,
+                           groups)
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from lth.errors import LthError
@@ -67,6 +66,8 @@ def _silence_asyncio():
 
 def tree_digest(tree: Any) -> str:
     """SHA-256 over the paths, dtypes, shapes and bytes of every array leaf."""
+    import jax  # heavy: imported by what saves, loads or digests arrays, not with the store (`lth ls`)
+
     h = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         array = np.asarray(jax.device_get(leaf))
@@ -78,6 +79,7 @@ def tree_digest(tree: Any) -> str:
 def _checkpointer(only_this_process: bool = False):
     """orbax's checkpointer; `only_this_process`: a save by process 0 alone in a multi-process run
     (orbax's default save synchronises all processes and would wait for the others forever)."""
+    import jax
     import orbax.checkpoint as ocp  # heavy (~0.3 s): imported on the first checkpoint, not with lth
 
     _quiet()
@@ -95,6 +97,7 @@ def save(path: Path, tree: Any, record: dict[str, Any]) -> None:
 
     In a multi-process run only process 0 calls this (lth.store), with the process's host copies of
     the (replicated) arrays."""
+    import jax
     import orbax.checkpoint as ocp  # heavy: see _checkpointer
 
     path = Path(path).absolute()
@@ -129,6 +132,7 @@ def _write_error(err: Exception, path: Path) -> Exception:
 
 def load(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
     """Restore a checkpoint into the structure of `template`; CheckpointError if it is damaged."""
+    import jax
     import orbax.checkpoint as ocp  # heavy: see _checkpointer
 
     path = Path(path).absolute()

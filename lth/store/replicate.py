@@ -25,17 +25,16 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import jax
-import jax.numpy as jnp
+from typing import TYPE_CHECKING, Any
 
 from lth.errors import LthError
-from lth.sparsity.masks import Mask, mask_to_arrays
 from lth.store import checkpoints
 from lth.store.io import npz_bytes, read_jsonl, write_atomic, write_json
 from lth.store.lock import RunLock
-from lth.training import TrainState
+
+if TYPE_CHECKING:  # reading records and manifests needs no jax (`lth ls`): jax is imported by what loads arrays
+    from lth.sparsity.masks import Mask
+    from lth.training import TrainState
 
 
 class DamagedFileError(LthError):
@@ -136,6 +135,8 @@ class ReplicateDir:
         written atomically, its SHA-256 in the manifest (keyed by its path under masks/)."""
         path = self.mask_path(level) if step is None else self.mask_history_path(level, step)
         if self.writable:
+            from lth.sparsity.masks import mask_to_arrays  # heavy (jax): only to write
+
             data = npz_bytes(mask_to_arrays(mask))
             write_atomic(path, data)
             key = path.relative_to(self.masks_dir).as_posix()
@@ -216,12 +217,18 @@ class ReplicateDir:
 
     def load_rewind(self, template: TrainState) -> tuple[Any, Any]:
         """(params, model state) at the rewind step k > 0."""
+        import jax  # heavy: only to load arrays
+        import jax.numpy as jnp
+
         tree, _ = checkpoints.load(self.rewind_path, {"params": template.params, "model_state": template.model_state})
         return jax.tree.map(jnp.asarray, tree["params"]), jax.tree.map(jnp.asarray, tree["model_state"])
 
     def load_state(self, path: Path, template: TrainState, mask_template: Mask
                    ) -> tuple[TrainState, Mask, dict[str, Any]]:
         """(state, mask, record) of the checkpoint at `path` (CheckpointError if missing or damaged)."""
+        import jax  # heavy: only to load arrays
+        import jax.numpy as jnp
+
         tree, record = checkpoints.load(path, {"state": template, "mask": mask_template})
         state = jax.tree.map(jnp.asarray, tree["state"])
         mask = jax.tree.map(lambda m: None if m is None else jnp.asarray(m, bool), tree["mask"],

@@ -33,7 +33,6 @@ import numpy as np
 
 from lth.config import ExperimentConfig, config_hash, from_dict, to_dict
 from lth.errors import LthError, MaskError
-from lth.sparsity.masks import Mask, mask_from_arrays
 from lth.store.io import read_json_list, write_json
 from lth.store.lock import RunLock
 from lth.store.records import aggregate
@@ -147,7 +146,7 @@ def open_run(path: str | os.PathLike, writable: bool = True) -> RunDir:
     return RunDir(path.parent, from_dict(read_config(path)), writable, path=path)
 
 
-def load_mask(path: str | os.PathLike, params: Any) -> Mask:
+def load_mask(path: str | os.PathLike, params: Any) -> Any:
     """Load a mask saved by `ReplicateDir.save_mask` for `params`; one-line MaskError if it does not fit."""
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -157,6 +156,8 @@ def load_mask(path: str | os.PathLike, params: Any) -> Mask:
                         "pass a runs/<run>/replicate_XX/masks/level_XX.npz file") from None
     except Exception as err:  # zipfile, pickle and OS errors of a damaged file
         raise MaskError(f"mask file {str(path)!r} is not a readable .npz mask ({type(err).__name__})") from None
+    from lth.sparsity.masks import mask_from_arrays  # heavy (jax): the store's readers of records need none
+
     return mask_from_arrays(arrays, params)
 
 

@@ -16,10 +16,10 @@ import optax
 
 from lth.config import OptimizerConfig
 from lth.errors import ConfigError
+from lth.names import LR_SCHEDULES, OPTIMIZERS
 from lth.parse import duration_to_steps
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = LR_SCHEDULES
 
 
 def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:

@@ -1,0 +1,167 @@
+"""Checks of a config that need no data and no jax: types, names, ranges, duration and N:M syntax.
+`lth.lottery.setup.prepare` runs them first; the command line runs them before it imports jax, so
+a bad config answers at once (one-line `ConfigError`s)."""
+
+from __future__ import annotations
+
+import re
+
+from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
+from lth.errors import ConfigError
+from lth.names import (
+    DATA_ORDERS, DATASETS, DISTRIBUTIONS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS, PRUNING_SCHEDULES,
+    PRUNING_STRATEGIES, RETRAINING
+)
+from lth.parse import parse_checkpoint_period, parse_duration, parse_nm
+
+
+def validate_config(config: ExperimentConfig) -> None:
+    """Checks that need no data: types, names, ranges, duration syntax."""
+    check_types(config)
+    if config.levels < 0:
+        raise ConfigError(f"levels must be >= 0, got {config.levels}: level 0 trains dense, each further level prunes")
+    validate_spec(config.pruning)
+    if config.optimizer.name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optimizer.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if config.optimizer.schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown schedule {config.optimizer.schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
+    _check_optimizer(config.optimizer)
+    if config.training.batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
+    if config.retraining not in RETRAINING:
+        raise ConfigError(f"unknown retraining {config.retraining!r}: choose one of {', '.join(RETRAINING)}")
+    if config.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {config.seed}")
+    if config.data_order not in DATA_ORDERS:
+        raise ConfigError(f"unknown data_order {config.data_order!r}: choose one of {', '.join(DATA_ORDERS)}")
+    _check_data(config.data)
+    _check_scoring(config.pruning)
+    check_model_name(config.model, config.init)
+    check_dataset_name(config.data.name)
+    validate_method(config)
+    for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
+                 *config.optimizer.milestones):
+        parse_duration(text)
+
+
+def _check_data(data: DataConfig) -> None:
+    if not 0.0 <= data.random_labels_fraction <= 1.0:
+        raise ConfigError(f"data.random_labels_fraction must be in [0, 1], got {data.random_labels_fraction}")
+    if not 0.0 < data.subsample_fraction <= 1.0:
+        raise ConfigError(f"data.subsample_fraction must be in (0, 1], got {data.subsample_fraction}")
+    if data.validation_size is not None and data.validation_size < 0:
+        raise ConfigError(f"data.validation_size must be >= 0 (0: no validation set), got {data.validation_size}")
+
+
+def _check_scoring(spec: PruningConfig) -> None:
+    if spec.score_samples_per_class < 1:
+        raise ConfigError(f"pruning.score_samples_per_class must be >= 1, got {spec.score_samples_per_class}")
+    if spec.grasp_temperature <= 0:
+        raise ConfigError(f"pruning.grasp_temperature must be > 0, got {spec.grasp_temperature}")
+
+
+def _check_optimizer(opt: OptimizerConfig) -> None:
+    if opt.learning_rate <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {opt.learning_rate}")
+    for name, value, low, high in (("momentum", opt.momentum, 0.0, 1.0), ("b1", opt.b1, 0.0, 1.0),
+                                   ("b2", opt.b2, 0.0, 1.0)):
+        if not low <= value < high:
+            raise ConfigError(f"optimizer.{name} must be in [{low:g}, {high:g}), got {value}")
+    for name, value in (("weight_decay", opt.weight_decay), ("eps", opt.eps), ("gamma", opt.gamma)):
+        if value < 0 or (name != "weight_decay" and value == 0):
+            raise ConfigError(f"optimizer.{name} must be {'>= 0' if name == 'weight_decay' else '> 0'}, got {value}")
+
+
+def validate_spec(spec: PruningConfig) -> None:
+    """Raise ConfigError for an unknown strategy or an out-of-range fraction."""
+    if spec.strategy not in PRUNING_STRATEGIES:
+        raise ConfigError(f"unknown pruning strategy {spec.strategy!r}: choose one of {', '.join(PRUNING_STRATEGIES)}")
+    if spec.schedule not in PRUNING_SCHEDULES:
+        raise ConfigError(f"unknown pruning schedule {spec.schedule!r}: choose one of {', '.join(PRUNING_SCHEDULES)}")
+    if not 0.0 < spec.fraction < 1.0:
+        raise ConfigError(f"prune fraction must be in (0, 1), got {spec.fraction}: e.g. 0.2 prunes 20% per level")
+    for pattern, fraction in spec.layer_fractions:
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(
+                f"per-layer prune fraction for {pattern!r} must be in [0, 1), got {fraction}"
+            )
+    for where, patterns in (("prunable", spec.prunable), ("exclude", spec.exclude),
+                            ("layer_fractions", [p for p, _ in spec.layer_fractions])):
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ConfigError(f"pruning.{where} has an invalid regex {pattern!r} ({err}): "
+                                  r"write a Python regex over parameter paths, e.g. '.*kernel'") from None
+
+
+def validate_method(config: ExperimentConfig) -> None:
+    """One-line ConfigErrors for impossible settings that need no data (see also `check_schedule`)."""
+    method, s = config.method, config.sparse
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if s.distribution not in DISTRIBUTIONS:
+        raise ConfigError(f"unknown layer distribution {s.distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+    structure = parse_nm(s.structure)
+    if s.dt < 1:
+        raise ConfigError(f"the mask update period dt must be at least 1 iteration, got {s.dt}: "
+                          "e.g. --set sparse.dt=100")
+    if not 0.0 < s.t_end <= 1.0:
+        raise ConfigError(f"T_end {s.t_end} is past the end of training (or not after its start): give a fraction "
+                          "of training in (0, 1], e.g. --set sparse.t_end=0.75")
+    for name, value in (("alpha", s.alpha), ("z", s.z)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"drop fraction {name} must be in (0, 1), got {value}: e.g. 0.3")
+    if not 0.0 <= s.s_i < 1.0 or s.t0 < 0 or s.n < 0:
+        raise ConfigError(f"gradual pruning needs 0 <= s_i < 1, t0 >= 0 and n >= 0, got s_i={s.s_i}, t0={s.t0}, "
+                          f"n={s.n}")
+    for d in s.densities:
+        if not (isinstance(d, (int, float)) and 0.0 < d <= 1.0):
+            raise ConfigError(f"target density must be in (0, 1], got {d!r}: e.g. --densities 0.2,0.05,0.02")
+    if method == "imp":
+        if s.densities:
+            raise ConfigError("--densities are for the other methods (gradual, static, set, rigl): IMP's densities "
+                              "are its levels (--levels, --prune-fraction)")
+        return
+    if structure is not None:
+        if method in ("set", "rigl"):
+            raise ConfigError(f"{method} with an N:M structure is not supported (its drop-and-grow is unstructured): "
+                              "use N:M with imp, gradual or static")
+        if s.densities:
+            raise ConfigError(f"the N:M structure {s.structure} fixes the density: drop --densities")
+    elif not s.densities:
+        raise ConfigError(f"method {method} needs target densities, e.g. --densities 0.2,0.05,0.02")
+
+
+def check_model_name(name: str, init: str = "default") -> None:
+    """Raise ConfigError, listing the registered names, if `name` is not one of them, or if `init`
+    is not an initialisation convention the model has."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    if init not in MODELS[name]:
+        raise ConfigError(f"model {name} has no {init!r} initialisation: choose one of {', '.join(MODELS[name])}")
+
+
+def check_dataset_name(name: str) -> None:
+    """Raise ConfigError, listing the registered names, if `name` is not one of them."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+
+
+def check_run_options(replicates: int, workers: int | None = None, layout: str | None = None,
+                      checkpoint_every: str = "10min") -> None:
+    """One-line ConfigErrors for `lth run`'s execution options that need neither data nor jax: the
+    replicate and worker counts, the layout's name and the checkpoint period's syntax."""
+    if replicates < 1:
+        raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    check_workers(workers)
+    if layout is not None and layout not in LAYOUTS:
+        raise ConfigError(f"unknown replicate layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    parse_checkpoint_period(checkpoint_every, steps_per_epoch=1)  # the syntax (the steps need the data)
+
+
+def check_workers(workers: int | None) -> None:
+    """A ConfigError unless `workers` (worker processes asked for) is None or >= 1."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+
