@@ -22,4 +22,4 @@ MODELS: dict[str, tuple[str, ...]] = {  # model name -> its initialisation conve
                                       "vgg16", "vgg19", "resnet20", "resnet56", "cnn_mnist1d")},
 }
 DATASETS = ("mnist5k", "mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic_mnist",
-            "synthetic_cifar10")
+            "synthetic_cifar10", "random_mnist")

@@ -532,3 +532,17 @@ def test_synthetic_datasets(tmp_path, name, shape, augmentation):
     assert (dist.argmin(1) == ds.y_test).mean() > 0.5
     sizes = load_dataset(name, validation_size=40, root=tmp_path).sizes()
     assert sizes == {"train": 600, "validation": 40, "test": 128}
+
+
+def test_random_mnist_has_mnists_shapes_and_sizes(tmp_path):
+    ds = load_dataset("random_mnist", root=tmp_path)
+    assert ds.sizes() == {"train": 60_000, "validation": 0, "test": 10_000}
+    assert ds.input_shape == (28, 28, 1) and ds.num_classes == 10 and ds.augmentation == "none"
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    np.testing.assert_array_equal(ds.y_train, load_dataset("random_mnist", root=tmp_path).y_train)
+    assert set(np.unique(ds.y_test)) == set(range(10))
+    held = load_dataset("random_mnist", validation_size=5_000, root=tmp_path)
+    assert held.sizes() == {"train": 55_000, "validation": 5_000, "test": 10_000}
+    with pytest.raises(ConfigError, match="leaves no training examples"):
+        load_dataset("random_mnist", validation_size=60_000, root=tmp_path)

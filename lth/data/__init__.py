@@ -9,7 +9,7 @@ from lth.data.dataset import Dataset, data_dir
 from lth.data.embedded import mnist1d, mnist5k
 from lth.data.idx import fashion_mnist, mnist
 from lth.data.modifiers import modify
-from lth.data.synthetic import synthetic_cifar10, synthetic_mnist
+from lth.data.synthetic import random_mnist, synthetic_cifar10, synthetic_mnist
 from lth.config_checks import check_dataset_name
 from lth.errors import ConfigError
 
@@ -22,6 +22,7 @@ _REGISTRY = {
     "cifar100": cifar100,
     "synthetic_mnist": synthetic_mnist,
     "synthetic_cifar10": synthetic_cifar10,
+    "random_mnist": random_mnist,
 }
 
 

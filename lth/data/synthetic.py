@@ -4,6 +4,9 @@ Each class has a fixed template (MNIST-shaped: a random 28 x 28 pattern; CIFAR-s
 colour, which survives crops and flips); an image is its class's template plus Gaussian pixel noise,
 clipped to [0, 1] and normalised with the real dataset's statistics. 512 train / 128 validation /
 128 test by default.
+
+`random_mnist` is for timing, not learning: MNIST's shapes and sizes (60,000 training and 10,000
+test images, no validation split by default, as OpenLTH's MNIST), uniform random pixels and labels.
 """
 
 from __future__ import annotations
@@ -66,3 +69,27 @@ def synthetic_mnist(root: Path, validation_size: int | None = None) -> Dataset:
 def synthetic_cifar10(root: Path, validation_size: int | None = None) -> Dataset:
     """32 x 32 x 3, 10 classes, crop + flip augmentation; `root` is unused (nothing is written)."""
     return _synthetic("synthetic_cifar10", (32, 32, 3), validation_size, CIFAR10_MEAN, CIFAR10_STD, "crop_flip")
+
+
+RANDOM_MNIST_TRAIN, RANDOM_MNIST_TEST = 60_000, 10_000
+
+
+def random_mnist(root: Path, validation_size: int | None = None) -> Dataset:
+    """MNIST-sized random data (benchmarks: e.g. OpenLTH's setup without a download); `validation_size`
+    (default 0) is held out of the 60,000 training images; `root` is unused."""
+    val = 0 if validation_size is None else validation_size
+    if val >= RANDOM_MNIST_TRAIN:
+        raise ConfigError(f"validation size {val} leaves no training examples of the {RANDOM_MNIST_TRAIN} in "
+                          f"random_mnist: use a validation size below {RANDOM_MNIST_TRAIN}")
+    rng = np.random.default_rng(SEED)
+    n = RANDOM_MNIST_TRAIN + RANDOM_MNIST_TEST
+    x = rng.random((n, 28, 28, 1), dtype=np.float32)
+    x -= np.float32(MNIST_MEAN)
+    x /= np.float32(MNIST_STD)
+    y = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+    pool = RANDOM_MNIST_TRAIN
+    if val:
+        x_train, y_train, x_val, y_val = split_holdout(x[:pool], y[:pool], val, SEED)
+    else:  # no copy of the 188 MB of training images
+        x_train, y_train, x_val, y_val = x[:pool], y[:pool], x[:0], y[:0]
+    return Dataset("random_mnist", x_train, y_train, x_val, y_val, x[pool:], y[pool:], num_classes=NUM_CLASSES)
