@@ -25,4 +25,4 @@ VARIANTS = ("default", "smoke")
 
 def get_config(variant: str = "default") -> ExperimentConfig:
     config = frankle_carbin_conv(4, learning_rate=3e-4, iterations=25000, conv_fraction=0.1)
-    return smoke_variant(config, "synthetic_cifar10") if variant == "smoke" else config
+    return smoke_variant(config, "synthetic_cifar10", batch_size=16) if variant == "smoke" else config

@@ -38,4 +38,4 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         levels=20,
         rewind="500it",
     )
-    return smoke_variant(config, "synthetic_cifar10", batch_size=32) if variant == "smoke" else config
+    return smoke_variant(config, "synthetic_cifar10", batch_size=16) if variant == "smoke" else config

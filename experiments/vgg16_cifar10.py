@@ -9,7 +9,7 @@ stable around iteration 1000 -- our choice of default, from that finding). Data:
 downloaded on first use.
 
     lth run vgg16_cifar10
-    lth run vgg16_cifar10 --variant smoke        # seconds, synthetic data (tests)
+    lth run vgg16_cifar10 --variant smoke        # ~2 minutes on 2 CPU cores, synthetic data (slow tests)
 
 Runtime: not measured end to end here (2 CPU cores: days; run it on a GPU).
 

@@ -121,7 +121,7 @@ def _config(module, path: Path, variant: str) -> ExperimentConfig:
 def smoke_variant(config: ExperimentConfig, dataset: str, batch_size: int | None = None) -> ExperimentConfig:
     """The `smoke` variant of an experiment: its model on synthetic data of the right shape, 2 levels
     of 4 iterations and one evaluation each -- a wiring check that the test suite runs for every
-    experiment (seconds; ~1 minute for VGG-16, whose convolutions are slow on CPU)."""
+    experiment (seconds; ~2 minutes for VGG-16, whose convolutions are slow on CPU: a slow test)."""
     changes = {"data.name": dataset, "data.validation_size": None, "training.length": "4it",
                "training.eval_every": "4it", "levels": 2, "rewind": "0it"}
     if batch_size is not None:
