@@ -14,11 +14,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lth.arg_checks import check_finished_level, check_start_files, check_ticket_file, control_args, instability_args
 from lth.cli_args import build_parser
 from lth.config import replace
-from lth.config_checks import check_run_options, validate_config
+from lth.config_checks import check_run_options, check_sweep_options, validate_config
 from lth.errors import LthError
-from lth.experiments import experiment_names, load_experiment
+from lth.experiments import experiment_names, find_sweep, load_experiment
+from lth.store import find_run, resolve_run
 from lth.parse import parse_assignment, parse_densities
 
 
@@ -58,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     validate_config(config)  # bad names, values and options answer before jax is imported
     check_run_options(args.replicates, args.workers, args.layout, args.checkpoint_every)
+    check_start_files(args.mask, args.ticket, config.initial_mask)  # a missing file (what fits needs the model)
     experiment = load_experiment(args.experiment, args.variant)
     if args.no_compile_cache:
         os.environ["LTH_CACHE"] = "off"  # worker processes inherit it
@@ -104,18 +107,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
+    control_args(args.run, args.controls, args.levels, args.runs)  # the run, names and levels: before jax
     from lth.runs.controls import run_controls  # heavy (jax, the runner): after the arguments parse
-    from lth.store import read_config, resolve_run  # heavy (jax): after the arguments parse
 
-    levels = args.levels
-    if levels == "0-999":  # all the levels the run has
-        levels = f"0-{read_config(resolve_run(args.run, args.runs))['levels']}"
-    run_controls(args.run, args.controls, levels, runs_root=args.runs, data_root=args.data_dir, wandb=args.wandb,
+    run_controls(args.run, args.controls, args.levels, runs_root=args.runs, data_root=args.data_dir, wandb=args.wandb,
                  progress=not args.no_progress)
     return 0
 
 
 def cmd_instability(args: argparse.Namespace) -> int:
+    instability_args(args.run, args.rewind, args.levels, args.replicate, args.runs, args.bn_state)  # before jax
     from lth.runs.instability import run_instability  # heavy (jax, the runner): after the arguments parse
 
     results = run_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
@@ -128,6 +129,10 @@ def cmd_instability(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
+    if args.action == "inspect":
+        check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
+    else:
+        check_finished_level(find_run(args.run, args.runs), args.level, args.replicate)
     import lth.tickets  # heavy (jax): after the arguments parse
 
     if args.action == "inspect":
@@ -141,6 +146,8 @@ def cmd_ticket(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    for name in args.run:
+        resolve_run(name, args.runs)  # an unknown run: one line before jax
     from lth.analysis.plots import plot_runs  # heavy (jax, matplotlib): after the arguments parse
 
     path = plot_runs(args.run, args.out, root=args.runs)
@@ -149,6 +156,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    find_sweep(args.sweep)  # an unknown sweep, and options that cannot work: before jax
+    check_sweep_options(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries, args.filesystem,
+                        args.checkpoint_every)
     from lth.runs.sweep_report import sweep_command  # heavy (jax, the runner; Ray later): after parsing
 
     options = {k: getattr(args, k) for k in ("address", "cpus_per_run", "gpus_per_run", "max_retries", "filesystem",

@@ -104,7 +104,7 @@ def _add_control(control: argparse.ArgumentParser) -> None:
     control.add_argument("controls", help="comma-separated, e.g. reinit,random_layerwise,random_global,shuffle,"
                                           "invert,oneshot,snip,snip+shuffle,synflow+reinit; sparse training at the "
                                           "level's density: static_erk,static_uniform,set,rigl,gradual")
-    control.add_argument("--levels", default="0-999", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
+    control.add_argument("--levels", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
     control.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
     _add_roots(control)
     control.add_argument("--no-progress", action="store_true")

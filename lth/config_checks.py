@@ -9,8 +9,8 @@ import re
 from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
 from lth.errors import ConfigError
 from lth.names import (
-    DATA_ORDERS, DATASETS, DISTRIBUTIONS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS, PRUNING_SCHEDULES,
-    PRUNING_STRATEGIES, RETRAINING
+    BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS,
+    PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING
 )
 from lth.parse import parse_checkpoint_period, parse_duration, parse_nm
 
@@ -165,3 +165,35 @@ def check_workers(workers: int | None) -> None:
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
 
+
+def check_bn_state(bn_state: str) -> None:
+    """A ConfigError unless `bn_state` names a way to treat BatchNorm statistics along a path."""
+    if bn_state not in BN_STATES:
+        raise ConfigError(f"unknown bn_state {bn_state!r}: choose one of {', '.join(BN_STATES)}")
+
+
+HOST_PORT = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")  # a Ray address
+
+
+def check_address(address: str | None) -> None:
+    """A one-line ConfigError for an address that is none of: auto, HOST:PORT, ray://HOST:PORT."""
+    if address is None or address == "auto" or HOST_PORT.fullmatch(address):
+        return
+    raise ConfigError(f"invalid Ray address {address!r}: write auto, HOST:PORT (a head started with "
+                      "`ray start --head`) or ray://HOST:PORT (Ray Client)")
+
+
+def check_sweep_options(address: str | None = None, cpus: float = 1.0, gpus: float | None = None, retries: int = 2,
+                        filesystem: str = "auto", checkpoint_every: str = "10min",
+                        local_cpus: int | None = None) -> None:
+    """One-line ConfigErrors for `lth sweep`'s options that need neither a cluster nor jax."""
+    check_address(address)
+    if not cpus > 0 or (gpus is not None and gpus < 0):
+        raise ConfigError(f"cpus per run must be > 0 and gpus per run >= 0, got {cpus} and {gpus}")
+    if retries < 0:
+        raise ConfigError(f"max retries must be >= 0, got {retries}")
+    if filesystem not in FILESYSTEMS:
+        raise ConfigError(f"unknown filesystem mode {filesystem!r}: choose one of {', '.join(FILESYSTEMS)}")
+    if local_cpus is not None and local_cpus < 1:
+        raise ConfigError(f"local cpus must be >= 1, got {local_cpus}")
+    parse_checkpoint_period(checkpoint_every, steps_per_epoch=1)  # the syntax (the steps need the data)

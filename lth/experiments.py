@@ -52,6 +52,16 @@ def find_experiment(name_or_path: str) -> Path:
     return find_file(name_or_path, experiment_dirs(), "experiment", "get_config(variant)")
 
 
+def sweep_dirs() -> list[Path]:
+    """Where sweep names are looked up: experiments/sweeps/ of ./ and of the repository."""
+    return [d / "sweeps" for d in experiment_dirs() if (d / "sweeps").is_dir()]
+
+
+def find_sweep(name_or_path: str) -> Path:
+    """A sweep file: a path to a .py file, or a name in an experiments/sweeps/ directory."""
+    return find_file(name_or_path, sweep_dirs(), "sweep", "get_sweep(variant)")
+
+
 class Experiment(NamedTuple):
     """An experiment file's config, and the controls it asks for (module attributes CONTROLS and
     CONTROL_LEVELS), which `lth run` trains after the main line."""

@@ -14,6 +14,8 @@ DATA_ORDERS = ("per_level", "fixed")
 METHODS = ("imp", "gradual", "static", "set", "rigl")
 DISTRIBUTIONS = ("uniform", "erk")
 LAYOUTS = ("sequential", "workers", "vmap", "devices")  # how the replicates of a run are laid out
+BN_STATES = ("interpolate", "a", "average", "reestimate")  # BatchNorm statistics along a path (`lth.lottery.path`)
+FILESYSTEMS = ("auto", "shared", "local")  # how a sweep's workers reach the run root (`lth.runs.sweep`)
 MLP_INITS = ("default", "pytorch")  # the MLPs' initialisation conventions (`lth.models.mlp`)
 
 MODELS: dict[str, tuple[str, ...]] = {  # model name -> its initialisation conventions

@@ -21,7 +21,7 @@ for argv in json.loads(sys.argv[1]):
             code = main(argv)
         except SystemExit as exit_:
             code = exit_.code
-    print(json.dumps({"argv": argv, "code": code, "jax": "jax" in sys.modules, "error": err.getvalue()[:200]}))
+    print(json.dumps({"argv": argv, "code": code, "jax": "jax" in sys.modules, "error": err.getvalue()}))
 """
 
 
@@ -33,8 +33,8 @@ def _probe(commands: list[list[str]], tmp_path) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-def _finished_looking_run(root) -> None:
-    """A run directory as `lth ls` reads it: config.json and one replicate's records."""
+def _finished_looking_run(root) -> str:
+    """A run directory as `lth ls` reads it: config.json and one replicate's records (levels 0-2); its path."""
     from lth.store import RunDir
 
     run = RunDir(root, tiny_config())
@@ -43,6 +43,7 @@ def _finished_looking_run(root) -> None:
     rep.mkdir()
     rep.write_results([{"level": level, "percent_remaining": 100 * 0.7 ** level, "early_stop_test_accuracy": 0.9,
                         "density": 0.7 ** level} for level in range(3)])
+    return str(run.path)
 
 
 ARGUMENT_ERRORS = [
@@ -75,7 +76,7 @@ def test_listing_help_and_argument_errors_import_no_jax(tmp_path):
         assert not r["jax"], f"`lth {' '.join(r['argv'])}` imported jax"
     assert [r["code"] for r in results[:3]] == [0, 0, 0]
     for r in results[3:]:
-        assert r["code"] == 2 and r["error"].startswith("lth: error: ") and "Traceback" not in r["error"], r
+        assert r["code"] == 2 and r["error"].startswith("lth: error: ") and r["error"].count("\n") == 1, r
 
 
 def test_ls_lists_the_run_without_jax(tmp_path):
@@ -88,3 +89,57 @@ def test_ls_lists_the_run_without_jax(tmp_path):
     (row,) = [line for line in proc.stdout.splitlines() if line.startswith("tiny")]
     assert row.split()[2:4] == ["3/3", "1"] and "49.00%  90.00%" in row  # the best ticket: the sparsest level at 90 %
     assert proc.stdout.splitlines()[-1] == "no jax"
+
+
+# The argument errors of the commands that read a run or a file, each with a piece of its message:
+# they answer from the run's files (config.json, records) or the file system alone. RUN: a run of
+# levels 0-2, one replicate (`_finished_looking_run`).
+RUN_ERRORS = [
+    (["control", "no_such_run", "reinit"], "no run 'no_such_run'"),
+    (["control", "RUN", "reinit,magic"], "unknown control source 'magic'"),
+    (["control", "RUN", "imp"], "'imp' alone is the main line"),
+    (["control", "RUN", "reinit", "--levels", "0-x"], "invalid level list"),
+    (["control", "RUN", "reinit", "--levels", "2-1"], "invalid level range"),
+    (["control", "RUN", "reinit", "--levels", "0-9"], "beyond the run's last level 2"),
+    (["instability", "no_such_run", "--rewind", "0"], "no run 'no_such_run'"),
+    (["instability", "RUN", "--rewind", "5parsecs"], "invalid duration '5parsecs'"),
+    (["instability", "RUN", "--rewind", ","], "no rewind step"),
+    (["instability", "RUN", "--rewind", "0", "--bn-state", "magic"], "unknown bn_state 'magic'"),
+    (["instability", "RUN", "--rewind", "0", "--levels", "7"], "beyond the run's last level 2"),
+    (["instability", "RUN", "--rewind", "0", "--replicate", "3"], "replicate 3 of"),
+    (["ticket", "inspect", "missing.safetensors"], "ticket file 'missing.safetensors' not found"),
+    (["ticket", "inspect", "."], "is a directory"),
+    (["ticket", "export", "no_such_run", "--level", "0"], "no run 'no_such_run'"),
+    (["ticket", "export", "RUN", "--level", "5"], "has finished levels 0-2: no level 5"),
+    (["ticket", "export", "RUN", "--level", "0", "--replicate", "3"], "1 replicate(s): no replicate 3"),
+    (["plot", "RUN", "no_such_run"], "no run 'no_such_run'"),
+    (["sweep", "no_such_sweep"], "unknown sweep 'no_such_sweep'"),
+    (["sweep", "lenet300_rewinding", "--cpus-per-run", "0"], "cpus per run must be > 0"),
+    (["sweep", "lenet300_rewinding", "--gpus-per-run", "-1"], "gpus per run >= 0"),
+    (["sweep", "lenet300_rewinding", "--max-retries", "-1"], "max retries must be >= 0"),
+    (["sweep", "lenet300_rewinding", "--address", "nowhere"], "invalid Ray address 'nowhere'"),
+    (["sweep", "lenet300_rewinding", "--checkpoint-every", "often"], "invalid checkpoint period"),
+    (["run", "lenet300_mnist", "--mask", "missing.npz"], "mask file 'missing.npz' not found"),
+    (["run", "lenet300_mnist", "--ticket", "missing.safetensors"], "ticket file 'missing.safetensors' not found"),
+    (["run", "lenet300_mnist", "--ticket", "t.safetensors", "--mask", "m.npz"], "pass --ticket or --mask, not both"),
+]
+
+
+def test_run_and_file_argument_errors_import_no_jax(tmp_path):
+    run = _finished_looking_run(tmp_path / "runs")
+    commands = [[run if a == "RUN" else a for a in argv] for argv, _ in RUN_ERRORS]
+    results = _probe(commands, tmp_path)
+    assert [r["argv"] for r in results] == commands
+    for r, (_, expected) in zip(results, RUN_ERRORS):
+        assert not r["jax"], f"`lth {' '.join(r['argv'])}` imported jax"
+        assert r["code"] == 2 and r["error"].startswith("lth: error: ") and r["error"].count("\n") == 1, r
+        assert expected in r["error"], r
+
+
+def test_a_finished_run_passes_the_checks_before_jax(tmp_path):
+    """The checks let a valid command through: it reaches the code that needs jax (which then fails
+    here, as the run has records but no masks or checkpoints)."""
+    run = _finished_looking_run(tmp_path / "runs")
+    results = _probe([["control", run, "reinit", "--levels", "0-2"], ["ticket", "export", run, "--level", "2"]],
+                     tmp_path)
+    assert all(r["jax"] for r in results), results

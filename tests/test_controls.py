@@ -18,7 +18,8 @@ from lth.lottery.controls import (
     parse_control,
     parse_controls,
 )
-from lth.runs.controls import parse_levels, run_controls
+from lth.parse import parse_levels
+from lth.runs.controls import run_controls
 from lth.runs.lottery import run_lottery
 from lth.sparsity.masks import mask_leaves, named_leaves
 

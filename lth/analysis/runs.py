@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lth.arg_checks import check_level, check_replicate
 from lth.config import ExperimentConfig, from_dict
 from lth.errors import LthError
 from lth.lottery import Setup, init_params, initial_mask, prepare
@@ -28,12 +29,11 @@ from lth.store import (
     ReplicateDir,
     RunDir,
     aggregate,
-    list_runs,
+    find_run,
     load_mask,
     read_config,
     read_json_list,
     replicate_paths,
-    resolve_run,
     runs_root,
 )
 
@@ -78,18 +78,14 @@ class Run:
         return from_dict(self.config)
 
     def replicate(self, replicate: int = 0) -> ReplicateDir:
-        if not 0 <= replicate < len(self.replicate_dirs):
-            raise LthError(f"run {self.name} has {len(self.replicate_dirs)} replicate(s): no replicate {replicate}")
+        check_replicate(self.name, len(self.replicate_dirs), replicate)
         return self.replicate_dirs[replicate]
 
     def levels_done(self, replicate: int = 0) -> int:
         return len(self.replicate(replicate).read_results())
 
     def _check_level(self, level: int, replicate: int) -> None:
-        done = self.levels_done(replicate)
-        if not 0 <= level < done:
-            raise LthError(f"run {self.name}, replicate {replicate} has finished levels 0-{done - 1}: no level {level}"
-                           if done else f"run {self.name}, replicate {replicate} has no finished level yet")
+        check_level(self.name, self.levels_done(replicate), level, replicate)
 
     def metrics(self, replicate: int = 0) -> list[dict[str, Any]]:
         """The rows of replicate_XX/metrics.jsonl: evaluations (level, iteration, losses, accuracies)
@@ -163,18 +159,7 @@ def load_run(run: str | os.PathLike | ExperimentConfig | Run, root: str | os.Pat
             raise LthError(f"no run of this config under {runs_root(root)} (expected {run_dir.path}): "
                            "run it first with lth.run_lottery(config)")
         return Run(run_dir.path)
-    name = os.fspath(run)
-    try:
-        return Run(resolve_run(name, root))
-    except LthError as err:
-        same = [row for row in list_runs(root) if row["name"] == name]
-        if len(same) == 1:
-            return Run(same[0]["path"])
-        if len(same) > 1:
-            names = ", ".join(Path(row["path"]).name for row in same)
-            raise LthError(f"{len(same)} runs of experiment {name!r} under {runs_root(root)} ({names}): "
-                           "give a directory name or hash") from None
-        raise err
+    return Run(find_run(run, root))
 
 
 def load_runs(runs: Sequence[str | os.PathLike | ExperimentConfig | Run],

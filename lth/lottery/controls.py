@@ -53,6 +53,9 @@ import numpy as np
 
 from lth import rng
 from lth.config import replace
+from lth.control_specs import (
+    AT_INIT, SOURCES, SPARSE_TRAINING, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
+)
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import check_schedule
@@ -64,42 +67,6 @@ from lth.sparsity.masks import Mask, apply_mask, layer_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
 from lth.training import Trainer, TrainState, train
-
-SPARSE_TRAINING = ("static_erk", "static_uniform", "set", "rigl", "gradual")
-SOURCES = ("imp", "oneshot", "random_layerwise", "random_global", "magnitude_init", "snip", "grasp", "synflow",
-           *SPARSE_TRAINING)
-AT_INIT = ("magnitude_init", "snip", "grasp", "synflow")
-TRANSFORMS = ("reinit", "shuffle", "invert")
-
-
-@dataclass(frozen=True)
-class Control:
-    source: str
-    transforms: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return "+".join((self.source, *self.transforms))
-
-
-def parse_control(text: str) -> Control:
-    """'imp+reinit' -> Control('imp', ('reinit',)); ConfigError for unknown or meaningless ones."""
-    source, *transforms = [p.strip() for p in text.strip().split("+")]
-    if source not in SOURCES:
-        raise ConfigError(f"unknown control source {source!r}: choose one of {', '.join(SOURCES)}")
-    for t in transforms:
-        if t not in TRANSFORMS:
-            raise ConfigError(f"unknown control transform {t!r} in {text!r}: choose from {', '.join(TRANSFORMS)}")
-    if len(set(transforms)) != len(transforms):
-        raise ConfigError(f"control {text!r} repeats a transform")
-    if source == "imp" and not transforms:
-        raise ConfigError("'imp' alone is the main line: add a transform, e.g. imp+reinit or imp+shuffle")
-    if source in SPARSE_TRAINING and transforms:
-        raise ConfigError(f"{text!r}: the sparse-training controls take no transforms; use {source} alone")
-    if source.startswith("random") and "invert" in transforms:
-        raise ConfigError(f"{text!r}: inverting random scores is another random mask; drop '+invert'")
-    return Control(source, tuple(transforms))
-
 
 # --------------------------------------------------------------------------- masks
 
@@ -205,18 +172,6 @@ def check_controls(setup: Setup, controls: Iterable[Control]) -> None:
 # --------------------------------------------------------------------------- training a control level
 
 
-def check_retraining(control: Control, retraining: str) -> None:
-    """A one-line ConfigError for a control that has no meaning under the run's retraining."""
-    if retraining == "rewind":
-        return
-    if control.source in AT_INIT or control.source in SPARSE_TRAINING or "reinit" in control.transforms:
-        what = ("trains from initialisation" if control.source in AT_INIT else
-                "trains a sparse network with its own mask schedule" if control.source in SPARSE_TRAINING else
-                "draws fresh weights")
-        raise ConfigError(f"control {control.name} {what}, but this run retrains with {retraining} (trained "
-                          "weights kept): run it on a run with weight rewinding (--retraining rewind)")
-
-
 def control_start(setup: Setup, control: Control, level: int, mask: Mask, params0: Any, model_state0: Any,
                   rewind_point: tuple[Any, Any], inputs: LevelInputs | None = None) -> TrainState:
     """The initial state of a control level, as the main line's level starts (see the module
@@ -277,17 +232,6 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     jax.block_until_ready(state.params)
     record = {**level_record(level, mask, evaluations), "control": control.name}
     return LevelOutcome(record, mask, state, evaluations, time.perf_counter() - started)
-
-
-def parse_controls(texts: Iterable[str] | str) -> list[Control]:
-    """'reinit,random_layerwise' or a list -> Controls ('reinit' alone means imp+reinit, etc.)."""
-    if isinstance(texts, str):
-        texts = [t for t in texts.split(",") if t.strip()]
-    shorthand = {"reinit": "imp+reinit", "shuffle": "imp+shuffle", "invert": "imp+invert"}
-    controls = [parse_control(shorthand.get(t.strip(), t)) for t in texts]
-    if not controls:
-        raise ConfigError("no control given: e.g. reinit, random_layerwise, oneshot, snip+shuffle")
-    return controls
 
 
 __all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_controls", "check_retraining",

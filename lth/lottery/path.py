@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lth.config_checks import check_bn_state
 from lth.data.device import EvalSet
 from lth.models.base import Model
 from lth.sparsity.masks import Mask, apply_mask
@@ -36,7 +37,6 @@ from lth.training import Trainer, make_evaluate
 
 NUM_POINTS = 30  # Frankle et al. 2020: 30 evenly spaced α
 STABLE_BARRIER = 0.02  # "stable": error barrier below 2 percentage points
-BN_STATES = ("interpolate", "a", "average", "reestimate")
 ALPHA_BATCH = 10  # α evaluated side by side (vmap) inside the compiled path evaluation
 
 
@@ -150,8 +150,7 @@ def evaluate_path(
     the compiled `lax.map` over α. `bn_state`: see the module docstring; "reestimate" needs the
     model (a Trainer or a Model as `evaluator`) and `bn_batches`, training inputs [batches, batch, ...].
     """
-    if bn_state not in BN_STATES:
-        raise ValueError(f"unknown bn_state {bn_state!r}: choose one of {', '.join(BN_STATES)}")
+    check_bn_state(bn_state)
     model = evaluator if isinstance(evaluator, Model) else getattr(evaluator, "model", None)
     if bn_state == "reestimate" and (model is None or bn_batches is None):
         raise ValueError("bn_state='reestimate' needs a Trainer or Model evaluator and bn_batches")

@@ -10,29 +10,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lth.errors import ConfigError, LthError
+from lth.config_checks import HOST_PORT, check_address
+from lth.errors import LthError
 from lth.store.sweeps import sees_probe
 
-_HOST_PORT = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
-
-
-def check_address(address: str | None) -> None:
-    """A one-line ConfigError for an address that is none of: auto, HOST:PORT, ray://HOST:PORT."""
-    if address is None or address == "auto" or _HOST_PORT.fullmatch(address):
-        return
-    raise ConfigError(f"invalid Ray address {address!r}: write auto, HOST:PORT (a head started with "
-                      "`ray start --head`) or ray://HOST:PORT (Ray Client)")
 
 
 def _check_reachable(address: str) -> None:
     """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
-    match = _HOST_PORT.fullmatch(address)
+    match = HOST_PORT.fullmatch(address)
     if match is None:
         return
     host, port = match.group(1).strip("[]"), int(match.group(2))

@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from lth.analysis.plots import plot_run
+from lth.arg_checks import control_args
 from lth.config import to_dict
-from lth.errors import ConfigError
 from lth.lottery import Setup, init_params, prepare
 from lth.lottery.controls import (
-    Control, LevelInputs, check_controls, check_retraining, control_mask, control_start, finalize_mask,
-    parse_controls,
+    Control, LevelInputs, check_controls, control_mask, control_start, finalize_mask,
     train_control_level,
 )
-from lth.parse import parse_levels
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.recorder import Recorder
 from lth.runs.replicates import recompute_checked_rewind
 from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.store.checkpoints import CheckpointError
-from lth.store import JsonlSink, ReplicateDir, RunDir, aggregate, load_mask, open_run, resolve_run, write_json
+from lth.store import JsonlSink, ReplicateDir, aggregate, load_mask, write_json
 from lth.tickets import with_run_ticket
 
 
@@ -85,21 +82,10 @@ def _train_control(line: MainLine, control: Control, chosen: list[int], recorder
     return recorder.sorted_records()
 
 
-def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:
-    if not reps:
-        raise ConfigError(f"run {path} has no finished levels: run it first (lth run ...)")
-    for rep in reps:
-        done = len(rep.read_results())
-        missing = [level for level in chosen if level >= done]
-        if missing:
-            raise ConfigError(f"{rep.path.name} of {path.name} has finished levels 0-{done - 1}, not {missing}: "
-                              "finish the main line first (rerun `lth run` with its config)")
-
-
 def run_controls(
     run: str | os.PathLike,
     controls: Iterable[str] | str,
-    levels: str | Iterable[int],
+    levels: str | Iterable[int] | None = None,
     *,
     runs_root: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
@@ -108,22 +94,17 @@ def run_controls(
 ) -> dict[str, list[dict[str, Any]]]:
     """Train controls of a finished lottery run for chosen levels; return {control name: records}.
 
-    `run` is a run directory, name or hash. Results go to ``replicate_XX/controls/<name>/`` (records,
-    masks, metrics), for every replicate of the run; finished control levels are not recomputed.
+    `run` is a run directory, name or hash; `levels` a level list ("0-3,7"), or None for all. Results
+    go to ``replicate_XX/controls/<name>/`` (records, masks, metrics), for every replicate of the
+    run; finished control levels are not recomputed.
     The run's accuracy-vs-sparsity plot is redrawn with one series per control.
     """
-    path = resolve_run(run, runs_root)
-    run_dir: RunDir = open_run(path)
+    path, run_dir, parsed, chosen = control_args(run, controls, levels, runs_root)
     config = run_dir.config
-    parsed = parse_controls(controls)
-    for control in parsed:  # before anything trains: a combination without meaning is one line
-        check_retraining(control, config.retraining)
-    chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     wandb_mode = checked_wandb_mode(wandb)
     setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
     check_controls(setup, parsed)
     reps = run_dir.replicates()
-    _check_finished(reps, chosen, path)
     tracker = WandbTracker(run_dir, to_dict(config), wandb_mode, warn=warn)
     reporter = LevelProgress(len(chosen) - 1, setup.total_steps, len(reps) * len(parsed), enabled=progress)
     results: dict[str, list[list[dict[str, Any]]]] = {c.name: [] for c in parsed}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lth.arg_checks import check_start_files
 from lth.config import replace
 from lth.errors import ConfigError
 from lth.lottery import Setup, with_start
@@ -25,8 +26,7 @@ def start_from_ticket(setup: Setup, ticket: Ticket | str | os.PathLike | None, m
             raise ConfigError(f"this config starts from ticket {config.ticket[:12]}...: pass that ticket "
                               "(--ticket FILE)")
         return setup, mask, None
-    if mask is not None or config.initial_mask is not None:
-        raise ConfigError("a ticket brings its own mask: pass --ticket or --mask, not both")
+    check_start_files(mask, ticket, config.initial_mask)
     start, mask, loaded = ticket_start(setup, ticket)
     if config.ticket is not None and config.ticket != loaded.digest:
         raise ConfigError(f"ticket {ticket} has SHA-256 {loaded.digest[:12]}..., but the config names ticket "

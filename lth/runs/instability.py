@@ -7,14 +7,14 @@ import os
 from typing import Any
 
 from lth.analysis.instability_plots import plot_instability
+from lth.arg_checks import instability_args
 from lth.errors import ConfigError
 from lth.lottery import init_params, prepare
 from lth.lottery.instability import instability_curve
-from lth.lottery.path import BN_STATES
-from lth.parse import parse_levels, parse_steps
+from lth.parse import parse_steps
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
-from lth.store import JsonlSink, load_mask, open_run, read_json_list, resolve_run
+from lth.store import JsonlSink, load_mask, read_json_list
 from lth.tickets import with_run_ticket
 
 
@@ -36,12 +36,8 @@ def run_instability(
     to (another k needs the ticket IMP finds rewound there: a run with that --rewind). Records go
     to ``replicate_XX/instability/level_XX.json`` and a plot beside them; finished (level, k) pairs
     are not recomputed. Returns {level: records}."""
-    if bn_state not in BN_STATES:
-        raise ConfigError(f"unknown bn_state {bn_state!r}: choose one of {', '.join(BN_STATES)}")
-    path = resolve_run(run, runs_root)
-    run_dir = open_run(path)
+    path, run_dir, chosen = instability_args(run, rewind_steps, levels, replicate, runs_root, bn_state)
     config = run_dir.config
-    chosen = parse_levels(levels, config.levels)
     setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
     steps = parse_steps(rewind_steps, setup.trainer.steps_per_epoch)
     beyond = [k for k in steps if k >= setup.total_steps]
@@ -54,10 +50,6 @@ def run_instability(
                           f"2020): run `lth run {config.name} --rewind {other[0]}it` and analyse that run at "
                           f"--rewind {other[0]}, or use --levels 0 (the dense network) for several k")
     rep = run_dir.replicate(replicate)
-    done_levels = len(rep.read_results())
-    missing = [level for level in chosen if level >= done_levels]
-    if missing:
-        raise ConfigError(f"replicate {replicate} of {path.name} has not finished level(s) {missing}: run it first")
     setup = setup.for_replicate(replicate)
     params0, _ = init_params(setup)
     reporter = LevelProgress(config.levels, setup.total_steps, enabled=progress)

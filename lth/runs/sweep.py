@@ -22,19 +22,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lth.config import to_dict
-from lth.errors import ConfigError, LthError
+from lth.config_checks import check_sweep_options
+from lth.errors import LthError
 from lth.runs import cluster
 from lth.runs.lottery import _control_levels
 from lth.runs.sweep_file import Cell, SweepPlan
 from lth.runs.sweep_progress import SweepProgress
 from lth.runs.sweep_state import SweepState
 from lth.runs.sweep_task import CellJob, train_cell
-from lth.runs.tracking import resolve_wandb_mode, wandb_credentials_present
+from lth.runs.tracking import checked_wandb_mode
 from lth.store import RunDir, RunLock, runs_root
 from lth.store.sweeps import SweepDir, unpack_run_dir
-
-FILESYSTEMS = ("auto", "shared", "local")
-
 
 class SweepOptions(NamedTuple):
     """How a sweep runs (not what it computes)."""
@@ -103,22 +101,8 @@ def _check_options(root: Any, data_root: Any, address: str | None, cpus: float, 
                    filesystem: str, worker_dir: Any, checkpoint_every: str, wandb: str | None,
                    local_cpus: int | None) -> SweepOptions:
     """One-line ConfigErrors for options that cannot work, before anything starts."""
-    cluster.check_address(address)
-    if not cpus > 0 or (gpus is not None and gpus < 0):
-        raise ConfigError(f"cpus per run must be > 0 and gpus per run >= 0, got {cpus} and {gpus}")
-    if retries < 0:
-        raise ConfigError(f"max retries must be >= 0, got {retries}")
-    if filesystem not in FILESYSTEMS:
-        raise ConfigError(f"unknown filesystem mode {filesystem!r}: choose one of {', '.join(FILESYSTEMS)}")
-    if local_cpus is not None and local_cpus < 1:
-        raise ConfigError(f"local cpus must be >= 1, got {local_cpus}")
-    mode = resolve_wandb_mode(wandb)
-    if mode == "online" and not wandb_credentials_present():
-        raise ConfigError("W&B online mode needs credentials: run `wandb login` or set WANDB_API_KEY, "
-                          "or use --wandb offline (sync later)")
-    from lth.parse import parse_checkpoint_period
-
-    parse_checkpoint_period(checkpoint_every, 1)
+    check_sweep_options(address, cpus, gpus, retries, filesystem, checkpoint_every, local_cpus)
+    mode = checked_wandb_mode(wandb)
     return SweepOptions(runs_root(root).resolve(), str(Path(data_root).resolve()) if data_root else None, address,
                         float(cpus), None if gpus is None else float(gpus), retries, filesystem,
                         str(Path(worker_dir).resolve()) if worker_dir else None, checkpoint_every, mode, local_cpus)

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from lth.config import ExperimentConfig
 from lth.errors import ConfigError
-from lth.experiments import experiment_dirs, find_file, load_experiment
+from lth.experiments import find_sweep, load_experiment
 from lth.lottery.controls import parse_controls
 from lth.lottery.setup import validate_config
 from lth.parse import parse_levels, parse_value
@@ -109,16 +109,6 @@ class SweepPlan(NamedTuple):
         changes = changed_fields(self.base, cell.config)
         return shlex.join([*self.base_command, *itertools.chain.from_iterable(
             ("--set", f"{k}={_cli_value(v)}") for k, v in changes.items())])
-
-
-def sweep_dirs() -> list[Path]:
-    """Where sweep names are looked up: experiments/sweeps/ of ./ and of the repository."""
-    return [d / "sweeps" for d in experiment_dirs() if (d / "sweeps").is_dir()]
-
-
-def find_sweep(name_or_path: str) -> Path:
-    """A sweep file: a path to a .py file, or a name in an experiments/sweeps/ directory."""
-    return find_file(name_or_path, sweep_dirs(), "sweep", "get_sweep(variant)")
 
 
 def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:

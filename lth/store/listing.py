@@ -10,7 +10,7 @@ from typing import Any
 from lth.errors import LthError
 from lth.store.records import aggregate, best_ticket
 from lth.store.replicate import DamagedFileError, ReplicateDir
-from lth.store.run_dir import CONFIG_FILE, read_config, replicate_paths, runs_root
+from lth.store.run_dir import CONFIG_FILE, read_config, replicate_paths, resolve_run, runs_root
 
 
 def _run_paths(root: Path) -> list[Path]:
@@ -52,3 +52,19 @@ def describe_run(path: Path) -> dict[str, Any]:
 def list_runs(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every run under the root (see `describe_run`), damaged ones included."""
     return [describe_run(path) for path in _run_paths(runs_root(root))]
+
+
+def find_run(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A run directory from a path, a directory name, a config hash (`resolve_run`), or the name of
+    an experiment that has one run under the run root; a one-line LthError otherwise."""
+    try:
+        return resolve_run(name, root)
+    except LthError as err:
+        same = [row for row in list_runs(root) if row["name"] == os.fspath(name)]
+        if len(same) == 1:
+            return Path(same[0]["path"])
+        if len(same) > 1:
+            names = ", ".join(Path(row["path"]).name for row in same)
+            raise LthError(f"{len(same)} runs of experiment {os.fspath(name)!r} under {runs_root(root)} ({names}): "
+                           "give a directory name or hash") from None
+        raise err

@@ -146,14 +146,19 @@ def open_run(path: str | os.PathLike, writable: bool = True) -> RunDir:
     return RunDir(path.parent, from_dict(read_config(path)), writable, path=path)
 
 
+def check_mask_file(path: str | os.PathLike) -> None:
+    """A one-line MaskError if there is no mask file at `path` (what is in it needs the model)."""
+    if not Path(path).exists():
+        raise MaskError(f"mask file {str(path)!r} not found: "
+                        "pass a runs/<run>/replicate_XX/masks/level_XX.npz file")
+
+
 def load_mask(path: str | os.PathLike, params: Any) -> Any:
     """Load a mask saved by `ReplicateDir.save_mask` for `params`; one-line MaskError if it does not fit."""
+    check_mask_file(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise MaskError(f"mask file {str(path)!r} not found: "
-                        "pass a runs/<run>/replicate_XX/masks/level_XX.npz file") from None
     except Exception as err:  # zipfile, pickle and OS errors of a damaged file
         raise MaskError(f"mask file {str(path)!r} is not a readable .npz mask ({type(err).__name__})") from None
     from lth.sparsity.masks import mask_from_arrays  # heavy (jax): the store's readers of records need none

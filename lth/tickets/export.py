@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lth.analysis import load_run
+from lth.arg_checks import check_level
 from lth.errors import LthError
 from lth.lottery import Setup, data_level, init_params, initial_mask, prepare, retrained, start_step
 from lth.store import ReplicateDir, RunDir, load_mask
@@ -58,9 +59,7 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
     level = int(level)
     rep = run.replicate(replicate)  # checks the replicate
     records = rep.read_results()
-    if not 0 <= level < len(records):
-        raise LthError(f"run {run.name}, replicate {replicate} has finished levels 0-{len(records) - 1}: no level "
-                       f"{level}" if records else f"run {run.name}, replicate {replicate} has no finished level yet")
+    check_level(run.name, len(records), level, replicate)
     config = run.experiment_config
     setup = run_setup(config, run.path, data_root).for_replicate(replicate)
     params, model_state, step = level_start(setup, rep, level)

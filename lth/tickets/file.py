@@ -35,6 +35,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save as safetensors_bytes
 
+from lth.arg_checks import check_ticket_file
 from lth.errors import LthError
 from lth.sparsity.masks import Mask, check_mask, named_leaves
 from lth.store.io import write_atomic
@@ -181,10 +182,7 @@ def _lth_version() -> str:
 def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, tensors) of a ticket file; a one-line LthError if it is missing, damaged or foreign."""
     where = str(path)
-    if not Path(path).exists():
-        raise LthError(f"ticket file {where!r} not found: export one with `lth ticket export RUN --level L`")
-    if Path(path).is_dir():
-        raise LthError(f"ticket file {where!r} is a directory: pass a .safetensors file of `lth ticket export`")
+    check_ticket_file(path)
     try:
         with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}
