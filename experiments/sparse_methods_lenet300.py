@@ -20,8 +20,9 @@ all drawn with the main line on the run's accuracy_vs_sparsity.png.
     lth run sparse_methods_lenet300
     lth run sparse_methods_lenet300 --variant smoke   # tests
 
-Runtime: not measured yet (17 levels + 30 control trainings of 5,000 iterations each; the main line
-of the `smoke` variant runs in tests/test_experiments.py).
+Runtime: 26 min 42 s measured (2026-12-02, seed 0, one replicate) on the 2 CPU cores shared with
+other sessions' test suites and benchmarks (the process got 67 % of one core on average: 1,070 s of
+CPU time); alone it should take a fraction of that -- not measured.
 
 Expected outcome (Frankle & Carbin 2019; Evci et al. 2020; Frankle et al. 2021): at moderate
 densities everything matches the dense network on this small problem; going sparser, the random
@@ -29,8 +30,22 @@ static masks fall first (uniform before ERK, which keeps the small output layer 
 between, while IMP tickets, gradual pruning and RigL stay close to dense the longest; SET sits
 between static and RigL.
 
-Measured outcome: not measured yet -- the paragraph above is what the papers lead one to expect, not
-a result of this code. Run the default variant and replace this line with its numbers.
+Measured outcome (that run; test accuracy % at the end of training / at the early-stop iteration;
+one seed, so differences under ~0.5 points are within the seed-to-seed spread of this setup). The
+dense network: 94.8 / 93.6.
+
+    % weights   imp         gradual     rigl        set         static_uniform  static_erk  snip
+    51.3        94.9/92.9   94.4/93.2   94.8/93.8   94.2/93.5   93.8/93.2       94.2/93.0   94.7/93.4
+    21.1        94.8/93.9   94.6/94.1   94.2/93.1   93.8/92.8   92.7/91.7       93.9/92.8   94.1/93.0
+    10.8        94.1/94.2   94.3/93.9   94.1/92.2   93.4/92.1   91.7/91.3       93.6/91.9   93.4/92.7
+     5.6        94.5/93.9   94.6/94.3   93.1/92.1   93.0/92.0   91.5/91.4       92.4/91.7   92.5/91.5
+     2.9        93.8/93.2   93.8/93.7   93.7/92.0   92.4/91.6   87.5/88.2       92.4/91.4   91.4/91.1
+
+As expected, IMP tickets and gradual pruning stay within ~1 point of dense down to 2.9 %, RigL close
+behind (93.7 at 2.9 %); the uniform static mask falls first (87.5 at 2.9 %), ERK keeps its static
+mask 5 points above uniform there, SET sits with static ERK (between static and RigL from 10.8 %
+down), and SNIP ends between the two static masks (91.4 at 2.9 %). One seed: a claim needs
+`--replicates 3` or more.
 """
 
 from lth.config import replace
