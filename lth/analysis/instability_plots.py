@@ -14,6 +14,16 @@ from lth.analysis.plots import pyplot, save_figure
 from lth.lottery.path import STABLE_BARRIER
 
 
+def _path_axis(ax: Any, legend: bool) -> None:
+    """Labels, limits and grid of a test-error-against-α panel (and its legend when it has lines)."""
+    ax.set_xlabel("interpolation α")
+    ax.set_ylabel("test error (%)")
+    ax.set_xlim(0, 1)
+    ax.grid(True, alpha=0.3)
+    if legend:
+        ax.legend(fontsize="small")
+
+
 def plot_instability(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Two panels from `lth.lottery.instability.instability` records: test error (%) against α, one line
     per rewind step k; and the error barrier (percentage points) against k (symlog axis, so that
@@ -25,12 +35,7 @@ def plot_instability(records: Sequence[dict[str, Any]], path: str | Path, title:
     for record, color in zip(records, colors):
         left.plot(record["alphas"], 100 * np.asarray(record["errors"]), "-", color=color,
                   label=f"k = {record['rewind_step']}")
-    left.set_xlabel("interpolation α")
-    left.set_ylabel("test error (%)")
-    left.set_xlim(0, 1)
-    left.grid(True, alpha=0.3)
-    if records:
-        left.legend(fontsize="small")
+    _path_axis(left, bool(records))
 
     steps = np.array([r["rewind_step"] for r in records], dtype=float)
     barriers = 100 * np.array([r["barrier"] for r in records], dtype=float)
@@ -56,12 +61,7 @@ def plot_paths(paths: Mapping[str, dict[str, Any]], title: str = "") -> Any:
     for i, (label, record) in enumerate(paths.items()):
         ax.plot(record["alphas"], 100 * np.asarray(record["errors"]), ".-", color=f"C{i}",
                 label=f"{label} (barrier {100 * record['barrier']:.2f} points)")
-    ax.set_xlabel("interpolation α")
-    ax.set_ylabel("test error (%)")
-    ax.set_xlim(0, 1)
-    ax.grid(True, alpha=0.3)
-    if paths:
-        ax.legend(fontsize="small")
+    _path_axis(ax, bool(paths))
     if title:
         fig.suptitle(title)
     return fig
