@@ -10,15 +10,10 @@ Axes: rewind 0it / 100it / 500it, 3 seeds each (9 runs), and after every run's m
     lth sweep lenet300_rewinding --address auto         # a running cluster (docs/cluster.md)
     lth sweep lenet300_rewinding --variant smoke        # 2 x 2 cells of 60 iterations: tests
 
-Runtime and outcome below were measured BEFORE issue 13's changes on main (every level now draws
-its own data order, `data_order="per_level"`, the default; controls follow the main line's pruning
-groups and retraining): not re-measured since, so the numbers of a run today will differ.
-
-Runtime on 2 CPU cores: 59 min measured (2026-12-01, two cells at a time on a local Ray cluster)
-on this project's shared 2-core machine while other test suites kept its load average at 5-13,
-so the sweep got a fraction of the cores; alone it should take ~10 minutes (a cell is 13 levels
-of the main line and 13 of the control at ~2.6 s each in the README run: ~70 s; 9 cells, two at a
-time) -- an estimate, not measured.
+Runtime on 2 CPU cores: 45 min 6 s measured (2026-12-02, commit af88160, `lth sweep
+lenet300_rewinding --no-progress`, a local Ray cluster running two cells at a time, nothing else on
+the machine). That day's machine was slow: a float32 1024 x 1024 matmul ran at 68 GFLOP/s, against
+450-490 GFLOP/s measured on 2026-11-25; on the faster machine expect a fraction of this.
 
 Expected outcome (Frankle & Carbin 2019, Fig. 4; Frankle et al. 2020): LeNet-300-100 is stable at
 initialisation, so the tickets rewound to 0, 100 and 500 are alike within the seeds' spread and
@@ -26,13 +21,21 @@ keep the dense accuracy down to a few % of the weights, while the randomly reini
 learn slower (a later early-stop iteration) and lose accuracy early as weights are removed.
 
 Measured (the run above; end-of-training test accuracy, mean +- sample std over the 3 seeds, from
-the printed summary): dense 94.43 +- 0.59 %. At 21.1 % of the weights left the tickets rewound to
-0 / 100 / 500 reach 94.60 +- 0.26 / 94.57 +- 0.23 / 94.63 +- 0.49 %, their reinitialised copies
-93.73 +- 0.29 / 93.70 +- 0.20 / 93.53 +- 0.15 %; at 6.95 % the tickets 94.20 +- 0.70 / 94.40 +- 0.10 /
-94.63 +- 0.57 %, the reinitialised 92.57 +- 0.15 / 93.03 +- 0.06 / 93.03 +- 0.35 %. The three rewind
-points are within each other's spread at every level; random reinitialisation falls behind from
-~40 % left (0.2-0.7 points), by ~1 point at 21 % and 1.4-1.6 points at 6.95 %, and it learns
-slower: its early-stop iteration at 6.95 % is 933-1333 against 300-633 for the tickets.
+the printed summary): dense 95.03 +- 0.25 %.
+
+| % weights left | ticket 0it | ticket 100it | ticket 500it | reinit 0it | reinit 100it | reinit 500it |
+|---|---|---|---|---|---|---|
+| 41.1 | 94.53 +- 0.12 | 95.00 +- 0.46 | 95.30 +- 0.36 | 94.03 +- 0.59 | 94.20 +- 0.10 | 94.13 +- 0.55 |
+| 21.1 | 94.80 +- 0.30 | 94.77 +- 0.57 | 94.93 +- 0.59 | 93.17 +- 0.76 | 93.37 +- 0.06 | 93.87 +- 0.45 |
+| 6.95 | 94.53 +- 0.38 | 94.97 +- 0.49 | 94.93 +- 0.40 | 92.73 +- 0.25 | 93.23 +- 0.42 | 93.33 +- 0.50 |
+
+The tickets keep the dense accuracy to within 0.5 points down to 6.95 %. The three rewind points
+agree within their spread at 21 % and 6.95 %; between 51 % and 33 % left the tickets rewound to
+100 or 500 iterations sit 0.1-0.8 points above those rewound to 0 (beyond the spread at 41 %, one
+seed-triple, not a claim). Random reinitialisation falls behind from ~50 % left (0.5-1.2 points at
+41 %), by 1.1-1.6 points at 21 % and 1.6-1.8 points at 6.95 %, and it learns slower: at 6.95 % its
+early-stop iteration is 867 / 933 / 1300 against 200 / 300 / 633 for the tickets with the same
+rewind point (counted from iteration 0, so the rewound iterations are included).
 """
 
 from lth.runs.sweep_file import Sweep
