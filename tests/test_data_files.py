@@ -404,7 +404,9 @@ def test_interrupt_during_download_leaves_no_file(tmp_path, monkeypatch, serve):
     source = mirror_of(tmp_path, monkeypatch, "cifar10")
     server = serve(source, mode="stall")
     monkeypatch.setitem(download.MIRRORS, "cifar10", (server.url,))
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C while the bytes trickle in
+    # Ctrl-C while the bytes trickle in, sent to this (the main) thread: a process-wide os.kill may land on the
+    # timer's thread, leaving the main one blocked in its read until the server gives up (a flaky 30 s)
+    timer = threading.Timer(1.0, signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
