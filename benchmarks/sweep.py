@@ -14,14 +14,17 @@ mlp_mnist1d` for the MNIST-1D MLP), rewind 0it / 100it x 4 seeds = 8 runs. For e
   Ray's start-up and shutdown, and without (first submit to last result);
 * *Ray, shipped*: the same with `filesystem="local"`: each cell trains into a worker-local run root
   and its run directory comes back through Ray (packed, unpacked into the driver's run root).
+* *plain processes*: the bound any engine faces on this machine: a `multiprocessing` pool of
+  `--cpus` fresh (spawned) Python processes, each importing jax and taking the next cell when free,
+  no Ray -- so Ray's own cost is the gap between this and *Ray, shared*.
 
-Figures: speed-up = sequential / Ray wall time (with and without start-up); Ray's per-cell
-overhead = (slots x cells wall - the cells' own training time inside the workers) / cells, i.e.
-worker start-up (a fresh Python with jax per worker), scheduling, results and idle slots, spread
-over the cells; the cells' training time on Ray / alone (above 1: the cells running at once slow
-each other down, e.g. when each one's XLA uses every core); shipping = pack (worker) + unpack
-(driver) seconds per cell, and the bytes. Every
-cell's results.json is checked byte-identical across the three ways. Medians over the rounds.
+Figures: speed-up = sequential / Ray wall time (with and without start-up; and sequential / plain
+processes); Ray's per-cell overhead = (slots x cells wall - the cells' own training time inside
+the workers) / cells, i.e. worker start-up (a fresh Python with jax per worker), scheduling,
+results and idle slots, spread over the cells; the cells' training time on Ray / alone (above 1:
+the cells running at once slow each other down, e.g. when each one's XLA uses every core);
+shipping = pack (worker) + unpack (driver) seconds per cell, and the bytes. Every cell's
+results.json is checked byte-identical across the four ways. Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -69,6 +73,25 @@ def sequential(plan, root: Path) -> dict:
     return {"wall_s": time.perf_counter() - started, "cell_s": seconds}
 
 
+def _plain_cell(job: tuple[dict, str]) -> float:
+    """One cell in a pool process: the seconds of its `run_lottery`."""
+    from lth.config import from_dict
+
+    started = time.perf_counter()
+    run_lottery(from_dict(job[0]), runs_root=job[1], progress=False, wandb="disabled")
+    return time.perf_counter() - started
+
+
+def plain_processes(plan, root: Path, cpus: int) -> dict:
+    """The cells on a pool of `cpus` spawned processes (no Ray): the machine's bound for any engine."""
+    from lth.config import to_dict
+
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(min(cpus, len(plan.cells))) as pool:
+        seconds = pool.map(_plain_cell, [(to_dict(c.config), str(root)) for c in plan.cells], chunksize=1)
+    return {"wall_s": time.perf_counter() - started, "cell_s": seconds}
+
+
 def on_ray(plan, root: Path, cpus: int, filesystem: str, worker_dir: Path) -> dict:
     started = time.perf_counter()
     outcome = run_sweep(plan, runs_root=root, local_cpus=cpus, filesystem=filesystem, worker_dir=worker_dir,
@@ -96,12 +119,14 @@ def one_round(plan, cpus: int) -> dict:
         seq = sequential(plan, tmp / "sequential")
         shared = on_ray(plan, tmp / "shared", cpus, "shared", tmp / "unused")
         shipped = on_ray(plan, tmp / "driver", cpus, "local", tmp / "worker")
+        plain = plain_processes(plan, tmp / "plain", cpus)
         expected = results(tmp / "sequential", plan)
-        for name in ("shared", "driver"):
+        for name in ("shared", "driver", "plain"):
             if results(tmp / name, plan) != expected:
                 raise RuntimeError(f"results of the {name} sweep differ from the sequential ones")
-    row = {"sequential": seq, "ray_shared": shared, "ray_shipped": shipped,
+    row = {"sequential": seq, "ray_shared": shared, "ray_shipped": shipped, "plain": plain,
            "speedup_with_startup": seq["wall_s"] / shared["wall_s"],
+           "speedup_plain": seq["wall_s"] / plain["wall_s"],
            "speedup_cells_only": seq["wall_s"] / shared["cells_wall_s"],
            "training_time_ratio": sum(shared["cell_s"]) / sum(seq["cell_s"])}
     print(f"sequential {seq['wall_s']:6.1f} s (cells {', '.join(f'{s:.1f}' for s in seq['cell_s'])}) | Ray "
@@ -110,7 +135,8 @@ def one_round(plan, cpus: int) -> dict:
           f"{row['speedup_cells_only']:.2f}x | overhead {shared['overhead_per_cell_s']:.2f} s per cell | cells' "
           f"training time on Ray / alone {row['training_time_ratio']:.2f} | shipped: "
           f"{shipped['wall_s']:.1f} s, {shipped['ship_s_per_cell']:.3f} s and "
-          f"{shipped['shipped_bytes_per_cell'] / 1e6:.1f} MB per cell", flush=True)
+          f"{shipped['shipped_bytes_per_cell'] / 1e6:.1f} MB per cell | plain processes {plain['wall_s']:.1f} s "
+          f"({row['speedup_plain']:.2f}x)", flush=True)
     return row
 
 
@@ -142,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{med(lambda r: r['training_time_ratio']):.2f}; start-up "
           f"{med(lambda r: r['ray_shared']['connect_s']):.1f} s + shutdown "
           f"{med(lambda r: r['ray_shared']['disconnect_s']):.1f} s; shipping "
-          f"{med(lambda r: r['ray_shipped']['ship_s_per_cell']):.3f} s per cell; load average now "
+          f"{med(lambda r: r['ray_shipped']['ship_s_per_cell']):.3f} s per cell; plain processes "
+          f"{med(lambda r: r['plain']['wall_s']):.1f} s ({med(lambda r: r['speedup_plain']):.2f}x); load average now "
           f"{os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps({"jax": jax.__version__, "cpus": args.cpus, "rows": rows}, indent=1))
