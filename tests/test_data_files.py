@@ -7,9 +7,12 @@ import hashlib
 import http.server
 import io
 import os
+import json
 import pickle
 import signal
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -400,19 +403,32 @@ def test_connection_closed_mid_download_leaves_no_file(tmp_path, monkeypatch, se
     assert list((tmp_path / "data" / "cifar10").iterdir()) == []
 
 
+INTERRUPTED_DOWNLOAD = """
+import json, sys
+from lth.data import download, load_dataset
+checksums, url, root = json.loads(sys.argv[1])
+download.CHECKSUMS["cifar10"], download.MIRRORS["cifar10"] = checksums, (url,)
+load_dataset("cifar10", root=root)
+"""
+
+
 def test_interrupt_during_download_leaves_no_file(tmp_path, monkeypatch, serve):
+    """Ctrl-C while the bytes trickle in: a process of its own (a pytest-xdist worker does not turn SIGINT
+    into KeyboardInterrupt in the test's thread), interrupted once the server has sent half the file."""
     source = mirror_of(tmp_path, monkeypatch, "cifar10")
     server = serve(source, mode="stall")
-    monkeypatch.setitem(download.MIRRORS, "cifar10", (server.url,))
-    # Ctrl-C while the bytes trickle in, sent to this (the main) thread: a process-wide os.kill may land on the
-    # timer's thread, leaving the main one blocked in its read until the server gives up (a flaky 30 s)
-    timer = threading.Timer(1.0, signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
-    timer.start()
+    job = json.dumps([download.CHECKSUMS["cifar10"], server.url, str(tmp_path / "data")])
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED_DOWNLOAD, job], stderr=subprocess.PIPE, text=True)
     try:
-        with pytest.raises(KeyboardInterrupt):
-            load_dataset("cifar10", root=tmp_path / "data")
+        deadline = time.monotonic() + 60
+        while not server.gets and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the first half is on its way: the child waits for the rest
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=20)
     finally:
-        timer.cancel()
+        child.kill()
+    assert "KeyboardInterrupt" in err, err[-2000:]
     assert server.gets == ["/cifar-10-python.tar.gz"]
     assert list((tmp_path / "data" / "cifar10").iterdir()) == []
 
