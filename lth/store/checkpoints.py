@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,21 @@ def save(path: Path, tree: Any, record: dict[str, Any]) -> None:
             _checkpointer(alone).save(path, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
                                                                     record=ocp.args.JsonSave(record)))
     except Exception as err:  # orbax / tensorstore raise ValueError & co. for failed writes
-        for temporary in path.parent.glob(f"{path.name}.orbax-checkpoint-tmp*"):
-            shutil.rmtree(temporary, ignore_errors=True)
+        _remove_temporaries(path)
         raise _write_error(err, path) from None
+
+
+def _remove_temporaries(path: Path, attempts: int = 50) -> None:
+    """Delete the half-written `<path>.orbax-checkpoint-tmp*` directories of a failed save. Tensorstore's
+    threads may still be finishing a write when the error reaches us (seen on a loaded machine: a file
+    created after rmtree listed the folder), so it tries again until they are gone (at most ~5 s)."""
+    for _ in range(attempts):
+        temporaries = list(path.parent.glob(f"{path.name}.orbax-checkpoint-tmp*"))
+        if not temporaries:
+            return
+        for temporary in temporaries:
+            shutil.rmtree(temporary, ignore_errors=True)
+        time.sleep(0.1)
 
 
 def _write_error(err: Exception, path: Path) -> Exception:
