@@ -63,23 +63,24 @@ def results(root: Path, plan) -> dict[str, bytes]:
     return {c.run_name: (root / c.run_name / "replicate_00" / "results.json").read_bytes() for c in plan.cells}
 
 
+def timed_cell(config, root: Path | str) -> float:
+    """The seconds of one cell's `run_lottery` into `root`."""
+    started = time.perf_counter()
+    run_lottery(config, runs_root=root, progress=False, wandb="disabled")
+    return time.perf_counter() - started
+
+
 def sequential(plan, root: Path) -> dict:
     started = time.perf_counter()
-    seconds = []
-    for cell in plan.cells:
-        t = time.perf_counter()
-        run_lottery(cell.config, runs_root=root, progress=False, wandb="disabled")
-        seconds.append(time.perf_counter() - t)
+    seconds = [timed_cell(cell.config, root) for cell in plan.cells]
     return {"wall_s": time.perf_counter() - started, "cell_s": seconds}
 
 
 def _plain_cell(job: tuple[dict, str]) -> float:
-    """One cell in a pool process: the seconds of its `run_lottery`."""
+    """One cell in a pool process (its config crosses as a plain dict)."""
     from lth.config import from_dict
 
-    started = time.perf_counter()
-    run_lottery(from_dict(job[0]), runs_root=job[1], progress=False, wandb="disabled")
-    return time.perf_counter() - started
+    return timed_cell(from_dict(job[0]), job[1])
 
 
 def plain_processes(plan, root: Path, cpus: int) -> dict:

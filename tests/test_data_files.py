@@ -6,8 +6,8 @@ import gzip
 import hashlib
 import http.server
 import io
-import os
 import json
+import os
 import pickle
 import signal
 import struct
