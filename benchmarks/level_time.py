@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lth import data as lth_data  # noqa: E402
 from lth import rng  # noqa: E402
-from lth.config import replace  # noqa: E402
+from lth.spec.config import replace  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
-from lth.experiments import load_config  # noqa: E402
+from lth.spec.experiments import load_config  # noqa: E402
 from lth.lottery import init_params, prepare  # noqa: E402
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 from lth.sparsity.masks import apply_mask, make_mask  # noqa: E402
 from lth.training import train  # noqa: E402
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import BATCH, INPUT_SHAPE, NUM_CLASSES, NUM_TRAIN, STEPS_PER_EPOCH, random_mnist  # noqa: E402
 
-from lth.config import OptimizerConfig  # noqa: E402
+from lth.spec.config import OptimizerConfig  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
 from lth.models import get_model  # noqa: E402
 from lth.sparsity.masks import make_mask  # noqa: E402

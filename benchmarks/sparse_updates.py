@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402
 
 from lth import rng  # noqa: E402
-from lth.config import OptimizerConfig, SparseConfig  # noqa: E402
+from lth.spec.config import OptimizerConfig, SparseConfig  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
 from lth.models import get_model  # noqa: E402
 from lth.sparsity.distributions import keep_counts, random_mask  # noqa: E402

@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-from lth.runs.lottery import run_lottery  # noqa: E402
-from lth.runs.sweep import run_sweep  # noqa: E402
-from lth.runs.sweep_file import load_sweep  # noqa: E402
+from lth.jobs.lottery import run_lottery  # noqa: E402
+from lth.sweeps.driver import run_sweep  # noqa: E402
+from lth.sweeps.file import load_sweep  # noqa: E402
 
 SWEEP = '''
-from lth.runs.sweep_file import Sweep
+from lth.sweeps.file import Sweep
 
 def get_sweep(variant="default"):
     return Sweep(name="bench", experiment="{experiment}", variant="smoke", controls=(),
@@ -78,14 +78,14 @@ def sequential(plan, root: Path) -> dict:
 
 def _plain_cell(job: tuple[dict, str]) -> float:
     """One cell in a pool process (its config crosses as a plain dict)."""
-    from lth.config import from_dict
+    from lth.spec.config import from_dict
 
     return timed_cell(from_dict(job[0]), job[1])
 
 
 def plain_processes(plan, root: Path, cpus: int) -> dict:
     """The cells on a pool of `cpus` spawned processes (no Ray): the machine's bound for any engine."""
-    from lth.config import to_dict
+    from lth.spec.config import to_dict
 
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(min(cpus, len(plan.cells))) as pool:

@@ -46,7 +46,7 @@ import numpy as np
 # Runnable from anywhere without installing: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lth.config import OptimizerConfig  # noqa: E402
+from lth.spec.config import OptimizerConfig  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
 from lth.models import get_model  # noqa: E402

@@ -49,7 +49,7 @@ import throughput as tp  # noqa: E402  (also puts the repository root on sys.pat
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from lth.config import OptimizerConfig  # noqa: E402
+from lth.spec.config import OptimizerConfig  # noqa: E402
 from lth.data.dataset import Dataset  # noqa: E402
 from lth.data.device import epoch_order, to_device  # noqa: E402
 from lth.models import get_model  # noqa: E402

@@ -17,8 +17,8 @@ accuracy than the dense network down to a few % of the weights (Conv-4 dense ~75
 at early stop, tickets a few points higher); randomly reinitialised tickets lose accuracy early.
 """
 
-from lth.config import ExperimentConfig
-from lth.experiments import frankle_carbin_conv, smoke_variant
+from lth.spec.config import ExperimentConfig
+from lth.spec.experiments import frankle_carbin_conv, smoke_variant
 
 VARIANTS = ("default", "smoke")
 

@@ -20,8 +20,8 @@ down to a few % of the weights, while the randomly reinitialised and the randoml
 lose accuracy steadily as weights are removed; the gap opens below ~20 % remaining.
 """
 
-from lth.config import replace
-from lth.experiments import load_config
+from lth.spec.config import replace
+from lth.spec.experiments import load_config
 
 VARIANTS = ("default", "smoke")
 CONTROLS = ("imp+reinit", "random_layerwise", "random_global")

@@ -27,7 +27,7 @@ remaining (dense 94.8 %), 93.5-94.2 % from 5.6 % to 1.85 %. On
 early-stop accuracy is noisier than in the paper.
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
 
 VARIANTS = ("default", "quick", "smoke")
 

@@ -19,8 +19,8 @@ to 0 and to 500 give matching tickets alike (differences within the noise of a 5
 validation set); deeper networks (resnet20_cifar10, vgg16_cifar10) need k > 0.
 """
 
-from lth.config import replace
-from lth.experiments import load_config
+from lth.spec.config import replace
+from lth.spec.experiments import load_config
 
 VARIANTS = ("default", "rewind500", "lr_rewind", "smoke")
 

@@ -46,7 +46,7 @@ takes ~3.3 s after the first (`--variant quick --levels 3`: 7.9, 5.8, 3.4, 3.3 s
 above with its controls took 28 min wall (816 s of CPU).
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
 
 VARIANTS = ("default", "notebook", "quick", "smoke")
 CONTROLS = ("random_layerwise",)

@@ -24,8 +24,8 @@ high sparsity it is much worse than the original); IMP beats the at-init methods
 densities.
 """
 
-from lth.config import replace
-from lth.experiments import load_config
+from lth.spec.config import replace
+from lth.spec.experiments import load_config
 
 VARIANTS = ("default", "smoke")
 _METHODS = ("magnitude_init", "snip", "grasp", "synflow")

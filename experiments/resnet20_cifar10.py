@@ -20,8 +20,8 @@ rewound to 500it stay within ~0.2 points (matching) down to ~10-20 % of the weig
 they do not match. Instability analysis: ResNet-20 becomes stable around iteration 2000.
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
-from lth.experiments import smoke_variant
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
+from lth.spec.experiments import smoke_variant
 
 VARIANTS = ("default", "smoke")
 

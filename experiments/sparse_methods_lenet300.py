@@ -48,8 +48,8 @@ down), and SNIP ends between the two static masks (91.4 at 2.9 %). One seed: a c
 `--replicates 3` or more.
 """
 
-from lth.config import replace
-from lth.experiments import load_config
+from lth.spec.config import replace
+from lth.spec.experiments import load_config
 
 VARIANTS = ("default", "smoke")
 CONTROLS = ("gradual", "rigl", "set", "static_uniform", "static_erk", "snip")

@@ -17,8 +17,8 @@ Expected outcome (Frankle et al. 2020): dense ~93.7 % test accuracy; tickets rew
 matching down to a few % of the weights, tickets rewound to 0 do not.
 """
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
-from lth.experiments import smoke_variant
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
+from lth.spec.experiments import smoke_variant
 
 VARIANTS = ("default", "smoke")
 

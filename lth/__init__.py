@@ -15,16 +15,16 @@ from typing import Any
 
 _PUBLIC = {
     # foundations
-    "ExperimentConfig": "lth.config", "DataConfig": "lth.config", "OptimizerConfig": "lth.config",
-    "PruningConfig": "lth.config", "TrainingConfig": "lth.config", "replace": "lth.config",
+    "ExperimentConfig": "lth.spec.config", "DataConfig": "lth.spec.config", "OptimizerConfig": "lth.spec.config",
+    "PruningConfig": "lth.spec.config", "TrainingConfig": "lth.spec.config", "replace": "lth.spec.config",
     "ConfigError": "lth.errors", "DataError": "lth.errors", "LthError": "lth.errors", "MaskError": "lth.errors",
-    "load_config": "lth.experiments",
+    "load_config": "lth.spec.experiments",
     # sparsity
     "apply_mask": "lth.sparsity.masks", "density": "lth.sparsity.masks", "layer_densities": "lth.sparsity.masks",
     "make_mask": "lth.sparsity.masks", "prune_magnitude": "lth.sparsity.pruning",
     # the lottery and its runner
-    "prepare": "lth.lottery.setup", "lottery_levels": "lth.lottery.levels", "run_lottery": "lth.runs.lottery",
-    "run_controls": "lth.runs.controls", "run_instability": "lth.runs.instability",
+    "prepare": "lth.lottery.setup", "lottery_levels": "lth.lottery.levels", "run_lottery": "lth.jobs.lottery",
+    "run_controls": "lth.jobs.controls", "run_instability": "lth.jobs.instability",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
 
 
 def tiny_config(**changes) -> ExperimentConfig:
@@ -25,7 +25,7 @@ def tiny_config(**changes) -> ExperimentConfig:
         rewind="0it",
         seed=0,
     )
-    from lth.config import replace
+    from lth.spec.config import replace
 
     return replace(config, **changes) if changes else config
 

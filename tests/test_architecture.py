@@ -22,22 +22,43 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_layers_contract_is_kept():
+def test_the_contracts_are_kept():
+    """The layers, and jax-free `spec` and `plans`."""
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "1 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
+
+
+def _broken_copy(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of the package where `module` (a path under lth/) also has `line`."""
+    shutil.copytree(ROOT / "lth", tmp_path / "lth", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "lth" / module
+    target.write_text(target.read_text() + f"\n{line}\n")
+    return _lint_imports(tmp_path)
 
 
 def test_an_upward_import_breaks_the_contract(tmp_path):
-    """The contract is not vacuous: a copy of the package where the sparsity layer imports the
-    runner (an upward import) fails it."""
-    shutil.copytree(ROOT / "lth", tmp_path / "lth", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    masks = tmp_path / "lth" / "sparsity" / "masks.py"
-    masks.write_text(masks.read_text() + "\nimport lth.runs.lottery  # an upward import\n")
-    result = _lint_imports(tmp_path)
+    """The contract is not vacuous: a copy of the package where the sparsity layer imports a job (an
+    upward import) fails it."""
+    result = _broken_copy(tmp_path, "sparsity/masks.py", "import lth.jobs.lottery  # an upward import")
     assert result.returncode != 0
-    assert "lth.sparsity.masks -> lth.runs.lottery" in result.stdout
+    assert "lth.sparsity.masks -> lth.jobs.lottery" in result.stdout
+
+
+@pytest.mark.parametrize("module, line", [("spec/parse.py", "import jax.numpy"),
+                                          ("spec/config.py", "from lth.rng import stream"),
+                                          ("plans/__init__.py", "import lth.training.optim")])
+def test_a_heavy_import_under_spec_or_plans_breaks_the_contract(tmp_path, module, line):
+    """`spec` and `plans` stay jax-free by contract, directly or through another module."""
+    result = _broken_copy(tmp_path, module, line)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout and ("jax" in result.stdout or "lth.rng" in result.stdout)
+
+
+def test_the_top_of_the_package_is_foundations_only():
+    """Every concern lives in a layer folder: at the top of lth/ only `__init__`, `errors` and `rng`."""
+    assert sorted(p.name for p in (ROOT / "lth").glob("*.py")) == ["__init__.py", "errors.py", "rng.py"]
 
 
 def test_ruff_is_clean():

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from lth.config import ExperimentConfig, canonical_json, config_hash, from_dict, replace, to_dict
+from lth.spec.config import ExperimentConfig, canonical_json, config_hash, from_dict, replace, to_dict
 from lth.errors import ConfigError
-from lth.experiments import load_config
-from lth.parse import duration_to_steps, parse_duration
+from lth.spec.experiments import load_config
+from lth.spec.parse import duration_to_steps, parse_duration
 
 
 def test_equal_configs_equal_hash_and_round_trip():

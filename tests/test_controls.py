@@ -18,9 +18,9 @@ from lth.lottery.controls import (
     parse_control,
     parse_controls,
 )
-from lth.parse import parse_levels
-from lth.runs.controls import run_controls
-from lth.runs.lottery import run_lottery
+from lth.spec.parse import parse_levels
+from lth.jobs.controls import run_controls
+from lth.jobs.lottery import run_lottery
 from lth.sparsity.masks import mask_leaves, named_leaves
 
 

@@ -4,9 +4,9 @@ import importlib.util
 
 import pytest
 
-from lth.experiments import experiment_names, find_experiment, load_config
+from lth.spec.experiments import experiment_names, find_experiment, load_config
 from lth.lottery import validate_config
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 
 NAMES = experiment_names()
 # VGG-16's smoke run takes ~2 minutes on 2 CPU cores (its 13 convolutions compile and run slowly there);
@@ -43,7 +43,7 @@ def test_experiment_controls_run_after_the_main_line(tmp_path, capsys):
     import json
 
     from lth.cli import main
-    from lth.experiments import load_experiment
+    from lth.spec.experiments import load_experiment
 
     experiment = load_experiment("pai_lenet300", "smoke")
     assert "snip+shuffle" in experiment.controls and experiment.control_levels == "2"

@@ -15,12 +15,12 @@ import pytest
 from helpers import tiny_config
 
 from lth import rng
-from lth.config import config_hash, replace
+from lth.spec.config import config_hash, replace
 from lth.data import cifar
 from lth.data.dataset import Dataset
 from lth.data.modifiers import modify
 from lth.errors import ConfigError
-from lth.experiments import load_config
+from lth.spec.experiments import load_config
 from lth.lottery import init_params, lottery_levels, prepare
 from lth.lottery.controls import (
     Control,

@@ -9,7 +9,7 @@ import pytest
 from helpers import tiny_config
 
 from lth import rng
-from lth.config import replace
+from lth.spec.config import replace
 from lth.data.device import epoch_order
 from lth.errors import ConfigError
 from lth.lottery import Hooks, init_params, lottery_levels, prepare
@@ -232,7 +232,7 @@ def test_instability_command_on_a_finished_run(tmp_path, capsys):
     import json
 
     from lth.cli import main
-    from lth.runs.lottery import run_lottery
+    from lth.jobs.lottery import run_lottery
 
     run_lottery(tiny_config(levels=1), runs_root=tmp_path, wandb="disabled", progress=False)
     (run,) = list(tmp_path.iterdir())

@@ -8,7 +8,7 @@ from helpers import backend_compiles, tiny_config
 
 from lth.errors import ConfigError, MaskError
 from lth.lottery import Hooks, init_params, lottery_levels, prepare
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 from lth.sparsity.masks import layer_counts, make_mask, mask_leaves, named_leaves
 
 

@@ -1,4 +1,4 @@
-"""Method runs (gradual, static, SET, RigL; lth.runs.methods), N:M structure for IMP / gradual /
+"""Method runs (gradual, static, SET, RigL; lth.jobs.methods), N:M structure for IMP / gradual /
 static, the sparse-training controls of a lottery run, and bad combinations through the CLI."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from test_cli import run_cli
 
 from lth.errors import ConfigError
 from lth.lottery.controls import Control, check_retraining
-from lth.runs.controls import run_controls
-from lth.runs.lottery import run_lottery
+from lth.jobs.controls import run_controls
+from lth.jobs.lottery import run_lottery
 from lth.sparsity import nm
 from lth.sparsity.distributions import keep_counts
 from lth.sparsity.masks import make_mask, mask_from_arrays

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lth.config import OptimizerConfig
+from lth.spec.config import OptimizerConfig
 from lth.data.dataset import Dataset
 from lth.data.device import to_device
 from lth.models import get_model

@@ -1,9 +1,9 @@
-"""The names the jax-free config checks accept (`lth.names`) are exactly those the registries implement."""
+"""The names the jax-free config checks accept (`lth.spec.names`) are exactly those the registries implement."""
 
 import pytest
 
 from lth import names
-from lth.config_checks import check_dataset_name, check_model_name
+from lth.spec.checks import check_dataset_name, check_model_name
 from lth.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def test_the_other_names_are_the_implementations():
     from lth.sparsity.distributions import DISTRIBUTIONS
     from lth.sparsity.pruning import SCHEDULES, STRATEGIES
     from lth.training.optim import OPTIMIZERS, make_optimizer, make_schedule
-    from lth.config import OptimizerConfig
+    from lth.spec.config import OptimizerConfig
 
     assert (STRATEGIES, SCHEDULES, DISTRIBUTIONS, LAYOUTS) == (
         names.PRUNING_STRATEGIES, names.PRUNING_SCHEDULES, names.DISTRIBUTIONS, names.LAYOUTS)

@@ -9,9 +9,9 @@ import sys
 
 from helpers import tiny_config
 
-from lth.runs.controls import run_controls
-from lth.runs.instability import run_instability
-from lth.runs.lottery import run_lottery
+from lth.jobs.controls import run_controls
+from lth.jobs.instability import run_instability
+from lth.jobs.lottery import run_lottery
 from lth.runs.progress import HEADER, LevelProgress, on_terminal
 
 

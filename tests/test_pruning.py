@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import backend_compiles
 
-from lth.config import PruningConfig
+from lth.spec.config import PruningConfig
 from lth.errors import ConfigError
 from lth.models import get_model
 from lth.sparsity.masks import layer_counts, make_mask, mask_leaves

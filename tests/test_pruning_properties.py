@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lth.config import PruningConfig
+from lth.spec.config import PruningConfig
 from lth.sparsity.masks import mask_leaves
 from lth.sparsity.pruning import kept_at, layer_fraction, plan_groups, prune_magnitude
 

@@ -12,7 +12,7 @@ from helpers import tiny_config
 
 from lth.cli import main
 from lth.errors import LthError
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 
 CONFIG = dict(levels=2, rewind="13it")
 
@@ -161,7 +161,7 @@ def test_ls_shows_unfinished_and_damaged_runs(tmp_path, capsys):
 
 
 def test_a_resumed_control_writes_each_row_once(tmp_path, capsys):
-    from lth.runs.controls import run_controls
+    from lth.jobs.controls import run_controls
 
     run = finished_run(tmp_path)
     run_controls(run, "reinit", "0-2", progress=False, wandb="disabled")

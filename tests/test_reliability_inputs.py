@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from lth.parse import parse_levels
+from lth.spec.parse import parse_levels
 from lth.errors import ConfigError
 from lth.store import best_ticket
 
@@ -111,7 +111,7 @@ EXPERIMENT_FILES = {
     "raises": ("def get_config(variant):\n    raise ValueError('boom')\n", "raised ValueError: boom"),
     "signature": ("def get_config(a, b):\n    return None\n", "raised TypeError"),
     "not_callable": ("get_config = 5\n", "defines no function get_config"),
-    "wrong_type": ("def get_config(variant):\n    return {'name': 'x'}\n", "must return an lth.config"),
+    "wrong_type": ("def get_config(variant):\n    return {'name': 'x'}\n", "must return an lth.spec.config"),
     "bad_field": ("import lth\ndef get_config(variant):\n    return lth.ExperimentConfig(levels='3')\n",
                   "levels must be an integer"),
 }
@@ -152,7 +152,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_nothing_wrong(capsys, tmp
 def test_an_all_false_starting_mask_is_refused(capsys, tmp_path):
     import numpy as np
 
-    from lth.experiments import load_config
+    from lth.spec.experiments import load_config
     from lth.lottery import init_params, prepare
     from lth.sparsity.masks import make_mask, mask_to_arrays
 

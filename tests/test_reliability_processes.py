@@ -15,7 +15,7 @@ import pytest
 from helpers import tiny_config
 
 from lth.errors import ConfigError
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 from lth.store.lock import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]

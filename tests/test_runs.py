@@ -14,7 +14,7 @@ import pytest
 from helpers import tiny_config
 
 from lth.errors import LthError
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 from lth.store import RunDir, aggregate, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from helpers import tiny_config
-    from lth.runs.lottery import run_lottery
+    from lth.jobs.lottery import run_lottery
     config = tiny_config(**{{"training.length": "4ep", "training.eval_every": "10it", "rewind": "13it", "levels": 3}})
     run_lottery(config, runs_root={root!r}, checkpoint_every="1ep", progress=False)
 """)
@@ -201,8 +201,8 @@ def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
 
 def test_checkpoint_period_parsing():
     from lth.errors import ConfigError
-    from lth.parse import CheckpointPeriod
-    from lth.runs.lottery import parse_checkpoint_period
+    from lth.spec.parse import CheckpointPeriod
+    from lth.jobs.lottery import parse_checkpoint_period
 
     assert parse_checkpoint_period("10min", 35) == CheckpointPeriod(seconds=600.0)
     assert parse_checkpoint_period("90s", 35) == CheckpointPeriod(seconds=90.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from lth.config import PruningConfig
+from lth.spec.config import PruningConfig
 from lth.errors import ConfigError, LthError
 from lth.models import from_functions, from_linen, from_nnx
 from lth.sparsity.at_init import density_groups, prune_at_init, shuffle_mask, synflow_prune

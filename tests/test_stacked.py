@@ -38,7 +38,7 @@ def replicate_results(root: Path, replicates: int) -> list[list[dict]]:
 
 
 def test_vmapped_replicates_equal_one_by_one(tmp_path):
-    from lth.runs.lottery import run_lottery
+    from lth.jobs.lottery import run_lottery
 
     config = tiny_config(levels=2, rewind="13it")
     sequential = run_lottery(config, runs_root=tmp_path / "seq", replicates=3, layout="sequential",
@@ -63,9 +63,9 @@ def test_vmapped_chunk_matches_single_chunks_with_batchnorm_and_augmentation():
     import jax.numpy as jnp
 
     from lth import rng
-    from lth.config import replace
+    from lth.spec.config import replace
     from lth.data.device import epoch_order
-    from lth.experiments import load_config
+    from lth.spec.experiments import load_config
     from lth.lottery import init_params, initial_mask, prepare
     from lth.training.stacked import epoch_orders, stack, stack_states, stacked_chunk
 
@@ -133,7 +133,7 @@ class InterruptAt:
 
 
 def test_interrupted_vmapped_run_resumes_bit_identical(tmp_path):
-    from lth.runs.lottery import run_lottery
+    from lth.jobs.lottery import run_lottery
 
     config = tiny_config(**{"training.length": "4ep", "rewind": "13it", "levels": 2})
     options = dict(replicates=2, layout="vmap", checkpoint_every="1ep", progress=False, wandb="disabled")
@@ -151,7 +151,7 @@ def test_interrupted_vmapped_run_resumes_bit_identical(tmp_path):
 
 
 def test_finished_replicates_are_kept_and_the_rest_train_together(tmp_path, capsys):
-    from lth.runs.lottery import run_lottery
+    from lth.jobs.lottery import run_lottery
 
     config = tiny_config(levels=1)
     run_lottery(config, runs_root=tmp_path, replicates=1, layout="sequential", progress=False, wandb="disabled")
@@ -167,7 +167,7 @@ def test_finished_replicates_are_kept_and_the_rest_train_together(tmp_path, caps
 
 
 def test_no_recompilation_after_the_first_level_vmapped():
-    from lth.config import replace
+    from lth.spec.config import replace
     from lth.lottery import lottery_levels_together, prepare
     from lth.lottery.setup import stacked_training
 
@@ -187,7 +187,7 @@ def test_no_recompilation_after_the_first_level_vmapped():
 def test_layout_choice_and_bad_input(tmp_path, capsys):
     from lth.cli import main
     from lth.errors import ConfigError
-    from lth.runs.lottery import choose_layout
+    from lth.jobs.lottery import choose_layout
 
     cores = len(os.sched_getaffinity(0))
     assert choose_layout(None, None, 1) == ("sequential", 1)
@@ -222,7 +222,7 @@ def worker_devices() -> None:
 
     import jax
 
-    from lth.runs.lottery import run_lottery
+    from lth.jobs.lottery import run_lottery
     from lth.training.stacked import replicate_mesh, stack
 
     assert jax.device_count() == 4, jax.devices()

@@ -24,9 +24,9 @@ from ray.cluster_utils import Cluster
 from wandb_records import find_run_files, read_run
 
 from lth.cli import main
-from lth.runs.lottery import run_lottery
-from lth.runs.sweep import run_sweep
-from lth.runs.sweep_file import load_sweep
+from lth.jobs.lottery import run_lottery
+from lth.sweeps.driver import run_sweep
+from lth.sweeps.file import load_sweep
 from lth.store import RunDir, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_two_nodes_spread_the_cells_and_ship_them_back_identically(tmp_path, two
 
 def sweep_file(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "study.py"
-    path.write_text("from lth.runs.sweep_file import Sweep\n\n" + textwrap.dedent(body))
+    path.write_text("from lth.sweeps.file import Sweep\n\n" + textwrap.dedent(body))
     return path
 
 

@@ -7,15 +7,15 @@ import textwrap
 import pytest
 
 from lth.cli import build_parser, config_from_args, main
-from lth.config import replace
-from lth.experiments import load_config
-from lth.runs.sweep_file import load_sweep
+from lth.spec.config import replace
+from lth.spec.experiments import load_config
+from lth.sweeps.file import load_sweep
 from lth.store import run_name
 
 
 def write_sweep(tmp_path, body: str, name: str = "study"):
     path = tmp_path / f"{name}.py"
-    path.write_text("from lth.runs.sweep_file import Sweep\nfrom lth.config import ExperimentConfig\n\n"
+    path.write_text("from lth.sweeps.file import Sweep\nfrom lth.spec.config import ExperimentConfig\n\n"
                     + textwrap.dedent(body))
     return path
 
@@ -111,7 +111,7 @@ def test_bad_sweep_files_are_one_line_errors_before_anything_starts(tmp_path, ca
 
 @pytest.mark.parametrize("body,message", [
     ("X = 1\n", "defines no get_sweep(variant)"),
-    ("def get_sweep(variant):\n    return {'name': 'x'}\n", "must return an lth.runs.sweep_file.Sweep"),
+    ("def get_sweep(variant):\n    return {'name': 'x'}\n", "must return an lth.sweeps.file.Sweep"),
     ("def get_sweep(variant):\n    return Sweep(name='x y', experiment='lenet300_mnist')\n", "name 'x y' must be"),
     ("def get_sweep(variant):\n    return Sweep(name='x')\n", "give the base as experiment="),
     ("def get_sweep(variant):\n    return Sweep(name='x', experiment='nope')\n", "unknown experiment 'nope'"),

@@ -12,10 +12,10 @@ from helpers import tiny_config
 import lth.tickets as ex
 from lth.analysis import load_run
 from lth.cli import main
-from lth.config import replace
+from lth.spec.config import replace
 from lth.errors import LthError
-from lth.runs.controls import run_controls
-from lth.runs.lottery import run_lottery
+from lth.jobs.controls import run_controls
+from lth.jobs.lottery import run_lottery
 from lth.sparsity.masks import apply_mask, named_leaves
 
 # what a level's training determines; `level`, the overlap with the previous level's mask and the sign
@@ -113,6 +113,21 @@ def test_ticket_transfer_resume_and_controls(source, tmp_path, capsys):
 
     results = run_controls(transfer, "imp+reinit", "0-1", wandb="disabled", progress=False)
     assert [r["level"] for r in results["imp+reinit"]] == [0, 1]
+
+
+def test_a_ticket_runs_init_params_are_the_tickets_weights(source, tmp_path):
+    """`lth.analysis` reads a run started from a ticket with the ticket's start, as its jobs do: its
+    init params are the ticket's weights (pruned weights zero), not the seed's fresh init."""
+    config, root, run = source
+    path = ex.export_from_run(run, 2, out=tmp_path / "t.safetensors")["path"]
+    run_lottery(replace(config, levels=0), ticket=path, runs_root=tmp_path / "b", wandb="disabled", progress=False)
+    (again,) = (tmp_path / "b").iterdir()
+    ticket, init = named_leaves(ex.load(path).params), named_leaves(load_run(again).init_params())
+    assert set(init) == set(ticket)
+    for name, leaf in init.items():
+        assert np.array_equal(np.asarray(leaf), np.asarray(ticket[name])), name
+    seed_init = named_leaves(run.init_params())  # the source run's: the same seed, no ticket
+    assert any(not np.array_equal(np.asarray(seed_init[n]), np.asarray(init[n])) for n in init)
 
 
 def test_bad_tickets_one_line_exit_2_nothing_written(source, tmp_path, capsys):

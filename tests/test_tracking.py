@@ -9,7 +9,7 @@ from wandb_records import find_run_files, read_run
 
 from lth.cli import main
 from lth.errors import ConfigError
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import backend_compiles
 
-from lth.config import OptimizerConfig
+from lth.spec.config import OptimizerConfig
 from lth.data.dataset import Dataset
 from lth.data.device import epoch_order, to_device
 from lth.models import get_model

@@ -11,7 +11,7 @@ import pytest
 from helpers import tiny_config
 
 from lth.lottery import prepare
-from lth.parse import parse_checkpoint_period
+from lth.spec.parse import parse_checkpoint_period
 from lth.runs.progress import LevelProgress
 from lth.runs.replicates import run_replicate
 from lth.runs.tracking import Tracker

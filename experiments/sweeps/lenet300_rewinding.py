@@ -38,7 +38,7 @@ early-stop iteration is 867 / 933 / 1300 against 200 / 300 / 633 for the tickets
 rewind point (counted from iteration 0, so the rewound iterations are included).
 """
 
-from lth.runs.sweep_file import Sweep
+from lth.sweeps.file import Sweep
 
 VARIANTS = ("default", "smoke")
 

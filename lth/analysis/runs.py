@@ -20,22 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from lth.arg_checks import check_level, check_replicate
-from lth.config import ExperimentConfig, from_dict
+from lth.store.queries import check_level, check_replicate
+from lth.spec.config import ExperimentConfig, from_dict
 from lth.errors import LthError
-from lth.lottery import Setup, init_params, initial_mask, prepare
+from lth.lottery import Setup, init_params, initial_mask
 from lth.sparsity.masks import Mask
-from lth.store import (
-    ReplicateDir,
-    RunDir,
-    aggregate,
-    find_run,
-    load_mask,
-    read_config,
-    read_json_list,
-    replicate_paths,
-    runs_root,
-)
+from lth.store import ReplicateDir, aggregate, load_mask, locate_run, open_run, read_config, read_json_list, \
+    replicate_paths
+from lth.tickets.start import run_setup
 
 
 class Run:
@@ -105,15 +97,17 @@ class Run:
 
     @cached_property
     def _setup(self) -> Setup:
-        return prepare(self.experiment_config)
+        """The run's setup as its jobs build it (`lth.tickets.start.run_setup`: with its ticket, if it had one)."""
+        return run_setup(open_run(self.path, writable=False))
 
     @cached_property
     def _template(self) -> tuple[Any, Any]:
-        """(params, model state) of the config's seed: the structure that masks and checkpoints load into."""
+        """(params, model state) level 0 started from: the structure that masks and checkpoints load into."""
         return init_params(self._setup)
 
     def init_params(self, replicate: int = 0) -> Any:
-        """The initial params of a replicate (seed = config seed + replicate), as the run made them."""
+        """The initial params of a replicate (seed = config seed + replicate), as the run made them: for a
+        run started from a ticket (`lth run --ticket`), the ticket's weights."""
         return init_params(self._setup.for_replicate(replicate))[0]
 
     def mask(self, level: int, replicate: int = 0) -> Mask:
@@ -153,13 +147,7 @@ def load_run(run: str | os.PathLike | ExperimentConfig | Run, root: str | os.Pat
     """
     if isinstance(run, Run):
         return run
-    if isinstance(run, ExperimentConfig):
-        run_dir = RunDir(root, run)
-        if not run_dir.config_path.is_file():
-            raise LthError(f"no run of this config under {runs_root(root)} (expected {run_dir.path}): "
-                           "run it first with lth.run_lottery(config)")
-        return Run(run_dir.path)
-    return Run(find_run(run, root))
+    return Run(locate_run(run, root))
 
 
 def load_runs(runs: Sequence[str | os.PathLike | ExperimentConfig | Run],

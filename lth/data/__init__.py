@@ -10,7 +10,7 @@ from lth.data.embedded import mnist1d, mnist5k
 from lth.data.idx import fashion_mnist, mnist
 from lth.data.modifiers import modify
 from lth.data.synthetic import random_mnist, synthetic_cifar10, synthetic_mnist
-from lth.config_checks import check_dataset_name
+from lth.spec.checks import check_dataset_name
 from lth.errors import ConfigError
 
 _REGISTRY = {

@@ -1,5 +1,5 @@
 """Controls: branches off a finished lottery run's levels, each trained like a level (the pure
-mask and start choices; `lth.runs.controls` records them beside the main line in
+mask and start choices; `lth.jobs.controls` records them beside the main line in
 ``replicate_XX/controls/<name>/``).
 
 A control is written ``SOURCE[+TRANSFORM...]``:
@@ -52,8 +52,8 @@ import jax
 import numpy as np
 
 from lth import rng
-from lth.config import replace
-from lth.control_specs import (
+from lth.spec.config import replace
+from lth.spec.controls import (
     AT_INIT, SOURCES, SPARSE_TRAINING, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
 )
 from lth.errors import ConfigError

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from lth.config import ExperimentConfig
+from lth.spec.config import ExperimentConfig
 from lth.data.device import DeviceData
 from lth.errors import ConfigError
 from lth.lottery.setup import Setup, data_keys, init_params, initial_mask, retrained, start_step

@@ -4,10 +4,10 @@ The methods themselves are in `lth.lottery.methods`."""
 
 from __future__ import annotations
 
-from lth.config import ExperimentConfig
-from lth.config_checks import validate_method
+from lth.spec.config import ExperimentConfig
+from lth.spec.checks import validate_method
 from lth.errors import ConfigError
-from lth.names import METHODS
+from lth.spec.names import METHODS
 from lth.training.mask_updates import resolve_schedule
 
 __all__ = ["METHODS", "check_schedule", "validate_method"]

@@ -1,7 +1,7 @@
 """Sparse networks other than IMP's, on the same compiled loop: a pure generator of one outcome per
 target density (`method_levels`), and the pieces the controls of a lottery run share with it.
 
-Methods (`config.method`; settings in `config.sparse`, see `lth.config.SparseConfig`):
+Methods (`config.method`; settings in `config.sparse`, see `lth.spec.config.SparseConfig`):
 
     imp       the lottery (`lth.lottery.levels`), the default
     static    a fixed random mask with the layer distribution's counts (uniform or ERK), trained once
@@ -30,7 +30,7 @@ from typing import Any
 import jax
 
 from lth import rng
-from lth.config import SparseConfig
+from lth.spec.config import SparseConfig
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.setup import Setup, data_keys, init_params, initial_mask

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lth.config_checks import check_bn_state
+from lth.spec.checks import check_bn_state
 from lth.data.device import EvalSet
 from lth.models.base import Model
 from lth.sparsity.masks import Mask, apply_mask

@@ -16,15 +16,15 @@ from typing import Any, NamedTuple
 import jax
 
 from lth import rng
-from lth.config import ExperimentConfig, for_replicate, replace
-from lth.config_checks import validate_config
+from lth.spec.config import ExperimentConfig, for_replicate, replace
+from lth.spec.checks import validate_config
 from lth.data import Dataset, load_dataset
 from lth.data.device import DeviceData, to_device
 from lth.errors import ConfigError, MaskError
 from lth.lottery.method_config import check_schedule
 from lth.models import Model, get_model
-from lth.names import RETRAINING as RETRAINING  # re-exported (lth.lottery)
-from lth.parse import duration_to_steps
+from lth.spec.names import RETRAINING as RETRAINING  # re-exported (lth.lottery)
+from lth.spec.parse import duration_to_steps
 from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
 from lth.sparsity.pruning import first_empty_level, layer_fraction
 from lth.training.compile_cache import enable_compile_cache

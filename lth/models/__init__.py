@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from lth.config_checks import check_model_name
+from lth.spec.checks import check_model_name
 from lth.models.base import Model, from_functions, from_linen, from_nnx
 from lth.models.conv import CNN1D, ConvNet, LeNet5
 from lth.models.mlp import MLP

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from lth.models.vgg import batch_norm
-from lth.names import MLP_INITS
+from lth.spec.names import MLP_INITS
 
 # Gaussian Glorot (Xavier normal): N(0, 2 / (fan_in + fan_out)), untruncated, as torch's
 # xavier_normal_: the initialisation Frankle & Carbin 2019 give for LeNet (OpenLTH's LeNet uses

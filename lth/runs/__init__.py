@@ -1,9 +1,4 @@
-"""The runner: the pure drivers of `lth.lottery` wired to the run store, W&B and the terminal through
-one per-replicate hook (`lth.runs.recorder.Recorder`): `run_lottery`, `run_controls`,
-`run_instability`; replicate layouts, worker processes, tracking and progress."""
-
-from lth.runs.controls import run_controls
-from lth.runs.instability import run_instability
-from lth.runs.lottery import run_lottery
-
-__all__ = ["run_controls", "run_instability", "run_lottery"]
+"""What every job shares when it trains into a run directory: the replicate layouts (`layout`,
+`replicates`, `workers`), the recorder that takes a level's events to the store, the trackers and
+the terminal (`recorder`, `tracking`, `progress`), and a run started from a ticket (`from_ticket`).
+The jobs themselves (`run_lottery`, `run_controls`, ...) are in `lth.jobs`."""

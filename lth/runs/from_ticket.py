@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lth.arg_checks import check_start_files
-from lth.config import replace
+from lth.store.queries import check_start_files
+from lth.spec.config import replace
 from lth.errors import ConfigError
 from lth.lottery import Setup, with_start
 from lth.sparsity.masks import Mask

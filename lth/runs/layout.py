@@ -14,9 +14,9 @@ import os
 
 import jax
 
-from lth.config_checks import check_workers
+from lth.spec.checks import check_workers
 from lth.errors import ConfigError
-from lth.names import LAYOUTS
+from lth.spec.names import LAYOUTS
 
 
 def default_layout(replicates: int, workers: int) -> str:

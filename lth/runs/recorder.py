@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from lth.lottery import Hooks, LevelOutcome
-from lth.parse import CheckpointPeriod
+from lth.spec.parse import CheckpointPeriod
 from lth.sparsity.masks import Mask, layer_counts
 from lth.store import JsonlSink, ReplicateDir, write_json
 from lth.store.writer import BackgroundWriter, host_copy

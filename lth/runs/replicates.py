@@ -20,7 +20,7 @@ from lth.errors import ConfigError
 from lth.lottery import Resume, Setup, init_params, initial_mask, lottery_levels, lottery_levels_together
 from lth.lottery.levels import recompute_rewind, resume_point
 from lth.lottery.setup import stacked_training
-from lth.parse import CheckpointPeriod
+from lth.spec.parse import CheckpointPeriod
 from lth.runs.progress import FollowerProgress, warn
 from lth.runs.recorder import Recorder
 from lth.runs.tracking import one_run_at_a_time

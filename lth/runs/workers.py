@@ -20,16 +20,16 @@ import threading
 import time
 from typing import Any
 
-from lth.config import ExperimentConfig, for_replicate, from_dict, replace, to_dict
+from lth.spec.config import ExperimentConfig, from_dict, to_dict
 from lth.errors import LthError
-from lth.lottery import init_params, prepare
-from lth.parse import parse_checkpoint_period
+from lth.lottery import init_params
+from lth.spec.parse import parse_checkpoint_period
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.replicates import run_replicate
 from lth.runs.tracking import WandbTracker
 from lth.sparsity.masks import Mask, mask_from_arrays, mask_to_arrays
 from lth.store import RunDir
-from lth.tickets import with_run_ticket
+from lth.tickets import run_setup
 
 _PR_SET_PDEATHSIG = 1
 
@@ -72,8 +72,7 @@ def _replicate_job(replicate: int, config_dict: dict[str, Any], runs_root: str, 
     """One replicate in this worker: no progress bars; returns the levels it has."""
     config = from_dict(config_dict)
     run = RunDir(runs_root, config)
-    setup = prepare(replace(config, initial_mask=None), data_root).with_config(for_replicate(config, replicate))
-    setup = with_run_ticket(setup, run.start_ticket_path)  # a run from a ticket: its copy in the run directory
+    setup = run_setup(run, data_root).for_replicate(replicate)  # a run from a ticket: its copy in the run directory
     mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
     tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
     reporter = LevelProgress(config.levels, setup.total_steps, enabled=False)

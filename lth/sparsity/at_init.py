@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lth.config import PruningConfig
+from lth.spec.config import PruningConfig
 from lth.errors import ConfigError, LthError
 from lth.models.base import Model
 from lth.sparsity.masks import Mask, Params, check_mask, first_match, layer_counts, mask_leaves, path_name

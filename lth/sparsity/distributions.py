@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from lth.errors import ConfigError
-from lth.names import DISTRIBUTIONS
+from lth.spec.names import DISTRIBUTIONS
 from lth.sparsity.masks import Mask, first_match, layer_counts, mask_leaves
 from lth.sparsity.pruning import Group, prune_by_scores
 from lth.sparsity.scores import random_scores

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lth.config import PruningConfig
+from lth.spec.config import PruningConfig
 from lth.errors import ConfigError
-from lth.parse import parse_nm
+from lth.spec.parse import parse_nm
 from lth.sparsity.masks import Mask, Params, first_match, mask_leaves, named_leaves, path_name
 from lth.sparsity.pruning import layer_fraction
 

@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lth.config import PruningConfig
-from lth.config_checks import validate_spec
+from lth.spec.config import PruningConfig
+from lth.spec.checks import validate_spec
 from lth.errors import ConfigError
-from lth.names import PRUNING_SCHEDULES, PRUNING_STRATEGIES
+from lth.spec.names import PRUNING_SCHEDULES, PRUNING_STRATEGIES
 from lth.sparsity.masks import Mask, Params, first_match, layer_counts, mask_leaves, named_leaves, path_name
 from lth.sparsity.topk import keep_top
 

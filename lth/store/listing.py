@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lth.errors import LthError
+from lth.spec.config import ExperimentConfig
 from lth.store.records import aggregate, best_ticket
 from lth.store.replicate import DamagedFileError, ReplicateDir
-from lth.store.run_dir import CONFIG_FILE, read_config, replicate_paths, resolve_run, runs_root
+from lth.store.run_dir import CONFIG_FILE, read_config, replicate_paths, resolve_run, run_name, runs_root
 
 
 def _run_paths(root: Path) -> list[Path]:
@@ -68,3 +69,18 @@ def find_run(name: str | os.PathLike, root: str | os.PathLike | None = None) -> 
             raise LthError(f"{len(same)} runs of experiment {os.fspath(name)!r} under {runs_root(root)} ({names}): "
                            "give a directory name or hash") from None
         raise err
+
+
+def locate_run(run: Any, root: str | os.PathLike | None = None) -> Path:
+    """A run directory from anything that names one: a path, a directory name, a config hash, an
+    experiment name (`find_run`), an `ExperimentConfig` (the directory its hash names; an error if
+    that run was never started) or an object with a `path` (e.g. `lth.analysis.Run`)."""
+    if isinstance(run, ExperimentConfig):
+        path = runs_root(root) / run_name(run)
+        if not (path / CONFIG_FILE).is_file():
+            raise LthError(f"no run of this config under {runs_root(root)} (expected {path}): "
+                           "run it first with lth.run_lottery(config)")
+        return path
+    if not isinstance(run, (str, os.PathLike)) and hasattr(run, "path"):
+        return Path(run.path)
+    return find_run(run, root)

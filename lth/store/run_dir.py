@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lth.config import ExperimentConfig, config_hash, from_dict, to_dict
+from lth.spec.config import ExperimentConfig, config_hash, from_dict, to_dict
 from lth.errors import LthError, MaskError
 from lth.store.io import read_json_list, write_json
 from lth.store.lock import RunLock

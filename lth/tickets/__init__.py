@@ -20,10 +20,10 @@ from lth.tickets.inference import (
     to_bcoo,
 )
 from lth.tickets.sizes import dense_sizes, masked_params, ticket_size, ticket_sizes
-from lth.tickets.start import fit, ticket_start, with_run_ticket
+from lth.tickets.start import fit, run_setup, ticket_start, with_run_ticket
 
 __all__ = [
     "FORMAT", "VERSION", "Ticket", "compact_forward", "compact_mlp", "dense_forward", "dense_sizes", "describe",
-    "export_from_run", "fit", "load", "masked_params", "mlp_forward", "mlp_layers", "read_header", "save",
+    "export_from_run", "fit", "load", "run_setup", "masked_params", "mlp_forward", "mlp_layers", "read_header", "save",
     "sparse_forward", "ticket_size", "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
 ]

@@ -9,18 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from lth.analysis import load_run
-from lth.arg_checks import check_level
 from lth.errors import LthError
-from lth.lottery import Setup, data_level, init_params, initial_mask, prepare, retrained, start_step
-from lth.store import ReplicateDir, RunDir, load_mask
+from lth.lottery import Setup, data_level, init_params, initial_mask, retrained, start_step
+from lth.store import ReplicateDir, load_mask, locate_run, open_run, read_config
+from lth.store.queries import check_level, check_replicate
 from lth.tickets.file import load, save
-from lth.tickets.start import with_run_ticket
-
-
-def run_setup(config: Any, path: Path, data_root: Any = None) -> Setup:
-    """The setup of the run in `path` (of `config`), with the ticket it started from if it had one."""
-    return with_run_ticket(prepare(config, data_root), RunDir(path.parent, config, path=path).start_ticket_path)
+from lth.tickets.start import run_setup
 
 
 def level_start(setup: Setup, rep: ReplicateDir, level: int) -> tuple[Any, Any, int]:
@@ -53,15 +47,17 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
     with `trained` also the weights at its end, and a header with the run's config, the level's
     record and the iteration training starts at. Default `out`: ``<run>/replicate_XX/tickets/level_XX.safetensors``.
     """
-    run = load_run(run_ref, root=root)
+    run = open_run(locate_run(run_ref, root), writable=False)
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
         raise LthError(f"level must be an integer, got {level!r}")
     level = int(level)
-    rep = run.replicate(replicate)  # checks the replicate
+    reps = run.replicates()
+    check_replicate(run.path.name, len(reps), replicate)
+    rep = reps[replicate]
     records = rep.read_results()
-    check_level(run.name, len(records), level, replicate)
-    config = run.experiment_config
-    setup = run_setup(config, run.path, data_root).for_replicate(replicate)
+    check_level(run.path.name, len(records), level, replicate)
+    config = run.config
+    setup = run_setup(run, data_root).for_replicate(replicate)
     params, model_state, step = level_start(setup, rep, level)
     params0, model_state0 = init_params(setup)
     mask = load_mask(rep.mask_path(level), params0)
@@ -70,7 +66,8 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
         template = setup.trainer.init_state(params0, model_state0)
         final = rep.load_final(level, template, initial_mask(setup, params0))[0].params
     metadata = {
-        "run": run.name, "experiment": config.name, "config": run.config, "config_hash": run.hash,
+        "run": run.path.name, "experiment": config.name, "config": read_config(run.path),
+        "config_hash": run.path.name.rsplit("-", 1)[-1],
         "model": config.model, "dataset": config.data.name, "input_shape": list(setup.dataset.input_shape),
         "num_classes": setup.dataset.num_classes, "level": level, "replicate": replicate,
         "seed": setup.config.seed, "retraining": config.retraining, "rewind": config.rewind, "start_step": step,

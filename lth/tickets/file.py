@@ -35,7 +35,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save as safetensors_bytes
 
-from lth.arg_checks import check_ticket_file
+from lth.store.queries import check_ticket_file
 from lth.errors import LthError
 from lth.sparsity.masks import Mask, check_mask, named_leaves
 from lth.store.io import write_atomic

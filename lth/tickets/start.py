@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lth.errors import ConfigError, LthError, MaskError
-from lth.lottery import Setup, Start, init_params, with_start
+from lth.lottery import Setup, Start, init_params, prepare, with_start
 from lth.sparsity.masks import Mask, named_leaves
+from lth.store import RunDir
 from lth.tickets.file import Ticket, load
 
 
@@ -82,3 +83,11 @@ def with_run_ticket(setup: Setup, copy: str | os.PathLike) -> Setup:
         raise LthError(f"{copy} has SHA-256 {ticket.digest[:12]}..., the run's config names "
                        f"{setup.config.ticket[:12]}...: start the run again with `lth run ... --ticket FILE`")
     return with_start(setup, start)
+
+
+def run_setup(run: RunDir, data_root: str | os.PathLike | None = None) -> Setup:
+    """An existing run's setup: its config prepared (data, model, compiled trainers) and, for a run
+    that started from a ticket, level 0's start from that ticket's copy in the run directory. Every
+    job and reader of an existing run (controls, instability, workers, export, check, analysis) builds
+    its setup here, so none of them can forget the ticket."""
+    return with_run_ticket(prepare(run.config, data_root), run.start_ticket_path)

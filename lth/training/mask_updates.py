@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lth.config import SparseConfig
+from lth.spec.config import SparseConfig
 from lth.sparsity import dynamic, gradual, nm
 from lth.sparsity.masks import Mask, apply_mask
 

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lth.config import OptimizerConfig
+from lth.spec.config import OptimizerConfig
 from lth.errors import ConfigError
-from lth.names import LR_SCHEDULES, OPTIMIZERS
-from lth.parse import duration_to_steps
+from lth.spec.names import LR_SCHEDULES, OPTIMIZERS
+from lth.spec.parse import duration_to_steps
 
 SCHEDULES = LR_SCHEDULES
 

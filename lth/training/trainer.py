@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lth.config import OptimizerConfig
+from lth.spec.config import OptimizerConfig
 from lth.data.device import AUGMENTATIONS
 from lth.errors import ConfigError
 from lth.models.base import Model

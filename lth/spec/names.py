@@ -1,6 +1,6 @@
 """The names a config may use (optimisers, schedules, pruning strategies, models, datasets, ...),
 importable without jax so that the command line checks a config before it imports jax
-(`lth.config_checks`). The registries that implement them (`lth.models`, `lth.data`,
+(`lth.spec.checks`). The registries that implement them (`lth.models`, `lth.data`,
 `lth.training.optim`, ...) take their names from here; a test checks each registry matches."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ METHODS = ("imp", "gradual", "static", "set", "rigl")
 DISTRIBUTIONS = ("uniform", "erk")
 LAYOUTS = ("sequential", "workers", "vmap", "devices")  # how the replicates of a run are laid out
 BN_STATES = ("interpolate", "a", "average", "reestimate")  # BatchNorm statistics along a path (`lth.lottery.path`)
-FILESYSTEMS = ("auto", "shared", "local")  # how a sweep's workers reach the run root (`lth.runs.sweep`)
+FILESYSTEMS = ("auto", "shared", "local")  # how a sweep's workers reach the run root (`lth.sweeps.driver`)
 MLP_INITS = ("default", "pytorch")  # the MLPs' initialisation conventions (`lth.models.mlp`)
 
 MODELS: dict[str, tuple[str, ...]] = {  # model name -> its initialisation conventions

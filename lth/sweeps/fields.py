@@ -1,6 +1,6 @@
 """Config fields by dotted name, as sweep files give them: each value put in the form a config
 stores (lists as tuples, an integer as a float where the field is a float, so that 1 and 1.0 are one
-run) and checked by `lth.config.replace` (the field's type), with errors naming the sweep file and the
+run) and checked by `lth.spec.config.replace` (the field's type), with errors naming the sweep file and the
 valid fields; and the fields in which two configs differ."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from lth.config import ExperimentConfig, field_types, replace
+from lth.spec.config import ExperimentConfig, field_types, replace
 from lth.errors import ConfigError
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from lth.analysis.plots import plot_run
-from lth.arg_checks import control_args
-from lth.config import to_dict
-from lth.lottery import Setup, init_params, prepare
+from lth.store.queries import control_args
+from lth.spec.config import to_dict
+from lth.lottery import Setup, init_params
 from lth.lottery.controls import (
     Control, LevelInputs, check_controls, control_mask, control_start, finalize_mask,
     train_control_level,
@@ -21,7 +21,7 @@ from lth.runs.replicates import recompute_checked_rewind
 from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.store.checkpoints import CheckpointError
 from lth.store import JsonlSink, ReplicateDir, aggregate, load_mask, write_json
-from lth.tickets import with_run_ticket
+from lth.tickets import run_setup
 
 
 class MainLine:
@@ -102,7 +102,7 @@ def run_controls(
     path, run_dir, parsed, chosen = control_args(run, controls, levels, runs_root)
     config = run_dir.config
     wandb_mode = checked_wandb_mode(wandb)
-    setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
+    setup = run_setup(run_dir, data_root)
     check_controls(setup, parsed)
     reps = run_dir.replicates()
     tracker = WandbTracker(run_dir, to_dict(config), wandb_mode, warn=warn)

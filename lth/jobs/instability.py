@@ -7,15 +7,15 @@ import os
 from typing import Any
 
 from lth.analysis.instability_plots import plot_instability
-from lth.arg_checks import instability_args
+from lth.store.queries import instability_args
 from lth.errors import ConfigError
-from lth.lottery import init_params, prepare
+from lth.lottery import init_params
 from lth.lottery.instability import instability_curve
-from lth.parse import parse_steps
+from lth.spec.parse import parse_steps
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
 from lth.store import JsonlSink, load_mask, read_json_list
-from lth.tickets import with_run_ticket
+from lth.tickets import run_setup
 
 
 def run_instability(
@@ -38,7 +38,7 @@ def run_instability(
     are not recomputed. Returns {level: records}."""
     path, run_dir, chosen = instability_args(run, rewind_steps, levels, replicate, runs_root, bn_state)
     config = run_dir.config
-    setup = with_run_ticket(prepare(config, data_root), run_dir.start_ticket_path)
+    setup = run_setup(run_dir, data_root)
     steps = parse_steps(rewind_steps, setup.trainer.steps_per_epoch)
     beyond = [k for k in steps if k >= setup.total_steps]
     if beyond:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.analysis.sweeps import plot_sweep, summary_csv, summary_text, sweep_summary
-from lth.runs.sweep_file import SweepPlan
+from lth.sweeps.file import SweepPlan
 from lth.store import RunDir
 from lth.store.sweeps import SweepDir
 

@@ -8,17 +8,17 @@ from typing import Any, NamedTuple
 import jax
 
 from lth.analysis.plots import plot_run
-from lth.config import ExperimentConfig, replace, to_dict
-from lth.config_checks import check_run_options
+from lth.spec.config import ExperimentConfig, replace, to_dict
+from lth.spec.checks import check_run_options
 from lth.errors import ConfigError
 from lth.lottery import Setup, init_params, initial_mask, prepare
 from lth.lottery.controls import parse_controls
 from lth.lottery.setup import data_parallel_setup
-from lth.parse import CheckpointPeriod, parse_checkpoint_period, parse_levels
-from lth.runs.controls import run_controls
+from lth.spec.parse import CheckpointPeriod, parse_checkpoint_period, parse_levels
+from lth.jobs.controls import run_controls
 from lth.runs.from_ticket import keep_ticket, start_from_ticket
 from lth.runs.layout import choose_layout
-from lth.runs.methods import run_method
+from lth.jobs.methods import run_method
 from lth.runs.progress import LevelProgress, warn
 from lth.runs.replicates import run_replicate, run_replicates_together
 from lth.runs.tracking import WandbTracker, checked_wandb_mode
@@ -70,7 +70,7 @@ def run_lottery(
     `trackers`: more `lth.runs.tracking.Tracker`s to report to.
 
     `controls` (e.g. ("imp+reinit", "random_layerwise")) are trained afterwards for `control_levels`
-    (default: every level) by `lth.runs.controls.run_controls`; finished ones are not recomputed.
+    (default: every level) by `lth.jobs.controls.run_controls`; finished ones are not recomputed.
 
     `data_parallel`: shard every batch over all devices (`lth.training.sharded`; params and masks
     replicated). In a multi-process launch (`lth.training.processes.initialize_distributed`,
@@ -215,7 +215,7 @@ def _check_run_options(data_parallel: bool, controls: bool, wandb: str | None, m
 
 
 def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: str | None) -> None:
-    """One-line errors for run options that a method run (`lth.runs.methods`) does not take."""
+    """One-line errors for run options that a method run (`lth.jobs.methods`) does not take."""
     if mask is not None:
         raise ConfigError(f"--mask starts a lottery from a saved mask; method {method} chooses its own masks")
     if data_parallel or layout not in (None, "sequential"):

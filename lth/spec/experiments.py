@@ -7,12 +7,12 @@ import inspect
 from pathlib import Path
 from typing import NamedTuple
 
-from lth.config import (
+from lth.spec.config import (
     DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, check_types, replace
 )
 from lth.errors import ConfigError
 
-REPO_EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def experiment_dirs() -> list[Path]:
@@ -122,7 +122,7 @@ def _config(module, path: Path, variant: str) -> ExperimentConfig:
     except Exception as err:  # user code, as above
         raise ConfigError(f"get_config({variant!r}) of {str(path)!r} raised {_one_line(err)}: fix the file") from None
     if not isinstance(config, ExperimentConfig):
-        raise ConfigError(f"get_config() of {str(path)!r} must return an lth.config.ExperimentConfig, "
+        raise ConfigError(f"get_config() of {str(path)!r} must return an lth.spec.config.ExperimentConfig, "
                           f"not {type(config).__name__}")
     check_types(config)
     return config

@@ -2,7 +2,7 @@
 fields -- which `load_sweep` expands into cells, each an ordinary `ExperimentConfig` with its own
 content-addressed run directory, all checked before anything starts.
 
-    from lth.runs.sweep_file import Sweep
+    from lth.sweeps.file import Sweep
 
     def get_sweep(variant="default"):
         return Sweep(name="rewinding", experiment="lenet300_mnist", variant="quick",
@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lth.config import ExperimentConfig
+from lth.spec.config import ExperimentConfig
 from lth.errors import ConfigError
-from lth.experiments import find_sweep, load_experiment
+from lth.spec.experiments import find_sweep, load_experiment
 from lth.lottery.controls import parse_controls
 from lth.lottery.setup import validate_config
-from lth.parse import parse_levels, parse_value
-from lth.runs.sweep_fields import changed_fields, with_fields
+from lth.spec.parse import parse_levels, parse_value
+from lth.sweeps.fields import changed_fields, with_fields
 from lth.store import run_name
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -148,7 +148,7 @@ def _call_get_sweep(path: Path, variant: str) -> Sweep:
         raise ConfigError(f"unknown variant {variant!r} of sweep {path.stem}: choose one of {', '.join(variants)}")
     sweep = get_sweep(variant) if inspect.signature(get_sweep).parameters else get_sweep()
     if not isinstance(sweep, Sweep):
-        raise ConfigError(f"get_sweep() of {str(path)!r} must return an lth.runs.sweep_file.Sweep")
+        raise ConfigError(f"get_sweep() of {str(path)!r} must return an lth.sweeps.file.Sweep")
     return sweep
 
 
@@ -158,7 +158,7 @@ def _base(sweep: Sweep, where: str) -> tuple[ExperimentConfig, tuple[str, ...], 
         raise ConfigError(f"{where}: give the base as experiment='name' (and variant) or as config=..., not both")
     if sweep.config is not None:
         if not isinstance(sweep.config, ExperimentConfig):
-            raise ConfigError(f"{where}: config must be an lth.config.ExperimentConfig")
+            raise ConfigError(f"{where}: config must be an lth.spec.config.ExperimentConfig")
         return sweep.config, tuple(sweep.controls or ()), sweep.control_levels, None
     experiment = load_experiment(sweep.experiment, sweep.variant)
     controls = experiment.controls if sweep.controls is None else tuple(sweep.controls)
@@ -218,6 +218,6 @@ def _text(value: Any) -> str:
 
 
 def _cli_value(value: Any) -> str:
-    """A value as `--set FIELD=VALUE` writes it (`lth.parse.parse_value` gives it back)."""
+    """A value as `--set FIELD=VALUE` writes it (`lth.spec.parse.parse_value` gives it back)."""
     text = _text(value) if not isinstance(value, tuple) else json.dumps(value)
     return text if parse_value(text) == value else json.dumps(value)

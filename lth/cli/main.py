@@ -14,14 +14,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lth.arg_checks import check_finished_level, check_start_files, check_ticket_file, control_args, instability_args
-from lth.cli_args import build_parser
-from lth.config import replace
-from lth.config_checks import check_run_options, check_sweep_options, validate_config
+from lth.store.queries import check_finished_level, check_start_files, check_ticket_file, control_args, instability_args
+from lth.cli.parser import build_parser
+from lth.spec.config import replace
+from lth.spec.checks import check_run_options, check_sweep_options, validate_config
 from lth.errors import LthError
-from lth.experiments import experiment_names, find_sweep, load_experiment
+from lth.spec.experiments import experiment_names, find_sweep, load_experiment
 from lth.store import find_run, resolve_run
-from lth.parse import parse_assignment, parse_densities
+from lth.spec.parse import parse_assignment, parse_densities
 
 
 def config_from_args(args: argparse.Namespace):
@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lth.training.processes import initialize_distributed  # heavy (jax): after the arguments parse
 
     initialize_distributed()  # a multi-process launch (SLURM, or JAX_* variables): before any jax computation
-    from lth.runs.lottery import run_lottery  # heavy (jax, the runner): after the arguments parse
+    from lth.jobs.lottery import run_lottery  # heavy (jax, the runner): after the arguments parse
 
     controls = () if args.no_controls else experiment.controls
     run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, ticket=args.ticket,
@@ -86,7 +86,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(f"no runs under {runs_root(args.runs)}")
         return 0
     if args.check:
-        from lth.runs.check import check_runs  # heavy (builds each run's model): only with --check
+        from lth.jobs.check import check_runs  # heavy (builds each run's model): only with --check
 
         check_runs(rows, data_root=args.data_dir)
         rows = list_runs(args.runs)
@@ -108,7 +108,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     control_args(args.run, args.controls, args.levels, args.runs)  # the run, names and levels: before jax
-    from lth.runs.controls import run_controls  # heavy (jax, the runner): after the arguments parse
+    from lth.jobs.controls import run_controls  # heavy (jax, the runner): after the arguments parse
 
     run_controls(args.run, args.controls, args.levels, runs_root=args.runs, data_root=args.data_dir, wandb=args.wandb,
                  progress=not args.no_progress)
@@ -117,7 +117,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 def cmd_instability(args: argparse.Namespace) -> int:
     instability_args(args.run, args.rewind, args.levels, args.replicate, args.runs, args.bn_state)  # before jax
-    from lth.runs.instability import run_instability  # heavy (jax, the runner): after the arguments parse
+    from lth.jobs.instability import run_instability  # heavy (jax, the runner): after the arguments parse
 
     results = run_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
                               data_root=args.data_dir, progress=not args.no_progress, bn_state=args.bn_state)
@@ -159,7 +159,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     find_sweep(args.sweep)  # an unknown sweep, and options that cannot work: before jax
     check_sweep_options(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries, args.filesystem,
                         args.checkpoint_every)
-    from lth.runs.sweep_report import sweep_command  # heavy (jax, the runner; Ray later): after parsing
+    from lth.sweeps.report import sweep_command  # heavy (jax, the runner; Ray later): after parsing
 
     options = {k: getattr(args, k) for k in ("address", "cpus_per_run", "gpus_per_run", "max_retries", "filesystem",
                                              "worker_dir", "checkpoint_every", "wandb")}
@@ -205,8 +205,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("WANDB_SILENT", "true")
-    sys.exit(main())

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lth.config_checks import check_bn_state
-from lth.control_specs import Control, check_retraining, parse_controls
+from lth.spec.checks import check_bn_state
+from lth.spec.controls import Control, check_retraining, parse_controls
 from lth.errors import ConfigError, LthError
-from lth.parse import parse_levels, parse_steps
+from lth.spec.parse import parse_levels, parse_steps
 from lth.store import ReplicateDir, RunDir, check_mask_file, open_run, replicate_paths, resolve_run
 
 

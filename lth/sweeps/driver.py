@@ -1,4 +1,4 @@
-"""`run_sweep`: every cell of a sweep (`lth.runs.sweep_file`) as a Ray task on a local or joined
+"""`run_sweep`: every cell of a sweep (`lth.sweeps.file`) as a Ray task on a local or joined
 cluster, with the guarantees of a single run.
 
 * Finished cells are skipped (no Ray started when all are); unfinished ones resume from their run
@@ -21,15 +21,15 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lth.config import to_dict
-from lth.config_checks import check_sweep_options
+from lth.spec.config import to_dict
+from lth.spec.checks import check_sweep_options
 from lth.errors import LthError
-from lth.runs import cluster
-from lth.runs.lottery import _control_levels
-from lth.runs.sweep_file import Cell, SweepPlan
-from lth.runs.sweep_progress import SweepProgress
-from lth.runs.sweep_state import SweepState
-from lth.runs.sweep_task import CellJob, train_cell
+from lth.sweeps import cluster
+from lth.jobs.lottery import _control_levels
+from lth.sweeps.file import Cell, SweepPlan
+from lth.sweeps.progress import SweepProgress
+from lth.sweeps.state import SweepState
+from lth.sweeps.task import CellJob, train_cell
 from lth.runs.tracking import checked_wandb_mode
 from lth.store import RunDir, RunLock, runs_root
 from lth.store.sweeps import SweepDir, unpack_run_dir
@@ -138,7 +138,7 @@ class _Ledger:
 
 def failure_text(err: BaseException) -> tuple[str, bool, bool]:
     """(one-line error, retry it?, did the worker die?) of a failed Ray task."""
-    import ray.exceptions  # optional dependency: see lth.runs.cluster
+    import ray.exceptions  # optional dependency: see lth.sweeps.cluster
 
     if isinstance(err, ray.exceptions.RayTaskError):
         cause = err.cause if isinstance(err.cause, BaseException) else err

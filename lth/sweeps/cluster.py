@@ -2,7 +2,7 @@
 one joined by address (`auto`, `HOST:PORT` of a head started with `ray start --head`, or
 `ray://HOST:PORT` through Ray Client); and whether its workers see the driver's filesystem.
 
-Ray is imported only here and in `lth.runs.sweep` (function-local: an optional dependency).
+Ray is imported only here and in `lth.sweeps.driver` (function-local: an optional dependency).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lth.config_checks import HOST_PORT, check_address
+from lth.spec.checks import HOST_PORT, check_address
 from lth.errors import LthError
 from lth.store.sweeps import sees_probe
 

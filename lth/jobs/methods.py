@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.analysis.plots import plot_run
-from lth.config import ExperimentConfig, to_dict
+from lth.spec.config import ExperimentConfig, to_dict
 from lth.errors import ConfigError
 from lth.lottery import Setup, prepare
 from lth.lottery.methods import check_method, method_levels

@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from lth.errors import LthError
-from lth.lottery import init_params, prepare
+from lth.lottery import init_params
 from lth.runs.progress import warn
 from lth.sparsity.masks import make_mask
 from lth.store import DamagedFileError, load_mask, open_run
 from lth.store.resume import check_finished
+from lth.tickets import run_setup
 
 
 def check_run(path: Path, data_root: Any = None) -> tuple[int, int]:
     """(sound levels, levels checked) of one run, under its lock; repairs as `check_finished`."""
     run = open_run(path)
-    setup = prepare(run.config, data_root)
+    setup = run_setup(run, data_root)
     params0, model_state0 = init_params(setup)
     template = setup.trainer.init_state(params0, model_state0)
     sound = checked = 0

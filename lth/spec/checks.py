@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 
-from lth.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
 from lth.errors import ConfigError
-from lth.names import (
+from lth.spec.names import (
     BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS,
     PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING
 )
-from lth.parse import parse_checkpoint_period, parse_duration, parse_nm
+from lth.spec.parse import parse_checkpoint_period, parse_duration, parse_nm
 
 
 def validate_config(config: ExperimentConfig) -> None:

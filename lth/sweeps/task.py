@@ -2,7 +2,7 @@
 controls), into the shared run root or, without a shared filesystem, into a worker-local run root
 whose finished run directory is returned packed, for the driver to unpack into its own.
 
-This module imports no Ray: `lth.runs.sweep` wraps `train_cell` in a Ray task, and a `ledger` (a
+This module imports no Ray: `lth.sweeps.driver` wraps `train_cell` in a Ray task, and a `ledger` (a
 Ray actor handle) hears which node and process an attempt runs on as soon as it starts.
 """
 
@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 
 import jax
 
-from lth.config import from_dict
+from lth.spec.config import from_dict
 from lth.errors import LthError
-from lth.runs.lottery import run_lottery
+from lth.jobs.lottery import run_lottery
 from lth.store import RunDir
 from lth.store.sweeps import pack_run_dir, sees_probe
 
@@ -31,7 +31,7 @@ class CellJob(NamedTuple):
 
     index: int
     attempt: int
-    config: dict[str, Any]  # `lth.config.to_dict` of the cell's config
+    config: dict[str, Any]  # `lth.spec.config.to_dict` of the cell's config
     runs_root: str  # the driver's run root (absolute)
     filesystem: str  # "shared" (the driver's run root) | "local" (a worker-local one, shipped back)
     probe: tuple[str, str]  # (probe file path, token): a shared run root must show it

@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Any
 
-from lth.runs.sweep import SweepOutcome, cell_finished, run_sweep
-from lth.runs.sweep_file import SweepPlan, load_sweep
+from lth.sweeps.driver import SweepOutcome, cell_finished, run_sweep
+from lth.sweeps.file import SweepPlan, load_sweep
 from lth.store import runs_root
 
 
