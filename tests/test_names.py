@@ -2,7 +2,7 @@
 
 import pytest
 
-from lth import names
+from lth.spec import names
 from lth.spec.checks import check_dataset_name, check_model_name
 from lth.errors import ConfigError
 

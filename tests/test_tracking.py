@@ -10,6 +10,7 @@ from wandb_records import find_run_files, read_run
 from lth.cli import main
 from lth.errors import ConfigError
 from lth.jobs.lottery import run_lottery
+from lth.runs.tracking import Tracker
 
 
 @pytest.fixture
@@ -127,3 +128,39 @@ def test_vmapped_replicates_log_each_replicate_to_its_own_wandb_runs(tmp_path, w
             assert [h["val_loss"] for h in wb["history"]] == [m["val_loss"] for m in local]
             assert wb["summary"]["early_stop_test_accuracy"] == records[level]["early_stop_test_accuracy"]
     assert len(summaries) == 1
+
+
+class Events(Tracker):
+    """Every level event a run reports, as (name, replicate, level)."""
+
+    def __init__(self):
+        self.events, self.runs_done, self.closed = [], 0, 0
+
+    def level_start(self, replicate, level, percent_remaining, first_step, branch="main"):
+        self.events.append(("start", replicate, level))
+
+    def log_evaluations(self, replicate, level, evaluations):
+        self.events.append(("evaluations", replicate, level))
+
+    def level_done(self, replicate, record, evaluations):
+        self.events.append(("done", replicate, record["level"]))
+
+    def run_done(self, records):
+        self.runs_done += 1
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.mark.parametrize("layout", ["sequential", "workers", "vmap"])
+def test_trackers_receive_every_level_event_in_every_layout(tmp_path, layout):
+    """A tracker passed to `run_lottery` hears every replicate's level events, whichever layout trains
+    them (in the workers layout the worker processes forward them to this process)."""
+    events = Events()
+    workers = {"workers": 2} if layout == "workers" else {}
+    run_lottery(tiny_config(levels=1), runs_root=tmp_path, wandb="disabled", progress=False, replicates=2,
+                layout=layout, trackers=[events], **workers)
+    want = {(name, r, level) for name in ("start", "evaluations", "done") for r in (0, 1) for level in (0, 1)}
+    assert set(events.events) == want
+    assert sum(1 for e in events.events if e[0] == "done") == 4  # each level once
+    assert (events.runs_done, events.closed) == (1, 1)

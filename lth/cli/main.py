@@ -14,19 +14,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lth.store.queries import check_finished_level, check_start_files, check_ticket_file, control_args, instability_args
 from lth.cli.parser import build_parser
-from lth.spec.config import replace
-from lth.spec.checks import check_run_options, check_sweep_options, validate_config
 from lth.errors import LthError
-from lth.spec.experiments import experiment_names, find_sweep, load_experiment
-from lth.store import find_run, resolve_run
+from lth.plans.control import plan_controls, plan_instability
+from lth.plans.run import RunPlan, plan_run
+from lth.plans.sweep import plan_sweep_options
+from lth.spec.config import ExperimentConfig, replace
+from lth.spec.experiments import Experiment, experiment_names, find_sweep, load_experiment
 from lth.spec.parse import parse_assignment, parse_densities
+from lth.store import find_run, resolve_run
+from lth.store.queries import check_finished_level, check_ticket_file
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, experiment: Experiment | None = None) -> ExperimentConfig:
     """The experiment's config with the command line's changes (`--levels`, `--set FIELD=VALUE`, ...)."""
-    config = load_experiment(args.experiment, args.variant).config
+    config = (experiment or load_experiment(args.experiment, args.variant)).config
     changes: dict[str, Any] = {}
     simple = {
         "levels": "levels",
@@ -56,25 +58,27 @@ def config_from_args(args: argparse.Namespace):
     return replace(config, **changes) if changes else config
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    validate_config(config)  # bad names, values and options answer before jax is imported
-    check_run_options(args.replicates, args.workers, args.layout, args.checkpoint_every)
-    check_start_files(args.mask, args.ticket, config.initial_mask)  # a missing file (what fits needs the model)
+def run_plan_from_args(args: argparse.Namespace) -> RunPlan:
+    """The checked plan of `lth run` (the experiment file imported once; nothing heavy imported)."""
     experiment = load_experiment(args.experiment, args.variant)
+    return plan_run(config_from_args(args, experiment), runs_root=args.runs, data_root=args.data_dir,
+                    mask=args.mask, ticket=args.ticket, replicates=args.replicates,
+                    checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
+                    controls=() if args.no_controls else experiment.controls,
+                    control_levels=experiment.control_levels, data_parallel=args.data_parallel,
+                    workers=args.workers, layout=args.layout, allow_mixed_numerics=args.allow_mixed_numerics)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = run_plan_from_args(args)  # bad names, values, options and files answer before jax is imported
     if args.no_compile_cache:
         os.environ["LTH_CACHE"] = "off"  # worker processes inherit it
     from lth.training.processes import initialize_distributed  # heavy (jax): after the arguments parse
 
     initialize_distributed()  # a multi-process launch (SLURM, or JAX_* variables): before any jax computation
-    from lth.jobs.lottery import run_lottery  # heavy (jax, the runner): after the arguments parse
+    from lth.jobs.lottery import run_plan  # heavy (jax, the runner): after the arguments parse
 
-    controls = () if args.no_controls else experiment.controls
-    run_lottery(config, runs_root=args.runs, data_root=args.data_dir, mask=args.mask, ticket=args.ticket,
-                replicates=args.replicates,
-                checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
-                controls=controls, control_levels=experiment.control_levels, data_parallel=args.data_parallel,
-                workers=args.workers, layout=args.layout, allow_mixed_numerics=args.allow_mixed_numerics)
+    run_plan(plan)
     return 0
 
 
@@ -107,20 +111,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    control_args(args.run, args.controls, args.levels, args.runs)  # the run, names and levels: before jax
-    from lth.jobs.controls import run_controls  # heavy (jax, the runner): after the arguments parse
+    plan = plan_controls(args.run, args.controls, args.levels, runs_root=args.runs, wandb=args.wandb,
+                         data_root=args.data_dir, progress=not args.no_progress)  # before jax
+    from lth.jobs.controls import run_control_plan  # heavy (jax, the runner): after the arguments parse
 
-    run_controls(args.run, args.controls, args.levels, runs_root=args.runs, data_root=args.data_dir, wandb=args.wandb,
-                 progress=not args.no_progress)
+    run_control_plan(plan)
     return 0
 
 
 def cmd_instability(args: argparse.Namespace) -> int:
-    instability_args(args.run, args.rewind, args.levels, args.replicate, args.runs, args.bn_state)  # before jax
-    from lth.jobs.instability import run_instability  # heavy (jax, the runner): after the arguments parse
+    plan = plan_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
+                            bn_state=args.bn_state, data_root=args.data_dir, progress=not args.no_progress)
+    from lth.jobs.instability import run_instability_plan  # heavy (jax, the runner): after the arguments parse
 
-    results = run_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
-                              data_root=args.data_dir, progress=not args.no_progress, bn_state=args.bn_state)
+    results = run_instability_plan(plan)
     print(f"{'level':>5} {'k':>7} {'barrier (points)':>17} {'stable':>7}")
     for level, records in results.items():
         for r in records:
@@ -157,14 +161,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     find_sweep(args.sweep)  # an unknown sweep, and options that cannot work: before jax
-    check_sweep_options(args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries, args.filesystem,
-                        args.checkpoint_every)
+    options = plan_sweep_options(args.runs, args.data_dir, args.address, args.cpus_per_run, args.gpus_per_run,
+                                 args.max_retries, args.filesystem, args.worker_dir, args.checkpoint_every, args.wandb)
     from lth.sweeps.report import sweep_command  # heavy (jax, the runner; Ray later): after parsing
 
-    options = {k: getattr(args, k) for k in ("address", "cpus_per_run", "gpus_per_run", "max_retries", "filesystem",
-                                             "worker_dir", "checkpoint_every", "wandb")}
     return sweep_command(args.sweep, args.variant, dry_run=args.dry_run, progress=not args.no_progress,
-                         runs_root=args.runs, data_root=args.data_dir, **options)
+                         runs_root=args.runs, options=options)
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from lth.spec.names import FILESYSTEMS, PRUNING_STRATEGIES, RETRAINING, WANDB_MODES
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"lth: error: {message} (see `{self.prog} --help`)\n")
@@ -49,10 +52,10 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
     run.add_argument("--prune-fraction", type=float,
                      help="fraction of the remaining weights pruned per level, in (0, 1)")
-    run.add_argument("--strategy", choices=("layerwise", "global", "modulewise"),
+    run.add_argument("--strategy", choices=PRUNING_STRATEGIES,
                      help="one threshold per layer, one for all, or one per module (kernel and bias together)")
     run.add_argument("--rewind", help="rewind point: 0it (init), 500it, 2ep ...")
-    run.add_argument("--retraining", choices=("rewind", "lr_rewind", "finetune"),
+    run.add_argument("--retraining", choices=RETRAINING,
                      help="weight rewinding (default), learning-rate rewinding or fine-tuning (Renda et al. 2020)")
     run.add_argument("--seed", type=int)
     length = run.add_mutually_exclusive_group()
@@ -84,7 +87,7 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
     run.add_argument("--checkpoint-every", default="10min",
                      help="checkpoint period inside a level: wall time (10min, the default; 90s) or training "
                           "(5ep, 2000it); 0ep = level ends only")
-    run.add_argument("--wandb", choices=("online", "offline", "disabled"),
+    run.add_argument("--wandb", choices=WANDB_MODES,
                      help="W&B mode (default: $WANDB_MODE, else offline; offline files go inside the run directory)")
     _add_roots(run)
     run.add_argument("--data-parallel", action="store_true",
@@ -105,7 +108,7 @@ def _add_control(control: argparse.ArgumentParser) -> None:
                                           "invert,oneshot,snip,snip+shuffle,synflow+reinit; sparse training at the "
                                           "level's density: static_erk,static_uniform,set,rigl,gradual")
     control.add_argument("--levels", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
-    control.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
+    control.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: offline)")
     _add_roots(control)
     control.add_argument("--no-progress", action="store_true")
 
@@ -129,11 +132,11 @@ def _add_sweep(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs Ray reserves per cell (default 1)")
     sweep.add_argument("--gpus-per-run", type=float, help="GPUs per cell (default 1 if the cluster has GPUs, else 0)")
     sweep.add_argument("--max-retries", type=int, default=2, help="retries of a cell that raises or dies (default 2)")
-    sweep.add_argument("--filesystem", choices=("auto", "shared", "local"), default="auto",
+    sweep.add_argument("--filesystem", choices=FILESYSTEMS, default="auto",
                        help="local: train on the workers' disks, ship run directories back (default: auto-detect)")
     sweep.add_argument("--worker-dir", help="the run root on each worker with --filesystem local (default: <tmp>)")
     sweep.add_argument("--checkpoint-every", default="10min", help="checkpoint period inside a level (as lth run)")
-    sweep.add_argument("--wandb", choices=("online", "offline", "disabled"), help="W&B mode (default: offline)")
+    sweep.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: offline)")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and their run directories, start nothing")
     _add_roots(sweep)
     sweep.add_argument("--no-progress", action="store_true", help="no progress lines (the summary is printed)")

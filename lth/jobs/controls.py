@@ -8,17 +8,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from lth.analysis.plots import plot_run
-from lth.store.queries import control_args
-from lth.spec.config import to_dict
 from lth.lottery import Setup, init_params
 from lth.lottery.controls import (
     Control, LevelInputs, check_controls, control_mask, control_start, finalize_mask,
     train_control_level,
 )
-from lth.runs.progress import LevelProgress, warn
+from lth.plans.control import ControlPlan, plan_controls
+from lth.runs.progress import warn
 from lth.runs.recorder import Recorder
+from lth.runs.session import Session, open_session
 from lth.runs.replicates import recompute_checked_rewind
-from lth.runs.tracking import WandbTracker, checked_wandb_mode
 from lth.store.checkpoints import CheckpointError
 from lth.store import JsonlSink, ReplicateDir, aggregate, load_mask, write_json
 from lth.tickets import run_setup
@@ -99,35 +98,40 @@ def run_controls(
     run; finished control levels are not recomputed.
     The run's accuracy-vs-sparsity plot is redrawn with one series per control.
     """
-    path, run_dir, parsed, chosen = control_args(run, controls, levels, runs_root)
-    config = run_dir.config
-    wandb_mode = checked_wandb_mode(wandb)
-    setup = run_setup(run_dir, data_root)
-    check_controls(setup, parsed)
+    return run_control_plan(plan_controls(run, controls, levels, runs_root=runs_root, wandb=wandb,
+                                          data_root=data_root, progress=progress))
+
+
+def run_control_plan(plan: ControlPlan) -> dict[str, list[dict[str, Any]]]:
+    """`run_controls` of a checked plan (`lth.plans.control.plan_controls`)."""
+    run_dir, chosen = plan.run, list(plan.levels)
+    setup = run_setup(run_dir, plan.data_root)
+    check_controls(setup, list(plan.controls))
     reps = run_dir.replicates()
-    tracker = WandbTracker(run_dir, to_dict(config), wandb_mode, warn=warn)
-    reporter = LevelProgress(len(chosen) - 1, setup.total_steps, len(reps) * len(parsed), enabled=progress)
-    results: dict[str, list[list[dict[str, Any]]]] = {c.name: [] for c in parsed}
-    positions = {level: i for i, level in enumerate(chosen)}
-    with run_dir.lock():
-        try:
-            for r, rep in enumerate(reps):
-                line = MainLine(setup.for_replicate(r), rep)
-                for c, control in enumerate(parsed):
-                    branch = rep.control(control.name)
-                    done = {record["level"] for record in branch.read_results()}
-                    branch.filter_metrics(lambda row, done=done: row.get("level") in done, warn)  # resumed: anew
-                    with JsonlSink(branch.metrics_path) as sink:
-                        recorder = Recorder(branch, sink, reporter, [tracker], r, branch=control.name,
-                                            records=branch.read_results(), slot=r * len(parsed) + c,
-                                            positions=positions)
-                        results[control.name].append(_train_control(line, control, chosen, recorder))
-        finally:
-            reporter.close()
-            tracker.close()
-        plot_run(path)
+    results: dict[str, list[list[dict[str, Any]]]] = {c.name: [] for c in plan.controls}
+    with open_session(run_dir, plan.wandb, levels=len(chosen) - 1, total_steps=setup.total_steps,
+                      slots=len(reps) * len(plan.controls), progress=plan.progress, create=False) as session:
+        for r, rep in enumerate(reps):
+            line = MainLine(setup.for_replicate(r), rep)
+            for c, control in enumerate(plan.controls):
+                recorder = _branch_recorder(session, rep, control, r, r * len(plan.controls) + c, chosen)
+                with recorder.sink:
+                    results[control.name].append(_train_control(line, control, chosen, recorder))
+        plot_run(plan.path)
         for name, per_rep in results.items():
             write_json(run_dir.control_results_path(name), aggregate(per_rep))
-    if progress:
-        print(f"controls: {', '.join(results)} -> {path / 'controls'}\nplot: {run_dir.plot_path}")
+    if plan.progress:
+        print(f"controls: {', '.join(results)} -> {plan.path / 'controls'}\nplot: {run_dir.plot_path}")
     return {name: (per_rep[0] if len(per_rep) == 1 else aggregate(per_rep)) for name, per_rep in results.items()}
+
+
+def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, replicate: int, slot: int,
+                     chosen: list[int]) -> Recorder:
+    """The recorder of one control of one replicate: its finished levels kept, the metrics lines of an
+    interrupted one dropped (it is trained anew)."""
+    branch = rep.control(control.name)
+    done = {record["level"] for record in branch.read_results()}
+    branch.filter_metrics(lambda row: row.get("level") in done, warn)
+    return Recorder(branch, JsonlSink(branch.metrics_path), session.reporter, session.trackers, replicate,
+                    branch=control.name, records=branch.read_results(), slot=slot,
+                    positions={level: i for i, level in enumerate(chosen)})

@@ -7,11 +7,11 @@ import os
 from typing import Any
 
 from lth.analysis.instability_plots import plot_instability
-from lth.store.queries import instability_args
 from lth.errors import ConfigError
 from lth.lottery import init_params
 from lth.lottery.instability import instability_curve
-from lth.spec.parse import parse_steps
+from lth.plans.control import InstabilityPlan, plan_instability
+from lth.spec.parse import steps_of
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
 from lth.store import JsonlSink, load_mask, read_json_list
@@ -36,10 +36,16 @@ def run_instability(
     to (another k needs the ticket IMP finds rewound there: a run with that --rewind). Records go
     to ``replicate_XX/instability/level_XX.json`` and a plot beside them; finished (level, k) pairs
     are not recomputed. Returns {level: records}."""
-    path, run_dir, chosen = instability_args(run, rewind_steps, levels, replicate, runs_root, bn_state)
+    return run_instability_plan(plan_instability(run, rewind_steps, levels, replicate=replicate, runs_root=runs_root,
+                                                 bn_state=bn_state, data_root=data_root, progress=progress))
+
+
+def run_instability_plan(plan: InstabilityPlan) -> dict[int, list[dict[str, Any]]]:
+    """`run_instability` of a checked plan (`lth.plans.control.plan_instability`)."""
+    run_dir, chosen, replicate, bn_state = plan.run, list(plan.levels), plan.replicate, plan.bn_state
     config = run_dir.config
-    setup = run_setup(run_dir, data_root)
-    steps = parse_steps(rewind_steps, setup.trainer.steps_per_epoch)
+    setup = run_setup(run_dir, plan.data_root)
+    steps = steps_of(plan.rewind_steps, setup.trainer.steps_per_epoch)
     beyond = [k for k in steps if k >= setup.total_steps]
     if beyond:
         raise ConfigError(f"rewind step(s) {beyond} not before the end of training ({setup.total_steps} iterations)")
@@ -52,7 +58,7 @@ def run_instability(
     rep = run_dir.replicate(replicate)
     setup = setup.for_replicate(replicate)
     params0, _ = init_params(setup)
-    reporter = LevelProgress(config.levels, setup.total_steps, enabled=progress)
+    reporter = LevelProgress(config.levels, setup.total_steps, enabled=plan.progress)
     recorder = Recorder(rep, JsonlSink(rep.metrics_path, enabled=False), reporter, [], replicate)
     out: dict[int, list[dict[str, Any]]] = {}
     with run_dir.lock():

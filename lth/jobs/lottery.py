@@ -1,29 +1,30 @@
-"""`run_lottery`: the IMP driver (`lth.lottery`) wired to the run directory, W&B, progress and the plot."""
+"""`run_lottery`: the IMP driver (`lth.lottery`) wired to the run directory, W&B, progress and the plot,
+for a checked plan (`lth.plans.run`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 
 from lth.analysis.plots import plot_run
-from lth.spec.config import ExperimentConfig, replace, to_dict
-from lth.spec.checks import check_run_options
 from lth.errors import ConfigError
-from lth.lottery import Setup, init_params, initial_mask, prepare
-from lth.lottery.controls import parse_controls
+from lth.jobs.controls import run_control_plan
+from lth.jobs.methods import run_method_plan
+from lth.lottery import Setup, build_setup, init_params, initial_mask
 from lth.lottery.setup import data_parallel_setup
-from lth.spec.parse import CheckpointPeriod, parse_checkpoint_period, parse_levels
-from lth.jobs.controls import run_controls
+from lth.plans.control import plan_controls
+from lth.plans.run import RunPlan, plan_run
 from lth.runs.from_ticket import keep_ticket, start_from_ticket
 from lth.runs.layout import choose_layout
-from lth.jobs.methods import run_method
-from lth.runs.progress import LevelProgress, warn
+from lth.runs.progress import warn
 from lth.runs.replicates import run_replicate, run_replicates_together
-from lth.runs.tracking import WandbTracker, checked_wandb_mode
+from lth.runs.session import Session, open_session
 from lth.runs.workers import run_replicates_in_workers
 from lth.sparsity.masks import Mask, mask_digest
+from lth.spec.config import ExperimentConfig, replace
+from lth.spec.parse import CheckpointPeriod
 from lth.store import DamagedFileError, ReplicateDir, RunDir, aggregate, load_mask
 from lth.store.resume import check_finished
 from lth.store.run_dir import check_run_root
@@ -89,56 +90,46 @@ def run_lottery(
     flags); resuming a replicate under another context is refused unless `allow_mixed_numerics`.
     A rerun of a finished run checks its files (and repairs what redundant copies allow).
     """
-    if config.method != "imp":  # gradual, static, SET, RigL: one record per target density
-        _check_method_options(config.method, mask, data_parallel, layout)
-        return run_method(config, runs_root=runs_root, data_root=data_root, replicates=replicates, progress=progress,
-                          wandb=wandb, trackers=trackers)
-    check_run_options(replicates, workers, layout, checkpoint_every)
+    return run_plan(plan_run(config, runs_root=runs_root, data_root=data_root, mask=mask, ticket=ticket,
+                             replicates=replicates, checkpoint_every=checkpoint_every, progress=progress, wandb=wandb,
+                             trackers=trackers, controls=controls, control_levels=control_levels,
+                             data_parallel=data_parallel, workers=workers, layout=layout,
+                             allow_mixed_numerics=allow_mixed_numerics))
+
+
+def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
+    """`run_lottery` of a checked plan (`lth.plans.run.plan_run`; `lth run` builds it from its arguments)."""
+    if plan.config.method != "imp":  # gradual, static, SET, RigL: one record per target density
+        return run_method_plan(plan)
     main = jax.process_index() == 0
-    wandb_mode = _check_run_options(data_parallel, bool(controls), wandb, main)
-    setup = prepare(config, data_root)
-    if data_parallel:
+    _check_processes(plan)
+    setup = build_setup(plan.config, plan.data_root)
+    if plan.data_parallel:
         setup = data_parallel_setup(setup)
-    choose_layout(layout, workers, replicates, data_parallel)  # validate before anything is written
-    every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
-    setup, mask, ticket = start_from_ticket(setup, ticket, mask)
+    choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before anything is written
+    every = plan.checkpoint_every.period(setup.trainer.steps_per_epoch)
+    setup, mask, ticket = start_from_ticket(setup, plan.ticket, plan.mask)
     if ticket is None:
         setup, mask = _with_initial_mask(setup, mask)
-    config = setup.config
-    run = RunDir(check_run_root(runs_root), config, writable=main)  # several processes: process 0 writes
-    reps = [run.replicate(r) for r in range(replicates)]
-    control_levels = _control_levels(controls, control_levels, config.levels)
+    run = RunDir(check_run_root(plan.runs_root), setup.config, writable=main)  # several processes: process 0 writes
+    reps = [run.replicate(r) for r in range(plan.replicates)]
     if _finished(setup, run, reps, mask):
-        if progress and main:
-            print(f"{run.path}: all {config.levels + 1} levels of {replicates} replicate(s) done")
-        _run_controls(run, controls, control_levels, data_root, wandb, progress)
+        if plan.progress and main:
+            print(f"{run.path}: all {setup.config.levels + 1} levels of {plan.replicates} replicate(s) done")
+        _run_controls(run, plan)
         return _records(run, reps)
-
     if ticket is not None:
         keep_ticket(run, ticket)
-    options = _Options(every, checkpoint_every, wandb_mode, progress and main, layout, workers, data_root,
-                       data_parallel, allow_mixed_numerics)
-    per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, list(trackers or []), options)
-    _run_controls(run, controls, control_levels, data_root, wandb, progress)
-    if progress and main:
+    wandb_mode = plan.wandb if main else "disabled"
+    per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, every, plan, wandb_mode)
+    _run_controls(run, plan)
+    if plan.progress and main:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     if not main:  # process 0 may still be writing the files: the same records, from memory
-        return per_replicate[0] if replicates == 1 else aggregate(per_replicate)
+        return per_replicate[0] if plan.replicates == 1 else aggregate(per_replicate)
     return _records(run, reps)
-
-
-class _Options(NamedTuple):
-    every: CheckpointPeriod
-    checkpoint_every: str  # as given (worker processes parse it again)
-    wandb_mode: str
-    progress: bool
-    layout: str | None
-    workers: int | None
-    data_root: Any
-    data_parallel: bool
-    allow_mixed_numerics: bool
 
 
 def _levels_done(rep: ReplicateDir) -> int:
@@ -164,63 +155,58 @@ def _finished(setup: Setup, run: RunDir, reps: list[ReplicateDir], mask: Mask | 
     return done
 
 
-def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask: Mask | None, trackers: list[Any],
-                      options: _Options) -> tuple[list[list[dict[str, Any]]], WandbTracker]:
-    """Train every unfinished replicate under the run's lock, in the layout chosen; then the run's
+def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask: Mask | None,
+                      every: CheckpointPeriod, plan: RunPlan, wandb_mode: str
+                      ) -> tuple[list[list[dict[str, Any]]], Any]:
+    """Train every unfinished replicate in the run's session, in the layout chosen; then the run's
     aggregate, plot and W&B summary. Returns each replicate's records and the W&B tracker."""
     config, main = setup.config, run.writable
     # the layout follows from the replicates asked for, not from how many are left: a replicate
     # resumes under the numerics it started with
-    layout, workers = choose_layout(options.layout, options.workers, len(reps), options.data_parallel)
-    with run.lock():
-        run.create()
-        wandb_tracker = WandbTracker(run, to_dict(config), options.wandb_mode, warn=warn)
-        trackers = [*trackers, wandb_tracker]
-        reporter = LevelProgress(config.levels, setup.total_steps, len(reps), enabled=options.progress)
-        reporter.note(f"run directory: {run.path}")
+    layout, workers = choose_layout(plan.layout, plan.workers, len(reps), plan.data_parallel)
+    with open_session(run, wandb_mode, levels=config.levels, total_steps=setup.total_steps, slots=len(reps),
+                      progress=plan.progress and main, trackers=plan.trackers) as session:
         todo = [r for r, rep in enumerate(reps) if _levels_done(rep) < config.levels + 1]
-        try:
-            if layout == "workers" and todo:
-                run_replicates_in_workers(run, todo, min(workers, len(todo)), config, options.data_root, mask,
-                                          options.checkpoint_every, options.wandb_mode, reporter,
-                                          options.allow_mixed_numerics)
-            elif layout in ("vmap", "devices"):
-                run_replicates_together(setup, reps, todo, mask, layout, options.every, reporter, trackers,
-                                        options.allow_mixed_numerics)
-            per_replicate = []
-            for r, rep in enumerate(reps):  # after workers or vmap, this only reads the finished records
-                per_replicate.append(run_replicate(setup.for_replicate(r), rep, mask, r, options.every, reporter,
-                                                   trackers, options.allow_mixed_numerics))
-                run.write_aggregate(per_replicate)
-            if main:
-                plot_run(run.path)
-                for tracker in trackers:
-                    tracker.run_done(_records(run, reps))
-        finally:
-            reporter.close()
-            for tracker in trackers:
-                tracker.close()
-    return per_replicate, wandb_tracker
+        if layout == "workers" and todo:
+            run_replicates_in_workers(run, todo, min(workers, len(todo)), plan.data_root, mask, every, wandb_mode,
+                                      session.reporter, plan.allow_mixed_numerics, trackers=plan.trackers)
+        elif layout in ("vmap", "devices"):
+            run_replicates_together(setup, reps, todo, mask, layout, every, session.reporter, session.trackers,
+                                    plan.allow_mixed_numerics)
+        per_replicate = _each_replicate(session, setup, reps, mask, every, plan.allow_mixed_numerics)
+        if main:
+            plot_run(run.path)
+            session.run_done(_records(run, reps))
+    return per_replicate, session.wandb
 
 
-def _check_run_options(data_parallel: bool, controls: bool, wandb: str | None, main: bool) -> str:
-    """One-line errors for options that cannot go together here; returns the W&B mode."""
+def _each_replicate(session: Session, setup: Setup, reps: list[ReplicateDir], mask: Mask | None,
+                    every: CheckpointPeriod, allow_mixed_numerics: bool) -> list[list[dict[str, Any]]]:
+    """Every replicate one after the other (after workers or vmap, this only reads the finished
+    records), the run's results.json rewritten after each."""
+    per_replicate = []
+    for r, rep in enumerate(reps):
+        per_replicate.append(run_replicate(setup.for_replicate(r), rep, mask, r, every, session.reporter,
+                                           session.trackers, allow_mixed_numerics))
+        session.run.write_aggregate(per_replicate)
+    return per_replicate
+
+
+def _check_processes(plan: RunPlan) -> None:
+    """One-line errors for options that a multi-process launch cannot take."""
     processes = jax.process_count()
-    if processes > 1 and not data_parallel:
+    if processes > 1 and not plan.data_parallel:
         raise ConfigError(f"this run has {processes} processes: add --data-parallel to train one network over all "
                           "of their devices (see docs/multihost.md)")
-    if processes > 1 and controls:
+    if processes > 1 and plan.controls:
         raise ConfigError("controls run in one process: use --no-controls here and `lth control` afterwards")
-    return checked_wandb_mode(wandb) if main else "disabled"
 
 
-def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: str | None) -> None:
-    """One-line errors for run options that a method run (`lth.jobs.methods`) does not take."""
-    if mask is not None:
-        raise ConfigError(f"--mask starts a lottery from a saved mask; method {method} chooses its own masks")
-    if data_parallel or layout not in (None, "sequential"):
-        raise ConfigError(f"method {method} trains its replicates one after the other: drop --data-parallel / "
-                          "--layout (the vmapped trainer runs them together from Python: lth.training.stacked)")
+def _run_controls(run: RunDir, plan: RunPlan) -> None:
+    """The experiment's controls at their levels, after the main line (finished ones are kept)."""
+    if plan.controls and plan.control_levels:
+        run_control_plan(plan_controls(run.path, plan.controls, list(plan.control_levels), wandb=plan.wandb,
+                                       data_root=plan.data_root, progress=plan.progress))
 
 
 def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Setup, Mask | None]:
@@ -230,24 +216,6 @@ def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Se
     params0, _ = init_params(setup)
     mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
     return setup.with_config(replace(setup.config, initial_mask=mask_digest(mask))), mask
-
-
-def _control_levels(controls: tuple[str, ...], control_levels: Any, levels: int) -> list[int] | None:
-    """The main-line levels the experiment's controls train (checked now, before anything is written)."""
-    if not controls:
-        return None
-    parse_controls(controls)
-    # an experiment's control levels beyond a shortened run (--levels) are left out
-    wanted = control_levels if control_levels is not None else f"0-{levels}"
-    if isinstance(wanted, str):
-        wanted = parse_levels(wanted, 10**6)
-    return [level for level in wanted if level <= levels]
-
-
-def _run_controls(run: RunDir, controls: tuple[str, ...], levels: list[int] | None, data_root: Any, wandb: Any,
-                  progress: bool) -> None:
-    if controls and levels:
-        run_controls(run.path, controls, levels, data_root=data_root, wandb=wandb, progress=progress)
 
 
 def _records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:

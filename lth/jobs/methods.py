@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from lth.analysis.plots import plot_run
-from lth.spec.config import ExperimentConfig, to_dict
-from lth.errors import ConfigError
-from lth.lottery import Setup, prepare
+from lth.spec.config import ExperimentConfig
+from lth.lottery import Setup, build_setup
 from lth.lottery.methods import check_method, method_levels
-from lth.runs.progress import LevelProgress, warn
+from lth.runs.progress import warn
 from lth.runs.recorder import Recorder
-from lth.runs.tracking import WandbTracker, checked_wandb_mode
+from lth.runs.session import open_session
+from lth.plans.run import RunPlan, plan_run
 from lth.sparsity.masks import Mask, mask_digest
 from lth.store import DamagedFileError, JsonlSink, ReplicateDir, RunDir
 from lth.store.run_dir import check_run_root
@@ -53,35 +53,32 @@ def run_method(config: ExperimentConfig, *, runs_root: str | Path | None = None,
     `*_sample_std` over replicates when there are several). Bad settings raise a one-line ConfigError
     before anything is written; the run's lock is held while it trains, every file is written
     atomically, and each replicate's manifest records its numerics context."""
-    if replicates < 1:
-        raise ConfigError(f"replicates must be >= 1, got {replicates}")
-    wandb_mode = checked_wandb_mode(wandb)
-    setup = prepare(config, data_root)
+    return run_method_plan(plan_run(config, runs_root=runs_root, data_root=data_root, replicates=replicates,
+                                    progress=progress, wandb=wandb, trackers=trackers))
+
+
+def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
+    """`run_method` of a checked plan (`lth.plans.run.plan_run` of a config whose method is not imp)."""
+    config, replicates = plan.config, plan.replicates
+    setup = build_setup(config, plan.data_root)
     check_method(setup)
-    run = RunDir(check_run_root(runs_root), config)
+    run = RunDir(check_run_root(plan.runs_root), config)
     count = len(config.sparse.densities) or 1
     reps = [run.replicate(r) for r in range(replicates)]
     if run.results_path.exists() and all(_done(rep) == count for rep in reps):
-        if progress:
+        if plan.progress:
             print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
         return _records(run, reps)
-    with run.lock():
-        run.create()
-        tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
-        reporter = LevelProgress(count - 1, setup.total_steps, replicates, enabled=progress)
-        reporter.note(f"run directory: {run.path}")
+    with open_session(run, plan.wandb, levels=count - 1, total_steps=setup.total_steps, slots=replicates,
+                      progress=plan.progress, trackers=plan.trackers) as session:
         per_replicate = []
-        try:
-            for r, rep in enumerate(reps):
-                _train_replicate(setup, rep, r, reporter, [*(trackers or []), tracker])
-                per_replicate.append(rep.read_results())
-                run.write_aggregate(per_replicate)
-            plot_run(run.path)
-            tracker.run_done(_records(run, reps))
-        finally:
-            reporter.close()
-            tracker.close()
-    if progress:
+        for r, rep in enumerate(reps):
+            _train_replicate(setup, rep, r, session.reporter, session.trackers)
+            per_replicate.append(rep.read_results())
+            run.write_aggregate(per_replicate)
+        plot_run(run.path)
+        session.wandb.run_done(_records(run, reps))
+    if plan.progress:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
     return _records(run, reps)
 

@@ -7,6 +7,7 @@ from lth.lottery.setup import (
     RETRAINING,
     Setup,
     Start,
+    build_setup,
     data_keys,
     data_level,
     init_params,
@@ -19,7 +20,7 @@ from lth.lottery.setup import (
 )
 
 __all__ = [
-    "RETRAINING", "Hooks", "LevelOutcome", "Resume", "Setup", "Start", "data_keys", "data_level", "init_params",
-    "initial_mask", "level_record", "lottery_levels", "lottery_levels_together", "prepare", "retrained", "start_step",
-    "validate_config", "with_start",
+    "RETRAINING", "Hooks", "LevelOutcome", "Resume", "Setup", "Start", "build_setup", "data_keys", "data_level",
+    "init_params", "initial_mask", "level_record", "lottery_levels", "lottery_levels_together", "prepare", "retrained",
+    "start_step", "validate_config", "with_start",
 ]

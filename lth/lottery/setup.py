@@ -85,9 +85,15 @@ def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels:
 
 
 def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
-    """Validate `config`, load the data and build the model and the compiled trainer (its programs
-    from the persistent compilation cache when an earlier process compiled them: `enable_compile_cache`)."""
+    """Validate `config` (`lth.spec.checks.validate_config`), then `build_setup`."""
     validate_config(config)
+    return build_setup(config, data_root)
+
+
+def build_setup(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
+    """Load the data and build the model and the compiled trainer of a validated `config` (a plan's:
+    `lth.plans`), its programs from the persistent compilation cache when an earlier process compiled
+    them (`enable_compile_cache`); the checks that need the data (lengths, the rewind point, batch size)."""
     enable_compile_cache()
     dataset = load_dataset(config.data.name, config.data.validation_size, data_root,
                            random_labels_fraction=config.data.random_labels_fraction,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lth.store.queries import check_start_files
 from lth.spec.config import replace
 from lth.errors import ConfigError
 from lth.lottery import Setup, with_start
@@ -26,7 +25,6 @@ def start_from_ticket(setup: Setup, ticket: Ticket | str | os.PathLike | None, m
             raise ConfigError(f"this config starts from ticket {config.ticket[:12]}...: pass that ticket "
                               "(--ticket FILE)")
         return setup, mask, None
-    check_start_files(mask, ticket, config.initial_mask)
     start, mask, loaded = ticket_start(setup, ticket)
     if config.ticket is not None and config.ticket != loaded.digest:
         raise ConfigError(f"ticket {ticket} has SHA-256 {loaded.digest[:12]}..., but the config names ticket "

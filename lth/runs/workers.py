@@ -18,15 +18,17 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lth.spec.config import ExperimentConfig, from_dict, to_dict
+from lth.spec.config import from_dict, to_dict
 from lth.errors import LthError
 from lth.lottery import init_params
-from lth.spec.parse import parse_checkpoint_period
-from lth.runs.progress import LevelProgress, warn
+from lth.spec.parse import CheckpointPeriod
+from lth.runs.progress import LevelProgress
 from lth.runs.replicates import run_replicate
-from lth.runs.tracking import WandbTracker
+from lth.runs.session import worker_trackers
+from lth.runs.tracking import Tracker
 from lth.sparsity.masks import Mask, mask_from_arrays, mask_to_arrays
 from lth.store import RunDir
 from lth.tickets import run_setup
@@ -59,45 +61,62 @@ def _worker(parent: int, core: int, tasks: Any, results: Any, job: dict[str, Any
         except queue.Empty:
             return
         try:
-            results.put((replicate, _replicate_job(replicate, **job), None))
+            results.put(("done", replicate, _replicate_job(replicate, results, **job), None))
         except BaseException as err:  # noqa: BLE001 - reported to the parent, one line
-            results.put((replicate, 0, f"{type(err).__name__}: {err}" if not isinstance(err, LthError) else str(err)))
+            message = f"{type(err).__name__}: {err}" if not isinstance(err, LthError) else str(err)
+            results.put(("done", replicate, 0, message))
             if not isinstance(err, Exception):
                 return
 
 
-def _replicate_job(replicate: int, config_dict: dict[str, Any], runs_root: str, data_root: Any,
-                   mask_arrays: dict[str, Any] | None, checkpoint_every: str, wandb_mode: str,
-                   allow_mixed_numerics: bool) -> int:
+class ForwardedEvents(Tracker):
+    """In a worker: the level events of its replicates, sent to the parent for the run's own trackers."""
+
+    def __init__(self, results: Any):
+        self.results = results
+
+    def level_start(self, *args: Any, **kwargs: Any) -> None:
+        self.results.put(("event", "level_start", args, kwargs))
+
+    def log_evaluations(self, *args: Any, **kwargs: Any) -> None:
+        self.results.put(("event", "log_evaluations", args, kwargs))
+
+    def level_done(self, *args: Any, **kwargs: Any) -> None:
+        self.results.put(("event", "level_done", args, kwargs))
+
+
+def _replicate_job(replicate: int, results: Any, config_dict: dict[str, Any], runs_root: str, data_root: Any,
+                   mask_arrays: dict[str, Any] | None, every: CheckpointPeriod, wandb_mode: str,
+                   allow_mixed_numerics: bool, forward_events: bool) -> int:
     """One replicate in this worker: no progress bars; returns the levels it has."""
-    config = from_dict(config_dict)
-    run = RunDir(runs_root, config)
+    run = RunDir(runs_root, from_dict(config_dict))
     setup = run_setup(run, data_root).for_replicate(replicate)  # a run from a ticket: its copy in the run directory
     mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
-    tracker = WandbTracker(run, to_dict(config), wandb_mode, warn=warn)
-    reporter = LevelProgress(config.levels, setup.total_steps, enabled=False)
+    trackers = worker_trackers(run, wandb_mode, [ForwardedEvents(results)] if forward_events else [])
+    reporter = LevelProgress(run.config.levels, setup.total_steps, enabled=False)
     try:
-        every = parse_checkpoint_period(checkpoint_every, setup.trainer.steps_per_epoch)
-        records = run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, [tracker],
+        records = run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, trackers,
                                 allow_mixed_numerics=allow_mixed_numerics)
     finally:
-        tracker.close()
+        for tracker in trackers:
+            tracker.close()
     return len(records)
 
 
-def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, config: ExperimentConfig,
-                              data_root: Any, mask: Mask | None, checkpoint_every: str, wandb_mode: str,
-                              reporter: LevelProgress, allow_mixed_numerics: bool = False) -> None:
-    """Train the replicates `todo` in `workers` processes pinned to distinct cores. A worker's error
-    is raised here (one line) once the others have finished; their finished levels are kept. If
-    this process is interrupted, the workers are stopped before it returns."""
+def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, data_root: Any, mask: Mask | None,
+                              every: CheckpointPeriod, wandb_mode: str, reporter: LevelProgress,
+                              allow_mixed_numerics: bool = False, trackers: Sequence[Any] = ()) -> None:
+    """Train the replicates `todo` in `workers` processes pinned to distinct cores; the level events
+    of their replicates reach `trackers` here, in this process. A worker's error is raised here (one
+    line) once the others have finished; their finished levels are kept. If this process is
+    interrupted, the workers are stopped before it returns."""
     context = multiprocessing.get_context("spawn")  # never fork a process that holds XLA threads
     tasks, results = context.Queue(), context.Queue()
     for replicate in todo:
         tasks.put(replicate)
-    job = {"config_dict": to_dict(config), "runs_root": str(run.path.parent), "data_root": data_root,
-           "mask_arrays": mask_to_arrays(mask) if mask is not None else None, "checkpoint_every": checkpoint_every,
-           "wandb_mode": wandb_mode, "allow_mixed_numerics": allow_mixed_numerics}
+    job = {"config_dict": to_dict(run.config), "runs_root": str(run.path.parent), "data_root": data_root,
+           "mask_arrays": mask_to_arrays(mask) if mask is not None else None, "every": every,
+           "wandb_mode": wandb_mode, "allow_mixed_numerics": allow_mixed_numerics, "forward_events": bool(trackers)}
     cores = sorted(os.sched_getaffinity(0))[:workers]
     procs = [context.Process(target=_worker, args=(os.getpid(), core, tasks, results, job), daemon=True)
              for core in cores]
@@ -106,8 +125,7 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, config
     try:
         for proc in procs:
             proc.start()
-        for _ in todo:
-            replicate, levels, error = _next_result(results, procs)
+        for replicate, levels, error in _results(results, procs, len(todo), trackers):
             if error:
                 errors.append(f"replicate {replicate}: {error}")
             else:
@@ -121,8 +139,23 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, config
         raise LthError("; ".join(errors))
 
 
-def _next_result(results: Any, procs: list[Any]) -> tuple[int, int, str | None]:
-    """The next (replicate, levels, error) a worker reports; an error if every worker died silently."""
+def _results(results: Any, procs: list[Any], count: int, trackers: Sequence[Any]) -> Iterator[tuple[int, int, Any]]:
+    """The (replicate, levels, error) of `count` replicates as the workers report them; the events
+    they forward on the way are handed to `trackers`."""
+    done = 0
+    while done < count:
+        message = _next_message(results, procs)
+        if message[0] == "event":
+            _, name, args, kwargs = message
+            for tracker in trackers:
+                getattr(tracker, name)(*args, **kwargs)
+            continue
+        done += 1
+        yield message[1:]
+
+
+def _next_message(results: Any, procs: list[Any]) -> tuple[Any, ...]:
+    """The next message a worker sends; an error if every worker died silently."""
     while True:
         try:
             return results.get(timeout=1.0)

@@ -15,6 +15,7 @@ METHODS = ("imp", "gradual", "static", "set", "rigl")
 DISTRIBUTIONS = ("uniform", "erk")
 LAYOUTS = ("sequential", "workers", "vmap", "devices")  # how the replicates of a run are laid out
 BN_STATES = ("interpolate", "a", "average", "reestimate")  # BatchNorm statistics along a path (`lth.lottery.path`)
+WANDB_MODES = ("online", "offline", "disabled")  # W&B modes (`lth.plans.wandb_mode`)
 FILESYSTEMS = ("auto", "shared", "local")  # how a sweep's workers reach the run root (`lth.sweeps.driver`)
 MLP_INITS = ("default", "pytorch")  # the MLPs' initialisation conventions (`lth.models.mlp`)
 

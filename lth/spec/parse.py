@@ -46,16 +46,42 @@ class CheckpointPeriod(NamedTuple):
         return (self.steps > 0 and steps_since >= self.steps) or (self.seconds > 0 and seconds_since >= self.seconds)
 
 
-def parse_checkpoint_period(text: str, steps_per_epoch: int) -> CheckpointPeriod:
-    """'10min' / '90s' (wall time), '5ep' / '2000it' (training); '0ep' or '0min': level ends only."""
+class CheckpointEvery(NamedTuple):
+    """A checkpoint period as written ("10min", "90s", "5ep", "2000it"), parsed once: `seconds` of wall
+    time, or a training duration (`amount` of `unit` "it" / "ep") that `period` turns into iterations
+    once the data (its steps per epoch) is known."""
+
+    text: str
+    seconds: float = 0.0
+    amount: int = 0
+    unit: str = "it"
+
+    def period(self, steps_per_epoch: int) -> CheckpointPeriod:
+        """The period in iterations or seconds, for training with `steps_per_epoch`."""
+        if self.seconds:
+            return CheckpointPeriod(seconds=self.seconds)
+        return CheckpointPeriod(steps=self.amount if self.unit == "it" else self.amount * steps_per_epoch)
+
+
+def parse_checkpoint_every(text: str | CheckpointEvery) -> CheckpointEvery:
+    """'10min' / '90s' (wall time), '5ep' / '2000it' (training); '0ep' or '0min': level ends only.
+    A value already parsed is returned as it is."""
+    if isinstance(text, CheckpointEvery):
+        return text
     match = _WALL_TIME.fullmatch(str(text))
     if match:
-        return CheckpointPeriod(seconds=float(match.group(1)) * (60 if match.group(2) == "min" else 1))
+        return CheckpointEvery(str(text), seconds=float(match.group(1)) * (60 if match.group(2) == "min" else 1))
     try:
-        return CheckpointPeriod(steps=duration_to_steps(text, steps_per_epoch))
+        amount, unit = parse_duration(text)
     except ConfigError:
         raise ConfigError(f"invalid checkpoint period {text!r}: write e.g. '10min', '90s', '5ep' or '2000it' "
                           "('0ep': at level ends only)") from None
+    return CheckpointEvery(str(text), amount=amount, unit=unit)
+
+
+def parse_checkpoint_period(text: str | CheckpointEvery, steps_per_epoch: int) -> CheckpointPeriod:
+    """`parse_checkpoint_every(text).period(steps_per_epoch)`."""
+    return parse_checkpoint_every(text).period(steps_per_epoch)
 
 
 def parse_levels(text: str, max_level: int) -> list[int]:
@@ -75,16 +101,27 @@ def parse_levels(text: str, max_level: int) -> list[int]:
     return sorted(levels)
 
 
-def parse_steps(text: str, steps_per_epoch: int) -> list[int]:
-    """'0,100,500it,2ep' -> sorted distinct iterations (a bare number is iterations)."""
-    steps = []
+def parse_step_list(text: str) -> tuple[tuple[int, str], ...]:
+    """'0,100,500it,2ep' -> ((0, 'it'), (100, 'it'), (500, 'it'), (2, 'ep')): rewind steps as durations (a
+    bare number is iterations), parsed before the data fixes the steps per epoch."""
+    durations = []
     for part in str(text).split(","):
         part = part.strip()
         if part:
-            steps.append(duration_to_steps(part + "it" if part.isdigit() else part, steps_per_epoch))
-    if not steps:
+            durations.append(parse_duration(part + "it" if part.isdigit() else part))
+    if not durations:
         raise ConfigError(f"no rewind step in {text!r}: write e.g. 0,100,500it,2ep")
-    return sorted(set(steps))
+    return tuple(durations)
+
+
+def steps_of(durations: tuple[tuple[int, str], ...], steps_per_epoch: int) -> list[int]:
+    """Parsed durations (`parse_step_list`) as sorted distinct iterations."""
+    return sorted({amount if unit == "it" else amount * steps_per_epoch for amount, unit in durations})
+
+
+def parse_steps(text: str, steps_per_epoch: int) -> list[int]:
+    """'0,100,500it,2ep' -> sorted distinct iterations (a bare number is iterations)."""
+    return steps_of(parse_step_list(text), steps_per_epoch)
 
 
 def parse_densities(text: str) -> tuple[float, ...]:

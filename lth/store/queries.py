@@ -1,77 +1,17 @@
-"""The arguments of the commands that read a run or a file (`lth control`, `lth instability`,
-`lth ticket`, `lth run --mask / --ticket`), checked against the files they name without jax: the
-command line calls these before it imports jax, and the library functions call them first too.
-Checks that need the model, the data or the run's arrays stay with the library functions."""
+"""Queries of a run directory and of the files a command names, without jax: whether a run has a
+replicate and a finished level, whether a ticket or mask file is there. The plans (`lth.plans`) and
+the readers (`lth.analysis`, `lth.tickets`) ask them; checks that need the model, the data or the
+run's arrays stay with the jobs."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from lth.spec.checks import check_bn_state
-from lth.spec.controls import Control, check_retraining, parse_controls
 from lth.errors import ConfigError, LthError
-from lth.spec.parse import parse_levels, parse_steps
-from lth.store import ReplicateDir, RunDir, check_mask_file, open_run, replicate_paths, resolve_run
-
-
-class ControlArgs(NamedTuple):
-    """What `lth control` trains: the run, its controls and the chosen levels of its main line."""
-
-    path: Path
-    run: RunDir
-    controls: list[Control]
-    levels: list[int]
-
-
-def control_args(run: str | os.PathLike, controls: Iterable[str] | str, levels: str | Iterable[int] | None,
-                 runs_root: str | os.PathLike | None = None) -> ControlArgs:
-    """The run (a directory, name or hash), its controls and levels (None: all); one-line errors for
-    an unknown run or control, a control the run's retraining has no meaning for, a bad level list,
-    or levels the main line has not finished."""
-    path = resolve_run(run, runs_root)
-    run_dir = open_run(path)
-    config = run_dir.config
-    parsed = parse_controls(controls)
-    for control in parsed:  # before anything trains: a combination without meaning is one line
-        check_retraining(control, config.retraining)
-    if levels is None:
-        chosen = list(range(config.levels + 1))
-    else:
-        chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
-    _check_finished(run_dir.replicates(), chosen, path)
-    return ControlArgs(path, run_dir, parsed, chosen)
-
-
-def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:
-    if not reps:
-        raise ConfigError(f"run {path} has no finished levels: run it first (lth run ...)")
-    for rep in reps:
-        done = len(rep.read_results())
-        missing = [level for level in chosen if level >= done]
-        if missing:
-            raise ConfigError(f"{rep.path.name} of {path.name} has finished levels 0-{done - 1}, not {missing}: "
-                              "finish the main line first (rerun `lth run` with its config)")
-
-
-def instability_args(run: str | os.PathLike, rewind_steps: str, levels: str = "0", replicate: int = 0,
-                     runs_root: str | os.PathLike | None = None,
-                     bn_state: str = "interpolate") -> tuple[Path, RunDir, list[int]]:
-    """(run directory, its RunDir, chosen levels) of `lth instability`; one-line errors for an unknown
-    bn_state or run, a bad level list or rewind-step syntax, or levels the replicate has not finished.
-    (Whether the steps fit the training needs the data: `run_instability` checks it.)"""
-    check_bn_state(bn_state)
-    path = resolve_run(run, runs_root)
-    run_dir = open_run(path)
-    chosen = parse_levels(levels, run_dir.config.levels)
-    parse_steps(rewind_steps, steps_per_epoch=1)  # the syntax (epochs in iterations need the data)
-    done_levels = len(run_dir.replicate(replicate).read_results())
-    missing = [level for level in chosen if level >= done_levels]
-    if missing:
-        raise ConfigError(f"replicate {replicate} of {path.name} has not finished level(s) {missing}: run it first")
-    return path, run_dir, chosen
+from lth.store.replicate import ReplicateDir
+from lth.store.run_dir import check_mask_file, replicate_paths
 
 
 def check_replicate(name: str, count: int, replicate: int) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lth.spec.config import to_dict
-from lth.spec.checks import check_sweep_options
 from lth.errors import LthError
 from lth.sweeps import cluster
 from lth.jobs.lottery import _control_levels
@@ -30,25 +29,9 @@ from lth.sweeps.file import Cell, SweepPlan
 from lth.sweeps.progress import SweepProgress
 from lth.sweeps.state import SweepState
 from lth.sweeps.task import CellJob, train_cell
-from lth.runs.tracking import checked_wandb_mode
-from lth.store import RunDir, RunLock, runs_root
+from lth.plans.sweep import SweepOptions, plan_sweep_options
+from lth.store import RunDir, RunLock
 from lth.store.sweeps import SweepDir, unpack_run_dir
-
-class SweepOptions(NamedTuple):
-    """How a sweep runs (not what it computes)."""
-
-    runs_root: Path
-    data_root: str | None = None
-    address: str | None = None
-    cpus_per_run: float = 1.0
-    gpus_per_run: float | None = None  # None: 1 when the cluster has GPUs, else 0
-    max_retries: int = 2
-    filesystem: str = "auto"
-    worker_dir: str | None = None
-    checkpoint_every: str = "10min"
-    wandb: str = "offline"
-    local_cpus: int | None = None
-
 
 class SweepOutcome(NamedTuple):
     """A finished (or partly failed) sweep: its directory, the state of every cell, the failed ones."""
@@ -62,17 +45,19 @@ def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root
               address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
               max_retries: int = 2, filesystem: str = "auto", worker_dir: str | Path | None = None,
               checkpoint_every: str = "10min", wandb: str | None = None, progress: bool = True,
-              local_cpus: int | None = None) -> SweepOutcome:
+              local_cpus: int | None = None, options: SweepOptions | None = None) -> SweepOutcome:
     """Run every unfinished cell of `plan` on Ray; write ``<runs root>/sweeps/<name>-<hash>/``
     (sweep.json, summary.csv, the overlay plot); return the outcome (see the module docstring).
 
     `address`: None starts a local cluster (`local_cpus`, default the machine's cores) and stops it
     at the end; "auto", "HOST:PORT" or "ray://HOST:PORT" joins one. Each cell asks Ray for
     `cpus_per_run` CPUs and `gpus_per_run` GPUs (default: one when the cluster has GPUs, else none;
-    cells without GPUs train on the CPU). `filesystem`: "shared", "local" or "auto" (probe).
+    cells without GPUs train on the CPU). `filesystem`: "shared", "local" or "auto" (probe). `options`:
+    these options already checked (`lth.plans.sweep.plan_sweep_options`; the others are then unused).
     """
-    options = _check_options(runs_root, data_root, address, cpus_per_run, gpus_per_run, max_retries, filesystem,
-                             worker_dir, checkpoint_every, wandb, local_cpus)
+    if options is None:
+        options = plan_sweep_options(runs_root, data_root, address, cpus_per_run, gpus_per_run, max_retries,
+                                     filesystem, worker_dir, checkpoint_every, wandb, local_cpus)
     sweep_dir = SweepDir(options.runs_root, plan.dir_name)
     state = SweepState(plan, options.runs_root, sweep_dir)
     todo = [cell for cell in plan.cells if not cell_finished(options.runs_root, plan, cell)]
@@ -95,17 +80,6 @@ def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root
             state.write()
     state.write_summary()
     return SweepOutcome(sweep_dir.path, state, state.failed())
-
-
-def _check_options(root: Any, data_root: Any, address: str | None, cpus: float, gpus: float | None, retries: int,
-                   filesystem: str, worker_dir: Any, checkpoint_every: str, wandb: str | None,
-                   local_cpus: int | None) -> SweepOptions:
-    """One-line ConfigErrors for options that cannot work, before anything starts."""
-    check_sweep_options(address, cpus, gpus, retries, filesystem, checkpoint_every, local_cpus)
-    mode = checked_wandb_mode(wandb)
-    return SweepOptions(runs_root(root).resolve(), str(Path(data_root).resolve()) if data_root else None, address,
-                        float(cpus), None if gpus is None else float(gpus), retries, filesystem,
-                        str(Path(worker_dir).resolve()) if worker_dir else None, checkpoint_every, mode, local_cpus)
 
 
 def cell_finished(root: Path, plan: SweepPlan, cell: Cell) -> bool:

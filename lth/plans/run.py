@@ -1,0 +1,86 @@
+"""The plan of `lth run` / `lth.run_lottery`: the config and every execution option, checked once and
+parsed into typed values before anything heavy is imported or anything is written. The job
+(`lth.jobs.lottery.run_plan`) trusts it and checks nothing again."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from lth.errors import ConfigError
+from lth.plans.wandb_mode import checked_wandb_mode
+from lth.spec.checks import check_run_options, validate_config
+from lth.spec.config import ExperimentConfig
+from lth.spec.controls import Control, parse_controls
+from lth.spec.parse import CheckpointEvery, parse_checkpoint_every, parse_levels
+from lth.store.queries import check_start_files
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What `lth run` does, checked: the config (validated), the replicates and their layout, the
+    checkpoint period (parsed), the W&B mode (resolved, credentials checked), the controls (parsed)
+    and the main-line levels they train, the start (a mask or ticket: a pytree, a `Ticket` or a file
+    that exists), the roots, and the extra trackers."""
+
+    config: ExperimentConfig
+    replicates: int = 1
+    layout: str | None = None
+    workers: int | None = None
+    checkpoint_every: CheckpointEvery = parse_checkpoint_every("10min")
+    wandb: str = "offline"
+    controls: tuple[Control, ...] = ()
+    control_levels: tuple[int, ...] = ()
+    mask: Any = None
+    ticket: Any = None
+    data_parallel: bool = False
+    allow_mixed_numerics: bool = False
+    progress: bool = True
+    runs_root: PathLike | None = None
+    data_root: PathLike | None = None
+    trackers: tuple[Any, ...] = ()
+
+
+def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, data_root: PathLike | None = None,
+             mask: Any = None, ticket: Any = None, replicates: int = 1,
+             checkpoint_every: str | CheckpointEvery = "10min",
+             progress: bool = True, wandb: str | None = None, trackers: list[Any] | tuple[Any, ...] | None = None,
+             controls: tuple[str, ...] | tuple[Control, ...] = (), control_levels: str | list[int] | None = None,
+             data_parallel: bool = False, workers: int | None = None, layout: str | None = None,
+             allow_mixed_numerics: bool = False) -> RunPlan:
+    """The checked plan of a run (the arguments of `lth.run_lottery`); a one-line `ConfigError` /
+    `MaskError` / `LthError` for anything wrong that needs neither the data nor jax."""
+    validate_config(config)
+    every = parse_checkpoint_every(checkpoint_every)
+    check_run_options(replicates, workers, layout, every)
+    if config.method != "imp":
+        _check_method_options(config.method, mask, data_parallel, layout)
+    check_start_files(mask, ticket, config.initial_mask)
+    parsed = tuple(c if isinstance(c, Control) else parse_controls([c])[0] for c in controls)
+    return RunPlan(config, replicates, layout, workers, every, checked_wandb_mode(wandb), parsed,
+                   _control_levels(parsed, control_levels, config.levels), mask, ticket, data_parallel,
+                   allow_mixed_numerics, progress, runs_root, data_root, tuple(trackers or ()))
+
+
+def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: str | None) -> None:
+    """One-line errors for run options that a method run (`lth.jobs.methods`) does not take."""
+    if mask is not None:
+        raise ConfigError(f"--mask starts a lottery from a saved mask; method {method} chooses its own masks")
+    if data_parallel or layout not in (None, "sequential"):
+        raise ConfigError(f"method {method} trains its replicates one after the other: drop --data-parallel / "
+                          "--layout (the vmapped trainer runs them together from Python: lth.training.stacked)")
+
+
+def _control_levels(controls: tuple[Control, ...], control_levels: Any, levels: int) -> tuple[int, ...]:
+    """The main-line levels the experiment's controls train; an experiment's control levels beyond a
+    shortened run (--levels) are left out."""
+    if not controls:
+        return ()
+    wanted = control_levels if control_levels is not None else f"0-{levels}"
+    if isinstance(wanted, str):
+        wanted = parse_levels(wanted, 10**6)
+    return tuple(level for level in wanted if level <= levels)
+
