@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from lth.spec.methods import methods_help
 from lth.spec.names import FILESYSTEMS, PRUNING_STRATEGIES, RETRAINING, WANDB_MODES
 
 
@@ -67,8 +68,8 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--dataset", help="dataset name (e.g. mnist5k, mnist1d)")
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
     run.add_argument("--ticket", help="start level 0 from this ticket file (`lth ticket export`): its mask and weights")
-    run.add_argument("--method", help="imp (the lottery, default), gradual, static, set or rigl "
-                                      "(settings: --set sparse.FIELD=VALUE, e.g. sparse.distribution=uniform)")
+    run.add_argument("--method", help=f"{methods_help()} (default: imp; settings: --set sparse.FIELD=VALUE, e.g. "
+                                      "sparse.distribution=uniform)")
     run.add_argument("--densities", help="target densities of a non-IMP method, one record each: e.g. 0.2,0.05,0.02")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")

@@ -53,20 +53,22 @@ import numpy as np
 
 from lth import rng
 from lth.spec.config import replace
+from lth.spec.methods import REGISTRY, method_of_control
 from lth.spec.controls import (
     AT_INIT, SOURCES, SPARSE_TRAINING, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
 )
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import check_schedule
-from lth.lottery.methods import method_trainer, sparse_record, start_state, train_sparse
-from lth.lottery.setup import Setup, data_keys, retrained
+from lth.lottery.methods import method_trainer, sparse_record, start_state
+from lth.lottery.train_level import train_level
+from lth.lottery.setup import Setup, retrained
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.distributions import keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
-from lth.training import Trainer, TrainState, train
+from lth.training import Trainer, TrainState
 
 # --------------------------------------------------------------------------- masks
 
@@ -165,8 +167,8 @@ def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key
 def check_controls(setup: Setup, controls: Iterable[Control]) -> None:
     """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training."""
     for control in controls:
-        if control.source in ("set", "rigl", "gradual"):
-            check_schedule(replace(setup.config, method=control.source), setup.total_steps)
+        if control.source in SPARSE_TRAINING and REGISTRY[method_of_control(control.source)].dynamic:
+            check_schedule(replace(setup.config, method=method_of_control(control.source)), setup.total_steps)
 
 
 # --------------------------------------------------------------------------- training a control level
@@ -200,7 +202,7 @@ def control_trainer(setup: Setup, control: Control, level: int) -> Trainer:
 
 
 def _method(control: Control) -> str:
-    return "static" if control.source.startswith("static_") else control.source
+    return method_of_control(control.source)
 
 
 def finalize_mask(setup: Setup, control: Control, level: int, mask: Mask) -> Mask:
@@ -213,25 +215,18 @@ def finalize_mask(setup: Setup, control: Control, level: int, mask: Mask) -> Mas
 def train_control_level(setup: Setup, control: Control, level: int, state: TrainState, mask: Mask,
                         hooks: Hooks | None = None) -> LevelOutcome:
     """Train one control level to the end, from `state` (`control_start`) under `mask`, with the
-    level's data order; `hooks` see it start and every chunk, as for a level of the main line."""
-    hooks = hooks or Hooks()
+    level's data order (`lth.lottery.train_level`); `hooks` see it start and every chunk, as for a
+    level of the main line."""
     started = time.perf_counter()
-    evaluations: list[dict[str, float]] = []
-    order_key, augment_key = data_keys(setup, level)
-    if control.source in SPARSE_TRAINING:
-        method, start_step = _method(control), int(state.step)
-        state, final, evaluations = train_sparse(setup, method_trainer(setup, method), level, state, mask, hooks)
-        record = {**sparse_record(setup, method, level, mask, final, start_step, evaluations, None),
-                  "control": control.name}
-        return LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
-    hooks.level_start(level, state, mask)
-    trainer = control_trainer(setup, control, level)
-    for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
-        evaluations.extend(evals)
-        hooks.chunk_done(level, state, mask, evals, evaluations)
-    jax.block_until_ready(state.params)
-    record = {**level_record(level, mask, evaluations), "control": control.name}
-    return LevelOutcome(record, mask, state, evaluations, time.perf_counter() - started)
+    sparse = control.source in SPARSE_TRAINING
+    trainer = method_trainer(setup, _method(control)) if sparse else control_trainer(setup, control, level)
+    start_step = int(state.step)
+    state, final, evaluations = train_level(setup, trainer, level, state, mask, hooks or Hooks())
+    if sparse:
+        record = sparse_record(setup, _method(control), level, mask, final, start_step, evaluations, None)
+    else:
+        record = level_record(level, mask, evaluations)
+    return LevelOutcome({**record, "control": control.name}, final, state, evaluations, time.perf_counter() - started)
 
 
 __all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_controls", "check_retraining",

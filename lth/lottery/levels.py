@@ -22,14 +22,13 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from lth.spec.config import ExperimentConfig
 from lth.data.device import DeviceData
 from lth.errors import ConfigError
 from lth.lottery.setup import Setup, data_keys, init_params, initial_mask, retrained, start_step
 from lth.sparsity.masks import (
     Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
 )
-from lth.sparsity.nm import check_nm_shapes, nm_level_mask, parse_nm
+from lth.sparsity.nm import check_nm_shapes, nm_level_mask
 from lth.sparsity.pruning import prune_magnitude
 from lth.training import Trainer, TrainState, summarize, train
 
@@ -143,9 +142,8 @@ class _Seed:
 def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
     params0, model_state0 = init_params(setup)
     mask0 = initial_mask(setup, params0, mask)
-    structure = parse_nm(setup.config.sparse.structure)
-    if structure is not None:
-        check_nm_shapes(mask0, structure[1], setup.config.pruning.exclude)
+    if setup.structure is not None:
+        check_nm_shapes(mask0, setup.structure[1], setup.config.pruning.exclude)
     seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
                  (params0, model_state0) if setup.rewind_step == start_step(setup) else None)
     if resume is not None:
@@ -164,7 +162,7 @@ def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
         state = trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, start_step(setup))
         return state, seed.mask0, []
     assert seed.previous is not None and seed.rewind_point is not None
-    mask = prune_level(config, seed.previous.params, seed.previous_mask, level, seed.base_counts)
+    mask = prune_level(setup, seed.previous.params, seed.previous_mask, level, seed.base_counts)
     kernels = connections({name: tuple(np.shape(m)) for name, m in mask_leaves(mask).items()})
     empty = [name for name, (kept, size) in layer_counts(mask).items() if size and not kept and name in kernels]
     if empty:  # only global pruning can get here: layerwise counts are checked by prepare()
@@ -193,10 +191,10 @@ def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
     return state.params, state.model_state
 
 
-def prune_level(config: ExperimentConfig, params: Any, mask: Mask, level: int, base_counts: dict[str, int]) -> Mask:
+def prune_level(setup: Setup, params: Any, mask: Mask, level: int, base_counts: dict[str, int]) -> Mask:
     """Level `level`'s mask from the previous level's trained params: magnitude pruning, or N:M
-    magnitude pruning with the group count shrinking per level (`config.sparse.structure`)."""
-    structure = parse_nm(config.sparse.structure)
+    magnitude pruning with the group count shrinking per level (`Setup.structure`)."""
+    config, structure = setup.config, setup.structure
     if structure is None:
         return prune_magnitude(params, mask, config.pruning, level, base_counts)
     return nm_level_mask(params, mask, config.pruning, level, *structure)
@@ -206,7 +204,7 @@ def warm_pruning(setup: Setup, seed: _Seed) -> None:
     """Compile the pruned levels' pruning program during level 0, on its shapes (run once, the mask
     discarded): its keep counts are traced, so level 1 and every later level reuse it, and the first
     pruned level costs what a steady one does (rewinding and the optimiser's init are level 0's programs)."""
-    jax.block_until_ready(prune_level(setup.config, seed.params0, seed.mask0, 1, seed.base_counts))
+    jax.block_until_ready(prune_level(setup, seed.params0, seed.mask0, 1, seed.base_counts))
 
 
 def resume_point(resume: Resume | None) -> tuple[int, int | None]:

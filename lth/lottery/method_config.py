@@ -7,7 +7,7 @@ from __future__ import annotations
 from lth.spec.config import ExperimentConfig
 from lth.spec.checks import validate_method
 from lth.errors import ConfigError
-from lth.spec.names import METHODS
+from lth.spec.methods import METHODS, REGISTRY
 from lth.training.mask_updates import resolve_schedule
 
 __all__ = ["METHODS", "check_schedule", "validate_method"]
@@ -16,7 +16,7 @@ __all__ = ["METHODS", "check_schedule", "validate_method"]
 def check_schedule(config: ExperimentConfig, total_steps: int) -> None:
     """One-line ConfigErrors for a schedule that does not fit the training length."""
     s = resolve_schedule(config.sparse, total_steps)
-    if config.method in ("set", "rigl") and s.t_end < 1:
+    if REGISTRY[config.method].until_t_end and s.t_end < 1:
         raise ConfigError(f"T_end = {config.sparse.t_end} of {total_steps} iterations leaves no mask update: "
                           "raise sparse.t_end")
     if config.method != "gradual":

@@ -27,21 +27,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import jax
 
 from lth import rng
 from lth.spec.config import SparseConfig
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
-from lth.lottery.setup import Setup, data_keys, init_params, initial_mask
+from lth.lottery.train_level import train_level
+from lth.lottery.setup import Setup, init_params, initial_mask
 from lth.sparsity import nm
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts, overlap
-from lth.training import Trainer, TrainState, train
+from lth.training import Trainer, TrainState
 from lth.training.mask_updates import (
     DYNAMIC,
     count_updates,
-    current_mask,
     make_mask_update,
     sparse_state,
 )
@@ -67,9 +66,8 @@ def start_mask(setup: Setup, method: str, full: Mask, counts: dict[str, int] | N
     config = setup.config
     if method == "gradual":
         return full
-    structure = nm.parse_nm(config.sparse.structure)
-    if structure is not None:
-        n, m = structure
+    if setup.structure is not None:
+        n, m = setup.structure
         return nm.nm_random(full, rng.stream(config.seed, "sparse_mask", n, m), n, m, config.pruning.exclude)
     return random_mask(full, counts, rng.stream(config.seed, "sparse_mask", sum(counts.values())))
 
@@ -93,21 +91,6 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
     return keep_counts(full, density, setup.config.sparse.distribution, setup.config.pruning.exclude)
 
 
-def train_sparse(setup: Setup, trainer: Trainer, level: int, state: TrainState, mask: Mask,
-                 hooks: Hooks) -> tuple[TrainState, Mask, list[dict[str, float]]]:
-    """Train from `state` to the end under `mask` (or the state's changing mask), with level (or density
-    index) `level`'s data order (`data_keys`: counted from a ticket's level when the run starts from
-    one); `hooks` see the start and every chunk. Returns the final state and mask, and the evaluations."""
-    evaluations: list[dict[str, float]] = []
-    order_key, augment_key = data_keys(setup, level)
-    hooks.level_start(level, state, mask)
-    for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
-        evaluations.extend(evals)
-        hooks.chunk_done(level, state, current_mask(state, mask), evals, evaluations)
-    jax.block_until_ready(state.params)
-    return state, current_mask(state, mask), evaluations
-
-
 def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start_step: int,
                   evaluations: list[dict[str, float]], target: float | None) -> dict[str, Any]:
     """A level record plus the method, its target density, the mask updates run and the final mask's
@@ -128,9 +111,8 @@ def check_method(setup: Setup) -> None:
     full = initial_mask(setup, init_params(setup)[0])
     for density in config.sparse.densities:
         check_density(full, density, config.pruning.exclude)
-    structure = nm.parse_nm(config.sparse.structure)
-    if structure is not None:
-        nm.check_nm_shapes(full, structure[1], config.pruning.exclude)
+    if setup.structure is not None:
+        nm.check_nm_shapes(full, setup.structure[1], config.pruning.exclude)
 
 
 def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int] = frozenset()
@@ -141,9 +123,8 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
     method = config.method
     params0, model_state0 = init_params(setup)
     full = initial_mask(setup, params0)
-    structure = nm.parse_nm(config.sparse.structure)
-    if structure is not None:
-        nm.check_nm_shapes(full, structure[1], config.pruning.exclude)
+    if setup.structure is not None:
+        nm.check_nm_shapes(full, setup.structure[1], config.pruning.exclude)
     trainer = method_trainer(setup, method)
     for level, density in enumerate(config.sparse.densities or (None,)):
         if level in done:
@@ -152,11 +133,10 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
         counts = target_counts(setup, full, density) if density is not None else None
         mask = start_mask(setup, method, full, counts)
         state = start_state(setup, method, params0, model_state0, mask, 0, counts)
-        state, final, evaluations = train_sparse(setup, trainer, level, state, mask, hooks)
+        state, final, evaluations = train_level(setup, trainer, level, state, mask, hooks)
         record = sparse_record(setup, method, level, mask, final, 0, evaluations, density)
         yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
 
 
-
 __all__ = ["METHODS", "check_method", "check_schedule", "method_levels", "method_trainer", "sparse_record",
-           "start_mask", "start_state", "target_counts", "train_sparse", "validate_method"]
+           "start_mask", "start_state", "target_counts", "validate_method"]

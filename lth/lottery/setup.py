@@ -24,7 +24,7 @@ from lth.errors import ConfigError, MaskError
 from lth.lottery.method_config import check_schedule
 from lth.models import Model, get_model
 from lth.spec.names import RETRAINING as RETRAINING  # re-exported (lth.lottery)
-from lth.spec.parse import duration_to_steps
+from lth.spec.parse import duration_to_steps, parse_nm
 from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
 from lth.sparsity.pruning import first_empty_level, layer_fraction
 from lth.training.compile_cache import enable_compile_cache
@@ -60,6 +60,7 @@ class Setup:
     rewind_step: int
     retrain_trainer: Trainer  # levels >= 1: `trainer`, or a constant final-LR one for fine-tuning
     start: Start | None = None  # level 0 from given weights (a ticket) instead of the seed's init
+    structure: tuple[int, int] | None = None  # `config.sparse.structure` parsed: (N, M), or None (unstructured)
 
     def for_replicate(self, replicate: int) -> Setup:
         """The setup of replicate r: the same programs and data, seed ``config.seed + r``."""
@@ -133,7 +134,8 @@ def build_setup(config: ExperimentConfig, data_root: str | Path | None = None) -
         final_lr = float(trainer.schedule(total - 1))
         retrain_trainer = build(replace(config.optimizer, schedule="constant", learning_rate=final_lr,
                                         warmup="0it", milestones=()))
-    return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind, retrain_trainer)
+    return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind, retrain_trainer,
+                 structure=parse_nm(config.sparse.structure))
 
 
 def init_params(setup: Setup) -> tuple[Any, Any]:

@@ -12,6 +12,7 @@ from lth.spec.names import (
     BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS,
     PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING
 )
+from lth.spec.methods import REGISTRY
 from lth.spec.parse import parse_checkpoint_period, parse_duration, parse_nm
 
 
@@ -124,7 +125,7 @@ def validate_method(config: ExperimentConfig) -> None:
                               "are its levels (--levels, --prune-fraction)")
         return
     if structure is not None:
-        if method in ("set", "rigl"):
+        if not REGISTRY[method].structured:
             raise ConfigError(f"{method} with an N:M structure is not supported (its drop-and-grow is unstructured): "
                               "use N:M with imp, gradual or static")
         if s.densities:

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lth.errors import ConfigError
+from lth.spec.methods import SPARSE_TRAINING
 
-SPARSE_TRAINING = ("static_erk", "static_uniform", "set", "rigl", "gradual")
 SOURCES = ("imp", "oneshot", "random_layerwise", "random_global", "magnitude_init", "snip", "grasp", "synflow",
            *SPARSE_TRAINING)
 AT_INIT = ("magnitude_init", "snip", "grasp", "synflow")

@@ -5,13 +5,14 @@ importable without jax so that the command line checks a config before it import
 
 from __future__ import annotations
 
+from lth.spec.methods import METHODS as METHODS  # re-exported: the methods' names come from their registry
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "step", "cosine")
 PRUNING_STRATEGIES = ("layerwise", "global", "modulewise")
 PRUNING_SCHEDULES = ("geometric", "linear")
 RETRAINING = ("rewind", "lr_rewind", "finetune")
 DATA_ORDERS = ("per_level", "fixed")
-METHODS = ("imp", "gradual", "static", "set", "rigl")
 DISTRIBUTIONS = ("uniform", "erk")
 LAYOUTS = ("sequential", "workers", "vmap", "devices")  # how the replicates of a run are laid out
 BN_STATES = ("interpolate", "a", "average", "reestimate")  # BatchNorm statistics along a path (`lth.lottery.path`)

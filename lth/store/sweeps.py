@@ -40,14 +40,6 @@ class SweepDir:
     def write_state(self, state: dict[str, Any]) -> None:
         write_json(self.state_path, state)
 
-    def read_state(self) -> dict[str, Any] | None:
-        """sweep.json as a dict, or None if there is none (yet)."""
-        try:
-            value = json.loads(self.state_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        return value if isinstance(value, dict) else None
-
     def write_summary(self, csv_text: str) -> None:
         write_atomic(self.summary_path, csv_text.encode())
 

@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import optax
 
 from lth.spec.config import SparseConfig
+from lth.spec.methods import DYNAMIC  # the methods whose mask changes during training
 from lth.sparsity import dynamic, gradual, nm
 from lth.sparsity.masks import Mask, apply_mask
 
-DYNAMIC = ("gradual", "set", "rigl")  # the methods whose mask changes during training
 _SET_KEY = 0x5E7  # the SET regrowth stream: fold_in(fold_in(augment_key, _SET_KEY), step)
 
 
@@ -74,26 +74,27 @@ def resolve_schedule(cfg: SparseConfig, total_steps: int) -> Schedule:
     return Schedule(cfg.dt, t_end, cfg.t0, n)
 
 
-def make_mask_update(method: str, cfg: SparseConfig, total_steps: int, exclude: tuple[str, ...] = ()) -> MaskUpdate:
-    """The `MaskUpdate` of `method` ("gradual", "set" or "rigl") under `cfg`."""
-    s = resolve_schedule(cfg, total_steps)
-    structure = nm.parse_nm(cfg.structure)
-
+def _rigl(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
     def periodic(step):
         return (step % s.dt == 0) & (step <= s.t_end)
 
-    if method == "rigl":
-        def rigl(sparse, params, grads, step, key):
-            return dynamic.rigl_update(sparse.mask, params, grads, dynamic.cosine_drop_fraction(step, cfg.alpha,
-                                                                                                 s.t_end))
-        return MaskUpdate(method, periodic, rigl)
-    if method == "set":
-        def set_(sparse, params, grads, step, key):
-            return dynamic.set_update(sparse.mask, params, jax.random.fold_in(jax.random.fold_in(key, _SET_KEY), step),
-                                      cfg.z)
-        return MaskUpdate(method, periodic, set_)
-    if method != "gradual":
-        raise ValueError(f"no mask updates for method {method!r}")
+    def rigl(sparse, params, grads, step, key):
+        return dynamic.rigl_update(sparse.mask, params, grads, dynamic.cosine_drop_fraction(step, cfg.alpha, s.t_end))
+    return MaskUpdate("rigl", periodic, rigl)
+
+
+def _set(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
+    def periodic(step):
+        return (step % s.dt == 0) & (step <= s.t_end)
+
+    def set_(sparse, params, grads, step, key):
+        return dynamic.set_update(sparse.mask, params, jax.random.fold_in(jax.random.fold_in(key, _SET_KEY), step),
+                                  cfg.z)
+    return MaskUpdate("set", periodic, set_)
+
+
+def _gradual(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
+    structure = nm.parse_nm(cfg.structure)
 
     def due(step):
         return gradual.is_update_step(step, s.t0, s.n, s.dt)
@@ -106,8 +107,20 @@ def make_mask_update(method: str, cfg: SparseConfig, total_steps: int, exclude: 
         start = max(n, int(round(m * (1.0 - cfg.s_i))))
         keep = n + jnp.round((start - n) * gradual.ramp(step, s.t0, s.n, s.dt)).astype(jnp.int32)
         return nm.nm_magnitude(params, sparse.mask, keep, m, exclude)
+    return MaskUpdate("gradual", due, prune)
 
-    return MaskUpdate(method, due, prune)
+
+# the mask update of every method whose mask changes during training (`lth.spec.methods`: dynamic=True)
+UPDATES: dict[str, Callable[[SparseConfig, Schedule, tuple[str, ...]], MaskUpdate]] = {
+    "gradual": _gradual, "set": _set, "rigl": _rigl,
+}
+
+
+def make_mask_update(method: str, cfg: SparseConfig, total_steps: int, exclude: tuple[str, ...] = ()) -> MaskUpdate:
+    """The `MaskUpdate` of `method` (one of `UPDATES`) under `cfg`."""
+    if method not in UPDATES:
+        raise ValueError(f"no mask updates for method {method!r}")
+    return UPDATES[method](cfg, resolve_schedule(cfg, total_steps), exclude)
 
 
 def sparse_state(mask: Mask, start_counts: dict[str, int] | None = None,
@@ -151,5 +164,5 @@ def count_updates(rule: MaskUpdate, start: int, end: int) -> int:
     return int(jnp.sum(rule.due(jnp.arange(start, end, dtype=jnp.int32)))) if end > start else 0
 
 
-__all__ = ["DYNAMIC", "MaskUpdate", "Schedule", "SparseState", "after_update", "count_updates", "current_mask",
-           "make_mask_update", "resolve_schedule", "sparse_state", "updated"]
+__all__ = ["DYNAMIC", "UPDATES", "MaskUpdate", "Schedule", "SparseState", "after_update", "count_updates",
+           "current_mask", "make_mask_update", "resolve_schedule", "sparse_state", "updated"]

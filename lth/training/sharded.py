@@ -67,11 +67,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """For an array whose first axis is the batch, e.g. the `x` of one training step."""
-    return NamedSharding(mesh, P(AXIS))
-
-
 def order_sharding(mesh: Mesh) -> NamedSharding:
     """For an epoch's batch order [steps, batch] and the evaluation sets [batches, batch, ...]."""
     return NamedSharding(mesh, P(None, AXIS))
