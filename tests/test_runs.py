@@ -202,7 +202,7 @@ def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
 def test_checkpoint_period_parsing():
     from lth.errors import ConfigError
     from lth.spec.parse import CheckpointPeriod
-    from lth.jobs.lottery import parse_checkpoint_period
+    from lth.spec.parse import parse_checkpoint_period
 
     assert parse_checkpoint_period("10min", 35) == CheckpointPeriod(seconds=600.0)
     assert parse_checkpoint_period("90s", 35) == CheckpointPeriod(seconds=90.0)

@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
-from lth.cli import build_parser, config_from_args, main
+from lth.cli import main
+from lth.cli.main import config_from_args
+from lth.cli.parser import build_parser
 from lth.spec.config import replace
 from lth.spec.experiments import load_config
 from lth.sweeps.file import load_sweep

@@ -61,7 +61,7 @@ def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, dat
     check_start_files(mask, ticket, config.initial_mask)
     parsed = tuple(c if isinstance(c, Control) else parse_controls([c])[0] for c in controls)
     return RunPlan(config, replicates, layout, workers, every, checked_wandb_mode(wandb), parsed,
-                   _control_levels(parsed, control_levels, config.levels), mask, ticket, data_parallel,
+                   control_levels_of(parsed, control_levels, config.levels), mask, ticket, data_parallel,
                    allow_mixed_numerics, progress, runs_root, data_root, tuple(trackers or ()))
 
 
@@ -74,9 +74,9 @@ def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: s
                           "--layout (the vmapped trainer runs them together from Python: lth.training.stacked)")
 
 
-def _control_levels(controls: tuple[Control, ...], control_levels: Any, levels: int) -> tuple[int, ...]:
-    """The main-line levels the experiment's controls train; an experiment's control levels beyond a
-    shortened run (--levels) are left out."""
+def control_levels_of(controls: tuple[Any, ...], control_levels: Any, levels: int) -> tuple[int, ...]:
+    """The main-line levels an experiment's (or a sweep's) controls train: `control_levels` (a level
+    list or levels; None: all) of a run of `levels` levels, those beyond it (--levels) left out."""
     if not controls:
         return ()
     wanted = control_levels if control_levels is not None else f"0-{levels}"

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from lth.spec.config import to_dict
 from lth.errors import LthError
 from lth.sweeps import cluster
-from lth.jobs.lottery import _control_levels
+from lth.plans.run import control_levels_of
 from lth.sweeps.file import Cell, SweepPlan
 from lth.sweeps.progress import SweepProgress
 from lth.sweeps.state import SweepState
@@ -88,7 +88,7 @@ def cell_finished(root: Path, plan: SweepPlan, cell: Cell) -> bool:
     rep = run.replicate(0)
     if not run.results_path.exists() or len(rep.read_results()) < cell.config.levels + 1:
         return False
-    levels = _control_levels(plan.controls, plan.control_levels, cell.config.levels) or []
+    levels = control_levels_of(plan.controls, plan.control_levels, cell.config.levels)
     for name in plan.controls:
         done = {int(r["level"]) for r in rep.control(name).read_results()}
         if not set(levels) <= done:
