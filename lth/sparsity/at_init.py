@@ -22,7 +22,7 @@ from lth.sparsity.masks import Mask, Params, check_mask, first_match, layer_coun
 from lth.sparsity.pruning import STRATEGIES, Group, prune_by_scores
 from lth.sparsity.scores import (
     GRASP_TEMPERATURE,
-    METHODS,
+    SCORERS,
     check_dtype,
     dtype_key,
     grasp_scores,
@@ -153,7 +153,7 @@ def prune_at_init(
     groups: list[Group] | None = None,
     temperature: float = GRASP_TEMPERATURE,
 ) -> Mask:
-    """Prune `mask` at initialisation to `target_density` with one of `METHODS` (`invert`: keep the
+    """Prune `mask` at initialisation to `target_density` with one of `SCORERS` (`invert`: keep the
     lowest scores instead -- Frankle et al. 2021's inversion sanity check).
 
     One shot for magnitude / snip / grasp / random (global: one threshold over all prunable layers,
@@ -164,8 +164,8 @@ def prune_at_init(
     both reference codes), `input_shape` (without the batch axis; default ``batch[0].shape[1:]``)
     by synflow, `key` by random. Layers matching an `exclude` regex keep their mask.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown pruning-at-init method {method!r}: choose one of {', '.join(METHODS)}")
+    if method not in SCORERS:
+        raise ConfigError(f"unknown pruning-at-init method {method!r}: choose one of {', '.join(SCORERS)}")
     if groups is None:
         _check_density(target_density)
     if strategy not in STRATEGIES:

@@ -44,7 +44,7 @@ from lth.sparsity.pruning import magnitude_scores
 
 Scores = dict[str, jax.Array]
 
-METHODS = ("magnitude", "snip", "grasp", "synflow", "random")
+SCORERS = ("magnitude", "snip", "grasp", "synflow", "random")  # the pruning-at-init scores (not `config.method`)
 GRASP_TEMPERATURE = 200.0  # both reference codes divide the logits by T = 200 for GraSP
 
 # Compiled score functions are cached per (model, options): a Model is a NamedTuple of functions,
@@ -248,6 +248,6 @@ def invert_scores(scores: Any) -> Any:
 
 
 __all__ = [
-    "GRASP_TEMPERATURE", "METHODS", "check_dtype", "dtype_key", "grasp_hvp", "grasp_scores", "invert_scores",
+    "GRASP_TEMPERATURE", "SCORERS", "check_dtype", "dtype_key", "grasp_hvp", "grasp_scores", "invert_scores",
     "magnitude_at_init", "random_scores", "snip_scores", "synflow_round_fn", "synflow_scores",
 ]
