@@ -17,7 +17,7 @@ from lth.sparsity.masks import apply_mask, count_prunable, count_remaining, laye
 from lth.sparsity.pruning import Group, prune_by_scores
 from lth.sparsity.scores import (
     GRASP_TEMPERATURE,
-    METHODS,
+    SCORERS,
     grasp_hvp,
     grasp_scores,
     invert_scores,
@@ -367,7 +367,7 @@ def wider():
     return tiny_model(seed=3, sizes=(6, 16, 3))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", SCORERS)
 @pytest.mark.parametrize("strategy", ["global", "layerwise"])
 @pytest.mark.parametrize("target", [0.3, 0.05, 1.0])
 def test_prune_at_init_exact_counts(method, strategy, target):
@@ -412,7 +412,7 @@ def test_one_shot_keeps_the_top_scores(method):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", SCORERS)
 def test_pruned_weights_never_come_back(method):
     model, params, state = wider()
     mask = random_mask(params, 11, keep=0.6)
