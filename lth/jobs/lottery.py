@@ -25,7 +25,8 @@ from lth.runs.workers import run_replicates_in_workers
 from lth.sparsity.masks import Mask, mask_digest
 from lth.spec.config import ExperimentConfig, replace
 from lth.spec.parse import CheckpointPeriod
-from lth.store import DamagedFileError, ReplicateDir, RunDir, aggregate, load_mask
+from lth.store import ReplicateDir, RunDir, aggregate, load_mask
+from lth.store.queries import levels_done, run_records
 from lth.store.resume import check_finished
 from lth.store.run_dir import check_run_root
 from lth.tickets import Ticket
@@ -117,7 +118,7 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
         if plan.progress and main:
             print(f"{run.path}: all {setup.config.levels + 1} levels of {plan.replicates} replicate(s) done")
         _run_controls(run, plan)
-        return _records(run, reps)
+        return run_records(run, reps)
     if ticket is not None:
         keep_ticket(run, ticket)
     wandb_mode = plan.wandb if main else "disabled"
@@ -129,22 +130,14 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     if not main:  # process 0 may still be writing the files: the same records, from memory
         return per_replicate[0] if plan.replicates == 1 else aggregate(per_replicate)
-    return _records(run, reps)
-
-
-def _levels_done(rep: ReplicateDir) -> int:
-    """Finished levels of a replicate by its records (0 if they are damaged: opening it repairs them)."""
-    try:
-        return len(rep.read_results())
-    except DamagedFileError:
-        return 0
+    return run_records(run, reps)
 
 
 def _finished(setup: Setup, run: RunDir, reps: list[ReplicateDir], mask: Mask | None) -> bool:
     """Whether every replicate has every level and its files check out (`check_finished`, under the
     run's lock; damaged copies repaired, the run's results.json rewritten from the replicates')."""
     levels = setup.config.levels + 1
-    if not run.config_path.is_file() or any(_levels_done(rep) < levels for rep in reps):
+    if not run.config_path.is_file() or any(levels_done(rep) < levels for rep in reps):
         return False
     params0, model_state0 = init_params(setup)
     template, mask0 = setup.trainer.init_state(params0, model_state0), initial_mask(setup, params0, mask)
@@ -166,7 +159,7 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
     layout, workers = choose_layout(plan.layout, plan.workers, len(reps), plan.data_parallel)
     with open_session(run, wandb_mode, levels=config.levels, total_steps=setup.total_steps, slots=len(reps),
                       progress=plan.progress and main, trackers=plan.trackers) as session:
-        todo = [r for r, rep in enumerate(reps) if _levels_done(rep) < config.levels + 1]
+        todo = [r for r, rep in enumerate(reps) if levels_done(rep) < config.levels + 1]
         if layout == "workers" and todo:
             run_replicates_in_workers(run, todo, min(workers, len(todo)), plan.data_root, mask, every, wandb_mode,
                                       session.reporter, plan.allow_mixed_numerics, trackers=plan.trackers)
@@ -176,7 +169,7 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
         per_replicate = _each_replicate(session, setup, reps, mask, every, plan.allow_mixed_numerics)
         if main:
             plot_run(run.path)
-            session.run_done(_records(run, reps))
+            session.run_done(run_records(run, reps))
     return per_replicate, session.wandb
 
 
@@ -216,7 +209,3 @@ def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Se
     params0, _ = init_params(setup)
     mask = initial_mask(setup, params0, load_mask(mask, params0) if isinstance(mask, (str, Path)) else mask)
     return setup.with_config(replace(setup.config, initial_mask=mask_digest(mask))), mask
-
-
-def _records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:
-    return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()

@@ -22,7 +22,8 @@ from lth.runs.recorder import Recorder
 from lth.runs.session import open_session
 from lth.plans.run import RunPlan, plan_run
 from lth.sparsity.masks import Mask, mask_digest
-from lth.store import DamagedFileError, JsonlSink, ReplicateDir, RunDir
+from lth.store import JsonlSink, ReplicateDir, RunDir
+from lth.store.queries import levels_done, run_records
 from lth.store.run_dir import check_run_root
 from lth.training import TrainState
 from lth.training.processes import numerics_context
@@ -65,10 +66,10 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
     run = RunDir(check_run_root(plan.runs_root), config)
     count = len(config.sparse.densities) or 1
     reps = [run.replicate(r) for r in range(replicates)]
-    if run.results_path.exists() and all(_done(rep) == count for rep in reps):
+    if run.results_path.exists() and all(levels_done(rep) == count for rep in reps):
         if plan.progress:
             print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
-        return _records(run, reps)
+        return run_records(run, reps)
     with open_session(run, plan.wandb, levels=count - 1, total_steps=setup.total_steps, slots=replicates,
                       progress=plan.progress, trackers=plan.trackers) as session:
         per_replicate = []
@@ -77,23 +78,15 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
             per_replicate.append(rep.read_results())
             run.write_aggregate(per_replicate)
         plot_run(run.path)
-        session.wandb.run_done(_records(run, reps))
+        session.wandb.run_done(run_records(run, reps))
     if plan.progress:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
-    return _records(run, reps)
-
-
-def _done(rep: ReplicateDir) -> int:
-    """Finished densities of a replicate (0 if its records are damaged: it is then trained again)."""
-    try:
-        return len(rep.read_results())
-    except DamagedFileError:
-        return 0
+    return run_records(run, reps)
 
 
 def _train_replicate(setup: Setup, rep: ReplicateDir, replicate: int, reporter: Any, trackers: list[Any]) -> None:
     """The unfinished densities of one replicate; an interrupted density restarts from its beginning."""
-    if rep.path.exists() and _done(rep) == 0:
+    if rep.path.exists() and levels_done(rep) == 0:
         if rep.results_path.exists():
             warn(f"{rep.results_path} is damaged: training replicate {replicate} again from its start")
         rep.reset()
@@ -106,7 +99,3 @@ def _train_replicate(setup: Setup, rep: ReplicateDir, replicate: int, reporter: 
         finished = frozenset(int(record["level"]) for record in done)
         for outcome in method_levels(setup.for_replicate(replicate), recorder, finished):
             recorder.level_done(outcome)
-
-
-def _records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:
-    return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()

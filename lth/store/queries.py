@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lth.errors import ConfigError, LthError
-from lth.store.replicate import ReplicateDir
-from lth.store.run_dir import check_mask_file, replicate_paths
+from lth.store.replicate import DamagedFileError, ReplicateDir
+from lth.store.run_dir import RunDir, check_mask_file, replicate_paths
 
 
 def check_replicate(name: str, count: int, replicate: int) -> None:
@@ -51,3 +51,17 @@ def check_start_files(mask: Any, ticket: Any, initial_mask: str | None = None) -
         check_mask_file(mask)
     if isinstance(ticket, (str, os.PathLike)):
         check_ticket_file(ticket)
+
+
+def levels_done(rep: ReplicateDir) -> int:
+    """Finished levels (or densities) of a replicate by its records; 0 if they are damaged (the job
+    then repairs them from the other copies, or trains the replicate again)."""
+    try:
+        return len(rep.read_results())
+    except DamagedFileError:
+        return 0
+
+
+def run_records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:
+    """A run's records: its one replicate's, or the mean and std over its replicates (results.json)."""
+    return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()
