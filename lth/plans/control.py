@@ -43,10 +43,8 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     path = resolve_run(run, runs_root)
     run_dir = open_run(path)
     config = run_dir.config
-    if not isinstance(controls, str) and all(isinstance(c, Control) for c in controls):
-        parsed = list(controls)
-    else:
-        parsed = parse_controls(controls)
+    given = controls if isinstance(controls, str) else list(controls)
+    parsed = given if given and all(isinstance(c, Control) for c in given) else parse_controls(given)
     for control in parsed:  # before anything trains: a combination without meaning is one line
         check_retraining(control, config.retraining)
     if levels is None:

@@ -149,16 +149,14 @@ def check_dataset_name(name: str) -> None:
         raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
 
 
-def check_run_options(replicates: int, workers: int | None = None, layout: str | None = None,
-                      checkpoint_every: str = "10min") -> None:
+def check_run_options(replicates: int, workers: int | None = None, layout: str | None = None) -> None:
     """One-line ConfigErrors for `lth run`'s execution options that need neither data nor jax: the
-    replicate and worker counts, the layout's name and the checkpoint period's syntax."""
+    replicate and worker counts and the layout's name (the checkpoint period is parsed by the plan)."""
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
     check_workers(workers)
     if layout is not None and layout not in LAYOUTS:
         raise ConfigError(f"unknown replicate layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
-    parse_checkpoint_period(checkpoint_every, steps_per_epoch=1)  # the syntax (the steps need the data)
 
 
 def check_workers(workers: int | None) -> None:
