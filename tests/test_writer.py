@@ -120,6 +120,9 @@ class Watch(Tracker):
 
     def log_evaluations(self, replicate, level, evaluations):
         if level == 1 and self.seen is None:
+            # the writer thread may not have taken level 0's save off its queue yet (a loaded machine): give it
+            # until then; a synchronous save has already ended here, so the wait runs out and the check fails
+            self.rep.saving.wait(10)
             self.seen = {"saving level 0": self.rep.saving.is_set(), "level 0 final": self.rep.final_path(0).exists(),
                          "records": len(self.rep.read_results())}
             self.rep.chunk_trained.set()
