@@ -1,5 +1,10 @@
 """User-facing errors: one line that says what is wrong and what to do."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class LthError(ValueError):
     """Bad input to lth. The CLI prints its message on one line and exits with code 2."""
@@ -15,3 +20,13 @@ class MaskError(LthError):
 
 class DataError(LthError):
     """A dataset that cannot be found, loaded or verified."""
+
+
+def unknown_name(kind: str, name: object, choices: Iterable[str], where: str = "", then: str = "") -> ConfigError:
+    """The one-line error for a name that is not one of `choices`: 'unknown model 'lenet30' [where]:
+    did you mean lenet5? (choose one of ...)'; `then` adds what else the user may do."""
+    choices = list(choices)
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6) if isinstance(name, str) else []
+    listed = ", ".join(choices) if choices else "(none found)"
+    hint = f"did you mean {close[0]}? (choose one of {listed})" if close else f"choose one of {listed}"
+    return ConfigError(f"unknown {kind} {name!r}{f' {where}' if where else ''}: {hint}{then}")

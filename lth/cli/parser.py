@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from lth.spec.catalog import datasets_help
+from lth.spec.controls import controls_help
 from lth.spec.methods import methods_help
 from lth.spec.names import FILESYSTEMS, PRUNING_STRATEGIES, RETRAINING, WANDB_MODES
 
@@ -25,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="verify every finished level's files (checkpoint digests, masks) and repair what can be")
     _add_roots(ls)
     _add_control(sub.add_parser("control", help="controls of a finished run: reinit, random pruning, shuffle, "
-                                                "one-shot ..."))
+                                                "one-shot ...", epilog=controls_help(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter))
     _add_instability(sub.add_parser("instability", help="linear mode connectivity: error barrier per level and "
                                                         "rewind step"))
     _add_ticket(sub.add_parser("ticket", help="tickets as portable files: export a level of a run, inspect a file"))
@@ -65,7 +68,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=int)
     run.add_argument("--lr", type=float, help="learning rate")
     run.add_argument("--eval-every", help="evaluation period, e.g. 100it or 1ep")
-    run.add_argument("--dataset", help="dataset name (e.g. mnist5k, mnist1d)")
+    run.add_argument("--dataset", help=f"dataset: {datasets_help()}")
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
     run.add_argument("--ticket", help="start level 0 from this ticket file (`lth ticket export`): its mask and weights")
     run.add_argument("--method", help=f"{methods_help()} (default: imp; settings: --set sparse.FIELD=VALUE, e.g. "
@@ -105,9 +108,7 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
 
 def _add_control(control: argparse.ArgumentParser) -> None:
     control.add_argument("run", help=RUN_HELP)
-    control.add_argument("controls", help="comma-separated, e.g. reinit,random_layerwise,random_global,shuffle,"
-                                          "invert,oneshot,snip,snip+shuffle,synflow+reinit; sparse training at the "
-                                          "level's density: static_erk,static_uniform,set,rigl,gradual")
+    control.add_argument("controls", help="comma-separated, e.g. reinit,random_layerwise,snip+shuffle (see below)")
     control.add_argument("--levels", help="levels of the main line, e.g. 0-3,7,12 (default: all)")
     control.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: offline)")
     _add_roots(control)

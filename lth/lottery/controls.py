@@ -55,8 +55,9 @@ from lth import rng
 from lth.spec.config import replace
 from lth.spec.methods import REGISTRY, method_of_control
 from lth.spec.controls import (
-    AT_INIT, SOURCES, SPARSE_TRAINING, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
+    SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
 )
+from lth.spec.methods import SPARSE_TRAINING
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import check_schedule
@@ -104,40 +105,50 @@ class LevelInputs:
 
 
 def control_mask(setup: Setup, control: Control, inputs: LevelInputs, params0: Any, model_state0: Any) -> Mask:
-    """The mask of `control` at `inputs.level`, before the shuffle transform."""
-    config = setup.config
-    key = rng.stream(config.seed, f"control:{control.source}", inputs.level)
+    """The mask of `control` at `inputs.level`, before the shuffle transform: the mask rule of its
+    source's kind (`MASK_RULES`)."""
+    key = rng.stream(setup.config.seed, f"control:{control.source}", inputs.level)
+    return MASK_RULES[control.kind](setup, control, inputs, key, (params0, model_state0))
+
+
+def _main_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    """The main line's mask; inverted: its pruning step with the order reversed (the smallest trained
+    weights survive; nothing is pruned at level 0, so nothing changes there)."""
+    if "invert" not in control.transforms or inputs.level == 0:
+        return inputs.mask
+    scores = {k: -v for k, v in magnitude_scores(inputs.previous_final, inputs.previous_mask).items()}
+    groups = plan_groups(counts_of(inputs.full_mask), setup.config.pruning, inputs.level)
+    return prune_by_scores(scores, inputs.previous_mask, groups)
+
+
+def _oneshot_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    sign = -1.0 if "invert" in control.transforms else 1.0
+    scores = {k: sign * v for k, v in magnitude_scores(inputs.dense_final, inputs.full_mask).items()}
+    groups = plan_groups(counts_of(inputs.full_mask), setup.config.pruning, inputs.level)
+    return prune_by_scores(scores, inputs.full_mask, groups)
+
+
+def _random_layerwise_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    groups = _layer_groups(counts_of(inputs.mask))
+    return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
+
+
+def _random_global_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    groups = control_groups(setup.config.pruning, counts_of(inputs.mask))
+    return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
+
+
+def _at_init_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    """Pruning at initialisation by the source's scorer, to the level's counts (the pool's densities
+    chosen by the scores)."""
     target = counts_of(inputs.mask)
-    invert = "invert" in control.transforms
-    sign = -1.0 if invert else 1.0
-    if control.source == "imp":
-        if not invert:
-            return inputs.mask
-        if inputs.level == 0:
-            return inputs.mask  # nothing pruned at level 0: inverting changes nothing
-        # the main line's pruning step with the order reversed: the smallest trained weights survive
-        scores = {k: sign * v for k, v in magnitude_scores(inputs.previous_final, inputs.previous_mask).items()}
-        groups = plan_groups(counts_of(inputs.full_mask), config.pruning, inputs.level)
-        return prune_by_scores(scores, inputs.previous_mask, groups)
-    if control.source == "oneshot":
-        scores = {k: sign * v for k, v in magnitude_scores(inputs.dense_final, inputs.full_mask).items()}
-        return prune_by_scores(scores, inputs.full_mask, plan_groups(counts_of(inputs.full_mask), config.pruning,
-                                                                     inputs.level))
-    if control.source == "random_layerwise":
-        return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, _layer_groups(target))
-    groups = control_groups(config.pruning, target)
-    if control.source == "random_global":
-        return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
-    if control.source in SPARSE_TRAINING:
-        return sparse_control_mask(setup, control, inputs, key)
-    # pruning at initialisation, to the level's counts (the pool's densities chosen by the scores)
     if sum(target.values()) >= sum(counts_of(inputs.full_mask).values()):
         return inputs.full_mask
-    method = "magnitude" if control.source == "magnitude_init" else control.source
     x, y = score_batch(setup)
-    return prune_at_init(method, setup.model, params0, model_state0, inputs.full_mask, (x, y),
-                         setup.dataset.input_shape, None, key=key, invert=invert, groups=groups,
-                         temperature=config.pruning.grasp_temperature)
+    return prune_at_init(SOURCE_REGISTRY[control.source].scorer, setup.model, *init, inputs.full_mask, (x, y),
+                         setup.dataset.input_shape, None, key=key, invert="invert" in control.transforms,
+                         groups=control_groups(setup.config.pruning, target),
+                         temperature=setup.config.pruning.grasp_temperature)
 
 
 def score_batch(setup: Setup) -> tuple[jax.Array, jax.Array]:
@@ -152,7 +163,7 @@ def score_batch(setup: Setup) -> tuple[jax.Array, jax.Array]:
     return setup.data.x_train[picked], setup.data.y_train[picked]
 
 
-def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array) -> Mask:
+def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple = ()) -> Mask:
     """The start mask of a sparse-training control of level L (see the module docstring)."""
     target = counts_of(inputs.mask)
     if control.source == "gradual":
@@ -164,10 +175,15 @@ def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key
     return random_mask(inputs.full_mask, target, key)
 
 
+# The mask rule of each kind of control source (`lth.spec.controls.KINDS`).
+MASK_RULES = {"main": _main_mask, "oneshot": _oneshot_mask, "random_layerwise": _random_layerwise_mask,
+              "random_global": _random_global_mask, "at_init": _at_init_mask, "sparse_training": sparse_control_mask}
+
+
 def check_controls(setup: Setup, controls: Iterable[Control]) -> None:
     """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training."""
     for control in controls:
-        if control.source in SPARSE_TRAINING and REGISTRY[method_of_control(control.source)].dynamic:
+        if control.kind == "sparse_training" and REGISTRY[method_of_control(control.source)].dynamic:
             check_schedule(replace(setup.config, method=method_of_control(control.source)), setup.total_steps)
 
 
@@ -180,7 +196,7 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
     docstring): masked, fresh optimiser, schedule at the start step. Sparse-training controls carry
     their mask in the state (gradual pruning ends at the level's counts, those of `inputs.mask`)."""
     check_retraining(control, setup.config.retraining)
-    at_init = control.source in AT_INIT
+    at_init = control.kind == "at_init"
     params, model_state = (params0, model_state0) if at_init else rewind_point
     if "reinit" in control.transforms:
         params, model_state = setup.model.init(rng.stream(setup.config.seed, "reinit", level))
@@ -190,7 +206,7 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
                               "give LevelInputs.start")
         params, model_state = inputs.start
     step = 0 if at_init else setup.rewind_step
-    if control.source in SPARSE_TRAINING:
+    if control.kind == "sparse_training":
         final_counts = counts_of(inputs.mask) if inputs is not None else None
         return start_state(setup, _method(control), params, model_state, mask, step, final_counts)
     return setup.trainer.init_state(apply_mask(params, mask), model_state, step)
@@ -198,7 +214,7 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
 
 def control_trainer(setup: Setup, control: Control, level: int) -> Trainer:
     """The trainer of a control level: level L's (the fine-tuning one after level 0, with finetune)."""
-    return setup.retrain_trainer if retrained(setup, level) and control.source not in AT_INIT else setup.trainer
+    return setup.retrain_trainer if retrained(setup, level) and control.kind != "at_init" else setup.trainer
 
 
 def _method(control: Control) -> str:
@@ -218,7 +234,7 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     level's data order (`lth.lottery.train_level`); `hooks` see it start and every chunk, as for a
     level of the main line."""
     started = time.perf_counter()
-    sparse = control.source in SPARSE_TRAINING
+    sparse = control.kind == "sparse_training"
     trainer = method_trainer(setup, _method(control)) if sparse else control_trainer(setup, control, level)
     start_step = int(state.step)
     state, final, evaluations = train_level(setup, trainer, level, state, mask, hooks or Hooks())

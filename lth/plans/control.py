@@ -40,11 +40,12 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     """The run (a directory, name or hash), its controls and levels (None: all); one-line errors for
     an unknown run, control or W&B mode, a control the run's retraining has no meaning for, a bad
     level list, or levels the main line has not finished."""
+    given = controls if isinstance(controls, str) else list(controls)
+    parsed = given if given and all(isinstance(c, Control) for c in given) else parse_controls(given)
+    wandb_mode = checked_wandb_mode(wandb)
     path = resolve_run(run, runs_root)
     run_dir = open_run(path)
     config = run_dir.config
-    given = controls if isinstance(controls, str) else list(controls)
-    parsed = given if given and all(isinstance(c, Control) for c in given) else parse_controls(given)
     for control in parsed:  # before anything trains: a combination without meaning is one line
         check_retraining(control, config.retraining)
     if levels is None:
@@ -52,7 +53,7 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     else:
         chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     _check_finished(run_dir.replicates(), chosen, path)
-    return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), checked_wandb_mode(wandb), data_root, progress)
+    return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), wandb_mode, data_root, progress)
 
 
 def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:

@@ -7,7 +7,7 @@ import netrc
 import os
 from urllib.parse import urlparse
 
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 from lth.spec.names import WANDB_MODES
 
 
@@ -16,7 +16,7 @@ def resolve_wandb_mode(mode: str | None) -> str:
     mode = mode or os.environ.get("WANDB_MODE") or "offline"
     mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
     if mode not in WANDB_MODES:
-        raise ConfigError(f"unknown W&B mode {mode!r}: choose one of {', '.join(WANDB_MODES)}")
+        raise unknown_name("W&B mode", mode, WANDB_MODES)
     return mode
 
 

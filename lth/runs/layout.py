@@ -15,7 +15,7 @@ import os
 import jax
 
 from lth.spec.checks import check_workers
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 from lth.spec.names import LAYOUTS
 
 
@@ -32,7 +32,7 @@ def default_layout(replicates: int, workers: int) -> str:
 def check_layout(layout: str, *, data_parallel: bool = False) -> None:
     """A one-line `ConfigError` for an unknown layout or one that cannot run here."""
     if layout not in LAYOUTS:
-        raise ConfigError(f"unknown replicate layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise unknown_name("replicate layout", layout, LAYOUTS)
     if layout in ("vmap", "devices"):
         if data_parallel:
             raise ConfigError(f"--layout {layout} and --data-parallel are two ways to use the devices: choose one")

@@ -1,24 +1,42 @@
 """A session: what every job that trains into a run directory holds while it trains, built in one
-place. Under the run's lock: the run directory made (with its config.json), the trackers (the W&B
-tracker, built only here and in `worker_trackers`, plus the caller's), and the terminal reporter;
-on the way out, whatever happened, the reporter and every tracker closed."""
+place. Under the run's lock: the run directory made (with its config.json), the trackers (the
+caller's, then one of every built-in tracker of `TRACKERS`, built only in `worker_trackers`), and the
+terminal reporter; on the way out, whatever happened, the reporter and every tracker closed.
+
+Adding a built-in tracker: a `lth.runs.tracking.Tracker` subclass in its own module and one entry in
+`TRACKERS`; `tests/test_registries.py` feeds every entry a run's events."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from lth.runs.progress import LevelProgress, warn
-from lth.runs.tracking import WandbTracker
+from lth.runs.tracking import Tracker, WandbTracker
 from lth.spec.config import to_dict
 from lth.store import RunDir
 
 
+@dataclass(frozen=True)
+class TrackerContext:
+    """What a built-in tracker is built from: the run, its config as a dict, the W&B mode."""
+
+    run: RunDir
+    config: dict[str, Any]
+    wandb_mode: str
+
+
+TRACKERS: dict[str, Callable[[TrackerContext], Tracker]] = {
+    "wandb": lambda c: WandbTracker(c.run, c.config, c.wandb_mode, warn=warn),
+}
+
+
 @dataclass
 class Session:
-    """The open side of one run: its directory, its trackers (the W&B one last) and its reporter."""
+    """The open side of one run: its directory, its trackers (the caller's, then the built-in ones)
+    and its reporter."""
 
     run: RunDir
     trackers: list[Any]
@@ -27,7 +45,7 @@ class Session:
     @property
     def wandb(self) -> WandbTracker:
         """The run's W&B tracker (offline files inside the run directory, or disabled)."""
-        return self.trackers[-1]
+        return next(t for t in self.trackers if isinstance(t, WandbTracker))
 
     def run_done(self, records: list[dict[str, Any]]) -> None:
         """Every tracker told that the run finished with `records`."""
@@ -36,8 +54,9 @@ class Session:
 
 
 def worker_trackers(run: RunDir, wandb_mode: str, extra: list[Any] | tuple[Any, ...] = ()) -> list[Any]:
-    """The trackers a process training into `run` reports to: `extra`, then the run's W&B tracker."""
-    return [*extra, WandbTracker(run, to_dict(run.config), wandb_mode, warn=warn)]
+    """The trackers a process training into `run` reports to: `extra`, then one of each of `TRACKERS`."""
+    context = TrackerContext(run, to_dict(run.config), wandb_mode)
+    return [*extra, *(build(context) for build in TRACKERS.values())]
 
 
 @contextlib.contextmanager

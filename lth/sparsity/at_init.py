@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lth.spec.config import PruningConfig
-from lth.errors import ConfigError, LthError
+from lth.errors import ConfigError, LthError, unknown_name
 from lth.models.base import Model
 from lth.sparsity.masks import Mask, Params, check_mask, first_match, layer_counts, mask_leaves, path_name
 from lth.sparsity.pruning import STRATEGIES, Group, prune_by_scores
@@ -52,7 +52,7 @@ def density_groups(
     """
     _check_density(target_density)
     if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown pruning strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        raise unknown_name("pruning strategy", strategy, STRATEGIES)
     sizes = {name: size for name, (_, size) in layer_counts(mask).items() if first_match(name, exclude) is None}
     if strategy == "layerwise":
         return [Group((name,), int(round(size * target_density))) for name, size in sizes.items()]
@@ -165,11 +165,11 @@ def prune_at_init(
     by synflow, `key` by random. Layers matching an `exclude` regex keep their mask.
     """
     if method not in SCORERS:
-        raise ConfigError(f"unknown pruning-at-init method {method!r}: choose one of {', '.join(SCORERS)}")
+        raise unknown_name("pruning-at-init method", method, SCORERS)
     if groups is None:
         _check_density(target_density)
     if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown pruning strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        raise unknown_name("pruning strategy", strategy, STRATEGIES)
     check_mask(mask, params)
     if method in ("snip", "grasp") and batch is None:
         raise ConfigError(f"{method} scores need a batch (x, y) of training data")

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 from lth.spec.names import DISTRIBUTIONS
 from lth.sparsity.masks import Mask, first_match, layer_counts, mask_leaves
 from lth.sparsity.pruning import Group, prune_by_scores
@@ -124,7 +124,7 @@ def keep_counts(mask: Mask, density: float, distribution: str = "erk", exclude: 
     """{layer: weights kept} at overall `density` under `distribution` (see the module docstring);
     the shapes are the mask's prunable leaves."""
     if distribution not in DISTRIBUTIONS:
-        raise ConfigError(f"unknown layer distribution {distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+        raise unknown_name("layer distribution", distribution, DISTRIBUTIONS)
     check_density(mask, density, exclude)
     shapes = {name: tuple(np.shape(m)) for name, m in mask_leaves(mask).items()}
     dense = excluded_layers(mask, exclude)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 from lth.spec.names import (
     BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS,
     PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING
@@ -23,18 +23,18 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"levels must be >= 0, got {config.levels}: level 0 trains dense, each further level prunes")
     validate_spec(config.pruning)
     if config.optimizer.name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {config.optimizer.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+        raise unknown_name("optimizer", config.optimizer.name, OPTIMIZERS)
     if config.optimizer.schedule not in LR_SCHEDULES:
-        raise ConfigError(f"unknown schedule {config.optimizer.schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
+        raise unknown_name("schedule", config.optimizer.schedule, LR_SCHEDULES)
     _check_optimizer(config.optimizer)
     if config.training.batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
     if config.retraining not in RETRAINING:
-        raise ConfigError(f"unknown retraining {config.retraining!r}: choose one of {', '.join(RETRAINING)}")
+        raise unknown_name("retraining", config.retraining, RETRAINING)
     if config.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {config.seed}")
     if config.data_order not in DATA_ORDERS:
-        raise ConfigError(f"unknown data_order {config.data_order!r}: choose one of {', '.join(DATA_ORDERS)}")
+        raise unknown_name("data_order", config.data_order, DATA_ORDERS)
     _check_data(config.data)
     _check_scoring(config.pruning)
     check_model_name(config.model, config.init)
@@ -76,9 +76,9 @@ def _check_optimizer(opt: OptimizerConfig) -> None:
 def validate_spec(spec: PruningConfig) -> None:
     """Raise ConfigError for an unknown strategy or an out-of-range fraction."""
     if spec.strategy not in PRUNING_STRATEGIES:
-        raise ConfigError(f"unknown pruning strategy {spec.strategy!r}: choose one of {', '.join(PRUNING_STRATEGIES)}")
+        raise unknown_name("pruning strategy", spec.strategy, PRUNING_STRATEGIES)
     if spec.schedule not in PRUNING_SCHEDULES:
-        raise ConfigError(f"unknown pruning schedule {spec.schedule!r}: choose one of {', '.join(PRUNING_SCHEDULES)}")
+        raise unknown_name("pruning schedule", spec.schedule, PRUNING_SCHEDULES)
     if not 0.0 < spec.fraction < 1.0:
         raise ConfigError(f"prune fraction must be in (0, 1), got {spec.fraction}: e.g. 0.2 prunes 20% per level")
     for pattern, fraction in spec.layer_fractions:
@@ -100,9 +100,9 @@ def validate_method(config: ExperimentConfig) -> None:
     """One-line ConfigErrors for impossible settings that need no data (see also `check_schedule`)."""
     method, s = config.method, config.sparse
     if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        raise unknown_name("method", method, METHODS)
     if s.distribution not in DISTRIBUTIONS:
-        raise ConfigError(f"unknown layer distribution {s.distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+        raise unknown_name("layer distribution", s.distribution, DISTRIBUTIONS)
     structure = parse_nm(s.structure)
     if s.dt < 1:
         raise ConfigError(f"the mask update period dt must be at least 1 iteration, got {s.dt}: "
@@ -138,7 +138,7 @@ def check_model_name(name: str, init: str = "default") -> None:
     """Raise ConfigError, listing the registered names, if `name` is not one of them, or if `init`
     is not an initialisation convention the model has."""
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+        raise unknown_name("model", name, sorted(MODELS))
     if init not in MODELS[name]:
         raise ConfigError(f"model {name} has no {init!r} initialisation: choose one of {', '.join(MODELS[name])}")
 
@@ -146,7 +146,7 @@ def check_model_name(name: str, init: str = "default") -> None:
 def check_dataset_name(name: str) -> None:
     """Raise ConfigError, listing the registered names, if `name` is not one of them."""
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+        raise unknown_name("dataset", name, sorted(DATASETS))
 
 
 def check_run_options(replicates: int, workers: int | None = None, layout: str | None = None) -> None:
@@ -156,7 +156,7 @@ def check_run_options(replicates: int, workers: int | None = None, layout: str |
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
     check_workers(workers)
     if layout is not None and layout not in LAYOUTS:
-        raise ConfigError(f"unknown replicate layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise unknown_name("replicate layout", layout, LAYOUTS)
 
 
 def check_workers(workers: int | None) -> None:
@@ -168,7 +168,7 @@ def check_workers(workers: int | None) -> None:
 def check_bn_state(bn_state: str) -> None:
     """A ConfigError unless `bn_state` names a way to treat BatchNorm statistics along a path."""
     if bn_state not in BN_STATES:
-        raise ConfigError(f"unknown bn_state {bn_state!r}: choose one of {', '.join(BN_STATES)}")
+        raise unknown_name("bn_state", bn_state, BN_STATES)
 
 
 HOST_PORT = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")  # a Ray address
@@ -192,7 +192,7 @@ def check_sweep_options(address: str | None = None, cpus: float = 1.0, gpus: flo
     if retries < 0:
         raise ConfigError(f"max retries must be >= 0, got {retries}")
     if filesystem not in FILESYSTEMS:
-        raise ConfigError(f"unknown filesystem mode {filesystem!r}: choose one of {', '.join(FILESYSTEMS)}")
+        raise unknown_name("filesystem mode", filesystem, FILESYSTEMS)
     if local_cpus is not None and local_cpus < 1:
         raise ConfigError(f"local cpus must be >= 1, got {local_cpus}")
     parse_checkpoint_period(checkpoint_every, steps_per_epoch=1)  # the syntax (the steps need the data)

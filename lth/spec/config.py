@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     hints = field_types(cls)
     unknown = set(data) - set(hints)
     if unknown:
-        raise ConfigError(f"unknown config field(s) {sorted(unknown)} in {where or 'config'}")
+        raise unknown_name("config field", ".".join(filter(None, (where, sorted(unknown)[0]))),
+                           [".".join(filter(None, (where, f))) for f in hints])
     kwargs = {}
     for key, value in data.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -196,7 +197,7 @@ def replace(config: Any, **changes: Any) -> Any:
     return new
 
 
-def _replace(config: Any, **changes: Any) -> Any:
+def _replace(config: Any, prefix: str = "", **changes: Any) -> Any:
     nested: dict[str, dict[str, Any]] = {}
     flat: dict[str, Any] = {}
     for key, value in changes.items():
@@ -205,14 +206,14 @@ def _replace(config: Any, **changes: Any) -> Any:
             nested.setdefault(head, {})[rest] = value
         else:
             flat[key] = value
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for key in [*nested, *flat]:
+        if key in nested and key in fields and not dataclasses.is_dataclass(getattr(config, key)):
+            raise ConfigError(f"config field {prefix}{key} has no fields: set it as {prefix}{key}=VALUE")
+        if key not in fields:
+            raise unknown_name("config field", prefix + key, [prefix + f for f in fields])
     for head, sub in nested.items():
-        if not hasattr(config, head):
-            raise ConfigError(f"unknown config field {head!r}")
-        flat[head] = _replace(getattr(config, head), **sub)
-    known = {f.name for f in dataclasses.fields(config)}
-    unknown = set(flat) - known
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {sorted(unknown)} in {type(config).__name__}")
+        flat[head] = _replace(getattr(config, head), f"{prefix}{head}.", **sub)
     return dataclasses.replace(config, **flat)
 
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 from lth.spec.config import (
     DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, check_types, replace
 )
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -42,9 +42,7 @@ def find_file(name_or_path: str, dirs: list[Path], kind: str, defines: str) -> P
         candidate = d / f"{name_or_path}.py"
         if candidate.is_file():
             return candidate
-    names = ", ".join(file_names(dirs)) or "(none found)"
-    raise ConfigError(f"unknown {kind} {name_or_path!r}: choose one of {names}, or give a path to a .py file "
-                      f"defining {defines}")
+    raise unknown_name(kind, name_or_path, file_names(dirs), then=f", or give a path to a .py file defining {defines}")
 
 
 def find_experiment(name_or_path: str) -> Path:
@@ -113,7 +111,7 @@ def _config(module, path: Path, variant: str) -> ExperimentConfig:
         raise ConfigError(f"experiment file {str(path)!r} defines no function get_config(variant)")
     variants = getattr(module, "VARIANTS", ("default",))
     if variant not in variants:
-        raise ConfigError(f"unknown variant {variant!r} of experiment {path.stem}: choose one of {', '.join(variants)}")
+        raise unknown_name("variant", variant, variants, where=f"of experiment {path.stem}")
     try:
         params = inspect.signature(get_config).parameters
         config = get_config(variant) if params else get_config()

@@ -5,6 +5,8 @@ importable without jax so that the command line checks a config before it import
 
 from __future__ import annotations
 
+from lth.spec.catalog import DATASET_REGISTRY, MODEL_REGISTRY
+from lth.spec.catalog import MLP_INITS as MLP_INITS  # re-exported
 from lth.spec.methods import METHODS as METHODS  # re-exported: the methods' names come from their registry
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -18,12 +20,5 @@ LAYOUTS = ("sequential", "workers", "vmap", "devices")  # how the replicates of 
 BN_STATES = ("interpolate", "a", "average", "reestimate")  # BatchNorm statistics along a path (`lth.lottery.path`)
 WANDB_MODES = ("online", "offline", "disabled")  # W&B modes (`lth.plans.wandb_mode`)
 FILESYSTEMS = ("auto", "shared", "local")  # how a sweep's workers reach the run root (`lth.sweeps.driver`)
-MLP_INITS = ("default", "pytorch")  # the MLPs' initialisation conventions (`lth.models.mlp`)
-
-MODELS: dict[str, tuple[str, ...]] = {  # model name -> its initialisation conventions
-    "lenet300_100": MLP_INITS, "mlp_mnist1d": MLP_INITS, "mlp_tiny": MLP_INITS,
-    **{name: ("default",) for name in ("lenet300_100_bn", "lenet5", "conv2", "conv4", "conv6", "vgg11", "vgg13",
-                                      "vgg16", "vgg19", "resnet20", "resnet56", "cnn_mnist1d")},
-}
-DATASETS = ("mnist5k", "mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic_mnist",
-            "synthetic_cifar10", "random_mnist")
+MODELS: dict[str, tuple[str, ...]] = {name: m.inits for name, m in MODEL_REGISTRY.items()}  # -> init conventions
+DATASETS = tuple(DATASET_REGISTRY)

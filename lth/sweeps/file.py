@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lth.spec.config import ExperimentConfig
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 from lth.spec.experiments import find_sweep, load_experiment
-from lth.lottery.controls import parse_controls
-from lth.lottery.setup import validate_config
+from lth.spec.controls import parse_controls
+from lth.spec.checks import validate_config
 from lth.spec.parse import parse_levels, parse_value
 from lth.sweeps.fields import changed_fields, with_fields
 from lth.store import run_name
@@ -145,7 +145,7 @@ def _call_get_sweep(path: Path, variant: str) -> Sweep:
         raise ConfigError(f"sweep file {str(path)!r} defines no get_sweep(variant)")
     variants = module.get("VARIANTS", ("default",))
     if variant not in variants:
-        raise ConfigError(f"unknown variant {variant!r} of sweep {path.stem}: choose one of {', '.join(variants)}")
+        raise unknown_name("variant", variant, variants, where=f"of sweep {path.stem}")
     sweep = get_sweep(variant) if inspect.signature(get_sweep).parameters else get_sweep()
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"get_sweep() of {str(path)!r} must return an lth.sweeps.file.Sweep")

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lth.errors import ConfigError
+from lth.errors import ConfigError, unknown_name
 from lth.training.iteration import ChunkMetrics, chunk_metrics
 
 LOOPS = ("scan", "steps")
@@ -46,7 +46,7 @@ class Chunk:
                  shardings: tuple[Any, Any] | None = None, place: Callable | None = None,
                  place_index: Callable[[int], Any] | None = None):
         if loop not in LOOPS:
-            raise ConfigError(f"unknown training loop {loop!r}: choose one of {', '.join(LOOPS)}")
+            raise unknown_name("training loop", loop, LOOPS)
         self.loop, self.order_axis, self.sharded = loop, order_axis, shardings is not None
         self._place = place or (lambda *args: args)
         self._place_index = place_index or (lambda i: i)

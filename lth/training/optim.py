@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from lth.spec.config import OptimizerConfig
-from lth.errors import ConfigError
+from lth.errors import unknown_name
 from lth.spec.names import LR_SCHEDULES, OPTIMIZERS
 from lth.spec.parse import duration_to_steps
 
@@ -33,7 +33,7 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
         if cfg.momentum:
             parts.append(optax.trace(decay=cfg.momentum, nesterov=cfg.nesterov))
         return optax.chain(*parts) if parts else optax.identity()
-    raise ConfigError(f"unknown optimizer {cfg.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    raise unknown_name("optimizer", cfg.name, OPTIMIZERS)
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
@@ -43,7 +43,7 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int, steps_per_epoch: int) 
     A warm-up of w iterations multiplies by min(1, (t + 1) / w).
     """
     if cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        raise unknown_name("schedule", cfg.schedule, SCHEDULES)
     lr = cfg.learning_rate
     milestones = jnp.asarray(sorted(duration_to_steps(m, steps_per_epoch) for m in cfg.milestones), jnp.int32)
     warmup = duration_to_steps(cfg.warmup, steps_per_epoch)

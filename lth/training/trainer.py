@@ -14,7 +14,7 @@ import optax
 
 from lth.spec.config import OptimizerConfig
 from lth.data.device import AUGMENTATIONS
-from lth.errors import ConfigError
+from lth.errors import unknown_name
 from lth.models.base import Model
 from lth.training.chunks import LOOPS, Chunk
 from lth.training.iteration import Parts, TrainState, iteration, make_evaluate, make_parts
@@ -63,9 +63,9 @@ def make_trainer(
     loop (gradual, SET, RigL; `lth.training.mask_updates`), carried in the state's `sparse`.
     """
     if loop not in LOOPS:
-        raise ConfigError(f"unknown training loop {loop!r}: choose one of {', '.join(LOOPS)}")
+        raise unknown_name("training loop", loop, LOOPS)
     if augmentation not in AUGMENTATIONS:
-        raise ConfigError(f"unknown augmentation {augmentation!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        raise unknown_name("augmentation", augmentation, AUGMENTATIONS)
     tx = make_optimizer(optimizer)
     schedule = make_schedule(optimizer, total_steps, steps_per_epoch)
     parts = make_parts(model, tx, schedule, augmentation=augmentation, eval_every=eval_every,
