@@ -51,6 +51,13 @@ class Start(NamedTuple):
 class Setup:
     """Everything a run needs, resolved and validated from its config; nothing written yet."""
 
+    @functools.cached_property
+    def initial(self) -> tuple[Any, Any]:
+        """The initial (params, model state): see `init_params`."""
+        if self.start is not None:
+            return self.start.params, self.start.model_state
+        return self.model.init(rng.stream(self.config.seed, "init"))
+
     config: ExperimentConfig
     dataset: Dataset
     data: DeviceData
@@ -139,10 +146,9 @@ def build_setup(config: ExperimentConfig, data_root: str | Path | None = None) -
 
 
 def init_params(setup: Setup) -> tuple[Any, Any]:
-    """The initial (params, model state) of the run: a function of the seed alone, or the start's."""
-    if setup.start is not None:
-        return setup.start.params, setup.start.model_state
-    return setup.model.init(rng.stream(setup.config.seed, "init"))
+    """The initial (params, model state) of the run: a function of the seed alone, or the start's.
+    Made once per setup (nothing donates or changes these arrays), however many jobs ask."""
+    return setup.initial
 
 
 def start_step(setup: Setup) -> int:
