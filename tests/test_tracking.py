@@ -21,29 +21,98 @@ def wandb_offline(monkeypatch, tmp_path):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
 
 
-def level_runs(run_dir):
-    runs = [read_run(f, wait=10) for f in find_run_files(run_dir / "wandb")]
-    return {r["run_id"]: r for r in runs if r["job_type"] == "level"}, [r for r in runs if r["job_type"] == "summary"]
+def wandb_runs(run_dir):
+    """Every W&B run of a run directory by id ({id: [segments, in the order they were written]}),
+    and its summary run's segments."""
+    by_id = {}
+    for f in sorted(find_run_files(run_dir / "wandb"), key=lambda f: f.parent.name):
+        run = read_run(f, wait=10)
+        by_id.setdefault(run["run_id"], []).append(run)
+    token = (run_dir / "wandb_id").read_text()
+    return {k: v for k, v in by_id.items() if not k.endswith("-summary")}, by_id.get(f"{token}-summary", [])
 
 
-def test_offline_run_logs_every_level_inside_the_run_directory(tmp_path, wandb_offline):
+def history(segments, prefix):
+    return [{k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
+            for segment in segments for row in segment["history"] if any(k.startswith(prefix) for k in row)]
+
+
+def metric_definitions(segment_dir):
+    from wandb_records import read_records
+
+    (path,) = find_run_files(segment_dir)
+    return {(r.metric.glob_name or r.metric.name, r.metric.step_metric) for r in read_records(path)
+            if r.WhichOneof("record_type") == "metric"}
+
+
+def test_one_wandb_run_per_replicate_and_branch_with_a_row_per_level(tmp_path, wandb_offline):
+    """The README's dashboard: the main line and each control is one W&B run, its history one ticket
+    row per level (declared against percent_remaining) after that level's evaluations, grouped by
+    the cell with the branch as job type; the summary run refreshed with the control's rows."""
+    from lth.jobs.controls import run_controls
+
     records = run_lottery(tiny_config(), runs_root=tmp_path / "runs", wandb="offline", progress=False)
     (run,) = list((tmp_path / "runs").iterdir())
-    levels, summaries = level_runs(run)
-    assert sorted(levels) == [f"{run.name}-r0-l{level}" for level in range(3)]
+    run_controls(run, "reinit", wandb="offline", progress=False)
+    runs, summaries = wandb_runs(run)
+    token = (run / "wandb_id").read_text()
+    assert len(token) == 8 and sorted(runs) == [f"{token}-r0-imp-reinit", f"{token}-r0-main"]
+    (main,) = runs[f"{token}-r0-main"]
+    assert main["group"] == runs[f"{token}-r0-imp-reinit"][0]["group"] == f"tiny-{cell_hash(tiny_config())}"
+    assert (main["job_type"], runs[f"{token}-r0-imp-reinit"][0]["job_type"]) == ("imp", "imp+reinit")
+    assert main["config"]["model"] == "mlp_tiny" and main["config"]["replicate"] == 0
+    tickets = history([main], "ticket/")
+    assert [t["level"] for t in tickets] == [0, 1, 2]
+    for ticket, record in zip(tickets, records):
+        assert ticket["percent_remaining"] == record["percent_remaining"]
+        assert ticket["accuracy"] == ticket["early_stop_test_accuracy"] == record["early_stop_test_accuracy"]
+        assert ticket["test_accuracy"] == record["test_accuracy"]
     metrics = [json.loads(line) for line in (run / "replicate_00" / "metrics.jsonl").read_text().splitlines()]
-    for level, record in enumerate(records):
-        wb = levels[f"{run.name}-r0-l{level}"]
-        assert wb["group"] == run.name and wb["config"]["level"] == level and wb["config"]["model"] == "mlp_tiny"
-        steps = [h["_step"] for h in wb["history"]]
-        assert steps == [10, 20, 30, 35]
-        local = [m for m in metrics if m.get("level") == level and "iteration" in m]
-        assert [h["val_loss"] for h in wb["history"]] == [m["val_loss"] for m in local]
-        assert wb["summary"]["early_stop_test_accuracy"] == record["early_stop_test_accuracy"]
-        assert wb["summary"]["percent_remaining"] == record["percent_remaining"]
-        assert wb["exit_code"] == 0
-    (summary,) = summaries
-    assert summary["summary"]["level_02/early_stop_test_accuracy"] == records[2]["early_stop_test_accuracy"]
+    local = [m for m in metrics if "iteration" in m]
+    evals = history([main], "eval/")
+    assert [(e["level"], e["iteration"], e["val_loss"]) for e in evals] == [
+        (m["level"], m["iteration"], m["val_loss"]) for m in local]
+    steps = [row["_step"] for row in main["history"]]
+    assert steps == list(range(len(steps))) == list(range(len(evals) + len(tickets)))
+    assert {("ticket/percent_remaining", ""), ("ticket/*", "ticket/percent_remaining")} <= metric_definitions(
+        next(f.parent for f in find_run_files(run / "wandb") if read_run(f)["run_id"] == f"{token}-r0-main"))
+    first, refreshed = summaries  # the main line's, then again after the control
+    assert [len(s["history"]) for s in summaries] == [1, 1]
+    assert first["summary"]["level_02/accuracy"] == records[2]["early_stop_test_accuracy"]
+    assert refreshed["history"][0]["levels"]["nrows"] == 2 * len(records)  # main line + imp+reinit
+
+
+def cell_hash(config):
+    from lth.spec.config import config_hash, replace
+
+    return config_hash(replace(config, seed=0))
+
+
+def test_a_run_without_a_validation_set_charts_its_end_of_training_accuracy(tmp_path, wandb_offline):
+    records = run_lottery(tiny_config(levels=1, **{"data.validation_size": 0}), runs_root=tmp_path / "runs",
+                          wandb="offline", progress=False)
+    (run,) = list((tmp_path / "runs").iterdir())
+    runs, _ = wandb_runs(run)
+    (main,) = next(iter(runs.values()))
+    tickets = history([main], "ticket/")
+    assert [r["early_stop_test_accuracy"] for r in records] == [None, None]
+    assert [t["accuracy"] for t in tickets] == [r["test_accuracy"] for r in records]
+    assert all("early_stop_test_accuracy" not in t for t in tickets)
+
+
+def test_seeds_of_one_cell_share_a_group_and_run_directories_never_share_ids(tmp_path, wandb_offline):
+    """Two seeds of one config: one group (W&B bands them); the same config in two run roots (two
+    machines): other W&B ids."""
+    for root, seed in (("a", 0), ("b", 1), ("c", 0)):
+        run_lottery(tiny_config(levels=0, seed=seed), runs_root=tmp_path / root, wandb="offline", progress=False)
+    found = {}
+    for root in "abc":
+        (run,) = list((tmp_path / root).iterdir())
+        runs, _ = wandb_runs(run)
+        ((run_id, (segment,)),) = runs.items()
+        found[root] = (run_id, segment["group"])
+    assert found["a"][1] == found["b"][1] == found["c"][1]
+    assert len({run_id for run_id, _ in found.values()}) == 3
 
 
 def test_resume_continues_the_same_wandb_runs_without_going_back(tmp_path, wandb_offline):
@@ -51,20 +120,19 @@ def test_resume_continues_the_same_wandb_runs_without_going_back(tmp_path, wandb
     run_lottery(config, runs_root=tmp_path / "runs", wandb="offline", progress=False)
     (run,) = list((tmp_path / "runs").iterdir())
     rep = run / "replicate_00"
-    # a crash just before level 1 was recorded as finished (its W&B run had logged everything)
+    # a crash just before level 1 was recorded as finished (its W&B rows were all logged)
     results = json.loads((rep / "results.json").read_text())
     (rep / "results.json").write_text(json.dumps(results[:1]))
     shutil.rmtree(rep / "checkpoints" / "level_01")
     (run / "results.json").unlink()
     rerun = run_lottery(config, runs_root=tmp_path / "runs", wandb="offline", progress=False)
     assert rerun == results
-    files = [read_run(f, wait=10) for f in find_run_files(run / "wandb")]
-    level1 = [f for f in files if f["run_id"] == f"{run.name}-r0-l1"]
-    assert len(level1) == 2  # the same id, continued
-    first, second = level1
-    assert [h["_step"] for h in first["history"]] == [10, 20, 30, 35]
+    runs, _ = wandb_runs(run)
+    (segments,) = runs.values()
+    assert len(segments) == 2  # the same id, continued
+    first, second = segments
+    assert [t["level"] for t in history([first], "ticket/")] == [0, 1]
     assert second["history"] == []  # nothing logged twice, no step going back
-    assert second["summary"]["early_stop_test_accuracy"] == results[1]["early_stop_test_accuracy"]
 
 
 def test_disabled_writes_no_wandb_files(tmp_path, monkeypatch):
@@ -110,23 +178,24 @@ def test_online_without_credentials_fails_at_once(tmp_path, monkeypatch, capsys)
 
 
 def test_vmapped_replicates_log_each_replicate_to_its_own_wandb_runs(tmp_path, wandb_offline):
-    """Replicates trained in lockstep (--layout vmap) still get one W&B run per replicate and level,
-    each holding its own replicate's evaluations (W&B holds one open run at a time)."""
+    """Replicates trained in lockstep (--layout vmap) still get one W&B run per replicate, each holding
+    its own replicate's evaluations and tickets (W&B holds one open run at a time)."""
     config = tiny_config(levels=1)
     run_lottery(config, runs_root=tmp_path / "runs", wandb="offline", progress=False, replicates=2, layout="vmap")
     (run,) = list((tmp_path / "runs").iterdir())
-    levels, summaries = level_runs(run)
-    assert sorted(levels) == sorted(f"{run.name}-r{r}-l{level}" for r in range(2) for level in range(2))
+    runs, summaries = wandb_runs(run)
+    token = (run / "wandb_id").read_text()
+    assert sorted(runs) == [f"{token}-r{r}-main" for r in range(2)]
     for r in range(2):
         metrics = [json.loads(line) for line in (run / f"replicate_{r:02d}" / "metrics.jsonl").read_text().splitlines()]
         records = json.loads((run / f"replicate_{r:02d}" / "results.json").read_text())
-        for level in range(2):
-            wb = levels[f"{run.name}-r{r}-l{level}"]
-            assert wb["config"]["replicate"] == r and wb["config"]["seed"] == r
-            local = [m for m in metrics if m.get("level") == level and "iteration" in m]
-            assert [h["_step"] for h in wb["history"]] == [m["iteration"] for m in local] == [10, 20, 30, 35]
-            assert [h["val_loss"] for h in wb["history"]] == [m["val_loss"] for m in local]
-            assert wb["summary"]["early_stop_test_accuracy"] == records[level]["early_stop_test_accuracy"]
+        segments = runs[f"{token}-r{r}-main"]
+        assert all(s["config"]["replicate"] == r and s["config"]["seed"] == r for s in segments)
+        local = [m for m in metrics if "iteration" in m]
+        assert [(e["level"], e["iteration"], e["val_loss"]) for e in history(segments, "eval/")] == [
+            (m["level"], m["iteration"], m["val_loss"]) for m in local]
+        assert [t["accuracy"] for t in history(segments, "ticket/")] == [
+            rec["early_stop_test_accuracy"] for rec in records]
     assert len(summaries) == 1
 
 

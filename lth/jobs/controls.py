@@ -20,6 +20,7 @@ from lth.runs.session import Session, open_session
 from lth.runs.replicates import recompute_checked_rewind
 from lth.store.checkpoints import CheckpointError
 from lth.store import JsonlSink, ReplicateDir, aggregate, load_mask, write_json
+from lth.store.queries import run_records
 from lth.tickets import run_setup
 
 
@@ -120,6 +121,7 @@ def run_control_plan(plan: ControlPlan) -> dict[str, list[dict[str, Any]]]:
         plot_run(plan.path)
         for name, per_rep in results.items():
             write_json(run_dir.control_results_path(name), aggregate(per_rep))
+        session.run_done(run_records(run_dir, reps))  # the W&B summary, with the controls' rows
     if plan.progress:
         print(f"controls: {', '.join(results)} -> {plan.path / 'controls'}\nplot: {run_dir.plot_path}")
     return {name: (per_rep[0] if len(per_rep) == 1 else aggregate(per_rep)) for name, per_rep in results.items()}

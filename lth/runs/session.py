@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lth.runs.progress import LevelProgress, warn
-from lth.runs.tracking import Tracker, WandbTracker
+from lth.runs.tracking import Tracker
+from lth.runs.wandb_tracker import WandbTracker
 from lth.spec.config import to_dict
 from lth.store import RunDir
 

@@ -8,7 +8,8 @@ the same directory, any field change to a new one. Layout:
     accuracy_vs_sparsity.png        test accuracy against percent of weights remaining
     ticket.safetensors              the ticket level 0 started from (`lth run --ticket`), if any
     lock                            held by the process running it
-    wandb/, wandb_steps/            W&B offline files; the last step logged per W&B run
+    wandb/, wandb_steps/            W&B offline files; the last row logged per W&B run
+    wandb_id                        a random token made with the directory: its W&B runs' ids
     replicate_00/                   seed = config.seed (replicate r: seed + r)
         results.json                one record per finished level
         metrics.jsonl               every evaluation as it happens
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,31 @@ class RunDir:
     wandb_steps_dir = property(lambda self: self.path / "wandb_steps")
     start_ticket_path = property(lambda self: self.path / "ticket.safetensors")  # `lth run --ticket`: a copy
 
+    wandb_id_path = property(lambda self: self.path / "wandb_id")
+
+    def wandb_id(self) -> str:
+        """The run directory's own random token (made once, with the directory, or on first use for
+        a directory made before there were tokens): two machines running one config into a shared W&B
+        project never write into the same W&B run, and a resume continues its own."""
+        try:
+            token = self.wandb_id_path.read_text().strip()
+        except FileNotFoundError:
+            token = ""
+        if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
+            return token
+        if not self.writable:
+            return "readonly"
+        fresh = secrets.token_hex(4)
+        tmp = self.wandb_id_path.with_name(f".wandb_id.{fresh}.tmp")
+        tmp.write_text(fresh)
+        try:
+            os.replace(tmp, self.wandb_id_path) if token else os.link(tmp, self.wandb_id_path)  # first one wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.wandb_id_path.read_text().strip()
+
     def control_results_path(self, name: str) -> Path:
         """A control's results aggregated over the replicates."""
         return self.path / "controls" / name / "results.json"
@@ -122,6 +149,7 @@ class RunDir:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 write_json(self.config_path, to_dict(self.config))
+                self.wandb_id()
             except OSError as err:
                 raise LthError(f"cannot create the run directory {self.path} ({err.strerror}): "
                                "choose a writable run root (--runs DIR)") from None
