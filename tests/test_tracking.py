@@ -233,3 +233,29 @@ def test_trackers_receive_every_level_event_in_every_layout(tmp_path, layout):
     assert set(events.events) == want
     assert sum(1 for e in events.events if e[0] == "done") == 4  # each level once
     assert (events.runs_done, events.closed) == (1, 1)
+
+
+def test_an_exported_ticket_is_a_version_of_the_runs_ticket_artifact(tmp_path, wandb_offline, capsys):
+    """Offline: a reference to the file with its checksum, aliases per (replicate, level), metadata
+    with the ticket's digest; logged from the replicate's main-line W&B run."""
+    from wandb_records import read_records
+
+    from lth.tickets.file import load
+
+    run_lottery(tiny_config(), runs_root=tmp_path / "runs", wandb="offline", progress=False)
+    (run,) = list((tmp_path / "runs").iterdir())
+    assert main(["ticket", "export", run.name, "--level", "1", "--runs", str(tmp_path / "runs")]) == 0
+    path = run / "replicate_00" / "tickets" / "level_01.safetensors"
+    assert "ticket artifact" in capsys.readouterr().out
+    artifacts = [(f, r.artifact) for f in find_run_files(run / "wandb") for r in read_records(f)
+                 if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "ticket"]
+    ((segment, artifact),) = artifacts
+    token = (run / "wandb_id").read_text()
+    assert read_run(segment)["run_id"] == f"{token}-r0-main"
+    assert (artifact.name, artifact.type) == (f"ticket-{run.name}", "ticket")
+    assert {"r0-level-01", "level-01"} <= set(artifact.aliases)
+    (entry,) = artifact.manifest.contents
+    assert entry.ref == path.resolve().as_uri()
+    metadata = json.loads(artifact.metadata)
+    assert metadata["level"] == 1 and metadata["sha256"] == load(path).digest
+    assert metadata["config_hash"] == run.name.rsplit("-", 1)[-1]

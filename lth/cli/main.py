@@ -19,6 +19,7 @@ from lth.errors import LthError
 from lth.plans.control import plan_controls, plan_instability
 from lth.plans.run import RunPlan, plan_run
 from lth.plans.sweep import plan_sweep_options
+from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.config import ExperimentConfig, replace
 from lth.spec.experiments import Experiment, experiment_names, find_sweep, load_experiment
 from lth.spec.parse import parse_assignment, parse_densities
@@ -137,6 +138,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
     else:
         check_finished_level(find_run(args.run, args.runs), args.level, args.replicate)
+        wandb_mode = checked_wandb_mode(args.wandb)
     import lth.tickets  # heavy (jax): after the arguments parse
 
     if args.action == "inspect":
@@ -146,6 +148,10 @@ def cmd_ticket(args: argparse.Namespace) -> int:
                                        trained=args.trained, data_root=args.data_dir)
     print(f"ticket: {info['path']} ({100 * info['density']:.2f} % of the weights, {info['bytes']:,} bytes, "
           f"sha256 {info['digest'][:12]}...)")
+    if wandb_mode != "disabled":
+        from lth.jobs.export import log_ticket_artifact
+
+        log_ticket_artifact(find_run(args.run, args.runs), info, wandb_mode)
     return 0
 
 

@@ -152,6 +152,9 @@ def _add_ticket(ticket: argparse.ArgumentParser) -> None:
     export.add_argument("--replicate", type=int, default=0)
     export.add_argument("--out", help="output file (default: <run>/replicate_XX/tickets/level_XX.safetensors)")
     export.add_argument("--trained", action="store_true", help="also store the level's trained weights")
+    export.add_argument("--wandb", choices=WANDB_MODES,
+                        help="log the file as a version of the run's W&B `ticket` artifact (default: $WANDB_MODE, "
+                             "else offline: a reference to the file with its checksum; online: uploaded)")
     _add_roots(export)
     inspect = actions.add_parser("inspect", help="a ticket file's origin, accuracies and per-layer density")
     inspect.add_argument("file", help="a .safetensors ticket")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from lth.runs.tracking import Tracker
@@ -181,6 +182,29 @@ class WandbTracker(Tracker):
             if accuracy(r) is not None:
                 wb.summary[f"level_{r['level']:02d}/accuracy"] = accuracy(r)
         self._finish_current()
+
+    def log_ticket(self, replicate: int, path: Path, level: int, record: dict[str, Any], digest: str,
+                   best: bool) -> None:
+        """Log an exported ticket file as a version of the run's ``ticket`` artifact, from the W&B run of
+        the replicate's main line (see `log_ticket_artifact`)."""
+        self._guard("ticket artifact", self._log_ticket, replicate, Path(path), level, record, digest, best)
+
+    def _log_ticket(self, replicate: int, path: Path, level: int, record: dict[str, Any], digest: str,
+                    best: bool) -> None:
+        import wandb  # heavy: see _init
+
+        self._open_branch(replicate, "main")
+        metadata = {"run_directory": self.run_path.name, "config_hash": self.run_path.name.rsplit("-", 1)[-1],
+                    "replicate": replicate, "level": level, "sha256": digest, "file": str(path.resolve()),
+                    **{k: v for k, v in record.items() if isinstance(v, (int, float, str, type(None)))}}
+        artifact = wandb.Artifact(f"ticket-{self.run_path.name}", type="ticket", metadata=metadata,
+                                  description=f"level {level} of replicate {replicate}: a `lth ticket export` file")
+        if self.mode == "online":
+            artifact.add_file(str(path), name=path.name)  # uploaded: usable from any machine
+        else:  # a reference with its checksum: full offline artifacts break when synced from elsewhere
+            artifact.add_reference(path.resolve().as_uri(), name=path.name, checksum=True)
+        aliases = [f"r{replicate}-level-{level:02d}", f"level-{level:02d}"] + (["best"] if best else [])
+        self.current.log_artifact(artifact, aliases=aliases)
 
     def close(self) -> None:
         self._guard("finish", self._finish_current)
