@@ -32,6 +32,20 @@ def test_end_to_end_smoke_run(capsys, runs_dir):
     assert run.name == f"{name}-{hash_}" and levels == "3/3" and reps == "1" and row.endswith(str(run))
 
 
+def test_ls_lists_a_run_without_a_validation_set_by_its_end_of_training_accuracy(capsys, runs_dir):
+    """`lth ls` once crashed (TypeError) as soon as the run root held a run with no early stop."""
+    from helpers import tiny_config
+
+    from lth.jobs.lottery import run_lottery
+
+    records = run_lottery(tiny_config(levels=1, **{"data.validation_size": 0}), runs_root=runs_dir, wandb="disabled",
+                          progress=False)
+    code, out, err = run_cli(capsys, "ls", "--runs", str(runs_dir))
+    assert code == 0, err
+    (row,) = [line for line in out.splitlines() if line.startswith("tiny")]
+    assert f"{100 * records[0]['test_accuracy']:.2f}%" in row
+
+
 def test_overrides_change_the_run(capsys, runs_dir):
     code, _, err = run_cli(capsys, "run", "mlp_mnist1d", "--variant", "smoke", "--levels", "1", "--prune-fraction",
                            "0.5", "--strategy", "global", "--set", "optimizer.name=sgd", "--set",

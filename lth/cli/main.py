@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from lth.store import list_runs, runs_root  # heavy (jax, via the store's checkpoints types)
+    from lth.store.records import accuracy
 
     rows = list_runs(args.runs)
     if not rows:
@@ -98,7 +99,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(f"{'experiment':<22} {'hash':<8} {'levels':>7} {'reps':>4}  {'best ticket (% left, acc)':<26} path")
     for row in rows:
         best = row["best_ticket"]
-        best_text = f"{best['percent_remaining']:6.2f}%  {100 * best['early_stop_test_accuracy']:.2f}%" if best else "-"
+        best_text = f"{best['percent_remaining']:6.2f}%  {100 * accuracy(best):.2f}%" if best else "-"
         planned = row["levels_planned"] if row["levels_planned"] is not None else "?"
         levels = f"{row['levels_done']}/{planned}"
         print(f"{row['name']:<22} {row['hash']:<8} {levels:>7} {row['replicates']:>4}  {best_text:<26} {row['path']}")
