@@ -16,7 +16,7 @@ What a project's dashboard shows with no panel built by hand:
   the replicates), a line chart of the headline accuracy per branch, the local plot; refreshed after
   `lth control`.
 
-Ids are ``<run directory token>-r<replicate>-<branch>`` (`RunDir.wandb_id`: random, made with the run
+Ids are ``<run directory token>-r<replicate>-<branch>`` (`RunDir.wandb_id`: random, made once per run
 directory), so a resume continues its runs and two machines never share one. The rows already logged
 (recorded per W&B run id in ``wandb_steps/<id>.json``, one small file per run, so replicate worker
 processes never write the same file) are not logged again after a resume. W&B never stops training:

@@ -9,7 +9,7 @@ the same directory, any field change to a new one. Layout:
     ticket.safetensors              the ticket level 0 started from (`lth run --ticket`), if any
     lock                            held by the process running it
     wandb/, wandb_steps/            W&B offline files; the last row logged per W&B run
-    wandb_id                        a random token made with the directory: its W&B runs' ids
+    wandb_id                        a random token made on W&B's first use: its W&B runs' ids
     replicate_00/                   seed = config.seed (replicate r: seed + r)
         results.json                one record per finished level
         metrics.jsonl               every evaluation as it happens
@@ -110,9 +110,9 @@ class RunDir:
     wandb_id_path = property(lambda self: self.path / "wandb_id")
 
     def wandb_id(self) -> str:
-        """The run directory's own random token (made once, with the directory, or on first use for
-        a directory made before there were tokens): two machines running one config into a shared W&B
-        project never write into the same W&B run, and a resume continues its own."""
+        """The run directory's own random token, made once, when W&B first logs from it (the first of
+        several processes wins): two machines running one config into a shared W&B project never
+        write into the same W&B run, and a resume continues its own."""
         try:
             token = self.wandb_id_path.read_text().strip()
         except FileNotFoundError:
@@ -149,7 +149,6 @@ class RunDir:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 write_json(self.config_path, to_dict(self.config))
-                self.wandb_id()
             except OSError as err:
                 raise LthError(f"cannot create the run directory {self.path} ({err.strerror}): "
                                "choose a writable run root (--runs DIR)") from None
