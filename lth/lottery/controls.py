@@ -53,11 +53,10 @@ import numpy as np
 
 from lth import rng
 from lth.spec.config import replace
-from lth.spec.methods import REGISTRY, method_of_control
+from lth.spec.methods import REGISTRY, SPARSE_TRAINING, method_of_control
 from lth.spec.controls import (
     SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
 )
-from lth.spec.methods import SPARSE_TRAINING
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import check_schedule

@@ -26,15 +26,14 @@ any failure prints one warning and turns this tracker off; local files go on.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from lth.runs.tracking import Tracker
 from lth.spec.config import config_hash, replace
-from lth.store import RunDir, aggregate, write_atomic
-from lth.store.records import accuracy
+from lth.store import RunDir, read_json_list, write_atomic
+from lth.store.records import accuracy, is_finite_number
 
 LEVEL_END = 1 << 62  # the position of a level's ticket row: after every evaluation of the level
 
@@ -46,8 +45,7 @@ def cell_group(run: RunDir) -> str:
 
 def ticket_row(record: dict[str, Any]) -> dict[str, float]:
     """A level record as the ``ticket/*`` metrics of its history row (numbers only, nulls left out)."""
-    row = {f"ticket/{k}": v for k, v in record.items()
-           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    row = {f"ticket/{k}": v for k, v in record.items() if is_finite_number(v)}
     headline = accuracy(record)
     if headline is not None:
         row["ticket/accuracy"] = headline
@@ -165,8 +163,8 @@ class WandbTracker(Tracker):
         import wandb  # heavy: see _init
 
         rows = summary_rows(self.run, records)
-        columns = sorted({k for row in rows for k in row}, key=lambda c: (c not in _FIRST, _FIRST.index(c)
-                                                                          if c in _FIRST else 0, c))
+        present = {k for row in rows for k in row}
+        columns = [c for c in _FIRST if c in present] + sorted(present - set(_FIRST))
         table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
         wb = self._init(f"{self.run.wandb_id()}-summary", f"{self.run_path.name}-summary", "summary",
                         {**self.config, "run_directory": self.run_path.name})
@@ -227,12 +225,13 @@ _FIRST = ["branch", "level", "percent_remaining", "accuracy", "accuracy_sample_s
 
 
 def summary_rows(run: RunDir, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (branch, level): the main line's `records` and each control's results (mean and
-    sample std over the replicates), with the headline accuracy (at the early stop, else the end)."""
+    """One row per (branch, level): the main line's `records` and each control's results (the mean
+    and sample std over the replicates `lth control` wrote), with the headline accuracy (at the early
+    stop, else the end)."""
     branches = {run.config.method: records}
     for name in sorted({n for rep in run.replicates() for n in rep.control_names()}):
-        per_replicate = [rep.control(name).read_results() for rep in run.replicates()]
-        branches[name] = aggregate([r for r in per_replicate if r])
+        if run.control_results_path(name).exists():
+            branches[name] = read_json_list(run.control_results_path(name))
     rows = []
     for branch, branch_records in branches.items():
         for record in branch_records:

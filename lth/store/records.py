@@ -13,7 +13,8 @@ SPREAD = "sample_std"
 (ddof=1, what an error bar over seeds estimates); null with fewer than two replicates."""
 
 
-def _finite(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """A real number (not a bool), finite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -48,8 +49,8 @@ def accuracy(record: dict[str, Any]) -> float | None:
 def best_ticket(records: list[dict[str, Any]], tolerance: float = 0.005) -> dict[str, Any] | None:
     """The sparsest level whose accuracy (`accuracy`) is within `tolerance` (0.5 points) of level
     0's (None without a finite level 0; levels with a non-finite accuracy never match)."""
-    if not records or not _finite(accuracy(records[0])):
+    if not records or not is_finite_number(accuracy(records[0])):
         return None
     dense = accuracy(records[0])
-    matching = [r for r in records if _finite(accuracy(r)) and accuracy(r) >= dense - tolerance]
+    matching = [r for r in records if is_finite_number(accuracy(r)) and accuracy(r) >= dense - tolerance]
     return min(matching, key=lambda r: r["density"]) if matching else None
