@@ -97,7 +97,7 @@ def two_nodes():
 
 def test_local_cluster_matches_lth_run_and_a_rerun_trains_nothing(tmp_path, capsys, reference):
     root = tmp_path / "runs"
-    outcome = run_sweep(load_sweep(*SMOKE), runs_root=root, local_cpus=2, wandb="disabled")
+    outcome = run_sweep(load_sweep(*SMOKE), runs_root=root, local_cpus=2, wandb="offline")
     out = capsys.readouterr().out
     assert not outcome.failed
     state = sweep_state(root)
@@ -127,6 +127,7 @@ def test_local_cluster_matches_lth_run_and_a_rerun_trains_nothing(tmp_path, caps
                 assert math.isclose(float(row["test_accuracy_sample_std"]), values.std(ddof=1), rel_tol=1e-9,
                                     abs_tol=1e-15)
     assert (outcome.path / "accuracy_vs_sparsity.png").stat().st_size > 10_000
+    check_sweep_in_wandb(root, outcome.path, state, len(rows))
 
     mtimes = {p: p.stat().st_mtime_ns for p in root.glob("lenet300_mnist-*/replicate_00/*")}
     code = main(["sweep", *SMOKE[:1], "--variant", SMOKE[1], "--runs", str(root)])
@@ -199,6 +200,24 @@ def test_a_killed_worker_is_retried_and_the_cell_resumes(tmp_path, two_nodes):
     assert [r["level"] for r in records] == [0, 1, 2] and records[:len(level0)] == level0  # resumed: kept
     with RunLock(run.lock_path):  # free: the killed worker's flock went with it, the retry released its own
         pass
+
+
+def check_sweep_in_wandb(root: Path, sweep_path: Path, state: dict, summary_rows: int) -> None:
+    """The smoke sweep's W&B runs: per cell (one replicate) its main line, its control and its summary,
+    plus one sweep summary run: 4 x 3 + 1 = 13; every cell's runs carry the sweep's name as a config
+    field; the sweep summary run holds the summary table and the chart."""
+    cell_runs = [read_run(f, wait=10) for c in state["cells"] for f in find_run_files(root / c["run"] / "wandb")]
+    (sweep_run,) = [read_run(f, wait=10) for f in find_run_files(sweep_path / "wandb")]
+    kinds = {r["run_id"]: r["job_type"] for r in cell_runs}  # (a refreshed summary run: one more segment)
+    assert len(kinds) + 1 == 4 * 3 + 1
+    assert sorted(kinds.values()) == sorted(["imp", "imp+reinit", "summary"] * 4)
+    assert {r["config"]["sweep"] for r in cell_runs} == {sweep_path.name}
+    assert len({r["group"] for r in cell_runs}) == 2  # a cell's group is its point: the two seeds share it
+    assert sweep_run["group"] == sweep_path.name and sweep_run["job_type"] == "sweep_summary"
+    assert sweep_run["config"]["cells"] == 4 and sweep_run["config"]["axes"] == ["rewind"]
+    (row,) = sweep_run["history"]
+    assert row["cells"]["nrows"] == summary_rows  # the summary.csv table, row for row
+    assert {"accuracy_vs_sparsity_table", "accuracy_vs_sparsity_png"} <= set(row), sorted(row)
 
 
 def test_failing_cells_are_retried_reported_and_the_others_finish(tmp_path, two_nodes):

@@ -52,6 +52,25 @@ def ticket_row(record: dict[str, Any]) -> dict[str, float]:
     return row
 
 
+SWEEP_ENV = "LTH_WANDB_SWEEP"  # set by a sweep's worker: the sweep directory's name, a config field of its runs
+
+
+def open_wandb_run(directory: Path, run_id: str, name: str, group: str, job_type: str, config: dict[str, Any],
+                   mode: str):
+    """A W&B run (resumed if `run_id` exists) whose offline files go under `directory`/wandb; the
+    project is $WANDB_PROJECT, else "lth"; a sweep's runs carry its name as the config field ``sweep``."""
+    import wandb  # heavy (~1 s) and optional in effect: only when a W&B run is opened
+
+    if os.environ.get("WANDB_MODE") == "":
+        os.environ.pop("WANDB_MODE")  # an empty value fails wandb's own settings validation
+    if os.environ.get(SWEEP_ENV):
+        config = {**config, "sweep": os.environ[SWEEP_ENV]}
+    settings = wandb.Settings(init_timeout=30, silent=True, console="off")
+    return wandb.init(project=os.environ.get("WANDB_PROJECT") or "lth", dir=str(directory), id=run_id, name=name,
+                      group=group, job_type=job_type, config=config, mode=mode, resume="allow",
+                      reinit="finish_previous", settings=settings)
+
+
 class WandbTracker(Tracker):
     """Logs a run to W&B (see the module docstring)."""
 
@@ -103,17 +122,8 @@ class WandbTracker(Tracker):
             return None
 
     def _init(self, run_id: str, name: str, job_type: str, config: dict[str, Any]):
-        import wandb  # heavy (~1 s) and optional in effect: only when a W&B run is opened
-
         self._finish_current()
-        if os.environ.get("WANDB_MODE") == "":
-            os.environ.pop("WANDB_MODE")  # an empty value fails wandb's own settings validation
-        settings = wandb.Settings(init_timeout=30, silent=True, console="off")
-        run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT") or "lth", dir=str(self.run_path), id=run_id, name=name,
-            group=self.group, job_type=job_type, config=config, mode=self.mode, resume="allow",
-            reinit="finish_previous", settings=settings,
-        )
+        run = open_wandb_run(self.run_path, run_id, name, self.group, job_type, config, self.mode)
         self.current, self.current_id = run, run_id
         self.used_ids.append(run_id)
         return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -115,3 +116,26 @@ def read_jsonl(path: Path, on_bad: Callable[[int, str], None] | None = None) -> 
         elif on_bad is not None and number < len(lines):  # the last piece has no newline: a partial line
             on_bad(number, line)
     return rows
+
+
+def directory_token(path: Path, writable: bool = True) -> str:
+    """The random 8-hex-digit token kept in the file `path`, made on first use (of several processes
+    the first one wins, by a hard link); "readonly" when it is missing and cannot be made."""
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
+        return token
+    if not writable:
+        return "readonly"
+    fresh = secrets.token_hex(4)
+    tmp = path.with_name(f".{path.name}.{fresh}.tmp")
+    tmp.write_text(fresh)
+    try:
+        os.replace(tmp, path) if token else os.link(tmp, path)  # a damaged token is replaced
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from lth.spec.config import ExperimentConfig, config_hash, from_dict, to_dict
 from lth.errors import LthError, MaskError
-from lth.store.io import read_json_list, write_json
+from lth.store.io import directory_token, read_json_list, write_json
 from lth.store.lock import RunLock
 from lth.store.records import aggregate
 from lth.store.replicate import ReplicateDir
@@ -113,24 +112,7 @@ class RunDir:
         """The run directory's own random token, made once, when W&B first logs from it (the first of
         several processes wins): two machines running one config into a shared W&B project never
         write into the same W&B run, and a resume continues its own."""
-        try:
-            token = self.wandb_id_path.read_text().strip()
-        except FileNotFoundError:
-            token = ""
-        if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
-            return token
-        if not self.writable:
-            return "readonly"
-        fresh = secrets.token_hex(4)
-        tmp = self.wandb_id_path.with_name(f".wandb_id.{fresh}.tmp")
-        tmp.write_text(fresh)
-        try:
-            os.replace(tmp, self.wandb_id_path) if token else os.link(tmp, self.wandb_id_path)  # first one wins
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-        return self.wandb_id_path.read_text().strip()
+        return directory_token(self.wandb_id_path, self.writable)
 
     def control_results_path(self, name: str) -> Path:
         """A control's results aggregated over the replicates."""

@@ -6,6 +6,7 @@ into bytes and unpacked on another machine (workers without the driver's filesys
         summary.csv      per cell and level: mean and sample std over the cell's replicates
         accuracy_vs_sparsity.png   one line per cell (or per value of the sweep's plot axis)
         probe.json       a token that tells a worker whether it sees this filesystem
+        wandb/, wandb_id the sweep's W&B summary run (offline files) and its random id token
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lth.store.io import write_atomic, write_json
+from lth.store.io import directory_token, write_atomic, write_json
 from lth.store.run_dir import runs_root
 
 SWEEPS = "sweeps"
@@ -36,6 +37,11 @@ class SweepDir:
     summary_path = property(lambda self: self.path / "summary.csv")
     plot_path = property(lambda self: self.path / "accuracy_vs_sparsity.png")
     probe_path = property(lambda self: self.path / "probe.json")
+    wandb_dir = property(lambda self: self.path / "wandb")
+
+    def wandb_id(self) -> str:
+        """The sweep directory's own random token (the id of its W&B summary run), made on first use."""
+        return directory_token(self.path / "wandb_id")
 
     def write_state(self, state: dict[str, Any]) -> None:
         write_json(self.state_path, state)

@@ -29,6 +29,8 @@ from lth.sweeps.file import Cell, SweepPlan
 from lth.sweeps.progress import SweepProgress
 from lth.sweeps.state import SweepState
 from lth.sweeps.task import CellJob, train_cell
+from lth.sweeps.wandb_summary import log_sweep_summary
+from lth.runs.progress import warn
 from lth.plans.sweep import SweepOptions, plan_sweep_options
 from lth.store import RunDir, RunLock
 from lth.store.sweeps import SweepDir, unpack_run_dir
@@ -79,7 +81,15 @@ def run_sweep(plan: SweepPlan, *, runs_root: str | Path | None = None, data_root
         if not todo or sweep_dir.state_path.exists():
             state.write()
     state.write_summary()
+    if state.table is not None:
+        log_sweep_summary(sweep_dir, plan.dir_name, state.table, sweep_wandb_config(plan), options.wandb, warn)
     return SweepOutcome(sweep_dir.path, state, state.failed())
+
+
+def sweep_wandb_config(plan: SweepPlan) -> dict[str, Any]:
+    """What the sweep's W&B summary run records as its config."""
+    return {"sweep_name": plan.name, "sweep_hash": plan.hash, "variant": plan.variant, "axes": list(plan.axes),
+            "controls": list(plan.controls), "cells": len(plan.cells), "sweep_file": str(plan.source)}
 
 
 def cell_finished(root: Path, plan: SweepPlan, cell: Cell) -> bool:
@@ -201,7 +211,7 @@ class _Driver:
         job = CellJob(cell.index, attempt, to_dict(cell.config), str(o.runs_root), "shared" if shared else "local",
                       (str(self.state.sweep_dir.probe_path), self.state.token), o.worker_dir, o.data_root, o.wandb,
                       o.checkpoint_every, self.plan.controls, self.plan.control_levels,
-                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.cpu_only)
+                      f"sweep:{self.plan.name},sweep:{self.plan.dir_name}", self.plan.dir_name, self.cpu_only)
         env = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}} if 0 < o.gpus_per_run < 1 else None
         ref = self.task.options(name=f"lth-{cell.run_name}", runtime_env=env).remote(job, self.ledger)
         self.pending[ref] = (cell, attempt)

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lth.analysis.tables import Table
 from lth.analysis.sweeps import plot_sweep, summary_csv, summary_text, sweep_summary
 from lth.sweeps.file import SweepPlan
 from lth.store import RunDir
@@ -29,6 +30,7 @@ class SweepState:
         self.cluster: dict[str, Any] = {}
         self.started = _now()
         self.summary = ""
+        self.table: Table | None = None  # the summary table, once written
         self.timing: dict[str, float] = {}  # connect_s, cells_s (first probe to last result), disconnect_s
         self.cells = [{
             "index": c.index, "cell": c.label, "point": c.point, "replicate": c.replicate, "seed": c.config.seed,
@@ -108,7 +110,7 @@ class SweepState:
         groups = self.groups()
         if not groups:
             return ""
-        table = sweep_summary(groups, self.plan.controls, self.plan.axes)
+        table = self.table = sweep_summary(groups, self.plan.controls, self.plan.axes)
         self.sweep_dir.write_summary(summary_csv(table))
         plot_sweep(groups, self.sweep_dir.plot_path, self.plan.controls, self.plan.plot_axis,
                    title=f"sweep {self.plan.dir_name}")

@@ -22,6 +22,7 @@ import jax
 from lth.spec.config import from_dict
 from lth.errors import LthError
 from lth.jobs.lottery import run_lottery
+from lth.runs.wandb_tracker import SWEEP_ENV
 from lth.store import RunDir
 from lth.store.sweeps import pack_run_dir, sees_probe
 
@@ -42,6 +43,7 @@ class CellJob(NamedTuple):
     controls: tuple[str, ...]
     control_levels: str | None
     tags: str  # W&B tags of every run of the cell (comma-separated)
+    sweep: str = ""  # the sweep directory's name: the config field ``sweep`` of the cell's W&B runs
     cpu_only: bool = False  # no GPU reserved on a cluster with GPUs: train on the CPU
 
 
@@ -64,17 +66,19 @@ def default_worker_dir() -> Path:
 
 
 @contextlib.contextmanager
-def wandb_tags(tags: str) -> Iterator[None]:
-    """W&B's own WANDB_TAGS for the runs opened inside (the worker process is reused: restored after)."""
-    old = os.environ.get("WANDB_TAGS")
-    os.environ["WANDB_TAGS"] = tags
+def wandb_labels(tags: str, sweep: str) -> Iterator[None]:
+    """W&B's own WANDB_TAGS, and the sweep's name as the config field ``sweep`` (`SWEEP_ENV`), for the
+    runs opened inside (the worker process is reused: restored after)."""
+    old = {key: os.environ.get(key) for key in ("WANDB_TAGS", SWEEP_ENV)}
+    os.environ.update({"WANDB_TAGS": tags, SWEEP_ENV: sweep})
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("WANDB_TAGS", None)
-        else:
-            os.environ["WANDB_TAGS"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
@@ -93,7 +97,7 @@ def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
     config = from_dict(job.config)
     run = RunDir(root, config)
     started = time.perf_counter()
-    with wandb_tags(job.tags):
+    with wandb_labels(job.tags, job.sweep):
         run_lottery(config, runs_root=root, data_root=job.data_root, wandb=job.wandb, progress=False,
                     checkpoint_every=job.checkpoint_every, controls=job.controls, control_levels=job.control_levels)
     result = {**info, "shared": shared, "seconds": time.perf_counter() - started, "packed": None,
