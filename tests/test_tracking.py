@@ -259,3 +259,22 @@ def test_an_exported_ticket_is_a_version_of_the_runs_ticket_artifact(tmp_path, w
     metadata = json.loads(artifact.metadata)
     assert metadata["level"] == 1 and metadata["sha256"] == load(path).digest
     assert metadata["config_hash"] == run.name.rsplit("-", 1)[-1]
+
+
+def test_the_summary_run_shows_the_barriers_after_lth_instability(tmp_path, wandb_offline):
+    from lth.jobs.instability import run_instability
+
+    run_lottery(tiny_config(levels=1), runs_root=tmp_path / "runs", wandb="offline", progress=False)
+    (run,) = list((tmp_path / "runs").iterdir())
+    results = run_instability(run, "0", "0,1", wandb="offline", progress=False)
+    _, summaries = wandb_runs(run)
+    assert len(summaries) == 2  # the run's, then refreshed by `lth instability`
+    assert "instability" not in summaries[0]["history"][0]
+    table = summaries[1]["history"][0]["instability"]
+    assert table["nrows"] == sum(len(records) for records in results.values()) == 2
+    assert summaries[1]["history"][0]["levels"]["nrows"] == 2  # the main line's levels still there
+    media = next(f.parent / "files" / table["path"] for f in find_run_files(run / "wandb")
+                 if (f.parent / "files" / table["path"]).exists())
+    data = json.loads(media.read_text())
+    barriers = {(row[data["columns"].index("level")], row[data["columns"].index("barrier")]) for row in data["data"]}
+    assert barriers == {(level, r["barrier"]) for level, records in results.items() for r in records}

@@ -123,7 +123,8 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 def cmd_instability(args: argparse.Namespace) -> int:
     plan = plan_instability(args.run, args.rewind, args.levels, replicate=args.replicate, runs_root=args.runs,
-                            bn_state=args.bn_state, data_root=args.data_dir, progress=not args.no_progress)
+                            bn_state=args.bn_state, data_root=args.data_dir, progress=not args.no_progress,
+                            wandb=args.wandb)
     from lth.jobs.instability import run_instability_plan  # heavy (jax, the runner): after the arguments parse
 
     results = run_instability_plan(plan)

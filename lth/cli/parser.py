@@ -124,6 +124,8 @@ def _add_instability(inst: argparse.ArgumentParser) -> None:
                       help="BatchNorm statistics along the path: interpolate (default), reestimate (on a fixed "
                            "training subset at every alpha), a, average")
     _add_roots(inst)
+    inst.add_argument("--wandb", choices=WANDB_MODES,
+                      help="W&B mode (default: offline): the run's summary run shows the barriers measured")
     inst.add_argument("--no-progress", action="store_true")
 
 

@@ -14,7 +14,9 @@ from lth.plans.control import InstabilityPlan, plan_instability
 from lth.spec.parse import steps_of
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
+from lth.runs.session import refresh_summaries
 from lth.store import JsonlSink, load_mask, read_json_list
+from lth.store.queries import run_records
 from lth.tickets import run_setup
 
 
@@ -28,6 +30,7 @@ def run_instability(
     data_root: str | os.PathLike | None = None,
     progress: bool = True,
     bn_state: str = "interpolate",
+    wandb: str | None = None,
 ) -> dict[int, list[dict[str, Any]]]:
     """Instability analysis of a finished run: for each chosen level (0 = the dense network; L = the
     level's ticket, trained dense to k and masked there, as an IMP ticket rewound to k) and each
@@ -35,9 +38,11 @@ def run_instability(
     along the linear path between them. A ticket (L > 0) is analysed only at the k IMP rewound it
     to (another k needs the ticket IMP finds rewound there: a run with that --rewind). Records go
     to ``replicate_XX/instability/level_XX.json`` and a plot beside them; finished (level, k) pairs
-    are not recomputed. Returns {level: records}."""
+    are not recomputed; the run's W&B summary run (`wandb` mode: default offline) then shows every
+    barrier measured. Returns {level: records}."""
     return run_instability_plan(plan_instability(run, rewind_steps, levels, replicate=replicate, runs_root=runs_root,
-                                                 bn_state=bn_state, data_root=data_root, progress=progress))
+                                                 bn_state=bn_state, data_root=data_root, progress=progress,
+                                                 wandb=wandb))
 
 
 def run_instability_plan(plan: InstabilityPlan) -> dict[int, list[dict[str, Any]]]:
@@ -76,6 +81,7 @@ def run_instability_plan(plan: InstabilityPlan) -> dict[int, list[dict[str, Any]
                                        f"BatchNorm statistics: {bn_state})")
         finally:
             reporter.close()
+        refresh_summaries(run_dir, plan.wandb, run_records(run_dir, run_dir.replicates()))
     return out
 
 

@@ -80,15 +80,18 @@ class InstabilityPlan:
     bn_state: str = "interpolate"
     data_root: PathLike | None = None
     progress: bool = True
+    wandb: str = "offline"
 
 
 def plan_instability(run: PathLike, rewind_steps: str, levels: str = "0", *, replicate: int = 0,
                      runs_root: PathLike | None = None, bn_state: str = "interpolate",
-                     data_root: PathLike | None = None, progress: bool = True) -> InstabilityPlan:
+                     data_root: PathLike | None = None, progress: bool = True,
+                     wandb: str | None = None) -> InstabilityPlan:
     """One-line errors for an unknown bn_state or run, a bad level list or rewind-step syntax, or
     levels the replicate has not finished. (Whether the steps fit the training needs the data: the
     job checks it.)"""
     check_bn_state(bn_state)
+    wandb_mode = checked_wandb_mode(wandb)
     path = resolve_run(run, runs_root)
     run_dir = open_run(path)
     chosen = parse_levels(levels, run_dir.config.levels)
@@ -97,4 +100,4 @@ def plan_instability(run: PathLike, rewind_steps: str, levels: str = "0", *, rep
     missing = [level for level in chosen if level >= done_levels]
     if missing:
         raise ConfigError(f"replicate {replicate} of {path.name} has not finished level(s) {missing}: run it first")
-    return InstabilityPlan(path, run_dir, tuple(chosen), steps, replicate, bn_state, data_root, progress)
+    return InstabilityPlan(path, run_dir, tuple(chosen), steps, replicate, bn_state, data_root, progress, wandb_mode)

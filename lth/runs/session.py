@@ -60,6 +60,16 @@ def worker_trackers(run: RunDir, wandb_mode: str, extra: list[Any] | tuple[Any, 
     return [*extra, *(build(context) for build in TRACKERS.values())]
 
 
+def refresh_summaries(run: RunDir, wandb_mode: str, records: list[dict[str, Any]]) -> None:
+    """Every built-in tracker's summary of a finished `run` made again (after `lth instability`, which
+    trains no branch of the run and so opens no session)."""
+    for tracker in worker_trackers(run, wandb_mode):
+        try:
+            tracker.run_done(records)
+        finally:
+            tracker.close()
+
+
 @contextlib.contextmanager
 def open_session(run: RunDir, wandb_mode: str, *, levels: int, total_steps: int, slots: int = 1,
                  progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (), create: bool = True

@@ -13,8 +13,8 @@ What a project's dashboard shows with no panel built by hand:
   job type the branch (``imp``, ``imp+reinit``, ``rigl``...): grouped by group and job type, W&B draws
   the replicates, and runs of one config with other seeds, as a mean and a band;
 * one ``summary`` run per run directory: the table of every branch's levels (mean and sample std over
-  the replicates), a line chart of the headline accuracy per branch, the local plot; refreshed after
-  `lth control`.
+  the replicates), a line chart of the headline accuracy per branch, the local plot, and the error
+  barriers `lth instability` measured; refreshed after `lth control` and `lth instability`.
 
 Ids are ``<run directory token>-r<replicate>-<branch>`` (`RunDir.wandb_id`: random, made once per run
 directory), so a resume continues its runs and two machines never share one. The rows already logged
@@ -184,6 +184,10 @@ class WandbTracker(Tracker):
                                                                 "remaining")}
         if self.run.plot_path.exists():
             values["accuracy_vs_sparsity_png"] = wandb.Image(str(self.run.plot_path))
+        barriers = instability_rows(self.run)
+        if barriers:
+            names = list(barriers[0])
+            values["instability"] = wandb.Table(columns=names, data=[[row[c] for c in names] for row in barriers])
         position, _ = self._last(self.current_id)
         self._log([((position[0] + 1, 0), values)])
         for r in records:
@@ -229,6 +233,14 @@ class WandbTracker(Tracker):
         if self.mode != "offline":
             return None
         return f"wandb sync {self.run_path / 'wandb'}/offline-run-*"
+
+
+def instability_rows(run: RunDir) -> list[dict[str, Any]]:
+    """One row per `lth instability` record of every replicate: where the error barrier was measured
+    (level, rewind step, BatchNorm statistics) and its value."""
+    return [{"replicate": i, "level": r["level"], "rewind_step": r.get("rewind_step"), "bn_state": r.get("bn_state"),
+             "barrier": r.get("barrier"), "stable": r.get("stable")}
+            for i, rep in enumerate(run.replicates()) for r in rep.instability_records()]
 
 
 _FIRST = ["branch", "level", "percent_remaining", "accuracy", "accuracy_sample_std", "replicates"]

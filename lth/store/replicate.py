@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from lth.errors import LthError
 from lth.store import checkpoints
-from lth.store.io import npz_bytes, read_jsonl, write_atomic, write_json
+from lth.store.io import npz_bytes, read_json_list, read_jsonl, write_atomic, write_json
 from lth.store.lock import RunLock
 
 if TYPE_CHECKING:  # reading records and manifests needs no jax (`lth ls`): jax is imported by what loads arrays
@@ -76,6 +76,16 @@ class ReplicateDir:
         BatchNorm statistics set otherwise than interpolated in a file of their own."""
         suffix = "" if bn_state == "interpolate" else f"_{bn_state}"
         return self.path / "instability" / f"level_{level:02d}{suffix}.json"
+
+    def instability_records(self) -> list[dict[str, Any]]:
+        """Every `lth instability` record of this replicate, each with its ``level`` (files in level
+        order; a damaged file counts as empty: `lth instability` recomputes it)."""
+        out = []
+        for path in sorted((self.path / "instability").glob("level_*.json")):
+            level = path.stem.split("_")[1]
+            if level.isdigit():
+                out += [{"level": int(level), **r} for r in read_json_list(path) if isinstance(r, dict)]
+        return out
 
     def ticket_path(self, level: int) -> Path:
         """Where `lth ticket export` writes a level's ticket by default."""
