@@ -260,6 +260,26 @@ def test_an_exported_ticket_is_a_version_of_the_runs_ticket_artifact(tmp_path, w
     assert metadata["level"] == 1 and metadata["sha256"] == load(path).digest
     assert metadata["config_hash"] == run.name.rsplit("-", 1)[-1]
 
+    # lineage: a run from the file names that artifact version (the alias of its digest) in its config
+    alias = f"sha256-{metadata['sha256'][:12]}"
+    assert alias in artifact.aliases
+    run_lottery(tiny_config(levels=1), runs_root=tmp_path / "from_ticket", ticket=path, wandb="offline",
+                progress=False)
+    (ticket_run,) = list((tmp_path / "from_ticket").iterdir())
+    runs, _ = wandb_runs(ticket_run)
+    assert {seg["config"]["ticket_artifact"] for segments in runs.values() for seg in segments} == {
+        f"ticket-{run.name}:{alias}"}
+
+
+def test_an_artifact_name_as_ticket_needs_online_mode(tmp_path, capsys):
+    """`--ticket NAME:ALIAS` (not a file) offline: one line saying how to get the file; nothing written."""
+    code = main(["run", "lenet300_mnist", "--variant", "smoke", "--ticket", "ticket-lenet300_mnist-0a1b2c3d:best",
+                 "--wandb", "offline", "--runs", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--wandb online" in err and "wandb artifact get ticket-lenet300_mnist-0a1b2c3d:best" in err
+    assert not (tmp_path / "runs").exists()
+
 
 def test_the_summary_run_shows_the_barriers_after_lth_instability(tmp_path, wandb_offline):
     from lth.jobs.instability import run_instability

@@ -109,7 +109,7 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
         setup = data_parallel_setup(setup)
     choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before anything is written
     every = plan.checkpoint_every.period(setup.trainer.steps_per_epoch)
-    setup, mask, ticket = start_from_ticket(setup, plan.ticket, plan.mask)
+    setup, mask, ticket = start_from_ticket(setup, plan.ticket, plan.mask, plan.runs_root)
     if ticket is None:
         setup, mask = _with_initial_mask(setup, mask)
     run = RunDir(check_run_root(plan.runs_root), setup.config, writable=main)  # several processes: process 0 writes

@@ -14,6 +14,7 @@ from lth.spec.checks import check_run_options, validate_config
 from lth.spec.config import ExperimentConfig
 from lth.spec.controls import Control, parse_controls
 from lth.spec.parse import CheckpointEvery, parse_checkpoint_every, parse_levels
+from lth.plans.ticket_source import check_ticket_artifact
 from lth.store.queries import check_start_files
 
 PathLike = str | os.PathLike
@@ -58,9 +59,11 @@ def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, dat
     every = parse_checkpoint_every(checkpoint_every)
     if config.method != "imp":
         _check_method_options(config.method, mask, data_parallel, layout)
-    check_start_files(mask, ticket, config.initial_mask)
+    wandb_mode = checked_wandb_mode(wandb)
+    artifact = check_ticket_artifact(ticket, wandb_mode)  # downloaded when the run starts
+    check_start_files(mask, ticket, config.initial_mask, ticket_is_file=not artifact)
     parsed = tuple(c if isinstance(c, Control) else parse_controls([c])[0] for c in controls)
-    return RunPlan(config, replicates, layout, workers, every, checked_wandb_mode(wandb), parsed,
+    return RunPlan(config, replicates, layout, workers, every, wandb_mode, parsed,
                    control_levels_of(parsed, control_levels, config.levels), mask, ticket, data_parallel,
                    allow_mixed_numerics, progress, runs_root, data_root, tuple(trackers or ()))
 

@@ -11,15 +11,21 @@ from lth.spec.config import replace
 from lth.errors import ConfigError
 from lth.lottery import Setup, with_start
 from lth.sparsity.masks import Mask
+from lth.plans.ticket_source import is_artifact_name
+from lth.runs.ticket_artifact import download_ticket_artifact
 from lth.store import RunDir
+from lth.store.run_dir import artifact_downloads
 from lth.tickets import Ticket, save, ticket_start
 
 
-def start_from_ticket(setup: Setup, ticket: Ticket | str | os.PathLike | None, mask: Any
-                      ) -> tuple[Setup, Mask | None, Ticket | None]:
+def start_from_ticket(setup: Setup, ticket: Ticket | str | os.PathLike | None, mask: Any,
+                      runs_root: os.PathLike | None = None) -> tuple[Setup, Mask | None, Ticket | None]:
     """(setup, mask, ticket): with a ticket, level 0 starts from its weights and mask and the config
-    names its digest; without one, everything unchanged (an error if the config names a ticket)."""
+    names its digest; without one, everything unchanged (an error if the config names a ticket). A
+    W&B artifact name (checked by the plan: online only) is downloaded into the run root first."""
     config = setup.config
+    if is_artifact_name(ticket):
+        ticket = download_ticket_artifact(ticket, artifact_downloads(runs_root))
     if ticket is None:
         if config.ticket is not None:
             raise ConfigError(f"this config starts from ticket {config.ticket[:12]}...: pass that ticket "

@@ -43,6 +43,26 @@ def cell_group(run: RunDir) -> str:
     return f"{run.config.name}-{config_hash(replace(run.config, seed=0))}"
 
 
+def digest_alias(digest: str) -> str:
+    """The alias of a ticket artifact's version that names its file's content: ``sha256-<12 hex digits>``."""
+    return f"sha256-{digest[:12]}"
+
+
+def start_artifact(run: RunDir) -> str | None:
+    """The W&B artifact version of the ticket a ``--ticket`` run started from, as `lth ticket export
+    --wandb` names it (``ticket-<its run directory>:sha256-...``); None for other runs, or a ticket
+    not exported from a run."""
+    if not run.start_ticket_path.exists():
+        return None
+    from lth.tickets.file import read_header  # only for runs from a ticket
+
+    try:
+        header = read_header(run.start_ticket_path)
+        return f"ticket-{header['run']}:{digest_alias(header['sha256']['ticket'])}" if header.get("run") else None
+    except Exception:  # the copy is checked where training reads it; here it only names a link
+        return None
+
+
 def ticket_row(record: dict[str, Any]) -> dict[str, float]:
     """A level record as the ``ticket/*`` metrics of its history row (numbers only, nulls left out)."""
     row = {f"ticket/{k}": v for k, v in record.items() if is_finite_number(v)}
@@ -142,10 +162,18 @@ class WandbTracker(Tracker):
         job_type = self.config.get("method", "imp") if branch == "main" else branch
         config = {**self.config, "replicate": replicate, "branch": job_type,
                   "seed": self.config.get("seed", 0) + replicate, "run_directory": self.run_path.name}
+        source = start_artifact(self.run)
+        if source:
+            config["ticket_artifact"] = source
         name = f"{self.run_path.name}-r{replicate}" + ("" if branch == "main" else f"-{slug}")
         wb = self._init(run_id, name, job_type, config)
         wb.define_metric("ticket/percent_remaining")
         wb.define_metric("ticket/*", step_metric="ticket/percent_remaining")
+        if source and self.mode == "online":
+            try:  # lineage: W&B records the artifact as this run's input (online only: offline W&B refuses)
+                wb.use_artifact(source)
+            except Exception as err:
+                self.warn(f"W&B could not record the use of {source} ({type(err).__name__}): no lineage link")
 
     # the tracker's events ------------------------------------------------------------------------
 
@@ -215,7 +243,8 @@ class WandbTracker(Tracker):
             artifact.add_file(str(path), name=path.name)  # uploaded: usable from any machine
         else:  # a reference with its checksum: full offline artifacts break when synced from elsewhere
             artifact.add_reference(path.resolve().as_uri(), name=path.name, checksum=True)
-        aliases = [f"r{replicate}-level-{level:02d}", f"level-{level:02d}"] + (["best"] if best else [])
+        aliases = [f"r{replicate}-level-{level:02d}", f"level-{level:02d}", digest_alias(digest)]
+        aliases += ["best"] if best else []
         self.current.log_artifact(artifact, aliases=aliases)
 
     def close(self) -> None:

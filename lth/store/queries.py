@@ -43,13 +43,14 @@ def check_ticket_file(path: str | os.PathLike) -> None:
         raise LthError(f"ticket file {where!r} is a directory: pass a .safetensors file of `lth ticket export`")
 
 
-def check_start_files(mask: Any, ticket: Any, initial_mask: str | None = None) -> None:
-    """`lth run --mask / --ticket`: not both (a ticket brings its mask), and a file each where one is named."""
+def check_start_files(mask: Any, ticket: Any, initial_mask: str | None = None, ticket_is_file: bool = True) -> None:
+    """`lth run --mask / --ticket`: not both (a ticket brings its mask), and a file each where one is named
+    (the ticket's unless `ticket_is_file` is False: a W&B artifact name, downloaded later)."""
     if ticket is not None and (mask is not None or initial_mask is not None):
         raise ConfigError("a ticket brings its own mask: pass --ticket or --mask, not both")
     if isinstance(mask, (str, os.PathLike)):
         check_mask_file(mask)
-    if isinstance(ticket, (str, os.PathLike)):
+    if ticket_is_file and isinstance(ticket, (str, os.PathLike)):
         check_ticket_file(ticket)
 
 

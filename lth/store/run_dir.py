@@ -53,6 +53,11 @@ def runs_root(override: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("LTH_RUNS") or "runs")
 
 
+def artifact_downloads(root: str | os.PathLike | None = None) -> Path:
+    """Where W&B ticket artifacts named by `lth run --ticket NAME:ALIAS` are downloaded."""
+    return runs_root(root) / "wandb-artifacts"
+
+
 def check_run_root(override: str | os.PathLike | None = None) -> Path:
     """The run root, checked before anything is written: a directory, or a path under a writable
     directory where one can be made. A one-line LthError otherwise."""
