@@ -279,3 +279,17 @@ def test_plot_paths_draws_one_labelled_line_per_record():
                                                     "reestimate (barrier 2.00 points)"]
     np.testing.assert_allclose(lines[0].get_ydata(), [10, 30, 50, 30, 10])
     np.testing.assert_allclose(lines[1].get_xdata(), a)
+
+
+def test_the_refusal_suggests_a_run_with_the_same_variant(tmp_path, capsys):
+    """A ticket analysed at another k: the suggested `lth run` keeps the run's variant and fields."""
+    from lth.cli import main
+
+    args = ["--runs", str(tmp_path), "--no-progress", "--wandb", "disabled"]
+    assert main(["run", "lenet300_mnist", "--variant", "smoke", "--levels", "1", *args]) == 0
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    capsys.readouterr()
+    code = main(["instability", run.name, "--rewind", "0,20", "--levels", "0,1", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "`lth run lenet300_mnist --variant smoke --set levels=1 --set rewind=20it`" in err

@@ -11,6 +11,7 @@ from lth.errors import ConfigError
 from lth.lottery import init_params
 from lth.lottery.instability import instability_curve
 from lth.plans.control import InstabilityPlan, plan_instability
+from lth.spec.commands import run_command
 from lth.spec.parse import steps_of
 from lth.runs.progress import LevelProgress
 from lth.runs.recorder import Recorder
@@ -56,10 +57,11 @@ def run_instability_plan(plan: InstabilityPlan) -> dict[int, list[dict[str, Any]
         raise ConfigError(f"rewind step(s) {beyond} not before the end of training ({setup.total_steps} iterations)")
     other = [k for k in steps if k != setup.rewind_step]
     if other and any(level > 0 for level in chosen):
+        command = run_command(config, rewind=f"{other[0]}it") or f"lth run {config.name} --rewind {other[0]}it"
         raise ConfigError(f"the tickets of this run were found by IMP rewound to iteration {setup.rewind_step}; "
                           f"at k = {other[0]} a ticket is the one IMP finds rewound to {other[0]} (Frankle et al. "
-                          f"2020): run `lth run {config.name} --rewind {other[0]}it` and analyse that run at "
-                          f"--rewind {other[0]}, or use --levels 0 (the dense network) for several k")
+                          f"2020): run `{command}` and analyse that run at --rewind {other[0]}, or use --levels 0 "
+                          "(the dense network) for several k")
     rep = run_dir.replicate(replicate)
     setup = setup.for_replicate(replicate)
     params0, _ = init_params(setup)

@@ -85,6 +85,12 @@ def load_config(name_or_path: str, variant: str = "default") -> ExperimentConfig
     return _config(module, path, variant)
 
 
+def experiment_variants(name_or_path: str) -> tuple[str, ...]:
+    """The variants an experiment file offers (its VARIANTS; ("default",) without one)."""
+    module, _ = _import(name_or_path)
+    return tuple(getattr(module, "VARIANTS", ("default",)))
+
+
 def _import(name_or_path: str):
     path = find_experiment(name_or_path)
     spec = importlib.util.spec_from_file_location(f"lth_experiment_{path.stem}", path)

@@ -1,7 +1,7 @@
 """Config fields by dotted name, as sweep files give them: each value put in the form a config
 stores (lists as tuples, an integer as a float where the field is a float, so that 1 and 1.0 are one
 run) and checked by `lth.spec.config.replace` (the field's type), with errors naming the sweep file and the
-valid fields; and the fields in which two configs differ."""
+valid fields (the fields in which two configs differ: `lth.spec.commands.changed_fields`)."""
 
 from __future__ import annotations
 
@@ -55,16 +55,3 @@ def _stored(value: Any, hint: Any) -> Any:
     if floats and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
-
-
-def changed_fields(base: Any, config: Any, prefix: str = "") -> dict[str, Any]:
-    """The dotted fields in which `config` differs from `base`."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        a, b = getattr(base, f.name), getattr(config, f.name)
-        if dataclasses.is_dataclass(b):
-            out.update(changed_fields(a, b, f"{prefix}{f.name}."))
-        elif a != b:
-            out[f"{prefix}{f.name}"] = b
-    return out
-

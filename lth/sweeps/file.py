@@ -37,8 +37,9 @@ from lth.errors import ConfigError, unknown_name
 from lth.spec.experiments import find_sweep, load_experiment
 from lth.spec.controls import parse_controls
 from lth.spec.checks import validate_config
-from lth.spec.parse import parse_levels, parse_value
-from lth.sweeps.fields import changed_fields, with_fields
+from lth.spec.commands import changed_fields, set_flags, value_text
+from lth.spec.parse import parse_levels
+from lth.sweeps.fields import with_fields
 from lth.store import run_name
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -107,8 +108,7 @@ class SweepPlan(NamedTuple):
         if self.base_command is None:
             return None
         changes = changed_fields(self.base, cell.config)
-        return shlex.join([*self.base_command, *itertools.chain.from_iterable(
-            ("--set", f"{k}={_cli_value(v)}") for k, v in changes.items())])
+        return shlex.join([*self.base_command, *set_flags(changes)])
 
 
 def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:
@@ -196,7 +196,7 @@ def _cells(base: ExperimentConfig, sweep: Sweep, axes: list[str], where: str) ->
     cells: list[Cell] = []
     seen: dict[str, Cell] = {}
     for point in _points(sweep):
-        label = " ".join(f"{k}={_text(v)}" for k, v in point.items())
+        label = " ".join(f"{k}={value_text(v)}" for k, v in point.items())
         config = with_fields(base, point, f"{where}: {label}")
         for r in range(sweep.replicates):
             cell_config = dataclasses.replace(config, seed=config.seed + r)
@@ -211,13 +211,3 @@ def _cells(base: ExperimentConfig, sweep: Sweep, axes: list[str], where: str) ->
             seen[cell.run_name] = cell
             cells.append(cell)
     return cells
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _cli_value(value: Any) -> str:
-    """A value as `--set FIELD=VALUE` writes it (`lth.spec.parse.parse_value` gives it back)."""
-    text = _text(value) if not isinstance(value, tuple) else json.dumps(value)
-    return text if parse_value(text) == value else json.dumps(value)
