@@ -57,8 +57,9 @@ def test_a_heavy_import_under_spec_or_plans_breaks_the_contract(tmp_path, module
 
 
 def test_the_top_of_the_package_is_foundations_only():
-    """Every concern lives in a layer folder: at the top of lth/ only `__init__`, `errors` and `rng`."""
-    assert sorted(p.name for p in (ROOT / "lth").glob("*.py")) == ["__init__.py", "errors.py", "rng.py"]
+    """Every concern lives in a layer folder: at the top of lth/ only `__init__`, `errors`, `rng` and
+    `__main__` (`python -m lth`)."""
+    assert sorted(p.name for p in (ROOT / "lth").glob("*.py")) == ["__init__.py", "__main__.py", "errors.py", "rng.py"]
 
 
 def test_ruff_is_clean():

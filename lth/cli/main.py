@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from lth.cli.parser import build_parser
-from lth.errors import LthError
+from lth.errors import ConfigError, LthError
 from lth.plans.control import plan_controls, plan_instability
 from lth.plans.run import RunPlan, plan_run
 from lth.plans.sweep import plan_sweep_options
 from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.config import ExperimentConfig, replace
-from lth.spec.experiments import Experiment, experiment_names, find_sweep, load_experiment
+from lth.spec.experiments import Experiment, experiment_names, find_sweep, load_experiment, shipped_experiments
 from lth.spec.parse import parse_assignment, parse_densities
 from lth.store import find_run, resolve_run
 from lth.store.queries import check_finished_level, check_ticket_file
@@ -178,7 +178,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:
-    for name in experiment_names():
+    names = experiment_names()
+    if not names:
+        raise ConfigError(f"no experiment files in {os.path.join(os.getcwd(), 'experiments')} or "
+                          f"{shipped_experiments()}: run lth where experiments/NAME.py files are, or give "
+                          "`lth run` a path to a .py file defining get_config(variant)")
+    for name in names:
         print(name)
     return 0
 

@@ -4,6 +4,7 @@ runs them). Bad arguments: one line on stderr, exit code 2."""
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 from typing import NoReturn
 
 from lth.spec.catalog import datasets_help
@@ -20,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The `lth` argument parser: one sub-command per job."""
     parser = _Parser(prog="lth", description="Lottery-ticket experiments in JAX.")
+    parser.add_argument("--version", action="version", version=f"lth {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub.add_parser("run", help="run (or finish) a lottery experiment"))
     ls = sub.add_parser("ls", help="list the runs under the run root")
@@ -39,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("experiments", help="list the experiment files")
     _add_sweep(sub.add_parser("sweep", help="every cell of a sweep file as a Ray task (docs/cluster.md)"))
     return parser
+
+
+def installed_version() -> str:
+    """The version of the installed lth package (its metadata), or a note that it is not installed."""
+    try:
+        return metadata.version("lth")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
 
 
 RUN_HELP = "the run: a directory, a name or a config hash (see `lth ls`)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lth.errors import DataError
+from lth.spec.files import replacing
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,9 @@ def split_holdout(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[n
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write an .npz so that a crash never leaves a partial file under `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an .npz so that a crash never leaves a partial file under `path` (mode: as the umask gives)."""
+    with replacing(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

@@ -13,15 +13,24 @@ from lth.spec.config import (
 from lth.errors import ConfigError, unknown_name
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+# a non-editable install carries the repository's experiments/ as lth/experiments/ (setup.py)
+INSTALLED_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def shipped_experiments() -> Path:
+    """The experiment files that come with lth: lth/experiments/ of an installed package, else the
+    experiments/ of the repository the package is in (a clone, or an editable install)."""
+    return INSTALLED_EXPERIMENTS if INSTALLED_EXPERIMENTS.is_dir() else REPO_EXPERIMENTS
 
 
 def experiment_dirs() -> list[Path]:
-    """Where names are looked up: ./experiments, then the repository's experiments/."""
-    dirs = [Path.cwd() / "experiments", REPO_EXPERIMENTS]
+    """Where names are looked up: ./experiments first, then the experiments that come with lth."""
+    dirs = [Path.cwd() / "experiments", shipped_experiments()]
     return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]]
 
 
 def experiment_names() -> list[str]:
+    """The experiment names of every directory in `experiment_dirs()`."""
     return file_names(experiment_dirs())
 
 

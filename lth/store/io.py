@@ -1,8 +1,9 @@
 """Writing and reading the files of a run: atomic writes, JSON, JSON lines, compressed arrays.
 
 Every write of a whole file goes to a temporary file beside it, is fsynced, then renamed, so a
-crash never leaves a half-written file under its final name. JSONL files are appended line by line
-and flushed, so a killed run keeps every line written.
+crash never leaves a half-written file under its final name; a new file gets the permissions the
+umask gives it (`write_atomic`, from `lth.spec.files`, which the dataset caches use too). JSONL files
+are appended line by line and flushed, so a killed run keeps every line written.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import io
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,22 +19,7 @@ from typing import Any
 import numpy as np
 
 from lth.errors import LthError
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from lth.spec.files import write_atomic
 
 
 def check_output_path(path: str | os.PathLike) -> Path:

@@ -49,7 +49,7 @@ class RunLock:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as every file of a run
         except OSError as err:
             raise LthError(f"cannot create the lock file {self.path} ({err.strerror}): "
                            "choose a writable run root (--runs)") from None
