@@ -30,6 +30,10 @@ early-stop accuracy is noisier than in the paper.
 from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, replace
 
 VARIANTS = ("default", "quick", "smoke")
+# the README run shows the lottery itself: the ticket against the same mask randomly reinitialised, at
+# ~21 %, ~7 % and ~2 % of the weights (levels 7, 12, 17). `--no-controls` leaves it out.
+CONTROLS = {"quick": ("imp+reinit",)}
+CONTROL_LEVELS = {"quick": "7,12,17"}
 
 
 def get_config(variant: str = "default") -> ExperimentConfig:

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from lth.spec.experiments import experiment_names, find_experiment, load_config
+from lth.spec.experiments import experiment_names, find_experiment, load_config, load_experiment
 from lth.lottery import validate_config
 from lth.jobs.lottery import run_lottery
 
@@ -58,3 +58,17 @@ def test_experiment_controls_run_after_the_main_line(tmp_path, capsys):
         assert [r["level"] for r in records] == [2], name
         for r, m in zip(records, main_records[2:]):
             assert abs(r["weights_remaining"] - m["weights_remaining"]) <= 1, name  # the level's density
+
+
+def test_the_readme_run_has_its_reinit_control_at_21_7_and_2_percent_and_only_there():
+    """CONTROLS may map variants to controls: the quick variant (the README run) trains imp+reinit at
+    three levels; the paper's default and the tests' smoke variant train none."""
+    from lth.plans.run import control_levels_of
+
+    quick = load_experiment("lenet300_mnist", "quick")
+    levels = control_levels_of(quick.controls, quick.control_levels, quick.config.levels)
+    assert quick.controls == ("imp+reinit",) and levels == (7, 12, 17)
+    hidden, output = 784 * 300 + 300 * 100, 100 * 10  # 20 % per level on the hidden layers, 10 % on the output
+    percent = [100 * (hidden * 0.8 ** level + output * 0.9 ** level) / (hidden + output) for level in levels]
+    assert [round(p) for p in percent] == [21, 7, 2]
+    assert [load_experiment("lenet300_mnist", v).controls for v in ("default", "smoke")] == [(), ()]

@@ -74,14 +74,15 @@ class Experiment(NamedTuple):
     CONTROL_LEVELS), which `lth run` trains after the main line."""
 
     config: ExperimentConfig
-    controls: tuple[str, ...]
+    controls: tuple[str, ...]  # CONTROLS may map variant -> controls (a variant not named: none)
     control_levels: str | None  # e.g. "3,6,9"; None: every level (CONTROL_LEVELS may map variant -> levels)
 
 
 def load_experiment(name_or_path: str, variant: str = "default") -> Experiment:
     """Import the experiment file: its `get_config(variant)`, CONTROLS and CONTROL_LEVELS."""
     module, path = _import(name_or_path)
-    controls = tuple(getattr(module, "CONTROLS", ()))
+    controls = getattr(module, "CONTROLS", ())
+    controls = tuple(controls.get(variant, ()) if isinstance(controls, dict) else controls)
     levels = getattr(module, "CONTROL_LEVELS", None)
     if isinstance(levels, dict):
         levels = levels.get(variant)
