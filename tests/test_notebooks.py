@@ -24,8 +24,10 @@ def _ids(path: Path) -> str:
     return path.name
 
 
-def test_the_notebooks_are_there():
+def test_the_notebooks_are_there_and_each_is_in_the_readme_table():
     assert {"01_quickstart.ipynb", "02_explore_runs.ipynb"} <= {p.name for p in NOTEBOOKS}
+    table = (ROOT / "notebooks" / "README.md").read_text()
+    assert [p.name for p in NOTEBOOKS if f"| `{p.name}` |" not in table] == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
@@ -81,3 +83,12 @@ def test_notebook_computes_only_through_the_package(path):
             else:
                 continue
             assert roots <= ALLOWED_IMPORTS, f"{path.name} cell {i} imports {roots - ALLOWED_IMPORTS}"
+
+
+def test_what_a_notebook_opened_in_place_writes_is_ignored_by_git():
+    """A notebook opened in notebooks/ without LTH_RUNS writes notebooks/runs/ (and W&B files)."""
+    import subprocess
+
+    ignored = subprocess.run(["git", "check-ignore", "notebooks/runs/x/config.json", "notebooks/wandb/x"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["notebooks/runs/x/config.json", "notebooks/wandb/x"], ignored.stderr
