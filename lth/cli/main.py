@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lth.cli.listing import print_runs
 from lth.cli.parser import build_parser
 from lth.errors import LthError
 from lth.plans.control import plan_controls, plan_instability
@@ -23,7 +24,7 @@ from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.config import ExperimentConfig, replace
 from lth.spec.experiments import Experiment, experiment_names, find_sweep, load_experiment
 from lth.spec.parse import parse_assignment, parse_densities
-from lth.store import find_run, resolve_run
+from lth.store import resolve_run
 from lth.store.queries import check_finished_level, check_ticket_file
 
 
@@ -84,8 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from lth.store import list_runs, runs_root  # heavy (jax, via the store's checkpoints types)
-    from lth.store.records import accuracy
+    from lth.store import list_runs, runs_root
 
     rows = list_runs(args.runs)
     if not rows:
@@ -96,19 +96,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         check_runs(rows, data_root=args.data_dir)
         rows = list_runs(args.runs)
-    print(f"{'experiment':<22} {'hash':<8} {'levels':>7} {'reps':>4}  {'best ticket (% left, acc)':<26} path")
-    for row in rows:
-        best = row["best_ticket"]
-        best_text = f"{best['percent_remaining']:6.2f}%  {100 * accuracy(best):.2f}%" if best else "-"
-        planned = row["levels_planned"] if row["levels_planned"] is not None else "?"
-        levels = f"{row['levels_done']}/{planned}"
-        print(f"{row['name']:<22} {row['hash']:<8} {levels:>7} {row['replicates']:>4}  {best_text:<26} {row['path']}")
-        unfinished = [f"r{r}: {n if n is not None else 'damaged'}" for r, n in enumerate(row["replicate_levels"])
-                      if n != row["levels_planned"]]
-        if unfinished and row["levels_planned"] is not None:
-            print(f"{'':<22} levels done per replicate: {', '.join(unfinished)} (unfinished: rerun `lth run`)")
-        for problem in row["problems"]:
-            print(f"{'':<22} damaged: {problem}")
+    print_runs(rows, runs_root(args.runs))
     return 0
 
 
@@ -138,7 +126,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
     else:
-        check_finished_level(find_run(args.run, args.runs), args.level, args.replicate)
+        check_finished_level(resolve_run(args.run, args.runs), args.level, args.replicate)
         wandb_mode = checked_wandb_mode(args.wandb)
     import lth.tickets  # heavy (jax): after the arguments parse
 
@@ -152,7 +140,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     if wandb_mode != "disabled":
         from lth.jobs.export import log_ticket_artifact
 
-        log_ticket_artifact(find_run(args.run, args.runs), info, wandb_mode)
+        log_ticket_artifact(resolve_run(args.run, args.runs), info, wandb_mode)
     return 0
 
 

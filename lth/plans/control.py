@@ -16,6 +16,7 @@ from lth.spec.checks import check_bn_state
 from lth.spec.controls import Control, check_retraining, parse_controls
 from lth.spec.parse import parse_levels, parse_step_list
 from lth.store import ReplicateDir, RunDir, open_run, resolve_run
+from lth.store.queries import unfinished_text
 
 PathLike = str | os.PathLike
 
@@ -63,8 +64,8 @@ def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> 
         done = len(rep.read_results())
         missing = [level for level in chosen if level >= done]
         if missing:
-            raise ConfigError(f"{rep.path.name} of {path.name} has finished levels 0-{done - 1}, not {missing}: "
-                              "finish the main line first (rerun `lth run` with its config)")
+            finished = f"has finished levels 0-{done - 1}, not {missing}" if done else "has no finished level"
+            raise ConfigError(f"{rep.path.name} of {path.name} {finished}: {unfinished_text(rep, done)}")
 
 
 @dataclass(frozen=True)
