@@ -69,11 +69,11 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
     count = records_planned(config)
     reps = [run.replicate(r) for r in range(replicates)]
     if run.results_path.exists() and all(levels_done(rep) == count for rep in reps):
-        if plan.progress:
+        if plan.progress or plan.show_paths:
             print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
         return run_records(run, reps)
     with open_session(run, plan.wandb, levels=count - 1, total_steps=setup.total_steps, slots=replicates,
-                      progress=plan.progress, trackers=plan.trackers) as session:
+                      progress=plan.progress, show_paths=plan.show_paths, trackers=plan.trackers) as session:
         per_replicate = []
         for r, rep in enumerate(reps):
             _train_replicate(setup, rep, r, session.reporter, session.trackers)
@@ -81,7 +81,7 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
             run.write_aggregate(per_replicate)
         plot_run(run.path)
         session.wandb.run_done(run_records(run, reps))
-    if plan.progress:
+    if plan.progress or plan.show_paths:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
     return run_records(run, reps)
 

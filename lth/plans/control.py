@@ -24,7 +24,8 @@ PathLike = str | os.PathLike
 @dataclass(frozen=True)
 class ControlPlan:
     """What `lth control` trains: the run, its controls (parsed, each meaningful under the run's
-    retraining), the chosen levels of its main line (all finished), and how it reports."""
+    retraining), the chosen levels of its main line (all finished), and how it reports (`progress`:
+    bars and table; `show_paths`: where the results went, printed even without progress)."""
 
     path: Path
     run: RunDir
@@ -33,11 +34,12 @@ class ControlPlan:
     wandb: str = "offline"
     data_root: PathLike | None = None
     progress: bool = True
+    show_paths: bool = False
 
 
 def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels: str | Iterable[int] | None = None,
                   *, runs_root: PathLike | None = None, wandb: str | None = None, data_root: PathLike | None = None,
-                  progress: bool = True) -> ControlPlan:
+                  progress: bool = True, show_paths: bool = False) -> ControlPlan:
     """The run (a directory, name or hash), its controls and levels (None: all); one-line errors for
     an unknown run, control or W&B mode, a control the run's retraining has no meaning for, a bad
     level list, or levels the main line has not finished."""
@@ -54,7 +56,7 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     else:
         chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     _check_finished(run_dir.replicates(), chosen, path)
-    return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), wandb_mode, data_root, progress)
+    return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), wandb_mode, data_root, progress, show_paths)
 
 
 def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:
