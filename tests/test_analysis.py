@@ -57,7 +57,7 @@ def test_load_run_errors(tiny_run, tmp_path):
     other = tmp_path / "runs"
     for name in ("tiny-00000001", "tiny-00000002"):
         shutil.copytree(RunDir(root, config).path, other / name)
-    with pytest.raises(LthError, match="2 runs of experiment 'tiny'"):
+    with pytest.raises(LthError, match="2 runs match 'tiny'"):
         la.load_run("tiny", root=other)
     assert la.load_run("00000002", root=other).name == "tiny-00000002"
 

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from lth.cli import main
-from lth.cli.main import config_from_args
+from lth.cli.run_args import config_from_args
 from lth.cli.parser import build_parser
 from lth.spec.config import replace
 from lth.spec.experiments import load_config

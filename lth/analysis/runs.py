@@ -11,7 +11,6 @@ Everything here reads files and computes; nothing writes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -22,6 +21,7 @@ import numpy as np
 
 from lth.store.queries import check_level, check_replicate
 from lth.spec.config import ExperimentConfig, from_dict
+from lth.spec.fields import differing_fields
 from lth.errors import LthError
 from lth.lottery import Setup, init_params, initial_mask
 from lth.sparsity.masks import Mask
@@ -162,23 +162,8 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
 
 def legend_labels(configs: Sequence[dict[str, Any]]) -> list[str]:
     """Experiment name plus the config fields that differ between the runs (dotted names)."""
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
-        out: dict[str, str] = {}
-        for key, value in d.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = json.dumps(value)
-        return out
-
-    flats = [flat(c) for c in configs]
-    keys = sorted({k for f in flats for k in f if k != "name"})
-    differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
-    labels = []
-    for config, f in zip(configs, flats):
-        parts = [f"{k}={f.get(k, '-').strip(chr(34))}" for k in differing]
-        labels.append(" ".join([config.get("name", "run"), *parts]))
-    return labels
+    return [" ".join([config.get("name", "run"), *(f"{k}={v}" for k, v in fields.items())])
+            for config, fields in zip(configs, differing_fields(configs))]
 
 
 CURVE_KEYS = ("iteration", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")

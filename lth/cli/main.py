@@ -14,64 +14,24 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lth.cli.listing import print_runs
 from lth.cli.parser import build_parser
+from lth.cli.run_args import dry_run, run_plan_from_args
 from lth.errors import ConfigError, LthError
 from lth.plans.control import plan_controls, plan_instability
-from lth.plans.run import RunPlan, plan_run
 from lth.plans.sweep import plan_sweep_options
 from lth.plans.wandb_mode import checked_wandb_mode
-from lth.spec.config import ExperimentConfig, replace
-from lth.spec.experiments import Experiment, experiment_names, find_sweep, load_experiment, shipped_experiments
-from lth.spec.parse import parse_assignment, parse_densities
-from lth.store import find_run, resolve_run
+from lth.spec.experiments import experiment_names, find_sweep, load_experiment, shipped_experiments
+from lth.store import resolve_run
 from lth.store.queries import check_finished_level, check_ticket_file
 
 
-def config_from_args(args: argparse.Namespace, experiment: Experiment | None = None) -> ExperimentConfig:
-    """The experiment's config with the command line's changes (`--levels`, `--set FIELD=VALUE`, ...)."""
-    config = (experiment or load_experiment(args.experiment, args.variant)).config
-    changes: dict[str, Any] = {}
-    simple = {
-        "levels": "levels",
-        "prune_fraction": "pruning.fraction",
-        "strategy": "pruning.strategy",
-        "rewind": "rewind",
-        "retraining": "retraining",
-        "seed": "seed",
-        "batch_size": "training.batch_size",
-        "lr": "optimizer.learning_rate",
-        "eval_every": "training.eval_every",
-        "dataset": "data.name",
-        "method": "method",
-    }
-    for arg, field in simple.items():
-        if getattr(args, arg) is not None:
-            changes[field] = getattr(args, arg)
-    if args.epochs is not None:
-        changes["training.length"] = f"{args.epochs}ep"
-    if args.iterations is not None:
-        changes["training.length"] = f"{args.iterations}it"
-    if args.densities is not None:
-        changes["sparse.densities"] = parse_densities(args.densities)
-    for item in args.set:
-        field, value = parse_assignment(item)
-        changes[field] = value
-    return replace(config, **changes) if changes else config
-
-
-def run_plan_from_args(args: argparse.Namespace) -> RunPlan:
-    """The checked plan of `lth run` (the experiment file imported once; nothing heavy imported)."""
-    experiment = load_experiment(args.experiment, args.variant)
-    return plan_run(config_from_args(args, experiment), runs_root=args.runs, data_root=args.data_dir,
-                    mask=args.mask, ticket=args.ticket, replicates=args.replicates,
-                    checkpoint_every=args.checkpoint_every, wandb=args.wandb, progress=not args.no_progress,
-                    controls=() if args.no_controls else experiment.controls,
-                    control_levels=experiment.control_levels, data_parallel=args.data_parallel,
-                    workers=args.workers, layout=args.layout, allow_mixed_numerics=args.allow_mixed_numerics)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = run_plan_from_args(args)  # bad names, values, options and files answer before jax is imported
+    experiment = load_experiment(args.experiment, args.variant)
+    plan = run_plan_from_args(args, experiment)  # bad names, values, options and files answer before jax is imported
+    if args.dry_run:
+        dry_run(args, plan, experiment)
+        return 0
     if args.no_compile_cache:
         os.environ["LTH_CACHE"] = "off"  # worker processes inherit it
     from lth.training.processes import initialize_distributed  # heavy (jax): after the arguments parse
@@ -84,8 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from lth.store import list_runs, runs_root  # heavy (jax, via the store's checkpoints types)
-    from lth.store.records import accuracy
+    from lth.store import list_runs, runs_root
 
     rows = list_runs(args.runs)
     if not rows:
@@ -96,25 +55,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         check_runs(rows, data_root=args.data_dir)
         rows = list_runs(args.runs)
-    print(f"{'experiment':<22} {'hash':<8} {'levels':>7} {'reps':>4}  {'best ticket (% left, acc)':<26} path")
-    for row in rows:
-        best = row["best_ticket"]
-        best_text = f"{best['percent_remaining']:6.2f}%  {100 * accuracy(best):.2f}%" if best else "-"
-        planned = row["levels_planned"] if row["levels_planned"] is not None else "?"
-        levels = f"{row['levels_done']}/{planned}"
-        print(f"{row['name']:<22} {row['hash']:<8} {levels:>7} {row['replicates']:>4}  {best_text:<26} {row['path']}")
-        unfinished = [f"r{r}: {n if n is not None else 'damaged'}" for r, n in enumerate(row["replicate_levels"])
-                      if n != row["levels_planned"]]
-        if unfinished and row["levels_planned"] is not None:
-            print(f"{'':<22} levels done per replicate: {', '.join(unfinished)} (unfinished: rerun `lth run`)")
-        for problem in row["problems"]:
-            print(f"{'':<22} damaged: {problem}")
+    print_runs(rows, runs_root(args.runs))
     return 0
 
 
 def cmd_control(args: argparse.Namespace) -> int:
     plan = plan_controls(args.run, args.controls, args.levels, runs_root=args.runs, wandb=args.wandb,
-                         data_root=args.data_dir, progress=not args.no_progress)  # before jax
+                         data_root=args.data_dir, progress=not args.no_progress, show_paths=True)  # before jax
     from lth.jobs.controls import run_control_plan  # heavy (jax, the runner): after the arguments parse
 
     run_control_plan(plan)
@@ -139,7 +86,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
     else:
-        check_finished_level(find_run(args.run, args.runs), args.level, args.replicate)
+        check_finished_level(resolve_run(args.run, args.runs), args.level, args.replicate)
         wandb_mode = checked_wandb_mode(args.wandb)
     import lth.tickets  # heavy (jax): after the arguments parse
 
@@ -153,7 +100,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     if wandb_mode != "disabled":
         from lth.jobs.export import log_ticket_artifact
 
-        log_ticket_artifact(find_run(args.run, args.runs), info, wandb_mode)
+        log_ticket_artifact(resolve_run(args.run, args.runs), info, wandb_mode)
     return 0
 
 

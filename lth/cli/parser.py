@@ -4,8 +4,12 @@ runs them). Bad arguments: one line on stderr, exit code 2."""
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
 from importlib import metadata
-from typing import NoReturn
+from typing import Any, NoReturn
+
+from lth.errors import closest
 
 from lth.spec.catalog import datasets_help
 from lth.spec.controls import controls_help
@@ -14,8 +18,36 @@ from lth.spec.names import FILESYSTEMS, PRUNING_STRATEGIES, RETRAINING, WANDB_MO
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
-        self.exit(2, f"lth: error: {message} (see `{self.prog} --help`)\n")
+    """One line for bad arguments, exit 2 (argparse prints the usage too), with a did-you-mean for a
+    misspelt option or choice; unknown options are reported by the (sub-)command they were given to."""
+
+    def error(self, message: str) -> NoReturn:
+        close = _suggestion(self, message)
+        hint = f": did you mean {close}?" if close else ""
+        self.exit(2, f"lth: error: {message}{hint} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            _command_parser(self, parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _command_parser(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost (sub-)command parser the parsed arguments went to (`lth ticket export` -> export)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(parsed, action.dest, None) in action.choices:
+            return _command_parser(action.choices[getattr(parsed, action.dest)], parsed)
+    return parser
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str | None:
+    """The option (of `parser`) or choice an argparse error's unknown word most likely misspells."""
+    unknown = re.match(r"unrecognized arguments: (-[^\s=]+)", message)
+    if unknown:
+        return closest(unknown.group(1), [o for a in parser._actions for o in a.option_strings if o.startswith("--")])
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    return closest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2))) if choice else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +83,8 @@ def installed_version() -> str:
         return "(not installed: run from a source tree)"
 
 
-RUN_HELP = "the run: a directory, a name or a config hash (see `lth ls`)"
+RUN_HELP = ("the run: a directory, its name, its config hash or the hash's first 4+ characters, or an experiment "
+            "name with one run (see `lth ls`)")
 
 
 def _add_roots(parser: argparse.ArgumentParser, data: bool = True) -> None:
@@ -85,7 +118,11 @@ def _add_run(run: argparse.ArgumentParser) -> None:
                                       "sparse.distribution=uniform)")
     run.add_argument("--densities", help="target densities of a non-IMP method, one record each: e.g. 0.2,0.05,0.02")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                     help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable)")
+                     help="any config field by dotted name, e.g. --set optimizer.name=sgd (repeatable; every field "
+                          "with its value: --dry-run). A field an option above also sets must not get two values")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check everything that needs no data or model, print the run directory and every config "
+                          "field with its value, write nothing")
     _add_run_execution(run)
 
 
@@ -110,7 +147,8 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
     run.add_argument("--allow-mixed-numerics", action="store_true",
                      help="resume a replicate under another numerics context (cores, devices, versions) than it "
                           "started with; its numbers then mix two contexts")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars or table")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bars or table (the run directory and result paths are still printed)")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="compile every program in this process (default: load them from $LTH_CACHE, "
                           "~/.cache/lth/compile, where an earlier process compiled them)")

@@ -122,7 +122,7 @@ def run_control_plan(plan: ControlPlan) -> dict[str, list[dict[str, Any]]]:
         for name, per_rep in results.items():
             write_json(run_dir.control_results_path(name), aggregate(per_rep))
         session.run_done(run_records(run_dir, reps))  # the W&B summary, with the controls' rows
-    if plan.progress:
+    if plan.progress or plan.show_paths:
         print(f"controls: {', '.join(results)} -> {plan.path / 'controls'}\nplot: {run_dir.plot_path}")
     return {name: (per_rep[0] if len(per_rep) == 1 else aggregate(per_rep)) for name, per_rep in results.items()}
 

@@ -115,7 +115,7 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     run = RunDir(check_run_root(plan.runs_root), setup.config, writable=main)  # several processes: process 0 writes
     reps = [run.replicate(r) for r in range(plan.replicates)]
     if _finished(setup, run, reps, mask):
-        if plan.progress and main:
+        if (plan.progress or plan.show_paths) and main:
             print(f"{run.path}: all {setup.config.levels + 1} levels of {plan.replicates} replicate(s) done")
         _run_controls(run, plan)
         return run_records(run, reps)
@@ -124,7 +124,7 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     wandb_mode = plan.wandb if main else "disabled"
     per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, every, plan, wandb_mode)
     _run_controls(run, plan)
-    if plan.progress and main:
+    if (plan.progress or plan.show_paths) and main:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
@@ -158,7 +158,8 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
     # resumes under the numerics it started with
     layout, workers = choose_layout(plan.layout, plan.workers, len(reps), plan.data_parallel)
     with open_session(run, wandb_mode, levels=config.levels, total_steps=setup.total_steps, slots=len(reps),
-                      progress=plan.progress and main, trackers=plan.trackers) as session:
+                      progress=plan.progress and main, show_paths=plan.show_paths and main,
+                      trackers=plan.trackers) as session:
         todo = [r for r, rep in enumerate(reps) if levels_done(rep) < config.levels + 1]
         if layout == "workers" and todo:
             run_replicates_in_workers(run, todo, min(workers, len(todo)), plan.data_root, mask, every, wandb_mode,
@@ -199,7 +200,7 @@ def _run_controls(run: RunDir, plan: RunPlan) -> None:
     """The experiment's controls at their levels, after the main line (finished ones are kept)."""
     if plan.controls and plan.control_levels:
         run_control_plan(plan_controls(run.path, plan.controls, list(plan.control_levels), wandb=plan.wandb,
-                                       data_root=plan.data_root, progress=plan.progress))
+                                       data_root=plan.data_root, progress=plan.progress, show_paths=plan.show_paths))
 
 
 def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Setup, Mask | None]:

@@ -15,10 +15,12 @@ from typing import Any
 
 from lth.analysis.plots import plot_run
 from lth.spec.config import ExperimentConfig
+from lth.spec.fields import records_planned
 from lth.lottery import Setup, build_setup
 from lth.lottery.methods import check_method, method_levels
 from lth.runs.progress import warn
 from lth.runs.recorder import Recorder
+from lth.runs.replicates import level_errors
 from lth.runs.session import open_session
 from lth.plans.run import RunPlan, plan_run
 from lth.sparsity.masks import Mask, mask_digest
@@ -64,14 +66,14 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
     setup = build_setup(config, plan.data_root)
     check_method(setup)
     run = RunDir(check_run_root(plan.runs_root), config)
-    count = len(config.sparse.densities) or 1
+    count = records_planned(config)
     reps = [run.replicate(r) for r in range(replicates)]
     if run.results_path.exists() and all(levels_done(rep) == count for rep in reps):
-        if plan.progress:
+        if plan.progress or plan.show_paths:
             print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
         return run_records(run, reps)
     with open_session(run, plan.wandb, levels=count - 1, total_steps=setup.total_steps, slots=replicates,
-                      progress=plan.progress, trackers=plan.trackers) as session:
+                      progress=plan.progress, show_paths=plan.show_paths, trackers=plan.trackers) as session:
         per_replicate = []
         for r, rep in enumerate(reps):
             _train_replicate(setup, rep, r, session.reporter, session.trackers)
@@ -79,7 +81,7 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
             run.write_aggregate(per_replicate)
         plot_run(run.path)
         session.wandb.run_done(run_records(run, reps))
-    if plan.progress:
+    if plan.progress or plan.show_paths:
         print(f"results: {run.results_path}\nplot:    {run.plot_path}")
     return run_records(run, reps)
 
@@ -94,8 +96,9 @@ def _train_replicate(setup: Setup, rep: ReplicateDir, replicate: int, reporter: 
     rep.mkdir()
     rep.truncate_metrics(len(done), -1, warn)  # an interrupted density's lines: it restarts
     rep.update_manifest(numerics=numerics_context())
-    with JsonlSink(rep.metrics_path) as sink:
-        recorder = MaskHistory(rep, sink, reporter, trackers, replicate, records=done)
+    recorders: list[MaskHistory] = []
+    with level_errors(recorders), JsonlSink(rep.metrics_path) as sink:
+        recorders.append(MaskHistory(rep, sink, reporter, trackers, replicate, records=done))
         finished = frozenset(int(record["level"]) for record in done)
-        for outcome in method_levels(setup.for_replicate(replicate), recorder, finished):
-            recorder.level_done(outcome)
+        for outcome in method_levels(setup.for_replicate(replicate), recorders[0], finished):
+            recorders[0].level_done(outcome)

@@ -16,6 +16,7 @@ from lth.spec.checks import check_bn_state
 from lth.spec.controls import Control, check_retraining, parse_controls
 from lth.spec.parse import parse_levels, parse_step_list
 from lth.store import ReplicateDir, RunDir, open_run, resolve_run
+from lth.store.queries import unfinished_text
 
 PathLike = str | os.PathLike
 
@@ -23,7 +24,8 @@ PathLike = str | os.PathLike
 @dataclass(frozen=True)
 class ControlPlan:
     """What `lth control` trains: the run, its controls (parsed, each meaningful under the run's
-    retraining), the chosen levels of its main line (all finished), and how it reports."""
+    retraining), the chosen levels of its main line (all finished), and how it reports (`progress`:
+    bars and table; `show_paths`: where the results went, printed even without progress)."""
 
     path: Path
     run: RunDir
@@ -32,11 +34,12 @@ class ControlPlan:
     wandb: str = "offline"
     data_root: PathLike | None = None
     progress: bool = True
+    show_paths: bool = False
 
 
 def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels: str | Iterable[int] | None = None,
                   *, runs_root: PathLike | None = None, wandb: str | None = None, data_root: PathLike | None = None,
-                  progress: bool = True) -> ControlPlan:
+                  progress: bool = True, show_paths: bool = False) -> ControlPlan:
     """The run (a directory, name or hash), its controls and levels (None: all); one-line errors for
     an unknown run, control or W&B mode, a control the run's retraining has no meaning for, a bad
     level list, or levels the main line has not finished."""
@@ -53,7 +56,7 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     else:
         chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     _check_finished(run_dir.replicates(), chosen, path)
-    return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), wandb_mode, data_root, progress)
+    return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), wandb_mode, data_root, progress, show_paths)
 
 
 def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:
@@ -63,8 +66,8 @@ def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> 
         done = len(rep.read_results())
         missing = [level for level in chosen if level >= done]
         if missing:
-            raise ConfigError(f"{rep.path.name} of {path.name} has finished levels 0-{done - 1}, not {missing}: "
-                              "finish the main line first (rerun `lth run` with its config)")
+            finished = f"has finished levels 0-{done - 1}, not {missing}" if done else "has no finished level"
+            raise ConfigError(f"{rep.path.name} of {path.name} {finished}: {unfinished_text(rep, done)}")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ class RunPlan:
     """What `lth run` does, checked: the config (validated), the replicates and their layout, the
     checkpoint period (parsed), the W&B mode (resolved, credentials checked), the controls (parsed)
     and the main-line levels they train, the start (a mask or ticket: a pytree, a `Ticket` or a file
-    that exists), the roots, and the extra trackers."""
+    that exists), the roots, and the extra trackers. `progress`: bars and table; `show_paths`: the
+    run directory and result paths printed even without progress (the command line's --no-progress)."""
 
     config: ExperimentConfig
     replicates: int = 1
@@ -40,6 +41,7 @@ class RunPlan:
     data_parallel: bool = False
     allow_mixed_numerics: bool = False
     progress: bool = True
+    show_paths: bool = False
     runs_root: PathLike | None = None
     data_root: PathLike | None = None
     trackers: tuple[Any, ...] = ()
@@ -51,7 +53,7 @@ def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, dat
              progress: bool = True, wandb: str | None = None, trackers: list[Any] | tuple[Any, ...] | None = None,
              controls: tuple[str, ...] | tuple[Control, ...] = (), control_levels: str | list[int] | None = None,
              data_parallel: bool = False, workers: int | None = None, layout: str | None = None,
-             allow_mixed_numerics: bool = False) -> RunPlan:
+             allow_mixed_numerics: bool = False, show_paths: bool = False) -> RunPlan:
     """The checked plan of a run (the arguments of `lth.run_lottery`); a one-line `ConfigError` /
     `MaskError` / `LthError` for anything wrong that needs neither the data nor jax."""
     validate_config(config)
@@ -65,7 +67,7 @@ def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, dat
     parsed = tuple(c if isinstance(c, Control) else parse_controls([c])[0] for c in controls)
     return RunPlan(config, replicates, layout, workers, every, wandb_mode, parsed,
                    control_levels_of(parsed, control_levels, config.levels), mask, ticket, data_parallel,
-                   allow_mixed_numerics, progress, runs_root, data_root, tuple(trackers or ()))
+                   allow_mixed_numerics, progress, show_paths, runs_root, data_root, tuple(trackers or ()))
 
 
 def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: str | None) -> None:

@@ -123,22 +123,31 @@ def run_replicate(setup: Setup, rep: ReplicateDir, mask: Mask | None, replicate:
         if opened is None:
             return rep.read_results()
         records, resume = opened
-        with JsonlSink(rep.metrics_path, enabled=rep.writable) as sink, saves_writer(background_saves) as writer:
-            recorder = _recorder(setup, rep, sink, reporter, trackers, replicate, every, records, writer)
-            with _where(recorder):
-                for outcome in lottery_levels(setup, mask, hooks=recorder, resume=resume):
-                    records = recorder.level_done(outcome)
+        recorders: list[Recorder] = []
+        with level_errors(recorders), JsonlSink(rep.metrics_path, enabled=rep.writable) as sink, \
+                saves_writer(background_saves) as writer:
+            recorders.append(_recorder(setup, rep, sink, reporter, trackers, replicate, every, records, writer))
+            for outcome in lottery_levels(setup, mask, hooks=recorders[0], resume=resume):
+                records = recorders[0].level_done(outcome)
     return records
 
 
 @contextlib.contextmanager
-def _where(*recorders: Recorder) -> Iterator[None]:
-    """A divergence (or another one-line error of a level) says which replicate and level it hit."""
+def level_errors(recorders: list[Recorder]) -> Iterator[None]:
+    """A divergence (or another one-line error of a level) says which replicate and level it hit, and
+    a divergence is recorded in each replicate's manifest (`lth ls` then says what to change: the
+    same config diverges again). Enter it before the recorders' writer: the manifest is written
+    after every pending save."""
     try:
         yield
     except (DivergedError, ConfigError) as err:
-        level = isinstance(err, DivergedError)  # a pruning error names its level itself
-        where = ", ".join(f"replicate {r.replicate}" + (f" level {r.level}" if level else "") for r in recorders)
+        if not recorders:
+            raise
+        diverged = isinstance(err, DivergedError)  # a pruning error names its level itself
+        if diverged:
+            for r in recorders:
+                r.files.update_manifest(diverged={"level": r.level, "iteration": err.iteration, "loss": err.loss})
+        where = ", ".join(f"replicate {r.replicate}" + (f" level {r.level}" if diverged else "") for r in recorders)
         raise type(err)(f"{where}: {err}") from None
 
 
@@ -166,16 +175,16 @@ def _train_together(setup: Setup, reps: list[ReplicateDir], todo: list[int], mas
         group_setup, train_many = stacked_training(setup, len(members), layout)
         reporter.note(f"training replicates {', '.join(map(str, members))} together ({layout})")
         reporter.together = len(members)
-        with contextlib.ExitStack() as files:
+        recorders: list[Recorder] = []
+        with level_errors(recorders), contextlib.ExitStack() as files:
             sinks = [files.enter_context(JsonlSink(reps[r].metrics_path, enabled=reps[r].writable)) for r in members]
             writer = files.enter_context(saves_writer())
-            recorders = [_recorder(setup, reps[r], sink, reporter if i == 0 else FollowerProgress(reporter), trackers,
-                                   r, every, opened[r][0], writer) for i, (r, sink) in enumerate(zip(members, sinks))]
+            recorders += [_recorder(setup, reps[r], sink, reporter if i == 0 else FollowerProgress(reporter), trackers,
+                                    r, every, opened[r][0], writer) for i, (r, sink) in enumerate(zip(members, sinks))]
             levels = lottery_levels_together(
                 [group_setup.with_config(setups[r].config) for r in members], [mask] * len(members),
                 hooks=recorders, resumes=[opened[r][1] for r in members], train_many=train_many)
-            with _where(*recorders):
-                for outcomes in levels:
-                    for recorder, outcome in zip(recorders, outcomes):
-                        recorder.level_done(outcome)
+            for outcomes in levels:
+                for recorder, outcome in zip(recorders, outcomes):
+                    recorder.level_done(outcome)
         reporter.together = 1

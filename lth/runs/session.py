@@ -72,17 +72,20 @@ def refresh_summaries(run: RunDir, wandb_mode: str, records: list[dict[str, Any]
 
 @contextlib.contextmanager
 def open_session(run: RunDir, wandb_mode: str, *, levels: int, total_steps: int, slots: int = 1,
-                 progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (), create: bool = True
-                 ) -> Iterator[Session]:
-    """Hold the run's lock, make its directory (`create`), and yield its `Session`: the trackers and a
-    reporter of `levels` + 1 levels of `total_steps` iterations for `slots` replicates (or branches)."""
+                 progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (), create: bool = True,
+                 show_paths: bool = False) -> Iterator[Session]:
+    """Hold the run's lock, make its directory (`create`, its path printed with `progress` or
+    `show_paths`), and yield its `Session`: the trackers and a reporter of `levels` + 1 levels of
+    `total_steps` iterations for `slots` replicates (or branches)."""
     with run.lock():
         if create:
             run.create()
         session = Session(run, worker_trackers(run, wandb_mode, trackers),
                           LevelProgress(levels, total_steps, slots, enabled=progress))
-        if create:
+        if create and progress:
             session.reporter.note(f"run directory: {run.path}")
+        elif create and show_paths:
+            print(f"run directory: {run.path}", flush=True)
         try:
             yield session
         finally:

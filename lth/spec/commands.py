@@ -1,18 +1,17 @@
-"""`lth run` commands from configs: the dotted fields in which two configs differ, a value as
-`--set FIELD=VALUE` writes it, and the command that reproduces a config (its experiment's closest
-variant plus `--set` for the rest), for suggestions that keep the user's variant."""
+"""`lth run` commands from configs: the dotted fields in which two configs differ, `--set` arguments
+(values written by `lth.spec.fields.value_text`), and the command that reproduces a config (its
+experiment's closest variant plus `--set` for the rest), for suggestions that keep the user's variant."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 from typing import Any
 
 from lth.errors import ConfigError
 from lth.spec.config import ExperimentConfig
 from lth.spec.experiments import experiment_variants, load_config
-from lth.spec.parse import parse_value
+from lth.spec.fields import value_text
 
 
 def changed_fields(base: Any, config: Any, prefix: str = "") -> dict[str, Any]:
@@ -27,20 +26,9 @@ def changed_fields(base: Any, config: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def value_text(value: Any) -> str:
-    """A value as a label shows it: strings bare, everything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def cli_value(value: Any) -> str:
-    """A value as `--set FIELD=VALUE` writes it (`lth.spec.parse.parse_value` gives it back)."""
-    text = value_text(value) if not isinstance(value, tuple) else json.dumps(value)
-    return text if parse_value(text) == value else json.dumps(value)
-
-
 def set_flags(changes: dict[str, Any]) -> list[str]:
     """``--set FIELD=VALUE`` arguments for `changes`."""
-    return [arg for k, v in changes.items() for arg in ("--set", f"{k}={cli_value(v)}")]
+    return [arg for k, v in changes.items() for arg in ("--set", f"{k}={value_text(v)}")]
 
 
 def run_command(config: ExperimentConfig, **changes: Any) -> str | None:

@@ -270,6 +270,10 @@ def check_types(config: Any, where: str = "") -> None:
     hints = field_types(type(config))
     for f in dataclasses.fields(config):
         name, value, tp = f"{where}{f.name}", getattr(config, f.name), hints[f.name]
+        if dataclasses.is_dataclass(tp) and not isinstance(value, tp):
+            fields = ", ".join(f"{name}.{sub}" for sub in field_types(tp))
+            raise ConfigError(f"config field {name} is a section of fields, not a value ({value!r}): set one of "
+                              f"them, e.g. {name}.{next(iter(field_types(tp)))}=VALUE (fields: {fields})")
         if not _fits(value, tp):
             default = f.default if f.default is not dataclasses.MISSING else None
             hint = f" (default: {json.dumps(default)})" if default not in (None, ()) else ""

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lth.errors import ConfigError, LthError
+from lth.errors import DIVERGED_HINT, ConfigError, LthError
 from lth.store.replicate import DamagedFileError, ReplicateDir
 from lth.store.run_dir import RunDir, check_mask_file, replicate_paths
 
@@ -66,3 +66,31 @@ def levels_done(rep: ReplicateDir) -> int:
 def run_records(run: RunDir, reps: list[ReplicateDir]) -> list[dict[str, Any]]:
     """A run's records: its one replicate's, or the mean and std over its replicates (results.json)."""
     return reps[0].read_results() if len(reps) == 1 else run.read_aggregate()
+
+
+RESUME_HINT = "rerun the `lth run` command that started it: it resumes where it stopped"
+
+
+def divergence(rep: ReplicateDir, done: int) -> dict[str, Any] | None:
+    """The divergence that stopped the replicate at its first unfinished level (`done` levels are
+    finished), as the runner recorded it in the manifest ({level, iteration, loss}), or None."""
+    stopped = rep.read_manifest().get("diverged")
+    if isinstance(stopped, dict) and isinstance(stopped.get("level"), int) and stopped["level"] >= done:
+        return stopped
+    return None
+
+
+def divergence_text(stopped: dict[str, Any]) -> str:
+    """'diverged at level 3, iteration 120 (training loss nan): the same config diverges again; lower ...'."""
+    at = f", iteration {stopped['iteration']}" if stopped.get("iteration") is not None else ""
+    loss = f" (training loss {stopped['loss']})" if stopped.get("loss") is not None else ""
+    return f"diverged at level {stopped['level']}{at}{loss}: the same config diverges again; {DIVERGED_HINT}"
+
+
+def unfinished_text(rep: ReplicateDir, done: int) -> str:
+    """What to do about a replicate with `done` levels finished: what to change if it diverged, else
+    resume it."""
+    stopped = divergence(rep, done)
+    if stopped is not None:
+        return divergence_text(stopped)
+    return RESUME_HINT

@@ -5,7 +5,8 @@ Layout (under ``replicate_XX/``):
 
     results.json                one record per finished level
     metrics.jsonl               every evaluation as it happens
-    manifest.json               SHA-256 of every mask file, the rewind weights' digest, the numerics context
+    manifest.json               SHA-256 of every mask file, the rewind weights' digest, the numerics context,
+                                the divergence that stopped the replicate (level, iteration, loss), if one did
     lock                        held by the process training this replicate
     masks/level_XX.npz          the mask of every level ({parameter path: bool array})
     masks/level_XX/step_N.npz   a mask that changes during training (gradual, SET, RigL), when it did

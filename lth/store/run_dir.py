@@ -178,18 +178,3 @@ def load_mask(path: str | os.PathLike, params: Any) -> Any:
     from lth.sparsity.masks import mask_from_arrays  # heavy (jax): the store's readers of records need none
 
     return mask_from_arrays(arrays, params)
-
-
-def resolve_run(name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
-    """A run directory from a path, a directory name, or a config hash under the run root."""
-    path = Path(name)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    base = runs_root(root)
-    matches = [p.parent for p in base.glob(f"*/{CONFIG_FILE}")
-               if p.parent.name == str(name) or p.parent.name.endswith(f"-{name}")]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise LthError(f"no run {str(name)!r} under {base}: give a run directory, a name or a hash (see `lth ls`)")
-    raise LthError(f"{str(name)!r} matches {len(matches)} runs under {base}: give the full directory name")

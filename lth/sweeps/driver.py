@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lth.spec.config import to_dict
+from lth.spec.fields import records_planned
 from lth.errors import LthError
 from lth.sweeps import cluster
 from lth.plans.run import control_levels_of
@@ -96,7 +97,7 @@ def cell_finished(root: Path, plan: SweepPlan, cell: Cell) -> bool:
     """Whether a cell's run directory holds every level of its main line and of its controls."""
     run = RunDir(root, cell.config)
     rep = run.replicate(0)
-    if not run.results_path.exists() or len(rep.read_results()) < cell.config.levels + 1:
+    if not run.results_path.exists() or len(rep.read_results()) < records_planned(cell.config):
         return False
     levels = control_levels_of(plan.controls, plan.control_levels, cell.config.levels)
     for name in plan.controls:

@@ -37,7 +37,8 @@ from lth.errors import ConfigError, unknown_name
 from lth.spec.experiments import find_sweep, load_experiment
 from lth.spec.controls import parse_controls
 from lth.spec.checks import validate_config
-from lth.spec.commands import changed_fields, set_flags, value_text
+from lth.spec.commands import changed_fields, set_flags
+from lth.spec.fields import value_text
 from lth.spec.parse import parse_levels
 from lth.sweeps.fields import with_fields
 from lth.store import run_name

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lth.data.device import DeviceData, epoch_order
-from lth.errors import LthError
+from lth.errors import DIVERGED_HINT, LthError
 from lth.sparsity.masks import Mask
 from lth.training.iteration import ChunkMetrics, TrainState
 from lth.training.trainer import Trainer
@@ -47,7 +47,11 @@ exactly as an uninterrupted one."""
 
 
 class DivergedError(LthError):
-    """Training produced a non-finite loss, or one above `DIVERGED_LOSS`."""
+    """Training produced a non-finite loss, or one above `DIVERGED_LOSS` (at `iteration`, the loss as
+    text: 'nan', '1.2e+03')."""
+
+    iteration: int | None = None
+    loss: str | None = None
 
 
 def check_divergence(train_loss: np.ndarray, first_step: int) -> None:
@@ -56,9 +60,10 @@ def check_divergence(train_loss: np.ndarray, first_step: int) -> None:
     bad = ~np.isfinite(losses) | (losses > DIVERGED_LOSS)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DivergedError(f"training diverged at iteration {first_step + i + 1} (training loss {losses[i]:.3g}; "
-                            f"above {DIVERGED_LOSS:g} or not finite): lower the learning rate (--lr) or add a "
-                            "warm-up (--set optimizer.warmup=500it)")
+        err = DivergedError(f"training diverged at iteration {first_step + i + 1} (training loss {losses[i]:.3g}; "
+                            f"above {DIVERGED_LOSS:g} or not finite): {DIVERGED_HINT}")
+        err.iteration, err.loss = first_step + i + 1, f"{losses[i]:.3g}"
+        raise err
 
 
 def eval_records(metrics: ChunkMetrics, first_step: int) -> list[dict[str, float]]:
