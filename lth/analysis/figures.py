@@ -9,17 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from lth.analysis.chart import formatter, new_figure
 from lth.analysis.masks import split_by_mask
-from lth.analysis.plots import formatter
 from lth.analysis.runs import early_stop_index
 from lth.analysis.tables import Table, layer_density_table
-
-
-def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Any, np.ndarray]:
-    from matplotlib.figure import Figure  # heavy: only when a figure is drawn
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
 CURVE_LABELS = {"train_loss": "training loss (last batch)", "val_loss": "validation loss",
@@ -31,7 +24,7 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, Any]],
     """One panel per metric against the iteration, one line per entry of `curves` (label -> the
     arrays of `lth.analysis.training_curves`); a dot marks each line's early-stop evaluation (the
     first minimum of the validation loss)."""
-    fig, axes = _figure(1, len(metrics), 5.0 * len(metrics), 3.8)
+    fig, axes = new_figure(1, len(metrics), 5.0 * len(metrics), 3.8)
     for i, (label, c) in enumerate(curves.items()):
         stop = early_stop_index(c)
         for ax, metric in zip(axes[0], metrics):
@@ -57,7 +50,7 @@ def plot_layer_density_heatmap(records: Any, title: str = "") -> Any:
     table = records if isinstance(records, Table) else layer_density_table(records)
     layers = list(table.columns[2:])
     values = 100 * np.array([row[2:] for row in table.rows], dtype=float).reshape(len(table), len(layers))
-    fig, axes = _figure(1, 1, 2.5 + 1.3 * max(len(layers), 1), max(2.8, 1.2 + 0.32 * len(table)))
+    fig, axes = new_figure(1, 1, 2.5 + 1.3 * max(len(layers), 1), max(2.8, 1.2 + 0.32 * len(table)))
     ax = axes[0, 0]
     positive = values[values > 0]
     norm = LogNorm(vmin=max(positive.min(), 0.01) if positive.size else 0.01, vmax=100)
@@ -85,7 +78,7 @@ def plot_overlap_matrix(matrix: Any, labels: Sequence[str] | None = None, title:
     n = matrix.shape[0]
     labels = list(labels) if labels is not None else [str(i) for i in range(n)]
     size = 2.5 + 0.45 * n
-    fig, axes = _figure(1, 1, size + 1.2, size)
+    fig, axes = new_figure(1, 1, size + 1.2, size)
     ax = axes[0, 0]
     image = ax.imshow(matrix, vmin=0, vmax=1, cmap="magma")
     fig.colorbar(image, ax=ax, label="overlap |a AND b| / |a OR b|")
@@ -106,7 +99,7 @@ def plot_weight_histogram(params: Any, mask: Any, alive: Any = None, bins: int =
     trained params of level L, the mask of level L+1 and alive = level L's mask show what magnitude
     pruning removed at level L+1 (`lth.analysis.split_by_mask`)."""
     split = split_by_mask(params, mask, alive)
-    fig, axes = _figure(1, len(split), 4.0 * len(split), 3.3)
+    fig, axes = new_figure(1, len(split), 4.0 * len(split), 3.3)
     for ax, (name, (kept, pruned)) in zip(axes[0], split.items()):
         both = np.concatenate([kept, pruned]) if kept.size + pruned.size else np.zeros(1)
         edges = np.linspace(both.min(), both.max() if both.max() > both.min() else both.min() + 1, bins + 1)
