@@ -329,3 +329,20 @@ def test_accuracy_figure_without_a_validation_set_shows_the_end_of_training(run)
     assert "end of training (no validation set)" in [t.get_text() for t in fig.legends[0].get_texts()]
     assert not [line for line in ax.get_lines() if line.get_linestyle() == "--"]
 
+
+def test_training_curves_without_a_validation_set_have_no_empty_panel(run):
+    """A run without a validation set records no validation loss or accuracy: those panels are left
+    out (the title says so), the default shows the training loss instead, and no early-stop dot."""
+    curves = {f"level {lv}": {**la.training_curves(run, lv), "val_loss": np.full(4, np.nan),
+                              "val_accuracy": np.full(4, np.nan)} for lv in range(2)}
+    assert la.early_stop_index(curves["level 0"]) is None
+    fig = la.plot_training_curves(curves, metrics=("val_loss", "val_accuracy", "test_accuracy"))
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "test accuracy" and "not recorded: validation loss, validation accuracy" in \
+        fig.get_suptitle()
+    assert all(np.isfinite(line.get_ydata()).all() for line in ax.get_lines())
+    assert len(ax.get_lines()) == 2  # one line per level, no early-stop dots
+    fig = la.plot_training_curves(curves)
+    assert [a.get_ylabel() for a in fig.axes] == ["training loss (last batch)", "test accuracy"]
+    with pytest.raises(LthError, match="none of \\['val_loss'\\] was recorded"):
+        la.plot_training_curves(curves, metrics=("val_loss",))
