@@ -289,13 +289,17 @@ def test_accuracy_figure_many_branches_legend_beside_the_axes(run):
     panel so that no curve is covered."""
     sparse = [[r for r in records if r["level"] > 0] for records in run.records]
     series = {"main": run.records, **{f"control {i}": sparse for i in range(19)}}
-    fig = _drawn(la.accuracy_figure(series, early_stop_panel=True))
-    (legend,) = fig.legends
+    fig = _drawn(la.accuracy_figure(series, early_stop_panel=True, title="pai_lenet300 " * 20))
+    assert len(fig.axes) == 2 and not fig.legends and not fig.axes[0].get_legend()
+    legend = fig.axes[1].get_legend()
     box = legend.get_window_extent()
-    assert len(fig.axes) == 2
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent()) and box.x0 >= ax.get_window_extent().x1
-        assert not ax.get_legend()
+    from matplotlib.text import Text
+
+    (title,) = [t.get_window_extent() for t in fig.get_children() if isinstance(t, Text) and t.get_text()
+                and t.get_text() == fig.get_suptitle()]
+    assert not title.overlaps(box) and title.x0 >= 0 and title.x1 <= fig.bbox.x1  # wrapped, above the legend
     entries = {text.get_text(): handle for text, handle in zip(legend.get_texts(), legend.legend_handles)}
     lines = [label for label in entries if label.startswith(("main", "control"))]
     assert len(lines) == 20 and len(entries) == 20 + 3  # + early stop, end of training, dense network
@@ -326,7 +330,7 @@ def test_accuracy_figure_without_a_validation_set_shows_the_end_of_training(run)
     (ax,) = fig.axes
     (solid,) = [line for line in ax.get_lines() if line.get_label().startswith("tiny")]
     np.testing.assert_allclose(solid.get_ydata(), [100 * r["test_accuracy"] for r in aggregate(records)])
-    assert "end of training (no validation set)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "end of training (no validation set)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert not [line for line in ax.get_lines() if line.get_linestyle() == "--"]
 
 

@@ -5,6 +5,7 @@ colour cycle, and a legend beside the axes (never over the curves)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -81,12 +82,20 @@ def legend_size(labels: Sequence[str]) -> tuple[int, float, float]:
     return columns, width, 0.6 + rows * 1.75 * LEGEND_FONT / 72
 
 
-def legend_outside(fig: Any, handles: Sequence[Any], labels: Sequence[str] | None = None) -> Any:
-    """One legend for the whole figure, to the right of its axes (constrained layout makes room), in
-    as many columns as `legend_size` says; returns it."""
-    labels = [h.get_label() for h in handles] if labels is None else list(labels)
-    columns, _, _ = legend_size(labels)
-    return fig.legend(handles, labels, loc="outside right upper", fontsize=LEGEND_FONT, ncols=columns)
+def legend_outside(ax: Any, handles: Sequence[Any]) -> Any:
+    """The figure's one legend, beside `ax` (its rightmost panel) to the right, top-aligned with it, in
+    as many columns as `legend_size` says: constrained layout makes room for it, and a figure title
+    stays above it. Returns the legend."""
+    columns, _, _ = legend_size([h.get_label() for h in handles])
+    return ax.legend(handles=list(handles), loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                     fontsize=LEGEND_FONT, ncols=columns)
+
+
+def set_title(fig: Any, title: str) -> None:
+    """The figure's title, each line wrapped to the figure's width (a long run name is not cut off)."""
+    width = max(20, int(fig.get_figwidth() * 72 / (0.6 * 12)))  # characters of the 12-point title font
+    if title:
+        fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.splitlines()))
 
 
 def key_line(label: str, linestyle: str = "-", marker: str = "", hollow: bool = False, color: str = "0.35") -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lth.analysis.chart import formatter, legend_outside, legend_size, new_figure, series_style
+from lth.analysis.chart import formatter, legend_outside, legend_size, new_figure, series_style, set_title
 from lth.analysis.masks import split_by_mask
 from lth.analysis.runs import early_stop_index
 from lth.analysis.tables import Table, layer_density_table
@@ -56,10 +56,9 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, Any]], metrics: Seque
         ax.set_xlabel("iteration")
         ax.set_ylabel(CURVE_LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
-    legend_outside(fig, [line for line in axes[0, 0].get_lines() if line.get_label() in curves])
+    legend_outside(axes[0, -1], [line for line in axes[0, 0].get_lines() if line.get_label() in curves])
     note = f"not recorded: {', '.join(CURVE_LABELS.get(m, m) for m in missing)}" if missing else ""
-    if title or note:
-        fig.suptitle("\n".join(t for t in (title, note) if t))
+    set_title(fig, "\n".join(t for t in (title, note) if t))
     return fig
 
 

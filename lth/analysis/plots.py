@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lth.analysis.chart import key_line, legend_outside, legend_size, new_figure, percent_axis, series_style
+from lth.analysis.chart import key_line, legend_outside, legend_size, new_figure, percent_axis, series_style, \
+    set_title
 from lth.analysis.runs import legend_labels
 from lth.store import ReplicateDir, read_config, replicate_paths, resolve_run, write_atomic
 from lth.store.io import check_output_path
@@ -36,8 +37,7 @@ Replicates = Sequence[Sequence[dict[str, Any]]]  # replicate -> level records
 def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
     """Title, layout (tight unless the figure has its own), write a PNG atomically (creating its
     folder; an older file stays whole if writing fails), close the figure; returns the path."""
-    if title:
-        fig.suptitle(title)
+    set_title(fig, title)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     path = check_output_path(path)
@@ -147,9 +147,8 @@ def accuracy_figure(series: Mapping[str, Replicates], title: str = "", early_sto
     percents = [r["percent_remaining"] for agg in aggs.values() for r in agg]
     for panel in axes[0]:
         percent_axis(panel, percents)
-    legend_outside(fig, keys + handles)
-    if title:
-        fig.suptitle(title)
+    legend_outside(axes[0, -1], keys + handles)
+    set_title(fig, title)
     return fig
 
 
