@@ -12,6 +12,7 @@ import lth.analysis as la
 from lth.errors import LthError
 from lth.sparsity.masks import mask_leaves, overlap
 from lth.store import RunDir, aggregate, load_mask, run_name
+from lth.store.records import accuracy
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +267,86 @@ def test_figures(run, tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     image = figures["heatmap"].axes[0].images[0].get_array()
     np.testing.assert_allclose(image, 100 * np.array([row[2:] for row in la.layer_density_table(run.records[0]).rows]))
+
+
+def _drawn(fig):
+    """The figure laid out and drawn (Agg), so that its artists have their final positions and texts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _without_validation(records):
+    """A replicate's records as a run without a validation set writes them: no early stop."""
+    return [{**r, "early_stop_iteration": None, "early_stop_test_accuracy": None, "early_stop_val_loss": None}
+            for r in records]
+
+
+def test_accuracy_figure_many_branches_legend_beside_the_axes(run):
+    """pai_lenet300's chart: the main line and 19 controls (20 lines, more than the 10 colours). One
+    legend entry per line (not two), each line's (colour, marker) distinct, the legend outside every
+    panel so that no curve is covered."""
+    sparse = [[r for r in records if r["level"] > 0] for records in run.records]
+    series = {"main": run.records, **{f"control {i}": sparse for i in range(19)}}
+    fig = _drawn(la.accuracy_figure(series, early_stop_panel=True, title="pai_lenet300 " * 20))
+    assert len(fig.axes) == 2 and not fig.legends and not fig.axes[0].get_legend()
+    legend = fig.axes[1].get_legend()
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent()) and box.x0 >= ax.get_window_extent().x1
+    from matplotlib.text import Text
+
+    (title,) = [t.get_window_extent() for t in fig.get_children() if isinstance(t, Text) and t.get_text()
+                and t.get_text() == fig.get_suptitle()]
+    assert not title.overlaps(box) and title.x0 >= 0 and title.x1 <= fig.bbox.x1  # wrapped, above the legend
+    entries = {text.get_text(): handle for text, handle in zip(legend.get_texts(), legend.legend_handles)}
+    lines = [label for label in entries if label.startswith(("main", "control"))]
+    assert len(lines) == 20 and len(entries) == 20 + 3  # + early stop, end of training, dense network
+    styles = {(entries[label].get_color(), entries[label].get_marker()) for label in lines}
+    assert len(styles) == 20
+
+
+def test_accuracy_figure_labels_a_sub_decade_span_and_draws_the_dense_baseline(run):
+    """Levels 0-2 span 100 % to ~50 %, under a decade: every level's percent is a labelled tick (the 1-2-5
+    ticks alone would label only 100 and 50); the dense network's accuracy is a labelled horizontal line."""
+    fig = _drawn(la.accuracy_figure({"tiny": run.records}))
+    (ax,) = fig.axes
+    percents = [r["percent_remaining"] for r in run.records[0]]
+    assert len(percents) == 3 and min(percents) > 10
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels == [f"{p:.3g}" for p in percents]
+    dense = 100 * accuracy(aggregate(run.records)[0])
+    (baseline,) = [line for line in ax.get_lines() if line.get_label().startswith("dense network (level 0)")]
+    np.testing.assert_allclose(baseline.get_ydata(), [dense, dense])
+    assert f"{dense:.1f} %" in baseline.get_label()
+
+
+def test_accuracy_figure_without_a_validation_set_shows_the_end_of_training(run):
+    """No early stop (no validation set): the solid line is the end-of-training accuracy, no dashed copy
+    of it, and no empty early-stop panel."""
+    records = [_without_validation(r) for r in run.records]
+    fig = _drawn(la.accuracy_figure({"tiny": records}, early_stop_panel=True))
+    (ax,) = fig.axes
+    (solid,) = [line for line in ax.get_lines() if line.get_label().startswith("tiny")]
+    np.testing.assert_allclose(solid.get_ydata(), [100 * r["test_accuracy"] for r in aggregate(records)])
+    assert "end of training (no validation set)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+
+
+def test_training_curves_without_a_validation_set_have_no_empty_panel(run):
+    """A run without a validation set records no validation loss or accuracy: those panels are left
+    out (the title says so), the default shows the training loss instead, and no early-stop dot."""
+    curves = {f"level {lv}": {**la.training_curves(run, lv), "val_loss": np.full(4, np.nan),
+                              "val_accuracy": np.full(4, np.nan)} for lv in range(2)}
+    assert la.early_stop_index(curves["level 0"]) is None
+    fig = la.plot_training_curves(curves, metrics=("val_loss", "val_accuracy", "test_accuracy"))
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "test accuracy" and "not recorded: validation loss, validation accuracy" in \
+        fig.get_suptitle()
+    assert all(np.isfinite(line.get_ydata()).all() for line in ax.get_lines())
+    assert len(ax.get_lines()) == 2  # one line per level, no early-stop dots
+    fig = la.plot_training_curves(curves)
+    assert [a.get_ylabel() for a in fig.axes] == ["training loss (last batch)", "test accuracy"]
+    with pytest.raises(LthError, match="none of \\['val_loss'\\] was recorded"):
+        la.plot_training_curves(curves, metrics=("val_loss",))

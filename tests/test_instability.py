@@ -228,6 +228,22 @@ def test_plot_instability(tmp_path):
     assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("model, batch_norm", [("lenet300_100", False), ("mlp_tiny", False), ("lenet300_100_bn", True)])
+def test_instability_title_names_batchnorm_only_for_models_with_it(model, batch_norm):
+    """The plot's title says how BatchNorm statistics were set along the path only where the model has
+    them: LeNet-300-100 has none, its BatchNorm variant has."""
+    from lth.jobs.instability import instability_title
+    from lth.models import get_model
+    from lth.spec.catalog import DATASET_REGISTRY, MODEL_REGISTRY
+
+    dataset = DATASET_REGISTRY[MODEL_REGISTRY[model].dataset]
+    _, model_state = get_model(model, dataset.input_shape, dataset.num_classes).init(jax.random.key(0))
+    title = instability_title("run", 3, 1, "reestimate", model_state)
+    assert title.startswith("run level 3: instability (replicate 1")
+    assert ("BatchNorm statistics: reestimate" in title) is batch_norm
+    assert ("BatchNorm" in title) is batch_norm
+
+
 def test_instability_command_on_a_finished_run(tmp_path, capsys):
     import json
 

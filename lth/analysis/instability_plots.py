@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lth.analysis.figures import _figure
+from lth.analysis.chart import new_figure
 from lth.analysis.plots import pyplot, save_figure
 from lth.lottery.path import STABLE_BARRIER
 
@@ -56,7 +56,7 @@ def plot_paths(paths: Mapping[str, dict[str, Any]], title: str = "") -> Any:
     """Test error (%) against α of several instability records on one panel, one line per entry of
     `paths` (label -> record, e.g. one per BatchNorm treatment), each labelled with its barrier.
     Returns a matplotlib Figure (shown by Jupyter, saved with `save_figure`)."""
-    fig, axes = _figure(1, 1, 5.5, 3.8)
+    fig, axes = new_figure(1, 1, 5.5, 3.8)
     ax = axes[0, 0]
     for i, (label, record) in enumerate(paths.items()):
         ax.plot(record["alphas"], 100 * np.asarray(record["errors"]), ".-", color=f"C{i}",

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from lth.analysis.chart import key_line, legend_outside, legend_size, new_figure, percent_axis, series_style, \
+    set_title
 from lth.analysis.runs import legend_labels
 from lth.store import ReplicateDir, read_config, replicate_paths, resolve_run, write_atomic
 from lth.store.io import check_output_path
-from lth.store.records import SPREAD, aggregate
+from lth.store.records import SPREAD, accuracy, aggregate
 
 
 def pyplot() -> Any:
@@ -29,22 +31,15 @@ def pyplot() -> Any:
     return plt
 
 
-def formatter(function: Any) -> Any:
-    """A matplotlib tick formatter from `function(value, position)`."""
-    from matplotlib.ticker import FuncFormatter  # heavy: see pyplot
-
-    return FuncFormatter(function)
-
-
 Replicates = Sequence[Sequence[dict[str, Any]]]  # replicate -> level records
 
 
 def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
-    """Title, tight layout, write a PNG atomically (creating its folder; an older file stays whole if
-    writing fails), close the figure; returns the path."""
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    """Title, layout (tight unless the figure has its own), write a PNG atomically (creating its
+    folder; an older file stays whole if writing fails), close the figure; returns the path."""
+    set_title(fig, title)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     path = check_output_path(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=120, format="png")
@@ -53,55 +48,114 @@ def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
     return path
 
 
-def _percent_axis(ax: Any, lowest: float) -> None:
-    ax.set_xscale("log")
-    ax.set_xticks([t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if t >= lowest * 0.8])
-    ax.xaxis.set_minor_formatter(formatter(lambda v, _: ""))
-    ax.xaxis.set_major_formatter(formatter(lambda v, _: f"{v:g}"))
-    ax.invert_xaxis()
-    ax.set_xlabel("percent of weights remaining")
-    ax.grid(True, which="both", alpha=0.3)
+Points = list[tuple[float, float, float]]  # (percent remaining, mean, sample std or 0)
 
 
-def _band(ax: Any, agg: list[dict[str, Any]], key: str, scale: float, style: str, color: str, label: str, alpha=1.0):
-    """The mean of `key` against % remaining with a +-1 sample-std band; levels without it are left
-    out (no early stop without a validation set), nothing is drawn if none has it."""
-    rows = [r for r in agg if r.get(key) is not None]
-    if not rows:
+def _points(agg: list[dict[str, Any]], key: Any, scale: float) -> Points:
+    """(percent remaining, mean, std) of the levels where `key` (a field name, or a function of the
+    aggregated record giving one, None to leave the level out) has a value."""
+    out = []
+    for r in agg:
+        field = key(r) if callable(key) else key
+        if field is not None and r.get(field) is not None:
+            out.append((r["percent_remaining"], scale * r[field], scale * (r.get(f"{field}_{SPREAD}") or 0.0)))
+    return out
+
+
+def _headline(record: dict[str, Any]) -> str | None:
+    """The field of a level's headline accuracy (`lth.store.records.accuracy`): early stop, else end
+    of training."""
+    for field in ("early_stop_test_accuracy", "test_accuracy"):
+        if record.get(field) is not None:
+            return field
+    return None
+
+
+def _band(ax: Any, points: Points, color: str, marker: str, label: str, linestyle: str = "-",
+          alpha: float = 1.0, hollow: bool = False) -> None:
+    """A line through the means with a +-1 sample-std band (where the replicates differ)."""
+    if not points:
         return
-    x = np.array([r["percent_remaining"] for r in rows])
-    y = scale * np.array([r[key] for r in rows])
-    s = scale * np.array([r.get(f"{key}_{SPREAD}") or 0.0 for r in rows])
-    ax.plot(x, y, style, color=color, label=label, alpha=alpha)
+    x, y, s = (np.array(column) for column in zip(*points))
+    ax.plot(x, y, linestyle=linestyle, marker=marker, markersize=5, color=color, label=label, alpha=alpha,
+            markerfacecolor="none" if hollow else color)
     if np.any(s > 0):
         ax.fill_between(x, y - s, y + s, color=color, alpha=0.15 * alpha)
 
 
+def _dense(agg: list[dict[str, Any]]) -> float | None:
+    """The headline accuracy (%) of the dense network: level 0 at 100 % of the weights, if there."""
+    for r in agg:
+        if r["level"] == 0 and abs(r["percent_remaining"] - 100) < 1e-6 and accuracy(r) is not None:
+            return 100 * accuracy(r)
+    return None
+
+
+def _ended(record: dict[str, Any]) -> str | None:
+    """The end-of-training field where it is not already the headline (a level with an early stop)."""
+    return "test_accuracy" if record.get("early_stop_test_accuracy") is not None else None
+
+
+def _keys(aggs: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    """The legend entries that explain the line styles in use."""
+    records = [r for agg in aggs.values() for r in agg]
+    stopped = any(_ended(r) for r in records)
+    if stopped and not all(_ended(r) for r in records):
+        solid = "early stop, else end of training"
+    else:
+        solid = "early stop" if stopped else "end of training (no validation set)"
+    keys = [key_line(solid, marker="o")]
+    if stopped:
+        keys.append(key_line("end of training", "--", "o", hollow=True))
+    if any(_dense(agg) is not None for agg in aggs.values()):
+        keys.append(key_line("dense network (level 0)", ":"))
+    return keys
+
+
+def accuracy_figure(series: Mapping[str, Replicates], title: str = "", early_stop_panel: bool = False) -> Any:
+    """One line per series (label -> replicates' level records), mean with a +-1 sample-std band of
+    the headline test accuracy (solid: early stop, else end of training), the end of training dashed
+    where there is an early stop, and the dense network's accuracy (level 0) dotted. With
+    `early_stop_panel` and an early stop in some series, a second panel shows the early-stop
+    iteration. One legend beside the axes; past 10 lines the colours repeat with other markers.
+    Returns a matplotlib Figure."""
+    aggs = {label: agg for label, reps in series.items() if (agg := aggregate([list(r) for r in reps]))}
+    stops = {label: _points(agg, "early_stop_iteration", 1) for label, agg in aggs.items()}
+    panels = 2 if early_stop_panel and any(stops.values()) else 1
+    keys, handles = _keys(aggs), []
+    labels = [f"{label} (n={len(series[label])})" if len(series[label]) > 1 else label for label in aggs]
+    dense = {label: _dense(agg) for label, agg in aggs.items()}
+    labels = [f"{name}, dense {dense[label]:.1f} %" if dense[label] is not None else name
+              for name, label in zip(labels, aggs)]
+    _, legend_width, legend_height = legend_size([k.get_label() for k in keys] + labels)
+    fig, axes = new_figure(1, panels, 6.5 * panels + legend_width, max(4.5, legend_height))
+    ax = axes[0, 0]
+    for i, (label, name) in enumerate(zip(aggs, labels)):
+        color, marker = series_style(i)
+        _band(ax, _points(aggs[label], _headline, 100), color, marker, name)
+        _band(ax, _points(aggs[label], _ended, 100), color, marker, f"{name}, end of training", "--", alpha=0.6,
+              hollow=True)
+        if dense[label] is not None:
+            ax.axhline(dense[label], color=color, linestyle=":", linewidth=1.2,
+                       label=f"dense network (level 0) of {label}: {dense[label]:.1f} %")
+        if panels == 2:
+            _band(axes[0, 1], stops[label], color, marker, name)
+        handles.append(key_line(name, marker=marker, color=color))
+    ax.set_ylabel("test accuracy (%)")
+    if panels == 2:
+        axes[0, 1].set_ylabel("early-stop iteration")
+    percents = [r["percent_remaining"] for agg in aggs.values() for r in agg]
+    for panel in axes[0]:
+        percent_axis(panel, percents)
+    legend_outside(axes[0, -1], keys + handles)
+    set_title(fig, title)
+    return fig
+
+
 def plot_accuracy_vs_sparsity(series: Mapping[str, Replicates], path: str | Path, title: str = "",
                               early_stop_panel: bool = False) -> Path:
-    """One line per series (label -> replicates' level records), mean with a +-1 sample-std band:
-    early-stop test accuracy (solid) and end-of-training test accuracy (dashed). With
-    `early_stop_panel`, a second panel shows the early-stop iteration."""
-    cols = 2 if early_stop_panel else 1
-    fig, axes = pyplot().subplots(1, cols, figsize=(7 * cols, 4.5), squeeze=False)
-    lowest = 100.0
-    for i, (label, reps) in enumerate(series.items()):
-        agg = aggregate([list(r) for r in reps])
-        if not agg:
-            continue
-        lowest = min(lowest, min(r["percent_remaining"] for r in agg))
-        n = f" (n={len(reps)})" if len(reps) > 1 else ""
-        _band(axes[0, 0], agg, "early_stop_test_accuracy", 100, "o-", f"C{i}", f"{label}{n}, early stop")
-        _band(axes[0, 0], agg, "test_accuracy", 100, "x--", f"C{i}", f"{label}{n}, end of training", alpha=0.6)
-        if early_stop_panel:
-            _band(axes[0, 1], agg, "early_stop_iteration", 1, "o-", f"C{i}", f"{label}{n}")
-    axes[0, 0].set_ylabel("test accuracy (%)")
-    if early_stop_panel:
-        axes[0, 1].set_ylabel("early-stop iteration")
-    for ax in axes[0]:
-        _percent_axis(ax, lowest)
-        ax.legend(fontsize=7)
-    return save_figure(fig, path, title)
+    """`accuracy_figure` written to a PNG at `path`; returns the path."""
+    return save_figure(accuracy_figure(series, early_stop_panel=early_stop_panel), path, title)
 
 
 def plot_runs(names: Sequence[str], out: str | Path, root: str | Path | None = None) -> Path:

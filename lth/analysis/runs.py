@@ -183,6 +183,8 @@ def training_curves(run: Run | str | os.PathLike, level: int, replicate: int = 0
             for key in CURVE_KEYS}
 
 
-def early_stop_index(curves: Mapping[str, np.ndarray]) -> int:
-    """The index of the early-stop evaluation: the first minimum of the validation loss."""
-    return int(np.argmin(np.asarray(curves["val_loss"])))
+def early_stop_index(curves: Mapping[str, np.ndarray]) -> int | None:
+    """The index of the early-stop evaluation: the first minimum of the validation loss; None
+    without one (a run without a validation set has no early stop)."""
+    val_loss = np.asarray(curves["val_loss"], dtype=float)
+    return int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
+
 from lth.analysis.instability_plots import plot_instability
 from lth.errors import ConfigError
 from lth.lottery import init_params
@@ -64,7 +66,7 @@ def run_instability_plan(plan: InstabilityPlan) -> dict[int, list[dict[str, Any]
                           "(the dense network) for several k")
     rep = run_dir.replicate(replicate)
     setup = setup.for_replicate(replicate)
-    params0, _ = init_params(setup)
+    params0, model_state = init_params(setup)
     reporter = LevelProgress(config.levels, setup.total_steps, enabled=plan.progress)
     recorder = Recorder(rep, JsonlSink(rep.metrics_path, enabled=False), reporter, [], replicate)
     out: dict[int, list[dict[str, Any]]] = {}
@@ -79,12 +81,18 @@ def run_instability_plan(plan: InstabilityPlan) -> dict[int, list[dict[str, Any]
                     _curve(setup, level, todo, mask, records, recorder, bn_state)
                 out[level] = [records[k] for k in sorted(records)]
                 plot_instability(out[level], file.with_suffix(".png"),
-                                 title=f"{config.name} level {level}: instability (replicate {replicate}, "
-                                       f"BatchNorm statistics: {bn_state})")
+                                 title=instability_title(config.name, level, replicate, bn_state, model_state))
         finally:
             reporter.close()
         refresh_summaries(run_dir, plan.wandb, run_records(run_dir, run_dir.replicates()))
     return out
+
+
+def instability_title(name: str, level: int, replicate: int, bn_state: str, model_state: Any) -> str:
+    """The instability plot's title; it names the treatment of the BatchNorm statistics only for a
+    model that has them (non-trainable model state: `lth.models.base`), not for LeNet or the MLPs."""
+    treatment = f", BatchNorm statistics: {bn_state}" if jax.tree.leaves(model_state) else ""
+    return f"{name} level {level}: instability (replicate {replicate}{treatment})"
 
 
 def _curve(setup: Any, level: int, todo: list[int], mask: Any, records: dict[int, dict[str, Any]],
