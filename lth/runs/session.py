@@ -9,7 +9,7 @@ Adding a built-in tracker: a `lth.runs.tracking.Tracker` subclass in its own mod
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,16 +61,17 @@ def worker_trackers(run: RunDir, wandb_mode: str, extra: list[Any] | tuple[Any, 
 
 
 @contextlib.contextmanager
-def open_session(run: RunDir, wandb_mode: str, *, levels: int, total_steps: int, slots: int = 1,
-                 progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (), create: bool = True
-                 ) -> Iterator[Session]:
+def open_session(run: RunDir, wandb_mode: str, *, levels: int, total_steps: int, replicates: int = 1,
+                 branches: Sequence[str] = (), progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (),
+                 create: bool = True) -> Iterator[Session]:
     """Hold the run's lock, make its directory (`create`), and yield its `Session`: the trackers and a
-    reporter of `levels` + 1 levels of `total_steps` iterations for `slots` replicates (or branches)."""
+    reporter of `levels` + 1 levels of `total_steps` iterations for `replicates` replicates (of each
+    of `branches`, the controls, if any: see `LevelProgress`)."""
     with run.lock():
         if create:
             run.create()
         session = Session(run, worker_trackers(run, wandb_mode, trackers),
-                          LevelProgress(levels, total_steps, slots, enabled=progress))
+                          LevelProgress(levels, total_steps, replicates, enabled=progress, branches=branches))
         if create:
             session.reporter.note(f"run directory: {run.path}")
         try:
