@@ -175,3 +175,22 @@ def test_lth_control_labels_its_rows_with_the_control(capsys, runs_dir):
         assert [row[:4] + row[6:7] for row in rows if row[1] == name] == [_expected_row(0, r, name) for r in records]
     assert len(rows) == 4 and "mean +- sample std" not in out
     assert out.count("plot:") == 1 and out.count("results:") == 1
+
+
+def test_the_summary_has_no_early_stop_columns_without_a_validation_set():
+    """The mean +- std table leaves out the early-stop columns where no row has an early stop (a run
+    without a validation set), and keeps them where one has."""
+    from lth.analysis.sweeps import SUMMARY_KEYS, summary_text
+    from lth.analysis.tables import Table
+
+    def table(early: float | None) -> Table:
+        record = {"cell": "", "branch": "main", "level": 0, "n": 2, **{k: None for k in SUMMARY_KEYS},
+                  **{f"{k}_sample_std": None for k in SUMMARY_KEYS}, "percent_remaining": 100.0,
+                  "test_accuracy": 0.5, "test_accuracy_sample_std": 0.01, "early_stop_test_accuracy": early}
+        return Table.from_records([record], list(record))
+
+    head, row = summary_text(table(None), cells=False).splitlines()
+    assert head.split() == ["branch", "level", "%", "remaining", "final", "acc", "%", "n"]
+    assert row.split() == ["main", "0", "100.00", "50.00", "+-", "1.00", "2"]
+    head, row = summary_text(table(0.4), cells=False).splitlines()
+    assert "early-stop acc %" in head and row.split()[3] == "40.00"

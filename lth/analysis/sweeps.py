@@ -69,18 +69,19 @@ def _pm(mean: float | None, std: float | None, scale: float, digits: int) -> str
 
 def summary_text(table: Table, cells: bool = True) -> str:
     """The table for a terminal: accuracies in %, mean +- sample std over the n replicates (without
-    the cell column unless `cells`)."""
-    head = ("cell", "branch", "level", "% left", "early-stop acc %", "final acc %", "early-stop it", "n")
+    the cell column unless `cells`; without the early-stop columns where no row has one: no
+    validation set)."""
+    head = ("cell", "branch", "level", "% remaining", "early-stop acc %", "final acc %", "early-stop it", "n")
     lines = []
     for r in table.to_records():
         lines.append((r["cell"] or "base", r["branch"], str(r["level"]), f"{r['percent_remaining']:.2f}",
                       _pm(r["early_stop_test_accuracy"], r[f"early_stop_test_accuracy_{SPREAD}"], 100, 2),
                       _pm(r["test_accuracy"], r[f"test_accuracy_{SPREAD}"], 100, 2),
                       _pm(r["early_stop_iteration"], r[f"early_stop_iteration_{SPREAD}"], 1, 0), str(r["n"])))
-    first = 0 if cells else 1
-    head, lines = head[first:], [line[first:] for line in lines]
+    keep = [i for i in range(len(head)) if (cells or i > 0) and (i < 4 or any(line[i] != "-" for line in lines))]
+    head, lines = tuple(head[i] for i in keep), [tuple(line[i] for i in keep) for line in lines]
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
-    left = (0, 1 - first)
+    left = (0, 1 if cells else 0)
     return "\n".join("  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))
                      for x in [head, *lines])
 
