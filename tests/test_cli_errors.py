@@ -110,5 +110,5 @@ def test_no_progress_still_prints_the_paths(capsys, runs_dir):
     code, out, err = run_cli(capsys, "control", run.name, "imp+reinit", "--levels", "1", "--no-progress",
                              "--runs", str(runs_dir))
     assert code == 0, err
-    assert out.splitlines() == [f"controls: imp+reinit -> {run / 'controls'}",
-                                f"plot: {run / 'accuracy_vs_sparsity.png'}"]
+    assert out.splitlines() == [f"results: {run / 'controls' / 'imp+reinit' / 'results.json'}",
+                                f"plot:    {run / 'accuracy_vs_sparsity.png'}"]

@@ -1,13 +1,17 @@
 """Output that reads well in a log: bars only on a terminal; otherwise one table row per level and a
 heartbeat line per minute of a long level -- for `lth run` (a real process, its output in a file),
-`lth control` and `lth instability`."""
+`lth control` and `lth instability`. The table: every replicate's own rows (also from worker
+processes), each control's rows under its name, the mean +- sample std per branch and level over the
+replicates, and each path once."""
 
 import io
+import json
 import os
+import statistics
 import subprocess
 import sys
 
-from helpers import tiny_config
+from helpers import ROOT, run_cli, tiny_config
 
 from lth.jobs.controls import run_controls
 from lth.jobs.instability import run_instability
@@ -86,8 +90,107 @@ def test_controls_and_instability_in_a_log(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "\r" not in out + err
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["0"]]
-    assert [row[1] for row in rows] == ["1"]
+    assert [row[1:3] for row in rows] == [["imp+reinit", "1"]]  # the control's name labels its row
     run_instability(run, "0", "1")
     out, err = capsys.readouterr()
     assert "\r" not in out + err
     assert [line.split()[:4] for line in out.splitlines() if "barrier" in line] == [["level", "1", "k=", "0"]]
+
+
+EXPERIMENT = """from helpers import tiny_config
+
+CONTROLS = ("imp+reinit",)
+CONTROL_LEVELS = "1,2"
+
+
+def get_config(variant):
+    return tiny_config()
+"""
+
+
+def _rows(out: str, width: int) -> list[list[str]]:
+    """The table rows of `out` with `width` columns (main line: 7, a control's: 8)."""
+    return [line.split() for line in out.splitlines() if len(line.split()) == width and line.split()[0].isdigit()]
+
+
+def _expected_row(replicate: int, record: dict, *name: str) -> list[str]:
+    """rep, [control,] level, % remaining, final accuracy: the columns of the replicate's own record."""
+    return [str(replicate), *name, str(record["level"]), f"{record['percent_remaining']:.2f}",
+            f"{100 * record['test_accuracy']:.2f}%"]
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{100 * statistics.fmean(values):.2f} +- {100 * statistics.stdev(values):.2f}"
+
+
+def test_replicates_table_of_lth_run_in_worker_processes(tmp_path):
+    """`lth run --replicates 2` with a control, its replicates in worker processes: every level of
+    every replicate prints with its own values, the control's rows under its name, then the mean +-
+    sample std of every branch and level, and each path once. (The workers' rows were never
+    printed; the control's rows, unnamed, stood in for the replicates'; "plot:" came twice.)"""
+    (tmp_path / "tiny_controls.py").write_text(EXPERIMENT)
+    env = {**os.environ, "WANDB_MODE": "disabled", "LTH_RUNS": str(tmp_path / "runs"),
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", str(tmp_path / "tiny_controls.py"), "--replicates",
+                           "2", "--layout", "workers"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    main = [json.loads((run / f"replicate_{r:02d}" / "results.json").read_text()) for r in range(2)]
+    control = [json.loads((run / f"replicate_{r:02d}" / "controls" / "imp+reinit" / "results.json").read_text())
+               for r in range(2)]
+    assert len(main[0]) == 3 and len(control[0]) == 2  # levels 0-2; the control at levels 1 and 2
+    printed = sorted(row[:3] + row[5:6] for row in _rows(out, 7))
+    assert printed == sorted(_expected_row(r, record) for r in range(2) for record in main[r])
+    printed = sorted(row[:4] + row[6:7] for row in _rows(out, 8))
+    assert printed == sorted(_expected_row(r, record, "imp+reinit") for r in range(2) for record in control[r])
+    headers = [line.split()[:3] for line in out.splitlines() if line.startswith("rep ")]
+    assert headers == [["rep", "level", "%"], ["rep", "control", "level"]]  # the main line's table, the control's
+    summary = out[out.index("mean +- sample std over 2 replicates"):].splitlines()
+    for branch, per_replicate in (("main", main), ("imp+reinit", control)):
+        for level, records in enumerate(zip(*per_replicate)):
+            level = records[0]["level"]
+            (line,) = [line for line in summary if line.split()[:2] == [branch, str(level)]]
+            assert _mean_std([r["test_accuracy"] for r in records]) in line and line.split()[-1] == "2"
+    for label in ("run directory:", "results:", "plot:"):
+        assert out.count(label) == 1, out
+    assert f"plot:    {run / 'accuracy_vs_sparsity.png'}" in out
+    assert str(run / "controls" / "imp+reinit" / "results.json") in out
+
+
+def test_lth_control_labels_its_rows_with_the_control(capsys, runs_dir):
+    """`lth control RUN CONTROL` on a finished run: each row carries the control's name (they were
+    anonymous), the paths print once, and one replicate has no mean +- std table."""
+    from lth.jobs.lottery import run_lottery
+
+    run_lottery(tiny_config(levels=1, **{"training.length": "20it"}), runs_root=runs_dir, wandb="disabled",
+                progress=False)
+    (run,) = runs_dir.iterdir()
+    code, out, err = run_cli(capsys, "control", str(run), "random_layerwise,imp+reinit", "--levels", "0,1",
+                             "--wandb", "disabled")
+    assert code == 0, err
+    rows = _rows(out, 8)
+    for name in ("random_layerwise", "imp+reinit"):
+        records = json.loads((run / "replicate_00" / "controls" / name / "results.json").read_text())
+        assert [row[:4] + row[6:7] for row in rows if row[1] == name] == [_expected_row(0, r, name) for r in records]
+    assert len(rows) == 4 and "mean +- sample std" not in out
+    assert out.count("plot:") == 1 and out.count("results:") == 1
+
+
+def test_the_summary_has_no_early_stop_columns_without_a_validation_set():
+    """The mean +- std table leaves out the early-stop columns where no row has an early stop (a run
+    without a validation set), and keeps them where one has."""
+    from lth.analysis.sweeps import SUMMARY_KEYS, summary_text
+    from lth.analysis.tables import Table
+
+    def table(early: float | None) -> Table:
+        record = {"cell": "", "branch": "main", "level": 0, "n": 2, **{k: None for k in SUMMARY_KEYS},
+                  **{f"{k}_sample_std": None for k in SUMMARY_KEYS}, "percent_remaining": 100.0,
+                  "test_accuracy": 0.5, "test_accuracy_sample_std": 0.01, "early_stop_test_accuracy": early}
+        return Table.from_records([record], list(record))
+
+    head, row = summary_text(table(None), cells=False).splitlines()
+    assert head.split() == ["branch", "level", "%", "remaining", "final", "acc", "%", "n"]
+    assert row.split() == ["main", "0", "100.00", "50.00", "+-", "1.00", "2"]
+    head, row = summary_text(table(0.4), cells=False).splitlines()
+    assert "early-stop acc %" in head and row.split()[3] == "40.00"

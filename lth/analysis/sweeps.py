@@ -67,19 +67,30 @@ def _pm(mean: float | None, std: float | None, scale: float, digits: int) -> str
     return text if std is None or math.isnan(std) else f"{text} +- {scale * std:.{digits}f}"
 
 
-def summary_text(table: Table) -> str:
-    """The table for a terminal: accuracies in %, mean +- sample std over the n replicates."""
-    head = ("cell", "branch", "level", "% left", "early-stop acc %", "final acc %", "early-stop it", "n")
+def summary_text(table: Table, cells: bool = True) -> str:
+    """The table for a terminal: accuracies in %, mean +- sample std over the n replicates (without
+    the cell column unless `cells`; without the early-stop columns where no row has one: no
+    validation set)."""
+    head = ("cell", "branch", "level", "% remaining", "early-stop acc %", "final acc %", "early-stop it", "n")
     lines = []
     for r in table.to_records():
         lines.append((r["cell"] or "base", r["branch"], str(r["level"]), f"{r['percent_remaining']:.2f}",
                       _pm(r["early_stop_test_accuracy"], r[f"early_stop_test_accuracy_{SPREAD}"], 100, 2),
                       _pm(r["test_accuracy"], r[f"test_accuracy_{SPREAD}"], 100, 2),
                       _pm(r["early_stop_iteration"], r[f"early_stop_iteration_{SPREAD}"], 1, 0), str(r["n"])))
+    keep = [i for i in range(len(head)) if (cells or i > 0) and (i < 4 or any(line[i] != "-" for line in lines))]
+    head, lines = tuple(head[i] for i in keep), [tuple(line[i] for i in keep) for line in lines]
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
-    left = (0, 1)
+    left = (0, 1 if cells else 0)
     return "\n".join("  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))
                      for x in [head, *lines])
+
+
+def run_summary(path: Path, branches: Sequence[str] = ()) -> str:
+    """What `lth run` and `lth control` print at the end of a run of several replicates: per branch
+    (the main line, then `branches`) and level, mean +- sample std over the replicates (a sweep
+    summary of one cell, `summary_text` without the cell column)."""
+    return summary_text(sweep_summary([("", {}, [Path(path)])], branches), cells=False)
 
 
 def plot_sweep(groups: Sequence[Group], path: str | Path, branches: Sequence[str] = (), axis: str | None = None,

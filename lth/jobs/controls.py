@@ -13,6 +13,7 @@ from lth.lottery.controls import (
     Control, LevelInputs, check_controls, control_mask, control_start, finalize_mask,
     train_control_level,
 )
+from lth.jobs.report import report_run_end
 from lth.plans.control import ControlPlan, plan_controls
 from lth.runs.progress import warn
 from lth.runs.recorder import Recorder
@@ -104,30 +105,40 @@ def run_controls(
 
 
 def run_control_plan(plan: ControlPlan) -> dict[str, list[dict[str, Any]]]:
-    """`run_controls` of a checked plan (`lth.plans.control.plan_controls`)."""
+    """`run_controls` of a checked plan (`lth.plans.control.plan_controls`): `train_control_plan`, then
+    (with `plan.progress`) the summary over the replicates and where the results are."""
+    results = train_control_plan(plan)
+    if plan.progress or plan.show_paths:
+        report_run_end(plan.run, list(results), [plan.run.control_results_path(name) for name in results],
+                       summary=plan.progress)
+    return {name: (per_rep[0] if len(per_rep) == 1 else aggregate(per_rep)) for name, per_rep in results.items()}
+
+
+def train_control_plan(plan: ControlPlan) -> dict[str, list[list[dict[str, Any]]]]:
+    """Train the plan's controls (a table row per level, labelled with the control's name), redraw the
+    run's plot, write each control's aggregated results; returns {name: each replicate's records}."""
     run_dir, chosen = plan.run, list(plan.levels)
     setup = run_setup(run_dir, plan.data_root)
     check_controls(setup, list(plan.controls))
     reps = run_dir.replicates()
-    results: dict[str, list[list[dict[str, Any]]]] = {c.name: [] for c in plan.controls}
+    names = [c.name for c in plan.controls]
+    results: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
     with open_session(run_dir, plan.wandb, levels=len(chosen) - 1, total_steps=setup.total_steps,
-                      slots=len(reps) * len(plan.controls), progress=plan.progress, create=False) as session:
+                      replicates=len(reps), branches=names, progress=plan.progress, create=False) as session:
         for r, rep in enumerate(reps):
             line = MainLine(setup.for_replicate(r), rep)
-            for c, control in enumerate(plan.controls):
-                recorder = _branch_recorder(session, rep, control, r, r * len(plan.controls) + c, chosen)
+            for control in plan.controls:
+                recorder = _branch_recorder(session, rep, control, r, chosen)
                 with recorder.sink:
                     results[control.name].append(_train_control(line, control, chosen, recorder))
         plot_run(plan.path)
         for name, per_rep in results.items():
             write_json(run_dir.control_results_path(name), aggregate(per_rep))
         session.run_done(run_records(run_dir, reps))  # the W&B summary, with the controls' rows
-    if plan.progress or plan.show_paths:
-        print(f"controls: {', '.join(results)} -> {plan.path / 'controls'}\nplot: {run_dir.plot_path}")
-    return {name: (per_rep[0] if len(per_rep) == 1 else aggregate(per_rep)) for name, per_rep in results.items()}
+    return results
 
 
-def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, replicate: int, slot: int,
+def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, replicate: int,
                      chosen: list[int]) -> Recorder:
     """The recorder of one control of one replicate: its finished levels kept, the metrics lines of an
     interrupted one dropped (it is trained anew)."""
@@ -135,5 +146,5 @@ def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, repl
     done = {record["level"] for record in branch.read_results()}
     branch.filter_metrics(lambda row: row.get("level") in done, warn)
     return Recorder(branch, JsonlSink(branch.metrics_path), session.reporter, session.trackers, replicate,
-                    branch=control.name, records=branch.read_results(), slot=slot,
+                    branch=control.name, records=branch.read_results(),
                     positions={level: i for i, level in enumerate(chosen)})

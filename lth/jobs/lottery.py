@@ -10,8 +10,9 @@ import jax
 
 from lth.analysis.plots import plot_run
 from lth.errors import ConfigError
-from lth.jobs.controls import run_control_plan
+from lth.jobs.controls import train_control_plan
 from lth.jobs.methods import run_method_plan
+from lth.jobs.report import report_run_end
 from lth.lottery import Setup, build_setup, init_params, initial_mask
 from lth.lottery.setup import data_parallel_setup
 from lth.plans.control import plan_controls
@@ -117,15 +118,14 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     if _finished(setup, run, reps, mask):
         if (plan.progress or plan.show_paths) and main:
             print(f"{run.path}: all {setup.config.levels + 1} levels of {plan.replicates} replicate(s) done")
-        _run_controls(run, plan)
+        _run_controls(run, plan, report=(plan.progress or plan.show_paths) and main)
         return run_records(run, reps)
     if ticket is not None:
         keep_ticket(run, ticket)
     wandb_mode = plan.wandb if main else "disabled"
     per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, every, plan, wandb_mode)
-    _run_controls(run, plan)
-    if (plan.progress or plan.show_paths) and main:
-        print(f"results: {run.results_path}\nplot:    {run.plot_path}")
+    _run_controls(run, plan, report=(plan.progress or plan.show_paths) and main)
+    if plan.progress and main:
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     if not main:  # process 0 may still be writing the files: the same records, from memory
@@ -157,7 +157,7 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
     # the layout follows from the replicates asked for, not from how many are left: a replicate
     # resumes under the numerics it started with
     layout, workers = choose_layout(plan.layout, plan.workers, len(reps), plan.data_parallel)
-    with open_session(run, wandb_mode, levels=config.levels, total_steps=setup.total_steps, slots=len(reps),
+    with open_session(run, wandb_mode, levels=config.levels, total_steps=setup.total_steps, replicates=len(reps),
                       progress=plan.progress and main, show_paths=plan.show_paths and main,
                       trackers=plan.trackers) as session:
         todo = [r for r, rep in enumerate(reps) if levels_done(rep) < config.levels + 1]
@@ -196,11 +196,16 @@ def _check_processes(plan: RunPlan) -> None:
         raise ConfigError("controls run in one process: use --no-controls here and `lth control` afterwards")
 
 
-def _run_controls(run: RunDir, plan: RunPlan) -> None:
-    """The experiment's controls at their levels, after the main line (finished ones are kept)."""
+def _run_controls(run: RunDir, plan: RunPlan, report: bool) -> None:
+    """The experiment's controls at their levels, after the main line (finished ones are kept); with
+    `report`, then the summary of every branch over the replicates and where the files are."""
+    names: list[str] = []
     if plan.controls and plan.control_levels:
-        run_control_plan(plan_controls(run.path, plan.controls, list(plan.control_levels), wandb=plan.wandb,
-                                       data_root=plan.data_root, progress=plan.progress, show_paths=plan.show_paths))
+        controls = plan_controls(run.path, plan.controls, list(plan.control_levels), wandb=plan.wandb,
+                                 data_root=plan.data_root, progress=plan.progress, show_paths=plan.show_paths)
+        names = list(train_control_plan(controls))
+    if report:
+        report_run_end(run, names, [run.results_path, *map(run.control_results_path, names)], summary=plan.progress)
 
 
 def _with_initial_mask(setup: Setup, mask: Mask | str | Path | None) -> tuple[Setup, Mask | None]:

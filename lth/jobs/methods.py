@@ -17,6 +17,7 @@ from lth.analysis.plots import plot_run
 from lth.spec.config import ExperimentConfig
 from lth.spec.fields import records_planned
 from lth.lottery import Setup, build_setup
+from lth.jobs.report import print_paths
 from lth.lottery.methods import check_method, method_levels
 from lth.runs.progress import warn
 from lth.runs.recorder import Recorder
@@ -72,7 +73,7 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
         if plan.progress or plan.show_paths:
             print(f"{run.path}: all {count} densities of {replicates} replicate(s) done")
         return run_records(run, reps)
-    with open_session(run, plan.wandb, levels=count - 1, total_steps=setup.total_steps, slots=replicates,
+    with open_session(run, plan.wandb, levels=count - 1, total_steps=setup.total_steps, replicates=replicates,
                       progress=plan.progress, show_paths=plan.show_paths, trackers=plan.trackers) as session:
         per_replicate = []
         for r, rep in enumerate(reps):
@@ -82,7 +83,7 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
         plot_run(run.path)
         session.wandb.run_done(run_records(run, reps))
     if plan.progress or plan.show_paths:
-        print(f"results: {run.results_path}\nplot:    {run.plot_path}")
+        print_paths(("results", [run.results_path]), ("plot", [run.plot_path]))
     return run_records(run, reps)
 
 

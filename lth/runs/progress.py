@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
 HEADER = (f"{'rep':>3} {'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  "
           f"{'final acc':>9}  {'time':>7}")
+"""The table's header; a table of several branches (the controls) has a `control` column after `rep`."""
+
+
+def header(branch_width: int = 0) -> str:
+    """The table's header, with a column of `branch_width` characters for the branch name if not 0."""
+    return HEADER if not branch_width else f"{HEADER[:3]} {'control':<{branch_width}}{HEADER[3:]}"
 
 
 def warn(message: str) -> None:
@@ -19,13 +26,16 @@ def warn(message: str) -> None:
     print(f"lth: warning: {message}", file=sys.stderr, flush=True)
 
 
-def format_row(replicate: int, record: dict[str, Any], seconds: float) -> str:
-    """A level's table row (early-stop columns '-' without a validation set)."""
+def format_row(replicate: int, record: dict[str, Any], seconds: float, branch: str = "main",
+               branch_width: int = 0) -> str:
+    """A level's table row (early-stop columns '-' without a validation set); the branch's name in a
+    column of `branch_width` characters if not 0 (see `header`)."""
     early = record.get("early_stop_test_accuracy")
     early_text = f"{100 * early:>13.2f}%" if early is not None else f"{'-':>14}"
     iteration = record.get("early_stop_iteration")
+    name = f" {branch:<{branch_width}}" if branch_width else ""
     return (
-        f"{replicate:>3} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
+        f"{replicate:>3}{name} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
         f"{early_text}  {iteration if iteration is not None else '-':>13}  "
         f"{100 * record['test_accuracy']:>8.2f}%  {seconds:>6.1f}s"
     )
@@ -53,12 +63,16 @@ class LevelProgress:
     Replicates trained in lockstep (`together` > 1, see `lth.replicates`) share the bar of the
     first of them; the others report through a `FollowerProgress`. `bars`: tqdm bars (default: when
     stdout and stderr are terminals); without them a level prints a heartbeat line every
-    `heartbeat_s` seconds (`clock` is the time source, replaceable in tests).
+    `heartbeat_s` seconds (`clock` is the time source, replaceable in tests). `branches`: the names of
+    the branches trained for every replicate (the controls), one after the other: the table then
+    has a `control` column, and the bars and the ETA count `replicates` x branches.
     """
 
     def __init__(self, levels: int, total_steps: int, replicates: int = 1, enabled: bool = True, stream: Any = None,
-                 bars: bool | None = None, heartbeat_s: float = HEARTBEAT_S):
+                 bars: bool | None = None, heartbeat_s: float = HEARTBEAT_S, branches: Sequence[str] = ()):
         self.levels, self.total_steps, self.replicates = levels, total_steps, replicates
+        self.branches = tuple(branches)
+        self.branch_width = max([len("control"), *map(len, self.branches)]) if self.branches else 0
         self.enabled = enabled
         self.stream = stream or sys.stdout
         self.bars = on_terminal(self.stream, sys.stderr) if bars is None else bars
@@ -78,26 +92,37 @@ class LevelProgress:
             else:
                 print(message, file=self.stream, flush=True)
 
-    def _eta(self, replicate: int, level: int) -> str:
+    def _slot(self, replicate: int, branch: str) -> int:
+        """The place of (replicate, branch) in the order they train: every branch of a replicate in turn."""
+        return replicate * len(self.branches) + self.branches.index(branch) if branch in self.branches else replicate
+
+    def _eta(self, slot: int, position: int) -> str:
         if not self._levels_done:
             return "?"
-        remaining = (self.replicates - replicate) * (self.levels + 1) - level
+        remaining = (self.replicates * max(1, len(self.branches)) - slot) * (self.levels + 1) - position
         return format_duration(remaining / self.together * self._seconds_done / self._levels_done)
 
-    def start_level(self, replicate: int, level: int, first_step: int, percent_remaining: float) -> None:
-        """A bar for the level's iterations from `first_step`; the table header before the first."""
+    def start_level(self, replicate: int, level: int, first_step: int, percent_remaining: float,
+                    branch: str = "main", position: int | None = None) -> None:
+        """A bar for the level's iterations from `first_step`; the table header before the first.
+        `position`: the level's place among the branch's levels to train (default: `level`)."""
         self._level_started = time.perf_counter()
         if not self.enabled:
             return
-        if not self._header_done:
-            print(HEADER, file=self.stream, flush=True)
-            self._header_done = True
+        self._header()
         rep = f"rep {replicate + 1}/{self.replicates} " if self.replicates > 1 else ""
         if self.together > 1:
             rep = f"reps {replicate + 1}-{replicate + self.together}/{self.replicates} "
-        eta = self._eta(replicate, level)
-        self.start_bar(f"{rep}level {level}/{self.levels} ({percent_remaining:.1f}% left, run ETA {eta})",
+        name = f"{branch} " if branch != "main" else ""
+        of = f"/{self.levels}" if branch == "main" else ""  # a control trains chosen levels: no "of"
+        eta = self._eta(self._slot(replicate, branch), level if position is None else position)
+        self.start_bar(f"{name}{rep}level {level}{of} ({percent_remaining:.1f}% left, run ETA {eta})",
                        self.total_steps - first_step)
+
+    def _header(self) -> None:
+        if not self._header_done:
+            print(header(self.branch_width), file=self.stream, flush=True)
+            self._header_done = True
 
     def start_bar(self, description: str, total: int) -> None:
         """A bar of `total` iterations (closed by `end_level` or `close`); in a log, its heartbeat."""
@@ -121,15 +146,17 @@ class LevelProgress:
         if last:
             self.bar.set_postfix(val_loss=f"{last['val_loss']:.4f}", val_acc=f"{100 * last['val_accuracy']:.2f}%")
 
-    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0, branch: str = "main") -> None:
         self._levels_done += 1
         self._seconds_done += seconds
         self.close()
-        self.print_row(record, seconds, replicate)
+        self.print_row(record, seconds, replicate, branch)
 
-    def print_row(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
+    def print_row(self, record: dict[str, Any], seconds: float, replicate: int = 0, branch: str = "main") -> None:
+        """The level's table row (after the header): the replicate's own record, of `branch`."""
         if self.enabled:
-            print(format_row(replicate, record, seconds), file=self.stream, flush=True)
+            self._header()
+            print(format_row(replicate, record, seconds, branch, self.branch_width), file=self.stream, flush=True)
 
     def close(self) -> None:
         self.beat = None
@@ -165,19 +192,20 @@ class Heartbeat:
 
 class FollowerProgress:
     """The progress of a replicate trained in lockstep with the one that `lead` shows: no bar of its
-    own, its table rows through the lead."""
+    own, its notes and table rows through the lead (anything with `note` and `print_row`: the
+    `LevelProgress`, or in a worker process the queue to its parent's, `lth.runs.workers`)."""
 
-    def __init__(self, lead: LevelProgress):
+    def __init__(self, lead: Any):
         self.lead = lead
 
     def note(self, message: str) -> None:
         self.lead.note(message)
 
-    def start_level(self, *args: Any) -> None:
+    def start_level(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def advance(self, *args: Any) -> None:
         pass
 
-    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0) -> None:
-        self.lead.print_row(record, seconds, replicate)
+    def end_level(self, record: dict[str, Any], seconds: float, replicate: int = 0, branch: str = "main") -> None:
+        self.lead.print_row(record, seconds, replicate, branch)

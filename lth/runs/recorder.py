@@ -34,8 +34,8 @@ clock = time.monotonic  # the wall clock of time-based checkpoints (tests replac
 class Recorder(Hooks):
     """Files, trackers and progress of one replicate on one branch (see the module docstring).
 
-    `checkpoint_every` None: no checkpoints (controls). `slot` and `positions` place the replicate's
-    levels on the progress bar's run (default: replicate and level); `records` are the branch's
+    `checkpoint_every` None: no checkpoints (controls). `positions` place the branch's levels among
+    those it trains, for the progress bar's ETA (default: the level itself); `records` are the branch's
     finished records, to which each level's is added. `writer`: where the files are written (default:
     at once, in this thread).
     """
@@ -43,14 +43,13 @@ class Recorder(Hooks):
     def __init__(self, files: ReplicateDir, sink: JsonlSink, reporter: Any, trackers: Sequence[Any], replicate: int,
                  *, branch: str = "main", checkpoint_every: CheckpointPeriod | None = None,
                  steps_per_epoch: int = 1, total_steps: int = 0, records: Sequence[dict[str, Any]] = (),
-                 slot: int | None = None, positions: dict[int, int] | None = None,
+                 positions: dict[int, int] | None = None,
                  writer: BackgroundWriter | None = None):
         self.files, self.sink, self.reporter, self.trackers = files, sink, reporter, list(trackers)
         self.writer = writer if writer is not None else BackgroundWriter(background=False)
         self.replicate, self.branch, self.every = replicate, branch, checkpoint_every
         self.spe, self.total = steps_per_epoch, total_steps
         self.records = {int(r["level"]): r for r in records}
-        self.slot = replicate if slot is None else slot
         self.positions = positions or {}
         self.step = self.last_checkpoint = 0
         self.level: int | None = None  # the level being trained
@@ -64,7 +63,8 @@ class Recorder(Hooks):
         self.last_checkpoint_time = clock()
         counts = layer_counts(mask).values()
         percent = 100.0 * sum(k for k, _ in counts) / sum(n for _, n in counts)
-        self.reporter.start_level(self.slot, self.positions.get(level, level), self.step, percent)
+        self.reporter.start_level(self.replicate, level, self.step, percent, branch=self.branch,
+                                  position=self.positions.get(level))
         branch = {} if self.branch == "main" else {"branch": self.branch}
         for tracker in self.trackers:
             tracker.level_start(self.replicate, level, percent, self.step, **branch)
@@ -102,7 +102,7 @@ class Recorder(Hooks):
             state, mask = host_copy((outcome.state, outcome.mask))
             self.writer.submit(partial(self._write_level, level, state, mask, outcome.record, records))
         self.sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
-        self.reporter.end_level(outcome.record, outcome.seconds, self.replicate)
+        self.reporter.end_level(outcome.record, outcome.seconds, self.replicate, self.branch)
         for tracker in self.trackers:
             tracker.level_done(self.replicate, outcome.record, outcome.evaluations)
         return records

@@ -9,7 +9,7 @@ Adding a built-in tracker: a `lth.runs.tracking.Tracker` subclass in its own mod
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,17 +71,18 @@ def refresh_summaries(run: RunDir, wandb_mode: str, records: list[dict[str, Any]
 
 
 @contextlib.contextmanager
-def open_session(run: RunDir, wandb_mode: str, *, levels: int, total_steps: int, slots: int = 1,
-                 progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (), create: bool = True,
-                 show_paths: bool = False) -> Iterator[Session]:
+def open_session(run: RunDir, wandb_mode: str, *, levels: int, total_steps: int, replicates: int = 1,
+                 branches: Sequence[str] = (), progress: bool = True, trackers: list[Any] | tuple[Any, ...] = (),
+                 create: bool = True, show_paths: bool = False) -> Iterator[Session]:
     """Hold the run's lock, make its directory (`create`, its path printed with `progress` or
     `show_paths`), and yield its `Session`: the trackers and a reporter of `levels` + 1 levels of
-    `total_steps` iterations for `slots` replicates (or branches)."""
+    `total_steps` iterations for `replicates` replicates (of each of `branches`, the controls, if any:
+    see `LevelProgress`)."""
     with run.lock():
         if create:
             run.create()
         session = Session(run, worker_trackers(run, wandb_mode, trackers),
-                          LevelProgress(levels, total_steps, slots, enabled=progress))
+                          LevelProgress(levels, total_steps, replicates, enabled=progress, branches=branches))
         if create and progress:
             session.reporter.note(f"run directory: {run.path}")
         elif create and show_paths:

@@ -25,7 +25,7 @@ from lth.spec.config import from_dict, to_dict
 from lth.errors import LthError
 from lth.lottery import init_params
 from lth.spec.parse import CheckpointPeriod
-from lth.runs.progress import LevelProgress
+from lth.runs.progress import FollowerProgress, LevelProgress
 from lth.runs.replicates import run_replicate
 from lth.runs.session import worker_trackers
 from lth.runs.tracking import Tracker
@@ -85,15 +85,30 @@ class ForwardedEvents(Tracker):
         self.results.put(("event", "level_done", args, kwargs))
 
 
+class ForwardedRows:
+    """In a worker: the notes and table rows of its replicates, sent to the parent's reporter (the
+    lead of the worker's `FollowerProgress`), which prints them with the run's table."""
+
+    def __init__(self, results: Any):
+        self.results = results
+
+    def note(self, message: str) -> None:
+        self.results.put(("note", message))
+
+    def print_row(self, *args: Any) -> None:
+        self.results.put(("row", *args))
+
+
 def _replicate_job(replicate: int, results: Any, config_dict: dict[str, Any], runs_root: str, data_root: Any,
                    mask_arrays: dict[str, Any] | None, every: CheckpointPeriod, wandb_mode: str,
                    allow_mixed_numerics: bool, forward_events: bool) -> int:
-    """One replicate in this worker: no progress bars; returns the levels it has."""
+    """One replicate in this worker: no progress bars, its table rows printed by the parent; returns
+    the levels it has."""
     run = RunDir(runs_root, from_dict(config_dict))
     setup = run_setup(run, data_root).for_replicate(replicate)  # a run from a ticket: its copy in the run directory
     mask = mask_from_arrays(mask_arrays, init_params(setup)[0]) if mask_arrays is not None else None
     trackers = worker_trackers(run, wandb_mode, [ForwardedEvents(results)] if forward_events else [])
-    reporter = LevelProgress(run.config.levels, setup.total_steps, enabled=False)
+    reporter = FollowerProgress(ForwardedRows(results))
     try:
         records = run_replicate(setup, run.replicate(replicate), mask, replicate, every, reporter, trackers,
                                 allow_mixed_numerics=allow_mixed_numerics)
@@ -107,7 +122,8 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, data_r
                               every: CheckpointPeriod, wandb_mode: str, reporter: LevelProgress,
                               allow_mixed_numerics: bool = False, trackers: Sequence[Any] = ()) -> None:
     """Train the replicates `todo` in `workers` processes pinned to distinct cores; the level events
-    of their replicates reach `trackers` here, in this process. A worker's error is raised here (one
+    of their replicates reach `trackers` here, in this process, and their table rows and notes
+    `reporter`. A worker's error is raised here (one
     line) once the others have finished; their finished levels are kept. If this process is
     interrupted, the workers are stopped before it returns."""
     context = multiprocessing.get_context("spawn")  # never fork a process that holds XLA threads
@@ -125,7 +141,7 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, data_r
     try:
         for proc in procs:
             proc.start()
-        for replicate, levels, error in _results(results, procs, len(todo), trackers):
+        for replicate, levels, error in _results(results, procs, len(todo), trackers, reporter):
             if error:
                 errors.append(f"replicate {replicate}: {error}")
             else:
@@ -139,9 +155,10 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, data_r
         raise LthError("; ".join(errors))
 
 
-def _results(results: Any, procs: list[Any], count: int, trackers: Sequence[Any]) -> Iterator[tuple[int, int, Any]]:
+def _results(results: Any, procs: list[Any], count: int, trackers: Sequence[Any], reporter: LevelProgress
+             ) -> Iterator[tuple[int, int, Any]]:
     """The (replicate, levels, error) of `count` replicates as the workers report them; the events
-    they forward on the way are handed to `trackers`."""
+    they forward on the way are handed to `trackers`, their rows and notes to `reporter`."""
     done = 0
     while done < count:
         message = _next_message(results, procs)
@@ -149,6 +166,12 @@ def _results(results: Any, procs: list[Any], count: int, trackers: Sequence[Any]
             _, name, args, kwargs = message
             for tracker in trackers:
                 getattr(tracker, name)(*args, **kwargs)
+            continue
+        if message[0] == "row":
+            reporter.print_row(*message[1:])
+            continue
+        if message[0] == "note":
+            reporter.note(message[1])
             continue
         done += 1
         yield message[1:]
