@@ -16,7 +16,8 @@ Variants (`lth run lenet300_mnist --variant NAME`):
            Runtime on 2 CPU cores: estimated ~15 minutes (21 levels x (50K iterations at ~2,500 it/s
            + 500 evaluations of 15,000 images)), not measured end to end.
   quick    the README's run: 5,000 iterations (~86 epochs) per level, 18 levels (1.85 % of the
-           weights left). 1-2 minutes on 2 CPU cores (2 min 5 s measured on a busy machine).
+           weights left), then the imp+reinit control at levels 7, 12, 17 (21, 7, 2 % of the
+           weights). 104 s on 2 CPU cores (2026-12-06, median of 3, quiet; 90 s without controls).
   smoke    a wiring check for tests: 60 iterations, 2 levels, seconds.
 
 Expected outcome (Frankle & Carbin, Fig. 3): test accuracy stays at or above the dense network's
