@@ -136,3 +136,21 @@ def test_plot_compares_runs_with_differing_fields_in_the_legend(capsys, runs_dir
     assert sorted(legend_labels(configs)) == ["mlp_mnist1d rewind=0it", "mlp_mnist1d rewind=10it"]
     code, _, err = run_cli(capsys, "plot", "nope", "--runs", str(runs_dir))
     assert code == 2 and "no run 'nope'" in err
+
+
+def test_output_cut_short_by_its_reader_is_no_error(tmp_path):
+    """`lth run ... --dry-run | head -1`: once the reader has gone, the rest of the output is dropped
+    quietly (exit 0, no "Broken pipe" error line). Here the reader is gone before the first write."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lth.cli", "run", "mlp_mnist1d", "--variant", "smoke",
+                               "--dry-run"], stdout=write, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env={**os.environ, "WANDB_MODE": "disabled"})
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

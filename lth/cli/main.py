@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LthError as err:
         print(f"lth: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`lth ls | head`): no more output, no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 0
     except OSError as err:  # a full disk, a path that cannot be written: one line, what is done is kept
         print(f"lth: error: {_os_error(err)}", file=sys.stderr)
         return 2
