@@ -406,7 +406,12 @@ def test_connection_closed_mid_download_leaves_no_file(tmp_path, monkeypatch, se
 INTERRUPTED_DOWNLOAD = """
 import faulthandler, json, signal, sys
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, if it ever does
+# a signal sent to a process lands on any thread that does not block it: the threads the imports start
+# (BLAS, XLA) block SIGINT, so Ctrl-C reaches the main thread, blocked in the socket read (with another
+# thread taking it, the read went on until the server gave up: a flake in loaded suite runs)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 from lth.data import download, load_dataset
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 checksums, url, root = json.loads(sys.argv[1])
 download.CHECKSUMS["cifar10"], download.MIRRORS["cifar10"] = checksums, (url,)
 load_dataset("cifar10", root=root)
