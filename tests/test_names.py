@@ -18,7 +18,7 @@ def test_model_and_dataset_names_match_the_registries():
 
 
 def test_the_other_names_are_the_implementations():
-    from lth.runs.layout import LAYOUTS
+    from lth.execution.layout import LAYOUTS
     from lth.sparsity.distributions import DISTRIBUTIONS
     from lth.sparsity.pruning import SCHEDULES, STRATEGIES
     from lth.training.optim import OPTIMIZERS, make_optimizer, make_schedule

@@ -16,7 +16,7 @@ from helpers import ROOT, run_cli, tiny_config
 from lth.jobs.controls import run_controls
 from lth.jobs.instability import run_instability
 from lth.jobs.lottery import run_lottery
-from lth.runs.progress import HEADER, LevelProgress, on_terminal
+from lth.execution.progress import HEADER, LevelProgress, on_terminal
 
 
 class Clock:

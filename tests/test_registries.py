@@ -132,8 +132,8 @@ def test_every_control_source_makes_a_mask_with_the_main_lines_count(main_line, 
 
 @pytest.mark.parametrize("mode", ["disabled", "offline"])
 def test_every_built_in_tracker_takes_a_runs_events(tmp_path, monkeypatch, mode):
-    from lth.runs.session import TRACKERS, worker_trackers
-    from lth.runs.tracking import Tracker
+    from lth.execution.session import TRACKERS, worker_trackers
+    from lth.execution.tracking import Tracker
     from lth.store import RunDir
 
     monkeypatch.setenv("WANDB_MODE", mode)

@@ -182,7 +182,7 @@ def test_aggregate_hand_worked():
 
 def test_replicates_in_pinned_worker_processes_equal_one_by_one(tmp_path):
     """Worker processes (one core each) compute byte-identical records to the sequential loop."""
-    from lth.runs.layout import choose_workers
+    from lth.execution.layout import choose_workers
 
     config = tiny_config(levels=1)
     sequential = run_lottery(config, runs_root=tmp_path / "seq", replicates=2, workers=1, progress=False,
@@ -217,7 +217,7 @@ def test_checkpoint_period_parsing():
 
 def test_time_based_checkpoints_follow_the_wall_clock(tmp_path, monkeypatch):
     """checkpoint_every="10min": a mid-level checkpoint at the first epoch boundary after 10 minutes."""
-    import lth.runs.recorder
+    import lth.execution.recorder
     from lth.store import ReplicateDir
 
     now = [0.0]
@@ -228,7 +228,7 @@ def test_time_based_checkpoints_follow_the_wall_clock(tmp_path, monkeypatch):
 
     saved = []
     original = ReplicateDir.save_level_step
-    monkeypatch.setattr(lth.runs.recorder, "clock", clock)
+    monkeypatch.setattr(lth.execution.recorder, "clock", clock)
     monkeypatch.setattr(ReplicateDir, "save_level_step",
                         lambda self, level, state, *a: (saved.append((level, int(state.step))),
                                                         original(self, level, state, *a)))

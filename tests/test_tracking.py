@@ -10,7 +10,7 @@ from wandb_records import find_run_files, read_run
 from lth.cli import main
 from lth.errors import ConfigError
 from lth.jobs.lottery import run_lottery
-from lth.runs.tracking import Tracker
+from lth.execution.tracking import Tracker
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from helpers import tiny_config
 
 from lth.lottery import prepare
 from lth.spec.parse import parse_checkpoint_period
-from lth.runs.progress import LevelProgress
-from lth.runs.replicates import run_replicate
-from lth.runs.tracking import Tracker
+from lth.execution.progress import LevelProgress
+from lth.execution.replicates import run_replicate
+from lth.execution.tracking import Tracker
 from lth.store import ReplicateDir, checkpoints
 from lth.store.writer import BackgroundWriter, host_copy
 

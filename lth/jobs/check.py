@@ -9,7 +9,7 @@ from typing import Any
 
 from lth.errors import LthError
 from lth.lottery import init_params
-from lth.runs.progress import warn
+from lth.execution.progress import warn
 from lth.sparsity.masks import make_mask
 from lth.store import DamagedFileError, load_mask, open_run
 from lth.store.resume import check_finished

@@ -15,10 +15,10 @@ from lth.lottery.controls import (
 )
 from lth.jobs.report import report_run_end
 from lth.plans.control import ControlPlan, plan_controls
-from lth.runs.progress import warn
-from lth.runs.recorder import Recorder
-from lth.runs.session import Session, open_session
-from lth.runs.replicates import recompute_checked_rewind
+from lth.execution.progress import warn
+from lth.execution.recorder import Recorder
+from lth.execution.session import Session, open_session
+from lth.execution.replicates import recompute_checked_rewind
 from lth.store.checkpoints import CheckpointError
 from lth.store import JsonlSink, ReplicateDir, aggregate, load_mask, write_json
 from lth.store.queries import run_records

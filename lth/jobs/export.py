@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lth.runs.session import worker_trackers
-from lth.runs.wandb_tracker import WandbTracker
+from lth.execution.session import worker_trackers
+from lth.execution.wandb_tracker import WandbTracker
 from lth.store import best_ticket, open_run
 
 

@@ -15,9 +15,9 @@ from lth.lottery.instability import instability_curve
 from lth.plans.control import InstabilityPlan, plan_instability
 from lth.spec.commands import run_command
 from lth.spec.parse import steps_of
-from lth.runs.progress import LevelProgress
-from lth.runs.recorder import Recorder
-from lth.runs.session import refresh_summaries
+from lth.execution.progress import LevelProgress
+from lth.execution.recorder import Recorder
+from lth.execution.session import refresh_summaries
 from lth.store import JsonlSink, load_mask, read_json_list
 from lth.store.queries import run_records
 from lth.tickets import run_setup

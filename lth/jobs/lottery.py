@@ -17,12 +17,12 @@ from lth.lottery import Setup, build_setup, init_params, initial_mask
 from lth.lottery.setup import data_parallel_setup
 from lth.plans.control import plan_controls
 from lth.plans.run import RunPlan, plan_run
-from lth.runs.from_ticket import keep_ticket, start_from_ticket
-from lth.runs.layout import choose_layout
-from lth.runs.progress import warn
-from lth.runs.replicates import run_replicate, run_replicates_together
-from lth.runs.session import Session, open_session
-from lth.runs.workers import run_replicates_in_workers
+from lth.execution.from_ticket import keep_ticket, start_from_ticket
+from lth.execution.layout import choose_layout
+from lth.execution.progress import warn
+from lth.execution.replicates import run_replicate, run_replicates_together
+from lth.execution.session import Session, open_session
+from lth.execution.workers import run_replicates_in_workers
 from lth.sparsity.masks import Mask, mask_digest
 from lth.spec.config import ExperimentConfig, replace
 from lth.spec.parse import CheckpointPeriod
@@ -65,12 +65,12 @@ def run_lottery(
     `ConfigError` / `MaskError` (both `ValueError`) and leaves nothing behind. `mask` is an optional
     starting mask (a mask pytree or a saved `.npz`); its digest becomes part of the config. `ticket`
     (a `lth.tickets.Ticket` or its file): level 0 starts from its mask and weights, at its start
-    iteration (`lth.runs.from_ticket`); its digest becomes part of the config, a copy goes into the run
+    iteration (`lth.execution.from_ticket`); its digest becomes part of the config, a copy goes into the run
     directory. On the experiment it came from, level 0 retrains the ticket's level exactly.
 
     `wandb`: "offline" (default, or $WANDB_MODE), "online" or "disabled"; offline files are written
     inside the run directory. Local files (results, metrics.jsonl, plots) are written in every mode.
-    `trackers`: more `lth.runs.tracking.Tracker`s to report to.
+    `trackers`: more `lth.execution.tracking.Tracker`s to report to.
 
     `controls` (e.g. ("imp+reinit", "random_layerwise")) are trained afterwards for `control_levels`
     (default: every level) by `lth.jobs.controls.run_controls`; finished ones are not recomputed.
@@ -82,7 +82,7 @@ def run_lottery(
     `trackers` are called in every process). Results equal single-device training to float
     tolerance, not bit for bit: resume a run on the device count it started with.
 
-    `layout`: how several replicates run (`lth.runs.layout`): "sequential", "workers" (processes
+    `layout`: how several replicates run (`lth.execution.layout`): "sequential", "workers" (processes
     pinned to CPU cores; `workers` of them, default one per core and replicate to train;
     byte-identical to sequential), "vmap" or "devices" (one vmapped program, on one device or split
     over the local devices; equal to sequential up to float summation order). Default: workers on

@@ -19,10 +19,10 @@ from lth.spec.fields import records_planned
 from lth.lottery import Setup, build_setup
 from lth.jobs.report import print_paths
 from lth.lottery.methods import check_method, method_levels
-from lth.runs.progress import warn
-from lth.runs.recorder import Recorder
-from lth.runs.replicates import level_errors
-from lth.runs.session import open_session
+from lth.execution.progress import warn
+from lth.execution.recorder import Recorder
+from lth.execution.replicates import level_errors
+from lth.execution.session import open_session
 from lth.plans.run import RunPlan, plan_run
 from lth.sparsity.masks import Mask, mask_digest
 from lth.store import JsonlSink, ReplicateDir, RunDir

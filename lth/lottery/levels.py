@@ -9,7 +9,7 @@ uses level L's; with ``"fixed"`` one order serves every level, so a level differ
 run only by its mask.
 
 `lottery_levels` yields one `LevelOutcome` per level and writes nothing: files, logs and progress
-belong to its `Hooks` (`lth.runs` wires them to the run directory, W&B and the terminal).
+belong to its `Hooks` (`lth.execution` wires them to the run directory, W&B and the terminal).
 """
 
 from __future__ import annotations

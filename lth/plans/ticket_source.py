@@ -1,6 +1,6 @@
 """`lth run --ticket`: a ticket file, or (online) the name of a W&B ``ticket`` artifact that
 `lth ticket export --wandb online` logged, e.g. ``ticket-lenet300_mnist-6a3f9c1e:best`` or
-``entity/project/ticket-...:level-13`` (downloaded by `lth.runs.from_ticket` when the run starts)."""
+``entity/project/ticket-...:level-13`` (downloaded by `lth.execution.from_ticket` when the run starts)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from lth.sweeps.progress import SweepProgress
 from lth.sweeps.state import SweepState
 from lth.sweeps.task import CellJob, train_cell
 from lth.sweeps.wandb_summary import log_sweep_summary
-from lth.runs.progress import warn
+from lth.execution.progress import warn
 from lth.plans.sweep import SweepOptions, plan_sweep_options
 from lth.store import RunDir, RunLock
 from lth.store.sweeps import SweepDir, unpack_run_dir

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lth.runs.progress import format_duration
+from lth.execution.progress import format_duration
 
 
 class SweepProgress:

@@ -22,7 +22,7 @@ import jax
 from lth.spec.config import from_dict
 from lth.errors import LthError
 from lth.jobs.lottery import run_lottery
-from lth.runs.wandb_tracker import SWEEP_ENV
+from lth.execution.wandb_tracker import SWEEP_ENV
 from lth.store import RunDir
 from lth.store.sweeps import pack_run_dir, sees_probe
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lth.analysis.tables import Table
-from lth.runs.wandb_tracker import open_wandb_run
+from lth.execution.wandb_tracker import open_wandb_run
 from lth.store.sweeps import SweepDir
 
 

@@ -3,7 +3,7 @@ a worker process runs) or several in lockstep as one vmapped program (`run_repli
 
 Each replicate resumes from its own files: its finished records are kept, its directory reset or
 truncated to its resume point (`lth.store.resume`), and every level it trains is recorded through a
-`lth.runs.recorder.Recorder`. Its checkpoints and records are written by a background writer
+`lth.execution.recorder.Recorder`. Its checkpoints and records are written by a background writer
 (`lth.store.writer`) while the next chunks train; the replicate's lock is held until every pending
 save is on disk.
 """
@@ -21,9 +21,9 @@ from lth.lottery import Resume, Setup, init_params, initial_mask, lottery_levels
 from lth.lottery.levels import recompute_rewind, resume_point
 from lth.lottery.setup import stacked_training
 from lth.spec.parse import CheckpointPeriod
-from lth.runs.progress import FollowerProgress, warn
-from lth.runs.recorder import Recorder
-from lth.runs.tracking import one_run_at_a_time
+from lth.execution.progress import FollowerProgress, warn
+from lth.execution.recorder import Recorder
+from lth.execution.tracking import one_run_at_a_time
 from lth.sparsity.masks import Mask
 from lth.store import JsonlSink, ReplicateDir, replicate_paths
 from lth.store.checkpoints import tree_digest

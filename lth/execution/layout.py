@@ -1,7 +1,7 @@
 """How the replicates of a run are laid out on this machine (`lth run --layout`):
 
 * ``sequential``: one replicate after another in this process;
-* ``workers``: replicates in worker processes pinned to CPU cores (`lth.runs.workers`), the CPU
+* ``workers``: replicates in worker processes pinned to CPU cores (`lth.execution.workers`), the CPU
   default; byte-identical to sequential;
 * ``vmap``: all replicates as one vmapped program on the default device (`lth.training.stacked`);
 * ``devices``: that program with the replicates split over the local devices, the accelerator

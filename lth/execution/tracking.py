@@ -1,5 +1,5 @@
 """What a run reports to its trackers (`Tracker`), and how a tracker that holds one open run at a time
-hears replicates trained in lockstep (`WholeLevels`). The W&B tracker: `lth.runs.wandb_tracker`."""
+hears replicates trained in lockstep (`WholeLevels`). The W&B tracker: `lth.execution.wandb_tracker`."""
 
 from __future__ import annotations
 

@@ -193,7 +193,7 @@ class Heartbeat:
 class FollowerProgress:
     """The progress of a replicate trained in lockstep with the one that `lead` shows: no bar of its
     own, its notes and table rows through the lead (anything with `note` and `print_row`: the
-    `LevelProgress`, or in a worker process the queue to its parent's, `lth.runs.workers`)."""
+    `LevelProgress`, or in a worker process the queue to its parent's, `lth.execution.workers`)."""
 
     def __init__(self, lead: Any):
         self.lead = lead

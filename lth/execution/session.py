@@ -3,7 +3,7 @@ place. Under the run's lock: the run directory made (with its config.json), the 
 caller's, then one of every built-in tracker of `TRACKERS`, built only in `worker_trackers`), and the
 terminal reporter; on the way out, whatever happened, the reporter and every tracker closed.
 
-Adding a built-in tracker: a `lth.runs.tracking.Tracker` subclass in its own module and one entry in
+Adding a built-in tracker: a `lth.execution.tracking.Tracker` subclass in its own module and one entry in
 `TRACKERS`; `tests/test_registries.py` feeds every entry a run's events."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lth.runs.progress import LevelProgress, warn
-from lth.runs.tracking import Tracker
-from lth.runs.wandb_tracker import WandbTracker
+from lth.execution.progress import LevelProgress, warn
+from lth.execution.tracking import Tracker
+from lth.execution.wandb_tracker import WandbTracker
 from lth.spec.config import to_dict
 from lth.store import RunDir
 

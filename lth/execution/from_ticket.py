@@ -12,7 +12,7 @@ from lth.errors import ConfigError
 from lth.lottery import Setup, with_start
 from lth.sparsity.masks import Mask
 from lth.plans.ticket_source import is_artifact_name
-from lth.runs.ticket_artifact import download_ticket_artifact
+from lth.execution.ticket_artifact import download_ticket_artifact
 from lth.store import RunDir
 from lth.store.run_dir import artifact_downloads
 from lth.tickets import Ticket, save, ticket_start

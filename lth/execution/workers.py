@@ -1,6 +1,6 @@
 """Replicates in worker processes, each pinned to its own CPU core (the CPU default layout).
 
-A worker trains whole replicates with `lth.runs.replicates.run_replicate` into the shared run
+A worker trains whole replicates with `lth.execution.replicates.run_replicate` into the shared run
 directory, exactly as that replicate trained alone on one core would (`taskset -c N`): the same
 numerics context, so the same bits. It holds the replicate's own lock while it trains, and it dies
 with its parent: the kernel kills it when the parent goes (PR_SET_PDEATHSIG on Linux), and a
@@ -25,10 +25,10 @@ from lth.spec.config import from_dict, to_dict
 from lth.errors import LthError
 from lth.lottery import init_params
 from lth.spec.parse import CheckpointPeriod
-from lth.runs.progress import FollowerProgress, LevelProgress
-from lth.runs.replicates import run_replicate
-from lth.runs.session import worker_trackers
-from lth.runs.tracking import Tracker
+from lth.execution.progress import FollowerProgress, LevelProgress
+from lth.execution.replicates import run_replicate
+from lth.execution.session import worker_trackers
+from lth.execution.tracking import Tracker
 from lth.sparsity.masks import Mask, mask_from_arrays, mask_to_arrays
 from lth.store import RunDir
 from lth.tickets import run_setup

@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lth.runs.tracking import Tracker
+from lth.execution.tracking import Tracker
 from lth.spec.config import config_hash, replace
 from lth.store import RunDir, read_json_list, write_atomic
 from lth.store.records import accuracy, is_finite_number
