@@ -40,3 +40,9 @@ def closest(name: object, choices: Iterable[str]) -> str | None:
     """The choice `name` most likely misspells (difflib, ratio >= 0.6), or None."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6) if isinstance(name, str) else []
     return close[0] if close else None
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (at most `limit` characters), else its type's name:
+    for one-line errors and warnings that quote a library's failure."""
+    return (str(err).splitlines() or [type(err).__name__])[0][:limit]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lth.errors import ConfigError
+from lth.errors import ConfigError, first_line
 
 
 def download_ticket_artifact(name: str, root: Path) -> Path:
@@ -20,7 +20,7 @@ def download_ticket_artifact(name: str, root: Path) -> Path:
         artifact = wandb.Api().artifact(name, type="ticket")
         folder = Path(artifact.download(root=str(root / name.replace("/", "_").replace(":", "_"))))
     except Exception as err:  # network, permissions, no such artifact: one line
-        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         raise ConfigError(f"W&B artifact {name} could not be downloaded ({type(err).__name__}: {first})") from err
     files = sorted(folder.glob("*.safetensors"))
     if len(files) != 1:

@@ -25,6 +25,9 @@ any failure prints one warning and turns this tracker off; local files go on.
 
 from __future__ import annotations
 
+from lth.errors import first_line
+
+import functools
 import json
 import os
 from pathlib import Path
@@ -106,6 +109,11 @@ class WandbTracker(Tracker):
         self._steps_dir = run.wandb_steps_dir
         self.used_ids: list[str] = []
 
+    @functools.cached_property
+    def ticket_artifact(self) -> str | None:
+        """The artifact version a ``--ticket`` run started from (`start_artifact`), read once."""
+        return start_artifact(self.run)
+
     # rows already logged, per W&B run ----------------------------------------------------------
 
     def _last(self, run_id: str) -> tuple[tuple[int, int], int]:
@@ -136,7 +144,7 @@ class WandbTracker(Tracker):
             return fn(*args, **kwargs)
         except Exception as err:  # W&B must never stop training
             self.active = False
-            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err)
             self.warn(f"W&B {what} failed ({type(err).__name__}: {first}); W&B logging is off for this run, "
                       "local files continue")
             return None
@@ -162,7 +170,7 @@ class WandbTracker(Tracker):
         job_type = self.config.get("method", "imp") if branch == "main" else branch
         config = {**self.config, "replicate": replicate, "branch": job_type,
                   "seed": self.config.get("seed", 0) + replicate, "run_directory": self.run_path.name}
-        source = start_artifact(self.run)
+        source = self.ticket_artifact
         if source:
             config["ticket_artifact"] = source
         name = f"{self.run_path.name}-r{replicate}" + ("" if branch == "main" else f"-{slug}")

@@ -9,7 +9,7 @@ import shlex
 from typing import Any
 
 from lth.errors import ConfigError
-from lth.spec.config import ExperimentConfig
+from lth.spec.config import ExperimentConfig, replace
 from lth.spec.experiments import experiment_variants, load_config
 from lth.spec.fields import value_text
 
@@ -39,8 +39,6 @@ def run_command(config: ExperimentConfig, **changes: Any) -> str | None:
         variants = experiment_variants(config.name)
     except ConfigError:
         return None
-    from lth.spec.config import replace
-
     target = replace(config, **changes) if changes else config
     best: tuple[int, str, dict[str, Any]] | None = None
     for variant in variants:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.spec.checks import HOST_PORT, check_address
-from lth.errors import LthError
+from lth.errors import LthError, first_line
 from lth.store.sweeps import sees_probe
 
 
@@ -61,7 +61,7 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err)
             raise LthError(f"could not join the Ray cluster at {address}: {first}") from None
     try:
         yield ray

@@ -5,6 +5,8 @@ carry it as the config field ``sweep``); a W&B failure is one warning and never 
 
 from __future__ import annotations
 
+from lth.errors import first_line
+
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +35,7 @@ def log_sweep_summary(sweep_dir: SweepDir, name: str, table: Table, config: dict
     try:
         return _log(sweep_dir, name, table, config, mode)
     except Exception as err:  # W&B never fails a sweep
-        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         warn(f"W&B sweep summary failed ({type(err).__name__}: {first}); the sweep's local files are complete")
         return None
 
