@@ -1,0 +1,84 @@
+"""Running a layer graph (`lth.models.graph`) on params: the evaluation-mode forward of any model
+`lth` ships, of its masked tickets and of their compact networks (narrower params, same graph).
+
+BatchNorm uses its running statistics (evaluation mode); a compact network has them folded into
+its convs (``norm`` None) and runs the same code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lth.models.graph import Layer
+
+Params = Any
+
+
+def _leaf(tree: Any, path: str) -> Any:
+    for part in path.split("/"):
+        tree = tree[part]
+    return tree
+
+
+def _has(tree: Any, path: str) -> bool:
+    try:
+        _leaf(tree, path)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
+def _weighted(layer: Layer, params: Params, state: Any, h: jax.Array) -> jax.Array:
+    path = layer["params"]
+    kernel = _leaf(params, f"{path}/kernel")
+    if layer["op"] == "dense":
+        h = h @ kernel
+    else:
+        rank = kernel.ndim - 2
+        spatial = "HW"[:rank] if rank <= 2 else "DHW"
+        h = jax.lax.conv_general_dilated(
+            h, kernel, window_strides=tuple(layer["stride"]), padding=[tuple(p) for p in layer["padding"]],
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+    if _has(params, f"{path}/bias"):
+        h = h + _leaf(params, f"{path}/bias")
+    norm = layer.get("norm")
+    if norm is not None:
+        stats = _leaf(state, f"batch_stats/{norm['params']}")
+        h = (h - stats["mean"]) * jax.lax.rsqrt(stats["var"] + norm["epsilon"])
+        h = h * _leaf(params, f"{norm['params']}/scale") + _leaf(params, f"{norm['params']}/bias")
+    return _activate(layer.get("activation"), h)
+
+
+def _activate(activation: str | None, h: jax.Array) -> jax.Array:
+    return jax.nn.relu(h) if activation == "relu" else h
+
+
+def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array) -> jax.Array:
+    """`h` through `layers` in order (evaluation mode)."""
+    for layer in layers:
+        op = layer["op"]
+        if op in ("dense", "conv"):
+            h = _weighted(layer, params, state, h)
+        elif op == "flatten":
+            h = h.reshape((h.shape[0], -1))
+        elif op == "channels":
+            h = h[..., None] if h.ndim == 2 else h
+        elif op == "max_pool":
+            window = (1, *layer["window"], 1)
+            h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, window, window, "VALID")
+        elif op == "global_mean":
+            h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
+        elif op == "residual":
+            h = _activate(layer["activation"], run_layers(layer["body"], params, state, h)
+                          + run_layers(layer["shortcut"], params, state, h))
+        else:
+            raise ValueError(f"unknown layer op {op!r}")
+    return h
+
+
+def forward(graph: list[Layer], params: Params, state: Any, x: jax.Array) -> jax.Array:
+    """Logits of the network `graph` describes, with `params` and model `state` (BatchNorm statistics)."""
+    return run_layers(graph, params, state or {}, x)
