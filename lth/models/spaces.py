@@ -44,6 +44,12 @@ class Space:
     norms: dict[str, str] = field(default_factory=dict)  # writer -> its BatchNorm's param path
     readers: list[Reader] = field(default_factory=list)
     stream: bool = False
+    op: str = ""  # "dense" or "conv": the kind of layer writing it ("" for the input)
+
+    @property
+    def name(self) -> str:
+        """The space's name in records and reports: its first writer's path ("input" for the input)."""
+        return self.writers[0] if self.writers else "input"
 
 
 def _kernel_shape(params: Any, path: str) -> tuple[int, ...]:
@@ -100,7 +106,7 @@ class _Walk:
             space.size = fan_in if layer["op"] == "dense" else shape[-2]
         positions = fan_in // space.size if flat and layer["op"] == "dense" else 1
         space.readers.append(Reader(layer["params"], positions))
-        new = Space(len(self.spaces), shape[-1], "hidden", [layer["params"]])
+        new = Space(len(self.spaces), shape[-1], "hidden", [layer["params"]], op=layer["op"])
         if layer.get("norm"):
             new.norms[layer["params"]] = layer["norm"]["params"]
         self.spaces.append(new)
