@@ -1,0 +1,239 @@
+"""`lth ticket bench`: a ticket's forward measured on the device at hand, four ways.
+
+- ``dense``: the network at full width with the pruned weights zero (what training runs; what a
+  ticket costs on hardware built for dense layers);
+- ``compact``: the smaller dense network of `lth.tickets.compact` (same function, fewer units);
+- ``bcoo``: the dense layers' kernels as ``jax.experimental.sparse.BCOO`` matrices of their kept
+  weights (conv layers stay dense: JAX has no general sparse convolution);
+- ``scipy_csr``: NumPy with scipy.sparse CSR kernels, for networks of dense layers only.
+
+Every variant runs on the same random inputs; timing is `lth.tickets.timing.time_calls` (warm-up,
+rounds in a rotating order, median and minimum of blocked calls). Per dense layer, the dense, BCOO
+and CSR products are also timed alone at each batch: the fastest kernel of each layer is reported
+by measurement, a sparse kernel only where it measured faster than the dense one.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import sparse
+
+from lth.models.graph import Layer, model_graph, weighted_layers
+from lth.models.graph_forward import forward, output_positions
+from lth.sparsity.masks import named_leaves
+from lth.tickets.compact import compact_forward, compact_network
+from lth.tickets.file import Ticket, load
+from lth.tickets.sizes import dense_sizes, masked_params
+from lth.tickets.timing import repeats_for, time_calls
+
+VARIANTS = ("dense", "compact", "bcoo", "scipy_csr")
+DEFAULT_BATCHES = (1, 64, 1024)
+
+
+def device_description() -> str:
+    """The device jax runs on, in words (platform, kind, and the host's cores for a CPU)."""
+    device = jax.devices()[0]
+    text = f"{device.platform}: {device.device_kind}"
+    if device.platform == "cpu":
+        text += f" ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    return text
+
+
+def _get(tree: Any, path: str) -> Any:
+    for part in path.split("/"):
+        tree = tree[part]
+    return tree
+
+
+def _with_leaves(tree: Any, leaves: dict[str, Any]) -> Any:
+    """A copy of nested dict `tree` with the leaves at `leaves`' paths replaced."""
+    out = jax.tree.map(lambda a: a, tree)
+    for path, value in leaves.items():
+        *parents, last = path.split("/")
+        node = out
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return out
+
+
+def bcoo_params(graph: list[Layer], params: Any, mask: Any) -> Any:
+    """`params` (masked, NumPy) with every dense layer's kernel a BCOO of its kept entries."""
+    masks = named_leaves(mask)
+    kernels = {}
+    for layer in weighted_layers(graph):
+        path = f"{layer['params']}/kernel"
+        if layer["op"] != "dense":
+            continue
+        kernel = np.asarray(_get(params, path))
+        keep = np.ones(kernel.shape, bool) if masks.get(path) is None else np.asarray(masks[path], bool)
+        rows, cols = np.nonzero(keep)
+        indices = jnp.asarray(np.stack([rows, cols], axis=1).astype(np.int32))
+        kernels[path] = sparse.BCOO((jnp.asarray(kernel[rows, cols]), indices), shape=kernel.shape,
+                                    indices_sorted=True, unique_indices=True)
+    return _with_leaves(params, kernels)
+
+
+def csr_forward(graph: list[Layer], params: Any, state: Any) -> tuple[Any, int] | None:
+    """A NumPy forward with scipy CSR kernels for a graph of dense layers, and its bytes in memory
+    (None if the graph has convs)."""
+    import scipy.sparse as sp
+
+    if any(layer["op"] == "conv" for layer in weighted_layers(graph)):
+        return None
+    mats = {layer["params"]: sp.csr_matrix(np.asarray(_get(params, f"{layer['params']}/kernel")).T)
+            for layer in weighted_layers(graph)}
+
+    def dense(layer: Layer, h: np.ndarray) -> np.ndarray:
+        path = layer["params"]
+        h = (mats[path] @ h.T).T
+        if path in params and "bias" in params[path]:
+            h = h + np.asarray(params[path]["bias"])
+        if layer.get("norm"):
+            norm, stats = layer["norm"], _get(state, f"batch_stats/{layer['norm']['params']}")
+            h = (h - stats["mean"]) / np.sqrt(np.asarray(stats["var"]) + norm["epsilon"])
+            h = h * np.asarray(_get(params, f"{norm['params']}/scale")) + np.asarray(_get(params, f"{norm['params']}/bias"))
+        return np.maximum(h, 0) if layer.get("activation") == "relu" else h
+
+    def run(layers: list[Layer], h: np.ndarray) -> np.ndarray:
+        for layer in layers:
+            if layer["op"] == "dense":
+                h = dense(layer, h)
+            elif layer["op"] == "flatten":
+                h = h.reshape(h.shape[0], -1)
+            elif layer["op"] == "residual":
+                h = run(layer["body"], h) + run(layer["shortcut"], h)
+                h = np.maximum(h, 0) if layer.get("activation") == "relu" else h
+        return h
+
+    memory = sum(int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes) for m in mats.values())
+    memory += sum(int(np.asarray(leaf).nbytes) for path, leaf in named_leaves(params).items()
+                  if not path.endswith("/kernel"))
+    return (lambda x: run(graph, np.asarray(x, np.float32))), memory
+
+
+def weight_counts(graph: list[Layer], params: Any, mask: Any, positions: dict[str, int]) -> dict[str, int]:
+    """Parameters and MACs (one input) of the full-width network, dense and effective (kept weights
+    only): {"params", "macs", "kept_params", "kept_macs"}. Every leaf of `params` counts as a
+    parameter (BatchNorm scales and biases included, running statistics not)."""
+    masks = named_leaves(mask)
+    leaves = named_leaves(params)
+    kept = {path: int(np.size(leaf)) if masks.get(path) is None else int(np.count_nonzero(masks[path]))
+            for path, leaf in leaves.items()}
+    macs = kept_macs = 0
+    for layer in weighted_layers(graph):
+        path = f"{layer['params']}/kernel"
+        macs += int(np.size(leaves[path])) * positions[layer["params"]]
+        kept_macs += kept[path] * positions[layer["params"]]
+    return {"params": sum(int(np.size(v)) for v in leaves.values()), "macs": macs,
+            "kept_params": sum(kept.values()), "kept_macs": kept_macs}
+
+
+def layer_kernels(graph: list[Layer], params: Any, mask: Any, batches: tuple[int, ...], budget: float
+                  ) -> list[dict[str, Any]]:
+    """Per dense layer and batch: the median ms of the dense, BCOO and CSR products of its kernel
+    alone on random inputs, and the fastest of them."""
+    import scipy.sparse as sp
+
+    masks = named_leaves(mask)
+    rows = []
+    rng = np.random.default_rng(0)
+    for layer in weighted_layers(graph):
+        if layer["op"] != "dense":
+            continue
+        path = f"{layer['params']}/kernel"
+        kernel = np.asarray(_get(params, path), np.float32)
+        keep = np.ones(kernel.shape, bool) if masks.get(path) is None else np.asarray(masks[path], bool)
+        bcoo = bcoo_params([layer], {layer["params"]: {"kernel": kernel}}, {layer["params"]: {"kernel": keep}})
+        bcoo_kernel = bcoo[layer["params"]]["kernel"]
+        csr = sp.csr_matrix(kernel.T)
+        dense_kernel = jnp.asarray(kernel)
+        matmul = jax.jit(lambda h, k: h @ k)
+        for batch in batches:
+            x_np = rng.standard_normal((batch, kernel.shape[0])).astype(np.float32)
+            x = jnp.asarray(x_np)
+            fns = {"dense": lambda: matmul(x, dense_kernel), "bcoo": lambda: matmul(x, bcoo_kernel),
+                   "scipy_csr": lambda: (csr @ x_np.T).T}
+            one = time_calls(fns, repeats=2, rounds=1)
+            repeats = repeats_for(max(t["median"] for t in one.values()), budget / 3)
+            times = time_calls(fns, repeats)
+            medians = {name: 1e3 * t["median"] for name, t in times.items()}
+            rows.append({"layer": layer["params"], "batch": batch, "shape": list(kernel.shape),
+                         "density": float(keep.mean()), **{f"{k}_ms": v for k, v in medians.items()},
+                         "fastest": min(medians, key=medians.get)})
+    return rows
+
+
+def _nbytes(tree: Any) -> int:
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, sparse.BCOO):
+            total += int(leaf.data.nbytes + leaf.indices.nbytes)
+        else:
+            total += int(np.asarray(leaf).nbytes)
+    return total
+
+
+def _weights(ticket: Ticket) -> tuple[Any, str]:
+    return (ticket.trained, "trained") if ticket.trained is not None else (ticket.params, "start")
+
+
+def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BATCHES, budget: float = 0.5,
+                 seed: int = 0) -> dict[str, Any]:
+    """Measure the ticket file at `path` on this device (see the module docstring): the JSON of
+    `lth ticket bench`, {"device", "ticket", "weights", "rows": [{"variant", "batch", "median_ms",
+    "min_ms", "max_ms", "params", "macs", "memory_bytes"}], "max_abs_diff", "layers", "files", "skipped"}.
+    `budget`: about how many seconds of timed calls per variant and batch."""
+    path = Path(path)
+    ticket = load(path)
+    header = ticket.metadata
+    model, input_shape = header["model"], tuple(header["input_shape"])
+    weights, which = _weights(ticket)
+    graph = model_graph(model)
+    state = ticket.model_state or {}
+    masked = masked_params(weights, ticket.mask)
+    positions = output_positions(graph, masked, state, input_shape)
+    counts = weight_counts(graph, masked, ticket.mask, positions)
+    net = compact_network(model, weights, state, ticket.mask, input_shape)
+    dense_fn = jax.jit(lambda p, s, x: forward(graph, p, s, x))
+    sparse_params = bcoo_params(graph, masked, ticket.mask)
+    csr = csr_forward(graph, masked, state)
+    variants = {
+        "dense": (lambda x: dense_fn(masked, state, x), counts["params"], counts["macs"], _nbytes(masked)),
+        "compact": (lambda x: compact_forward(net, x), net.report["params"], net.report["macs"], _nbytes(net.params)),
+        "bcoo": (lambda x: dense_fn(sparse_params, state, x), counts["kept_params"], counts["kept_macs"],
+                 _nbytes(sparse_params)),
+    }
+    skipped = {}
+    if csr is None:
+        skipped["scipy_csr"] = "the network has conv layers: scipy has no sparse convolution"
+    else:
+        variants["scipy_csr"] = (csr[0], counts["kept_params"], counts["kept_macs"], csr[1])
+    rng = np.random.default_rng(seed)
+    rows, max_diff = [], 0.0
+    for batch in batches:
+        x_np = rng.standard_normal((batch, *input_shape)).astype(np.float32)
+        x = jnp.asarray(x_np)
+        reference = np.asarray(variants["dense"][0](x))
+        max_diff = max(max_diff, float(np.max(np.abs(np.asarray(variants["compact"][0](x)) - reference))))
+        fns = {name: (lambda fn=fn, x=x_np if name == "scipy_csr" else x: fn(x)) for name, (fn, *_) in variants.items()}
+        once = time_calls(fns, repeats=2, rounds=1)
+        repeats = repeats_for(max(t["median"] for t in once.values()), budget)
+        for name, t in time_calls(fns, repeats).items():
+            _, params, macs, memory = variants[name]
+            rows.append({"variant": name, "batch": batch, "median_ms": 1e3 * t["median"], "min_ms": 1e3 * t["min"],
+                         "max_ms": 1e3 * t["max"], "repeats": t["repeats"], "params": int(params), "macs": int(macs),
+                         "memory_bytes": int(memory)})
+    files = {"ticket_bytes": path.stat().st_size, "compact_bytes": compact_file_bytes(net, header),
+             **{k: v for k, v in dense_sizes(masked).items() if k != "dense_array_bytes"}}
+    return {"device": device_description(), "ticket": str(path), "model": model, "weights": which,
+            "density": header.get("density"), "rows": rows, "max_abs_diff": max_diff,
+            "layers": layer_kernels(graph, masked, ticket.mask, batches, budget), "files": files,
+            "compact_units": net.report.get("units"), "skipped": skipped}
