@@ -237,3 +237,34 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
             "density": header.get("density"), "rows": rows, "max_abs_diff": max_diff,
             "layers": layer_kernels(graph, masked, ticket.mask, batches, budget), "files": files,
             "compact_units": net.report.get("units"), "skipped": skipped}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def bench_text(result: dict[str, Any]) -> str:
+    """`bench_ticket`'s result as the terminal tables of `lth ticket bench`."""
+    lines = [f"device: {result['device']}",
+             f"ticket: {result['ticket']} ({result['model']}, {result['weights']} weights"
+             + (f", {100 * result['density']:.2f} % of the weights kept)" if result.get("density") is not None else ")"),
+             "", "| variant | batch | median ms (min) | vs dense | params | MACs per example | memory |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    dense = {r["batch"]: r["median_ms"] for r in result["rows"] if r["variant"] == "dense"}
+    for r in result["rows"]:
+        speed = dense[r["batch"]] / r["median_ms"] if r["median_ms"] > 0 else float("inf")
+        lines.append(f"| {r['variant']} | {r['batch']} | {_ms(r['median_ms'])} ({_ms(r['min_ms'])}) | {speed:.2f}x "
+                     f"| {r['params']:,} | {r['macs']:,} | {r['memory_bytes'] / 1000:,.1f} kB |")
+    for name, reason in result.get("skipped", {}).items():
+        lines.append(f"{name}: not measured ({reason})")
+    if result.get("layers"):
+        lines += ["", "fastest kernel per dense layer (measured alone; a sparse kernel only where faster):"]
+        for row in result["layers"]:
+            times = ", ".join(f"{k} {_ms(row[f'{k}_ms'])} ms" for k in ("dense", "bcoo", "scipy_csr"))
+            lines.append(f"  {row['layer']} {row['shape'][0]}x{row['shape'][1]} at {100 * row['density']:.1f} %, "
+                         f"batch {row['batch']}: {row['fastest']} ({times})")
+    files = result["files"]
+    lines += ["", f"files: ticket {files['ticket_bytes']:,} B, compact network {files['compact_bytes']:,} B, "
+              f"dense (np.savez_compressed) {files['dense_compressed']:,} B, dense raw {files['dense_raw']:,} B",
+              f"compact vs dense outputs: max |difference| {result['max_abs_diff']:.3g}"]
+    return "\n".join(lines)

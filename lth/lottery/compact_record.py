@@ -1,0 +1,43 @@
+"""What compaction would leave of a level's mask, for its record: the units alive per layer and the
+compact network's parameters and MACs (`lth.sparsity.alive`, from the mask alone: no weights read,
+so the numbers hold for the trained network and for its start alike)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import numpy as np
+
+from lth.models.graph import model_graph
+from lth.models.spaces import Space, unit_spaces
+from lth.sparsity.alive import alive_units, compact_cost
+from lth.sparsity.masks import Mask, named_leaves
+
+
+@functools.lru_cache(maxsize=16)
+def _structure(model: str, shapes_key: tuple[tuple[str, tuple[int, ...]], ...]
+               ) -> tuple[list[dict[str, Any]], list[Space], dict[str, tuple[int, ...]]]:
+    shapes = dict(shapes_key)
+    tree: dict[str, Any] = {}
+    for path, shape in shapes.items():
+        node = tree
+        *parents, last = path.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = jax.ShapeDtypeStruct(shape, np.float32)
+    graph = model_graph(model)
+    return graph, unit_spaces(graph, tree), shapes
+
+
+def compact_fields(model: str, params: Any, mask: Mask, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """{"units": {layer: [alive, total]} (every space but the classes; "input": the input features
+    or channels), "compact_params", "compact_macs"} of `mask` on a `model` with `params` (arrays or
+    shapes) for inputs of `input_shape`."""
+    shapes_key = tuple((path, tuple(np.shape(leaf))) for path, leaf in named_leaves(params).items())
+    graph, spaces, shapes = _structure(model, shapes_key)
+    masks = {p: None if m is None else np.asarray(m, bool) for p, m in named_leaves(mask).items()}
+    cost = compact_cost(graph, spaces, alive_units(graph, spaces, masks, shapes), tuple(input_shape))
+    units = {s.name: cost["units"][s.name] for s in spaces if s.role != "output"}
+    return {"units": units, "compact_params": int(cost["params"]), "compact_macs": int(cost["macs"])}
