@@ -115,7 +115,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
     if info["note"]:
         print(f"note: {info['note']}")
     report = info["report"]
-    print(f"units alive / total{' (widths padded to multiples of %d)' % args.align if args.align > 1 else ''}:")
+    padded = f" (hidden widths padded to multiples of {args.align})" if args.align > 1 else ""
+    print(f"units alive / total{padded}:")
     for name, (alive, total) in report["units"].items():
         print(f"  {name:<24} {alive:>6} / {total}")
     print(f"params: {report['dense_params']:,} dense -> {report['params']:,} compact "

@@ -219,7 +219,8 @@ def _add_ticket(ticket: argparse.ArgumentParser) -> None:
     _add_roots(export)
     compact = actions.add_parser("compact", help="a ticket's compact network: the smaller dense network computing the "
                                                  "same function, as a .safetensors file NumPy can run")
-    compact.add_argument("file", help="a .safetensors ticket (its trained weights if it has them, else its start weights)")
+    compact.add_argument("file", help="a .safetensors ticket (its trained weights if it has them, else its start "
+                                      "weights)")
     compact.add_argument("--align", type=positive_int, default=1,
                          help="pad every hidden width to a multiple of N with zero units (default 1: no padding)")
     compact.add_argument("--out", help="output file (default: <ticket stem>.compact.safetensors beside the ticket)")

@@ -26,5 +26,6 @@ from lth.tickets.start import fit, run_setup, ticket_start, with_run_ticket
 __all__ = [
     "FORMAT", "VERSION", "CompactNetwork", "Ticket", "compact_forward", "compact_network", "dense_forward",
     "dense_sizes", "describe", "export_from_run", "fit", "load", "load_compact", "run_setup", "masked_params",
-    "mlp_forward", "mlp_layers", "read_header", "save", "save_compact", "sparse_forward", "ticket_size", "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
+    "mlp_forward", "mlp_layers", "read_header", "save", "save_compact", "sparse_forward", "ticket_size",
+    "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
 ]

@@ -47,7 +47,8 @@ def _with_shapes(layers: list[dict[str, Any]], params: Any) -> list[dict[str, An
             for part in ("kernel", "bias"):
                 layer[part] = list(np.shape(leaves[f"{layer['params']}/{part}"]))
         elif layer["op"] == "residual":
-            layer["body"], layer["shortcut"] = _with_shapes(layer["body"], params), _with_shapes(layer["shortcut"], params)
+            layer["body"] = _with_shapes(layer["body"], params)
+            layer["shortcut"] = _with_shapes(layer["shortcut"], params)
     return out
 
 
