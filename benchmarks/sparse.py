@@ -16,7 +16,7 @@ magnitude pruning gives in distribution), at each density d it measures
    per variant (the order rotating), so that a busy machine slows all variants alike:
    - dense: `lth.tickets.dense_forward` on the masked kernels (zeros and all: what training uses),
    - BCOO: `lth.tickets.sparse_forward` on `to_bcoo` kernels (``h @ bcoo``, jax.experimental.sparse),
-   - compact: `lth.tickets.compact_mlp`, the structured alternative: the neurons the mask cut off
+   - compact: `lth.tickets.compact_network`, the structured alternative: the neurons the mask cut off
      (no kept outgoing weight, or no kept incoming weight: a constant folded into the next bias)
      are removed and a smaller dense MLP runs,
    - scipy CSR: the same forward in NumPy with scipy.sparse CSR kernels, not JAX: a reference for
@@ -27,6 +27,7 @@ magnitude pruning gives in distribution), at each density d it measures
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -153,6 +154,20 @@ def file_cases(paths: list[Path], extra: dict[str, Any] | None = None):
         yield label, ticket.trained if ticket.trained is not None else ticket.params, ticket.mask
 
 
+def compact_report(net: Any) -> dict[str, Any]:
+    """The compact network's units in this benchmark's table: inputs and hidden units kept, removed
+    (no kept output) and folded (no kept input), nonzero and all entries of its kernels."""
+    spaces = net.report["spaces"]
+    hidden = ("fc1", "fc2")
+    kernels = [np.asarray(net.params[n]["kernel"]) for n in ("fc1", "fc2", "output")]
+    return {"inputs": [spaces["input"]["alive"], spaces["input"]["total"]],
+            "hidden": {n: [spaces[n]["alive"], spaces[n]["total"]] for n in hidden},
+            "removed_no_output": {n: spaces[n]["no_output"] for n in hidden},
+            "folded_constant": {n: spaces[n]["folded"] for n in hidden},
+            "weights": int(sum(np.count_nonzero(k) for k in kernels)),
+            "dense_weights": int(sum(k.size for k in kernels))}
+
+
 def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed + 1)
     inputs = {1: rng.standard_normal((1, *INPUT_SHAPE)).astype(np.float32),
@@ -170,8 +185,9 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
 
             dense_params = jax.tree.map(jnp.asarray, ex.masked_params(params, mask))
             sparse_params = ex.to_bcoo(params, mask)
-            index, small, report = ex.compact_mlp(params, mask)
-            index = None if index is None else jnp.asarray(index)
+            net = ex.compact_network("lenet300_100", params, {}, mask, INPUT_SHAPE)
+            report = compact_report(net)
+            net = dataclasses.replace(net, params=jax.device_put(net.params))
             scipy_forward = scipy_forward_fn(params, mask)
 
             row: dict[str, Any] = {
@@ -194,7 +210,7 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
                 reference = np.asarray(ex.dense_forward(dense_params, x))
                 checks = {
                     "bcoo": np.asarray(ex.sparse_forward(sparse_params, x)),
-                    "compact": np.asarray(ex.compact_forward(index, small, x)),
+                    "compact": np.asarray(ex.compact_forward(net, x)),
                     "scipy_csr": scipy_forward(x_np),
                 }
                 for name, out in checks.items():
@@ -202,7 +218,7 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
                 fns = {
                     "dense": lambda x=x: ex.dense_forward(dense_params, x),
                     "bcoo": lambda x=x: ex.sparse_forward(sparse_params, x),
-                    "compact": lambda x=x: ex.compact_forward(index, small, x),
+                    "compact": lambda x=x: ex.compact_forward(net, x),
                     "scipy_csr": lambda x=x_np: scipy_forward(x),
                 }
                 row["latency_s"][str(batch)] = measure(fns, repeats_b1 if batch == 1 else repeats_big)

@@ -236,34 +236,34 @@ def test_bcoo_forward_equals_masked_dense_forward(lenet, density):
     np.testing.assert_allclose(np.asarray(out), np.asarray(dense), rtol=1e-4, atol=1e-5)
 
 
-def test_compact_mlp_removes_cut_off_neurons_and_computes_the_same(lenet):
+def test_compact_network_removes_cut_off_neurons_and_computes_the_same(lenet):
     mask = random_mask(lenet, 0.01, seed=5)
-    index, small, report = ex.compact_mlp(lenet, mask)
-    assert report["hidden"]["fc1"][0] < 300 and report["hidden"]["fc2"][0] < 100
-    assert report["inputs"][0] == index.size < 784
-    assert small["output"]["kernel"].shape[1] == 10
-    assert report["weights"] <= lth.sparsity.masks.count_remaining(mask)
+    net = ex.compact_network("lenet300_100", lenet, {}, mask, (28, 28, 1))
+    units = net.report["units"]
+    assert units["fc1"][0] < 300 and units["fc2"][0] < 100
+    assert units["input"][0] == net.input_index.size < 784
+    assert net.params["output"]["kernel"].shape[1] == 10
     x = jax.random.normal(jax.random.key(6), (16, 28, 28, 1))
     dense = ex.dense_forward(ex.masked_params(lenet, mask), x)
-    np.testing.assert_allclose(np.asarray(ex.compact_forward(jnp.asarray(index), small, x)), np.asarray(dense),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ex.compact_forward(net, x)), np.asarray(dense), rtol=1e-5, atol=1e-6)
 
 
-def test_compact_mlp_folds_neurons_without_inputs_into_the_next_bias():
+def test_compact_network_folds_neurons_without_inputs_into_the_next_bias():
     key = jax.random.key(7)
     params = {
         "fc1": {"kernel": jax.random.normal(key, (4, 3)), "bias": jnp.array([0.5, -1.0, 2.0])},
+        "fc2": {"kernel": jax.random.normal(jax.random.key(10), (3, 3)), "bias": jnp.array([0.3, 0.1, -0.2])},
         "output": {"kernel": jax.random.normal(jax.random.key(8), (3, 2)), "bias": jnp.array([0.1, 0.2])},
     }
     mask = make_mask(params)
     mask["fc1"]["kernel"] = mask["fc1"]["kernel"].at[:, 2].set(False)  # unit 2: constant relu(2.0)
-    mask["output"]["kernel"] = mask["output"]["kernel"].at[1, :].set(False)  # unit 1: no output
-    index, small, report = ex.compact_mlp(params, mask)
-    assert report["hidden"]["fc1"] == [1, 3]
-    assert report["folded_constant"]["fc1"] == 1 and report["removed_no_output"]["fc1"] == 1
-    assert index is None  # every input feeds the live unit
-    x = jax.random.normal(jax.random.key(9), (5, 4))
-    np.testing.assert_allclose(np.asarray(ex.compact_forward(index, small, x)),
+    mask["fc2"]["kernel"] = mask["fc2"]["kernel"].at[1, :].set(False)  # fc1 unit 1: no output
+    net = ex.compact_network("mlp_tiny", params, {}, mask, (2, 2, 1))
+    assert net.report["units"]["fc1"] == [1, 3]
+    assert net.report["spaces"]["fc1"]["folded"] == 1 and net.report["spaces"]["fc1"]["no_output"] == 1
+    assert net.input_index is None  # every input feeds the live unit
+    x = jax.random.normal(jax.random.key(9), (5, 2, 2, 1))
+    np.testing.assert_allclose(np.asarray(ex.compact_forward(net, x)),
                                np.asarray(ex.dense_forward(ex.masked_params(params, mask), x)), rtol=1e-6, atol=1e-6)
 
 

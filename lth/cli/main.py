@@ -23,7 +23,7 @@ from lth.plans.sweep import plan_sweep_options
 from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.experiments import experiment_names, find_sweep, load_experiment, shipped_experiments
 from lth.store import resolve_run
-from lth.store.queries import check_finished_level, check_ticket_file
+from lth.store.queries import check_finished_level, check_ticket_file, compact_output
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -83,6 +83,8 @@ def cmd_instability(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
+    if args.action == "compact":
+        return cmd_compact(args)
     if args.action == "inspect":
         check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
     else:
@@ -101,6 +103,27 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         from lth.jobs.export import log_ticket_artifact
 
         log_ticket_artifact(resolve_run(args.run, args.runs), info, wandb_mode)
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    check_ticket_file(args.file)
+    out = compact_output(args.file, args.out)  # before jax: nothing is written for a bad path
+    from lth.jobs.compact import compact_ticket  # heavy (jax): after the arguments parse
+
+    info = compact_ticket(args.file, args.align, out)
+    if info["note"]:
+        print(f"note: {info['note']}")
+    report = info["report"]
+    padded = f" (hidden widths padded to multiples of {args.align})" if args.align > 1 else ""
+    print(f"units alive / total{padded}:")
+    for name, (alive, total) in report["units"].items():
+        print(f"  {name:<24} {alive:>6} / {total}")
+    print(f"params: {report['dense_params']:,} dense -> {report['params']:,} compact "
+          f"({report['params'] / report['dense_params']:.1%})")
+    print(f"MACs per example: {report['dense_macs']:,} dense -> {report['macs']:,} compact "
+          f"({report['macs'] / report['dense_macs']:.1%})")
+    print(f"compact network: {info['path']} ({info['bytes']:,} bytes; the ticket file: {info['ticket_bytes']:,} bytes)")
     return 0
 
 

@@ -87,6 +87,17 @@ RUN_HELP = ("the run: a directory, its name, its config hash or the hash's first
             "name with one run (see `lth ls`)")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (else argparse's one-line error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _add_roots(parser: argparse.ArgumentParser, data: bool = True) -> None:
     parser.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
     if data:
@@ -206,5 +217,12 @@ def _add_ticket(ticket: argparse.ArgumentParser) -> None:
                         help="log the file as a version of the run's W&B `ticket` artifact (default: $WANDB_MODE, "
                              "else offline: a reference to the file with its checksum; online: uploaded)")
     _add_roots(export)
+    compact = actions.add_parser("compact", help="a ticket's compact network: the smaller dense network computing the "
+                                                 "same function, as a .safetensors file NumPy can run")
+    compact.add_argument("file", help="a .safetensors ticket (its trained weights if it has them, else its start "
+                                      "weights)")
+    compact.add_argument("--align", type=positive_int, default=1,
+                         help="pad every hidden width to a multiple of N with zero units (default 1: no padding)")
+    compact.add_argument("--out", help="output file (default: <ticket stem>.compact.safetensors beside the ticket)")
     inspect = actions.add_parser("inspect", help="a ticket file's origin, accuracies and per-layer density")
     inspect.add_argument("file", help="a .safetensors ticket")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.errors import DIVERGED_HINT, ConfigError, LthError
+from lth.store.io import check_output_path
 from lth.store.replicate import DamagedFileError, ReplicateDir
 from lth.store.run_dir import RunDir, check_mask_file, replicate_paths
 
@@ -41,6 +42,17 @@ def check_ticket_file(path: str | os.PathLike) -> None:
         raise LthError(f"ticket file {where!r} not found: export one with `lth ticket export RUN --level L`")
     if Path(path).is_dir():
         raise LthError(f"ticket file {where!r} is a directory: pass a .safetensors file of `lth ticket export`")
+
+
+def compact_output(ticket: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Where `lth ticket compact` writes the compact network of `ticket`: `out`, or
+    ``<stem>.compact.safetensors`` beside the ticket; checked first (`check_output_path`, and never
+    the ticket itself). A one-line LthError otherwise; nothing is written."""
+    ticket = Path(ticket)
+    path = check_output_path(out if out is not None else ticket.with_name(f"{ticket.stem}.compact.safetensors"))
+    if path.exists() and ticket.exists() and path.resolve() == ticket.resolve():
+        raise LthError(f"output {path} is the ticket file itself: give another --out")
+    return path
 
 
 def check_start_files(mask: Any, ticket: Any, initial_mask: str | None = None, ticket_is_file: bool = True) -> None:

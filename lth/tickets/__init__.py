@@ -1,6 +1,7 @@
 """Tickets as files and as fast networks: the ticket file (``.safetensors``: a mask, the weights it
 starts from, model state and its origin), a ticket as the start of a run, the export of a finished
-level of a run, its sizes, and sparse / compact inference for plain MLPs.
+level of a run, its sizes, sparse inference for plain MLPs, and compaction (every model family):
+the smaller dense network computing what the ticket computes, and its file.
 
     import lth.tickets
     lth.tickets.save("t.safetensors", mask, params, model_state, metadata={"note": "..."})
@@ -10,9 +11,9 @@ level of a run, its sizes, and sparse / compact inference for plain MLPs.
 from lth.tickets.describe import describe
 from lth.tickets.export import export_from_run
 from lth.tickets.file import FORMAT, VERSION, Ticket, load, read_header, save
+from lth.tickets.compact import CompactNetwork, compact_forward, compact_network
+from lth.tickets.compact_file import load_compact, save_compact
 from lth.tickets.inference import (
-    compact_forward,
-    compact_mlp,
     dense_forward,
     mlp_forward,
     mlp_layers,
@@ -23,7 +24,8 @@ from lth.tickets.sizes import dense_sizes, masked_params, ticket_size, ticket_si
 from lth.tickets.start import fit, run_setup, ticket_start, with_run_ticket
 
 __all__ = [
-    "FORMAT", "VERSION", "Ticket", "compact_forward", "compact_mlp", "dense_forward", "dense_sizes", "describe",
-    "export_from_run", "fit", "load", "run_setup", "masked_params", "mlp_forward", "mlp_layers", "read_header", "save",
-    "sparse_forward", "ticket_size", "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
+    "FORMAT", "VERSION", "CompactNetwork", "Ticket", "compact_forward", "compact_network", "dense_forward",
+    "dense_sizes", "describe", "export_from_run", "fit", "load", "load_compact", "run_setup", "masked_params",
+    "mlp_forward", "mlp_layers", "read_header", "save", "save_compact", "sparse_forward", "ticket_size",
+    "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
 ]
