@@ -97,3 +97,27 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
         code = exit_.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def ticket_file(tmp_path, model="mlp_tiny", shape=(28, 28, 1), density=0.1, trained=False, name="t.safetensors"):
+    """A ticket file of `model` with perturbed weights and a random mask at `density` (trained weights
+    1.5x the start's when `trained`): (path, mask, params, state, trained)."""
+    import jax
+    import numpy as np
+
+    import lth.tickets as ex
+    from lth.models import get_model
+    from lth.sparsity.masks import make_mask, named_leaves
+    from lth.tickets.file import nest
+
+    net = get_model(model, shape, 10)
+    params, state = net.init(jax.random.key(0))
+    rng = np.random.default_rng(1)
+    params = nest([(p, np.asarray(v) + (0.1 * rng.standard_normal(v.shape)).astype(np.float32))
+                   for p, v in named_leaves(params).items()])
+    mask = nest([(p, None if m is None else rng.random(np.shape(m)) < density)
+                 for p, m in named_leaves(make_mask(params)).items()])
+    final = jax.tree.map(lambda a: a * 1.5, params) if trained else None
+    path = ex.save(tmp_path / name, mask, params, state, trained=final,
+                   metadata={"model": model, "input_shape": list(shape), "level": 4})
+    return path, mask, params, state, final

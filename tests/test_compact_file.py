@@ -10,45 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 import lth.tickets as ex
-from lth.cli import main
+from helpers import run_cli, ticket_file
 from lth.errors import LthError
 from lth.models import get_model
-from lth.sparsity.masks import apply_mask, make_mask, named_leaves
-from lth.tickets.file import nest
+from lth.sparsity.masks import apply_mask, named_leaves
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _ticket(tmp_path, model="mlp_tiny", shape=(28, 28, 1), density=0.1, trained=False, name="t.safetensors"):
-    net = get_model(model, shape, 10)
-    params, state = net.init(jax.random.key(0))
-    rng = np.random.default_rng(1)
-    params = nest([(p, np.asarray(v) + (0.1 * rng.standard_normal(v.shape)).astype(np.float32))
-                   for p, v in named_leaves(params).items()])
-    mask = nest([(p, None if m is None else rng.random(np.shape(m)) < density)
-                 for p, m in named_leaves(make_mask(params)).items()])
-    final = jax.tree.map(lambda a: a * 1.5, params) if trained else None
-    path = ex.save(tmp_path / name, mask, params, state, trained=final,
-                   metadata={"model": model, "input_shape": list(shape), "level": 4})
-    return path, mask, params, state, final
-
-
-def cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_round_trip_keeps_every_tensor_and_the_function(tmp_path):
-    path, mask, params, state, _ = _ticket(tmp_path)
+    path, mask, params, state, _ = ticket_file(tmp_path)
     net = ex.compact_network("mlp_tiny", params, state, mask, (28, 28, 1))
     out = ex.save_compact(net, tmp_path / "c.safetensors", {"ticket": "abc"})
     back = ex.load_compact(out)
@@ -68,7 +43,7 @@ def _readme_snippet() -> str:
 
 def test_readme_recipe_runs_with_numpy_alone(tmp_path):
     """The README's snippet, in `python -I` where jax, flax and lth cannot be imported."""
-    path, mask, params, state, _ = _ticket(tmp_path, density=0.03)
+    path, mask, params, state, _ = ticket_file(tmp_path, density=0.03)
     net = ex.compact_network("mlp_tiny", params, state, mask, (28, 28, 1))
     assert net.input_index is not None  # the gather runs
     ex.save_compact(net, tmp_path / "level_13.compact.safetensors")
@@ -90,7 +65,7 @@ def test_readme_recipe_runs_with_numpy_alone(tmp_path):
 
 @pytest.mark.parametrize("damage", ("truncated", "foreign", "ticket", "version", "shapes"))
 def test_damaged_or_foreign_files_are_one_line(tmp_path, damage):
-    ticket, mask, params, state, _ = _ticket(tmp_path)
+    ticket, mask, params, state, _ = ticket_file(tmp_path)
     net = ex.compact_network("mlp_tiny", params, state, mask, (28, 28, 1))
     path = ex.save_compact(net, tmp_path / "c.safetensors")
     if damage == "truncated":
@@ -117,8 +92,8 @@ def test_damaged_or_foreign_files_are_one_line(tmp_path, damage):
 
 
 def test_cli_compacts_a_lenet5_ticket_beside_it(tmp_path, capsys):
-    path, mask, params, state, _ = _ticket(tmp_path, model="lenet5", density=0.2, name="level_04.safetensors")
-    code, out, err = cli(capsys, "ticket", "compact", path)
+    path, mask, params, state, _ = ticket_file(tmp_path, model="lenet5", density=0.2, name="level_04.safetensors")
+    code, out, err = run_cli(capsys, "ticket", "compact", path)
     assert code == 0, err
     target = tmp_path / "level_04.compact.safetensors"
     net = ex.load_compact(target)
@@ -131,8 +106,8 @@ def test_cli_compacts_a_lenet5_ticket_beside_it(tmp_path, capsys):
 
 
 def test_cli_uses_trained_weights_and_align(tmp_path, capsys):
-    path, mask, params, state, final = _ticket(tmp_path, trained=True)
-    code, out, err = cli(capsys, "ticket", "compact", path, "--align", "8", "--out", tmp_path / "sub" / "c.st")
+    path, mask, params, state, final = ticket_file(tmp_path, trained=True)
+    code, out, err = run_cli(capsys, "ticket", "compact", path, "--align", "8", "--out", tmp_path / "sub" / "c.st")
     assert code == 0, err
     net = ex.load_compact(tmp_path / "sub" / "c.st")
     assert net.report["source"]["weights"] == "trained" and "note:" not in out
@@ -144,14 +119,14 @@ def test_cli_uses_trained_weights_and_align(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", (("--align", "0"), ("--align", "-1"), ("--align", "x")))
 def test_cli_bad_align_exits_2(tmp_path, capsys, argv):
-    path = _ticket(tmp_path)[0]
-    code, out, err = cli(capsys, "ticket", "compact", path, *argv)
+    path = ticket_file(tmp_path)[0]
+    code, out, err = run_cli(capsys, "ticket", "compact", path, *argv)
     assert code == 2 and "--align" in err and "positive integer" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "t.compact.safetensors").exists()
 
 
 def test_cli_refuses_bad_paths_and_writes_nothing(tmp_path, capsys):
-    path = _ticket(tmp_path)[0]
+    path = ticket_file(tmp_path)[0]
     before = sorted(tmp_path.iterdir())
     (tmp_path / "dir").mkdir()
     for argv, words in (((tmp_path / "missing.safetensors",), "not found"),
@@ -159,10 +134,10 @@ def test_cli_refuses_bad_paths_and_writes_nothing(tmp_path, capsys):
                         ((path, "--out", path), "the ticket file itself"),
                         ((path, "--out", path / "c.safetensors"), "not a writable directory"),  # under a file
                         ((tmp_path / "dir",), "is a directory")):
-        code, out, err = cli(capsys, "ticket", "compact", *argv)
+        code, out, err = run_cli(capsys, "ticket", "compact", *argv)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert sorted(p for p in tmp_path.iterdir() if p.name != "dir") == before
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(b"not a safetensors file")
-    code, out, err = cli(capsys, "ticket", "compact", foreign)
+    code, out, err = run_cli(capsys, "ticket", "compact", foreign)
     assert code == 2 and "damaged" in err and not (tmp_path / "foreign.compact.safetensors").exists()

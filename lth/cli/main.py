@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from lth.plans.sweep import plan_sweep_options
 from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.experiments import experiment_names, find_sweep, load_experiment, shipped_experiments
 from lth.store import resolve_run
+from lth.store.io import check_output_path, write_json
 from lth.store.queries import check_finished_level, check_ticket_file, compact_output
 
 
@@ -85,6 +87,8 @@ def cmd_instability(args: argparse.Namespace) -> int:
 def cmd_ticket(args: argparse.Namespace) -> int:
     if args.action == "compact":
         return cmd_compact(args)
+    if args.action == "bench":
+        return cmd_bench(args)
     if args.action == "inspect":
         check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
     else:
@@ -124,6 +128,21 @@ def cmd_compact(args: argparse.Namespace) -> int:
     print(f"MACs per example: {report['dense_macs']:,} dense -> {report['macs']:,} compact "
           f"({report['macs'] / report['dense_macs']:.1%})")
     print(f"compact network: {info['path']} ({info['bytes']:,} bytes; the ticket file: {info['ticket_bytes']:,} bytes)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    check_ticket_file(args.file)
+    if not math.isfinite(args.budget) or not 0 < args.budget <= 60:
+        raise LthError(f"--budget must be a number of seconds in (0, 60], got {args.budget}")
+    out = check_output_path(args.json) if args.json else None  # before jax: nothing is written for a bad path
+    from lth.tickets.bench import bench_text, bench_ticket  # heavy (jax): after the arguments parse
+
+    result = bench_ticket(args.file, args.batch, budget=args.budget)
+    print(bench_text(result))
+    if out is not None:
+        write_json(out, result)
+        print(f"measurements: {out}")
     return 0
 
 

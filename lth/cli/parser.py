@@ -98,6 +98,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated positive integers ("1,64,1024")."""
+    values = tuple(positive_int(part.strip()) for part in text.split(","))
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"lists a value twice: {text!r}")
+    return values
+
+
 def _add_roots(parser: argparse.ArgumentParser, data: bool = True) -> None:
     parser.add_argument("--runs", help="run root (default: $LTH_RUNS or ./runs)")
     if data:
@@ -224,5 +232,14 @@ def _add_ticket(ticket: argparse.ArgumentParser) -> None:
     compact.add_argument("--align", type=positive_int, default=1,
                          help="pad every hidden width to a multiple of N with zero units (default 1: no padding)")
     compact.add_argument("--out", help="output file (default: <ticket stem>.compact.safetensors beside the ticket)")
+    bench = actions.add_parser("bench", help="a ticket's forward timed on this device: masked dense, compact, BCOO, "
+                                             "scipy CSR; params, MACs, bytes")
+    bench.add_argument("file", help="a .safetensors ticket (its trained weights if it has them, else its start "
+                                    "weights)")
+    bench.add_argument("--batch", type=positive_ints, default=(1, 64, 1024),
+                       help="batch sizes, comma-separated (default 1,64,1024)")
+    bench.add_argument("--json", help="also write the measurements to this JSON file")
+    bench.add_argument("--budget", type=float, default=0.5,
+                       help="about how many seconds of timed calls per variant and batch (default 0.5)")
     inspect = actions.add_parser("inspect", help="a ticket file's origin, accuracies and per-layer density")
     inspect.add_argument("file", help="a .safetensors ticket")

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lth.errors import LthError
 from lth.store.queries import compact_output
 from lth.tickets import load
-from lth.tickets.compact import compact_network
+from lth.tickets.compact import compact_network, ticket_network
 from lth.tickets.compact_file import save_compact
 
 START_NOTE = ("the ticket file has no trained weights (export it with `lth ticket export --trained` for them): "
@@ -23,16 +22,12 @@ def compact_ticket(ticket_path: str | os.PathLike, align: int = 1, out: str | os
     and write the file; return {"path", "bytes", "ticket_bytes", "weights", "note", "report"}."""
     ticket = load(ticket_path)
     header = ticket.metadata
-    if not isinstance(header.get("model"), str) or not isinstance(header.get("input_shape"), list):
-        raise LthError(f"ticket file {str(ticket_path)!r} does not name its model and input shape (a file of "
-                       "`lth.tickets.save` without them): compaction needs the file `lth ticket export` writes")
-    trained = ticket.trained is not None
-    params = ticket.trained if trained else ticket.params
+    model, input_shape, params, weights = ticket_network(ticket, ticket_path)
+    trained = weights == "trained"
     source = {"ticket": ticket.digest, "file": Path(ticket_path).name, "run": header.get("run"),
               "level": header.get("level"), "replicate": header.get("replicate"), "density": header.get("density"),
               "weights": "trained" if trained else "start", **({} if trained else {"note": START_NOTE})}
-    net = compact_network(header["model"], params, ticket.model_state, ticket.mask, tuple(header["input_shape"]),
-                          align, source=source)
+    net = compact_network(model, params, ticket.model_state, ticket.mask, input_shape, align, source=source)
     path = compact_output(ticket_path, out)
     save_compact(net, path, source)
     return {"path": path, "bytes": path.stat().st_size, "ticket_bytes": Path(ticket_path).stat().st_size,

@@ -7,7 +7,6 @@ its convs (``norm`` None) and runs the same code.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -57,16 +56,12 @@ def _activate(activation: str | None, h: jax.Array) -> jax.Array:
     return jax.nn.relu(h) if activation == "relu" else h
 
 
-def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array,
-               shapes: dict[str, tuple[int, ...]] | None = None) -> jax.Array:
-    """`h` through `layers` in order (evaluation mode); `shapes`, when given, receives each dense /
-    conv layer's output shape by its param path."""
+def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array) -> jax.Array:
+    """`h` through `layers` in order (evaluation mode)."""
     for layer in layers:
         op = layer["op"]
         if op in ("dense", "conv"):
             h = _weighted(layer, params, state, h)
-            if shapes is not None:
-                shapes[layer["params"]] = tuple(h.shape)
         elif op == "flatten":
             h = h.reshape((h.shape[0], -1))
         elif op == "channels":
@@ -77,8 +72,8 @@ def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array,
         elif op == "global_mean":
             h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
         elif op == "residual":
-            h = _activate(layer["activation"], run_layers(layer["body"], params, state, h, shapes)
-                          + run_layers(layer["shortcut"], params, state, h, shapes))
+            h = _activate(layer["activation"], run_layers(layer["body"], params, state, h)
+                          + run_layers(layer["shortcut"], params, state, h))
         else:
             raise ValueError(f"unknown layer op {op!r}")
     return h
@@ -88,12 +83,3 @@ def forward(graph: list[Layer], params: Params, state: Any, x: jax.Array) -> jax
     """Logits of the network `graph` describes, with `params` and model `state` (BatchNorm statistics)."""
     return run_layers(graph, params, state or {}, x)
 
-
-def output_positions(graph: list[Layer], params: Params, state: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """{layer param path: output positions} of every dense / conv layer for one input of `input_shape`
-    (1 for a dense layer, the output's spatial size for a conv): a layer's MACs are its kernel's
-    entries times its positions. Shapes only (``jax.eval_shape``): nothing is computed."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    jax.eval_shape(lambda p, s, x: run_layers(graph, p, s or {}, x, shapes), params, state,
-                   jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
-    return {path: int(math.prod(shape[1:-1])) for path, shape in shapes.items()}

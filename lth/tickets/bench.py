@@ -26,10 +26,12 @@ import numpy as np
 from jax.experimental import sparse
 
 from lth.models.graph import Layer, model_graph, weighted_layers
-from lth.models.graph_forward import forward, output_positions
+from lth.models.graph_forward import forward
+from lth.sparsity.alive import output_positions
 from lth.sparsity.masks import named_leaves
-from lth.tickets.compact import compact_forward, compact_network
-from lth.tickets.file import Ticket, load
+from lth.tickets.compact import compact_forward, compact_network, ticket_network
+from lth.tickets.compact_file import encode_compact
+from lth.tickets.file import load
 from lth.tickets.sizes import dense_sizes, masked_params
 from lth.tickets.timing import repeats_for, time_calls
 
@@ -99,7 +101,8 @@ def csr_forward(graph: list[Layer], params: Any, state: Any) -> tuple[Any, int] 
         if layer.get("norm"):
             norm, stats = layer["norm"], _get(state, f"batch_stats/{layer['norm']['params']}")
             h = (h - stats["mean"]) / np.sqrt(np.asarray(stats["var"]) + norm["epsilon"])
-            h = h * np.asarray(_get(params, f"{norm['params']}/scale")) + np.asarray(_get(params, f"{norm['params']}/bias"))
+            bn = _get(params, norm["params"])
+            h = h * np.asarray(bn["scale"]) + np.asarray(bn["bias"])
         return np.maximum(h, 0) if layer.get("activation") == "relu" else h
 
     def run(layers: list[Layer], h: np.ndarray) -> np.ndarray:
@@ -181,10 +184,6 @@ def _nbytes(tree: Any) -> int:
     return total
 
 
-def _weights(ticket: Ticket) -> tuple[Any, str]:
-    return (ticket.trained, "trained") if ticket.trained is not None else (ticket.params, "start")
-
-
 def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BATCHES, budget: float = 0.5,
                  seed: int = 0) -> dict[str, Any]:
     """Measure the ticket file at `path` on this device (see the module docstring): the JSON of
@@ -194,12 +193,11 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
     path = Path(path)
     ticket = load(path)
     header = ticket.metadata
-    model, input_shape = header["model"], tuple(header["input_shape"])
-    weights, which = _weights(ticket)
+    model, input_shape, weights, which = ticket_network(ticket, path)
     graph = model_graph(model)
     state = ticket.model_state or {}
     masked = masked_params(weights, ticket.mask)
-    positions = output_positions(graph, masked, state, input_shape)
+    positions = output_positions(graph, input_shape)
     counts = weight_counts(graph, masked, ticket.mask, positions)
     net = compact_network(model, weights, state, ticket.mask, input_shape)
     dense_fn = jax.jit(lambda p, s, x: forward(graph, p, s, x))
@@ -231,7 +229,7 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
             rows.append({"variant": name, "batch": batch, "median_ms": 1e3 * t["median"], "min_ms": 1e3 * t["min"],
                          "max_ms": 1e3 * t["max"], "repeats": t["repeats"], "params": int(params), "macs": int(macs),
                          "memory_bytes": int(memory)})
-    files = {"ticket_bytes": path.stat().st_size, "compact_bytes": compact_file_bytes(net, header),
+    files = {"ticket_bytes": path.stat().st_size, "compact_bytes": len(encode_compact(net)),
              **{k: v for k, v in dense_sizes(masked).items() if k != "dense_array_bytes"}}
     return {"device": device_description(), "ticket": str(path), "model": model, "weights": which,
             "density": header.get("density"), "rows": rows, "max_abs_diff": max_diff,
@@ -245,9 +243,9 @@ def _ms(value: float) -> str:
 
 def bench_text(result: dict[str, Any]) -> str:
     """`bench_ticket`'s result as the terminal tables of `lth ticket bench`."""
+    kept = f", {100 * result['density']:.2f} % of the weights kept" if result.get("density") is not None else ""
     lines = [f"device: {result['device']}",
-             f"ticket: {result['ticket']} ({result['model']}, {result['weights']} weights"
-             + (f", {100 * result['density']:.2f} % of the weights kept)" if result.get("density") is not None else ")"),
+             f"ticket: {result['ticket']} ({result['model']}, {result['weights']} weights{kept})",
              "", "| variant | batch | median ms (min) | vs dense | params | MACs per example | memory |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     dense = {r["batch"]: r["median_ms"] for r in result["rows"] if r["variant"] == "dense"}

@@ -199,3 +199,15 @@ def compact_forward(net: CompactNetwork, x: jax.Array) -> jax.Array:
     gather = net.input_index is not None
     program = _program(json.dumps(net.graph, sort_keys=True), input_axis(net.graph), gather)
     return program(net.params, net.input_index if gather else None, x)
+
+
+def ticket_network(ticket: Any, path: str | Any) -> tuple[str, tuple[int, ...], Any, str]:
+    """(model, input shape, weights, "trained" | "start") of a loaded ticket file: its trained weights if
+    it has them, else its start weights. LthError for a file that does not name its model and input shape."""
+    header = ticket.metadata
+    if not isinstance(header.get("model"), str) or not isinstance(header.get("input_shape"), list):
+        raise LthError(f"ticket file {str(path)!r} does not name its model and input shape (a file of "
+                       "`lth.tickets.save` without them): compaction needs the file `lth ticket export` writes")
+    trained = ticket.trained is not None
+    return (header["model"], tuple(header["input_shape"]), ticket.trained if trained else ticket.params,
+            "trained" if trained else "start")
