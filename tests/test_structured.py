@@ -111,8 +111,8 @@ def members_only(mask, spaces, params):
         lambda p, m: None if m is None else leaves["/".join(str(k.key) for k in p)], mask, is_leaf=lambda x: x is None)
 
 
-@pytest.mark.parametrize("name,shape,granularity", [("lenet5", (28, 28, 1), "unit"), ("resnet20", (32, 32, 3), "channel"),
-                                                    ("mlp_mnist1d", (40,), "neuron")])
+@pytest.mark.parametrize("name,shape,granularity", [
+    ("lenet5", (28, 28, 1), "unit"), ("resnet20", (32, 32, 3), "channel"), ("mlp_mnist1d", (40,), "neuron")])
 def test_pruned_units_output_zero_whether_or_not_readers_are_masked(name, shape, granularity):
     model, params, state = model_and_params(name, shape)
     state = jax.tree.map(lambda v: np.abs(v) + 0.5, state)  # BatchNorm statistics not trivial
