@@ -29,7 +29,8 @@ def test_any_field_change_changes_hash(field, value):
 
 
 def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
-    """`ticket` came after runs were named by their hash: while None it is not hashed, so they keep their names."""
+    """`ticket` (and `pruning.granularity`, `pruning.unit_score`) came after runs were named by their
+    hash: while at their default they are not hashed, so those runs keep their names."""
     import hashlib
     import json
 
@@ -37,9 +38,11 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     fields = to_dict(config)
     assert fields["ticket"] is None  # in config.json ...
     fields.pop("ticket")  # ... but not in the hash
+    assert fields["pruning"].pop("granularity") == "weight" and fields["pruning"].pop("unit_score") == "l1"
     before = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
     assert config_hash(config) == before
     assert "ticket" not in canonical_json(config) and "ticket" in canonical_json(replace(config, ticket="ab"))
+    assert "granularity" in canonical_json(replace(config, **{"pruning.granularity": "neuron"}))
 
 
 def test_replace_rejects_unknown_fields():

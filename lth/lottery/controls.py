@@ -24,6 +24,14 @@ transforms (Frankle et al. 2021's sanity checks; Frankle & Carbin 2019's random 
     shuffle           each layer's mask permuted within the layer (per-layer density kept)
     invert            the scores' order reversed: keep the weights the source would prune
 
+At a structured granularity (`pruning.granularity` neuron / channel / unit / refill,
+`lth.sparsity.structured`) the controls work on whole units, with the ticket's unit counts per
+space: ``random_layerwise`` keeps random units, ``+shuffle`` permutes the alive units within each
+space, ``oneshot`` ranks the trained dense network's units by their norm (refill: applies the refill
+rule to it at level L), ``+invert`` negates the unit norms (refill: refused), ``+reinit`` is
+unchanged. The other sources choose single weights and are refused before anything trains
+(`lth.spec.controls.check_granularity`).
+
 Counts follow the main line exactly (`control_groups`): a layer the main line keeps whole
 (`pruning.exclude`) or prunes at its own rate (`pruning.layer_fractions`) keeps exactly the main
 line's count of it; the other layers are one pool whose total is the main line's, among which a
@@ -55,7 +63,7 @@ from lth import rng
 from lth.spec.config import replace
 from lth.spec.methods import REGISTRY, SPARSE_TRAINING, method_of_control
 from lth.spec.controls import (
-    SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_retraining, parse_control, parse_controls
+    SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_granularity, check_retraining, parse_control, parse_controls
 )
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
@@ -68,6 +76,9 @@ from lth.sparsity.distributions import keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
+from lth.sparsity.structured import (
+    is_structured, prune_units, random_units, refill_units, shuffle_units, structured_spaces, unit_counts
+)
 from lth.training import Trainer, TrainState
 
 # --------------------------------------------------------------------------- masks
@@ -115,6 +126,9 @@ def _main_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Arr
     weights survive; nothing is pruned at level 0, so nothing changes there)."""
     if "invert" not in control.transforms or inputs.level == 0:
         return inputs.mask
+    if is_structured(setup.config.pruning):
+        return prune_units(inputs.previous_final, inputs.previous_mask, _spaces(setup, inputs.previous_final),
+                           setup.config.pruning, inputs.level, sign=-1.0)
     scores = {k: -v for k, v in magnitude_scores(inputs.previous_final, inputs.previous_mask).items()}
     groups = plan_groups(counts_of(inputs.full_mask), setup.config.pruning, inputs.level)
     return prune_by_scores(scores, inputs.previous_mask, groups)
@@ -122,12 +136,27 @@ def _main_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Arr
 
 def _oneshot_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
     sign = -1.0 if "invert" in control.transforms else 1.0
+    spec = setup.config.pruning
+    if is_structured(spec):
+        spaces = _spaces(setup, inputs.dense_final)
+        if spec.granularity == "refill":
+            return refill_units(inputs.dense_final, inputs.full_mask, spaces, spec, inputs.level,
+                                counts_of(inputs.full_mask))
+        return prune_units(inputs.dense_final, inputs.full_mask, spaces, spec, inputs.level, sign=sign)
     scores = {k: sign * v for k, v in magnitude_scores(inputs.dense_final, inputs.full_mask).items()}
     groups = plan_groups(counts_of(inputs.full_mask), setup.config.pruning, inputs.level)
     return prune_by_scores(scores, inputs.full_mask, groups)
 
 
+def _spaces(setup: Setup, params: Any) -> list:
+    """The prunable unit spaces of the run's model (`lth.sparsity.structured.structured_spaces`)."""
+    return structured_spaces(setup.config.model, params, setup.config.pruning)
+
+
 def _random_layerwise_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    if is_structured(setup.config.pruning):  # random units, the ticket's unit count per space
+        spaces = _spaces(setup, init[0])
+        return random_units(inputs.full_mask, spaces, unit_counts(inputs.mask, spaces), key)
     groups = _layer_groups(counts_of(inputs.mask))
     return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
 
@@ -195,6 +224,7 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
     docstring): masked, fresh optimiser, schedule at the start step. Sparse-training controls carry
     their mask in the state (gradual pruning ends at the level's counts, those of `inputs.mask`)."""
     check_retraining(control, setup.config.retraining)
+    check_granularity(control, setup.config.pruning.granularity)
     at_init = control.kind == "at_init"
     params, model_state = (params0, model_state0) if at_init else rewind_point
     if "reinit" in control.transforms:
@@ -221,9 +251,13 @@ def _method(control: Control) -> str:
 
 
 def finalize_mask(setup: Setup, control: Control, level: int, mask: Mask) -> Mask:
-    """The control's mask after its transforms that act on masks (`shuffle`)."""
+    """The control's mask after its transforms that act on masks (`shuffle`: of units at a
+    structured granularity, `lth.sparsity.structured.shuffle_units`)."""
+    key = rng.stream(setup.config.seed, "shuffle", level)
+    if "shuffle" in control.transforms and is_structured(setup.config.pruning):
+        return shuffle_units(mask, _spaces(setup, mask), key)
     if "shuffle" in control.transforms:
-        mask = shuffle_mask(mask, rng.stream(setup.config.seed, "shuffle", level))
+        mask = shuffle_mask(mask, key)
     return mask
 
 

@@ -30,6 +30,7 @@ from lth.sparsity.masks import (
 )
 from lth.sparsity.nm import check_nm_shapes, nm_level_mask
 from lth.sparsity.pruning import prune_magnitude
+from lth.sparsity.structured import is_structured, structured_level_mask, structured_spaces
 from lth.training import Trainer, TrainState, summarize, train
 
 
@@ -192,9 +193,13 @@ def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
 
 
 def prune_level(setup: Setup, params: Any, mask: Mask, level: int, base_counts: dict[str, int]) -> Mask:
-    """Level `level`'s mask from the previous level's trained params: magnitude pruning, or N:M
-    magnitude pruning with the group count shrinking per level (`Setup.structure`)."""
+    """Level `level`'s mask from the previous level's trained params: magnitude pruning, N:M
+    magnitude pruning with the group count shrinking per level (`Setup.structure`), or whole units
+    at a structured `pruning.granularity` (`lth.sparsity.structured`)."""
     config, structure = setup.config, setup.structure
+    if is_structured(config.pruning):
+        spaces = structured_spaces(config.model, params, config.pruning)
+        return structured_level_mask(params, mask, spaces, config.pruning, level, base_counts)
     if structure is None:
         return prune_magnitude(params, mask, config.pruning, level, base_counts)
     return nm_level_mask(params, mask, config.pruning, level, *structure)

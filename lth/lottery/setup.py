@@ -27,6 +27,7 @@ from lth.spec.names import RETRAINING as RETRAINING  # re-exported (lth.lottery)
 from lth.spec.parse import duration_to_steps, parse_nm
 from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
 from lth.sparsity.pruning import first_empty_level, layer_fraction
+from lth.sparsity.structured import check_unit_levels, is_structured, structured_mask, structured_spaces
 from lth.training.compile_cache import enable_compile_cache
 from lth.training import Trainer, choose_loop, make_trainer
 from lth.training.sharded import data_parallel
@@ -92,6 +93,13 @@ def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels:
                           f"level): use --levels {level - 1} or fewer, or a smaller prune fraction")
 
 
+def check_structured_levels(config: ExperimentConfig, params: Any) -> None:
+    """At a structured granularity: a one-line ConfigError if a space would keep no unit by the last
+    level (refill keeps at least one unit per space at every level: nothing to check)."""
+    if config.pruning.granularity != "refill":
+        check_unit_levels(structured_spaces(config.model, params, config.pruning), config.pruning, config.levels)
+
+
 def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
     """Validate `config` (`lth.spec.checks.validate_config`), then `build_setup`."""
     validate_config(config)
@@ -129,8 +137,12 @@ def build_setup(config: ExperimentConfig, data_root: str | Path | None = None) -
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1 iteration, got {config.training.eval_every!r}")
     model = get_model(config.model, dataset.input_shape, dataset.num_classes, config.init)
-    shapes = prunable_shapes(jax.eval_shape(model.init, jax.random.key(0))[0], config.pruning.prunable)
-    check_levels(config, {name: math.prod(shape) for name, shape in shapes.items()}, connections(shapes))
+    param_shapes = jax.eval_shape(model.init, jax.random.key(0))[0]
+    shapes = prunable_shapes(param_shapes, config.pruning.prunable)
+    if is_structured(config.pruning):
+        check_structured_levels(config, param_shapes)
+    else:
+        check_levels(config, {name: math.prod(shape) for name, shape in shapes.items()}, connections(shapes))
     build = functools.partial(make_trainer, model, total_steps=total, steps_per_epoch=steps_per_epoch,
                               batch_size=batch, eval_every=eval_every,
                               augmentation=config.data.augmentation or dataset.augmentation,
@@ -185,16 +197,24 @@ def with_start(setup: Setup, start: Start) -> Setup:
 
 def initial_mask(setup: Setup, params: Any, mask: Mask | None = None) -> Mask:
     """The level-0 mask: the given one (checked against the params, every layer keeping a weight,
-    and enough of them for the run's levels) or a full one."""
+    and enough of them for the run's levels) or a full one. At a structured granularity it also
+    covers the prunable units' members (biases, norms) and their readers' kernels
+    (`lth.sparsity.structured.structured_mask`), kept where a given mask has no entry."""
+    spec = setup.config.pruning
     if mask is None:
-        return make_mask(params, setup.config.pruning.prunable)
+        if is_structured(spec):
+            return structured_mask(params, spec, structured_spaces(setup.config.model, params, spec))
+        return make_mask(params, spec.prunable)
     check_mask(mask, params)
+    if is_structured(spec):
+        mask = structured_mask(params, spec, structured_spaces(setup.config.model, params, spec), mask)
     counts, kernels = layer_counts(mask), connections(prunable_shapes(params, setup.config.pruning.prunable))
     empty = [name for name, (kept, size) in counts.items() if size and not kept and name in kernels]
     if empty:
         raise MaskError(f"the starting mask keeps no weight of {', '.join(empty)}: every kernel needs at least "
                         "one (a kernel without weights cuts the network)")
-    check_levels(setup.config, {name: kept for name, (kept, _) in counts.items()}, kernels)
+    if not is_structured(spec):
+        check_levels(setup.config, {name: kept for name, (kept, _) in counts.items()}, kernels)
     return mask
 
 

@@ -9,8 +9,8 @@ import re
 from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
 from lth.errors import ConfigError, unknown_name
 from lth.spec.names import (
-    BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, LAYOUTS, LR_SCHEDULES, METHODS, MODELS, OPTIMIZERS,
-    PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING
+    BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, GRANULARITIES, LAYOUTS, LR_SCHEDULES, METHODS,
+    MODELS, OPTIMIZERS, PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING, STRUCTURED, UNIT_SCORES
 )
 from lth.spec.methods import REGISTRY
 from lth.spec.parse import parse_checkpoint_period, parse_duration, parse_nm
@@ -40,6 +40,7 @@ def validate_config(config: ExperimentConfig) -> None:
     check_model_name(config.model, config.init)
     check_dataset_name(config.data.name)
     validate_method(config)
+    check_granularity(config)
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
                  *config.optimizer.milestones):
         parse_duration(text)
@@ -86,6 +87,13 @@ def validate_spec(spec: PruningConfig) -> None:
             raise ConfigError(
                 f"per-layer prune fraction for {pattern!r} must be in [0, 1), got {fraction}"
             )
+    if spec.granularity not in GRANULARITIES:
+        raise unknown_name("pruning granularity", spec.granularity, GRANULARITIES)
+    if spec.unit_score not in UNIT_SCORES:
+        raise unknown_name("pruning unit_score", spec.unit_score, UNIT_SCORES)
+    if spec.granularity in STRUCTURED and spec.strategy != "layerwise":
+        raise ConfigError(f"pruning.granularity {spec.granularity} prunes units layer by layer (unit norms of "
+                          f"different layers are not comparable): use pruning.strategy=layerwise, not {spec.strategy}")
     for where, patterns in (("prunable", spec.prunable), ("exclude", spec.exclude),
                             ("layer_fractions", [p for p, _ in spec.layer_fractions])):
         for pattern in patterns:
@@ -132,6 +140,20 @@ def validate_method(config: ExperimentConfig) -> None:
             raise ConfigError(f"the N:M structure {s.structure} fixes the density: drop --densities")
     elif not s.densities:
         raise ConfigError(f"method {method} needs target densities, e.g. --densities 0.2,0.05,0.02")
+
+
+def check_granularity(config: ExperimentConfig) -> None:
+    """One-line ConfigErrors for a structured granularity with what it cannot combine with: another
+    method than IMP (the sparse methods' drop-and-grow is per weight) or an N:M structure."""
+    granularity = config.pruning.granularity
+    if granularity not in STRUCTURED:
+        return
+    if config.method != "imp":
+        raise ConfigError(f"pruning.granularity {granularity} is IMP's (method imp): the sparse method {config.method} "
+                          "prunes and grows single weights; use pruning.granularity=weight with it")
+    if config.sparse.structure:
+        raise ConfigError(f"pruning.granularity {granularity} removes whole units: it does not combine with the N:M "
+                          f"structure {config.sparse.structure}; drop one of them")
 
 
 def check_model_name(name: str, init: str = "default") -> None:

@@ -46,6 +46,14 @@ class PruningConfig:
     matches one is prunable (in the mask), all others (biases, norms) are never masked.
     `layer_fractions`: (regex, fraction) overrides, first match wins; `exclude`: prunable layers that
     are counted in the density but never pruned.
+
+    `granularity`: what one pruning step removes (`lth.sparsity.structured`): "weight" (single
+    weights, the default), "neuron" (units of dense layers: a kernel column, its bias, its BatchNorm
+    entries, and the rows reading it), "channel" (the same for conv layers' output channels), "unit"
+    (both), "refill" (Chen et al. 2022: unstructured magnitude pruning, then the units with the most
+    surviving weights made dense). At a structured granularity layers of the other kind are not
+    pruned at all, the output layer's units (the classes) never; `unit_score` ranks units by the
+    "l1" or "l2" norm of their parameters. Structured granularities prune layerwise, with IMP only.
     """
 
     strategy: str = "layerwise"  # layerwise | global | modulewise (a module's kernel and bias together)
@@ -58,6 +66,8 @@ class PruningConfig:
     # (GraSP's reference configs: 10 per class) and the temperature of GraSP's logits (both reference codes: 200)
     score_samples_per_class: int = 10
     grasp_temperature: float = 200.0
+    granularity: str = "weight"  # weight | neuron | channel | unit | refill
+    unit_score: str = "l1"  # l1 | l2: the norm ranking units at a structured granularity
 
 
 @dataclass(frozen=True)
@@ -140,15 +150,20 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-# fields added after runs were named by their hash: left out of the hash while unset, so that those
-# runs keep their directories
-_HASHED_ONLY_WHEN_SET = ("ticket",)
+# fields added after runs were named by their hash, {dotted name: default}: left out of the hash while
+# at their default, so that those runs keep their directories
+_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1"}
 
 
 def canonical_json(config: ExperimentConfig) -> str:
-    """Sorted-key, whitespace-free JSON of every field (those of `_HASHED_ONLY_WHEN_SET` only when set):
-    equal configs give equal strings."""
-    data = {k: v for k, v in to_dict(config).items() if not (k in _HASHED_ONLY_WHEN_SET and v is None)}
+    """Sorted-key, whitespace-free JSON of every field (those of `_HASHED_ONLY_WHEN_SET` only when not
+    at their default): equal configs give equal strings."""
+    data = to_dict(config)
+    for name, default in _HASHED_ONLY_WHEN_SET.items():
+        *parents, leaf = name.split(".")
+        section = functools.reduce(lambda d, key: d[key], parents, data)
+        if section.get(leaf, default) == default:
+            section.pop(leaf, None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

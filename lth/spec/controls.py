@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lth.errors import ConfigError, unknown_name
 from lth.spec.methods import REGISTRY as METHOD_REGISTRY
+from lth.spec.names import STRUCTURED
 
 KINDS = ("main", "oneshot", "random_layerwise", "random_global", "at_init", "sparse_training")
 
@@ -20,13 +21,15 @@ KINDS = ("main", "oneshot", "random_layerwise", "random_global", "at_init", "spa
 @dataclass(frozen=True)
 class Source:
     """Where the mask of a control's level L comes from. `kind` picks its mask rule; `scorer` is the
-    pruning-at-init score of an "at_init" source; `invertible`: `+invert` has a meaning for it."""
+    pruning-at-init score of an "at_init" source; `invertible`: `+invert` has a meaning for it;
+    `structured`: it has a meaning at a structured `pruning.granularity` (whole units)."""
 
     name: str
     summary: str
     kind: str
     scorer: str = ""
     invertible: bool = True
+    structured: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,11 @@ def _sparse_sources() -> tuple[Source, ...]:
 
 
 SOURCE_REGISTRY: dict[str, Source] = {s.name: s for s in (
-    Source("imp", "the main line's mask of level L (only with a transform)", "main"),
-    Source("oneshot", "magnitude pruning of the trained dense network straight to level L's counts", "oneshot"),
+    Source("imp", "the main line's mask of level L (only with a transform)", "main", structured=True),
+    Source("oneshot", "magnitude pruning of the trained dense network straight to level L's counts", "oneshot",
+           structured=True),
     Source("random_layerwise", "a uniformly random mask with level L's per-layer counts", "random_layerwise",
-           invertible=False),
+           invertible=False, structured=True),
     Source("random_global", "a uniformly random mask with level L's overall count, spread across layers",
            "random_global", invertible=False),
     Source("magnitude_init", "pruning at initialisation by weight magnitude, to level L's counts", "at_init",
@@ -128,6 +132,21 @@ def parse_controls(texts: Iterable[str] | str) -> list[Control]:
     if not controls:
         raise ConfigError("no control given: e.g. reinit, random_layerwise, oneshot, snip+shuffle")
     return controls
+
+
+def check_granularity(control: Control, granularity: str) -> None:
+    """A one-line ConfigError for a control that has no meaning at the run's structured granularity
+    (`lth.spec.names.STRUCTURED`): sources other than imp, oneshot and random_layerwise choose single
+    weights; inverting refill (a count of surviving weights, not a score) is not defined."""
+    if granularity not in STRUCTURED:
+        return
+    if not SOURCE_REGISTRY[control.source].structured:
+        usable = ", ".join(name for name, s in SOURCE_REGISTRY.items() if s.structured)
+        raise ConfigError(f"control {control.name} chooses single weights, but this run prunes whole units "
+                          f"(pruning.granularity {granularity}): use one of {usable} (with transforms)")
+    if granularity == "refill" and "invert" in control.transforms:
+        raise ConfigError(f"control {control.name}: refill ranks units by their surviving weights, which has no "
+                          "inverse order; drop '+invert'")
 
 
 def check_retraining(control: Control, retraining: str) -> None:

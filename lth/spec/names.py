@@ -13,6 +13,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "step", "cosine")
 PRUNING_STRATEGIES = ("layerwise", "global", "modulewise")
 PRUNING_SCHEDULES = ("geometric", "linear")
+# what one pruning step removes (`lth.sparsity.structured`): single weights, or whole units
+GRANULARITIES = ("weight", "neuron", "channel", "unit", "refill")
+STRUCTURED = GRANULARITIES[1:]  # the granularities whose masks remove whole units
+UNIT_SCORES = ("l1", "l2")
 RETRAINING = ("rewind", "lr_rewind", "finetune")
 DATA_ORDERS = ("per_level", "fixed")
 DISTRIBUTIONS = ("uniform", "erk")
