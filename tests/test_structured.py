@@ -19,7 +19,7 @@ from lth.spec.checks import validate_config
 from lth.spec.controls import check_granularity, parse_control
 from lth.sparsity.masks import apply_mask, mask_leaves, named_leaves
 from lth.sparsity.structured import (
-    alive_units, prune_units, refill_units, structured_mask, structured_spaces, unit_counts
+    kept_units, prune_units, refill_units, structured_mask, structured_spaces, unit_counts
 )
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -61,7 +61,7 @@ def test_mlp_unit_counts_and_scores_match_numpy(norm):
     previous = {"fc1": None, "fc2": None}
     for level in (1, 2, 3):
         mask = prune_units(apply_mask(params, mask), mask, spaces, spec, level)
-        alive, rows = alive_units(mask, spaces), {"fc1": None, "fc2": previous["fc1"]}
+        alive, rows = kept_units(mask, spaces), {"fc1": None, "fc2": previous["fc1"]}
         for layer, fraction, size in (("fc1", 0.3, 32), ("fc2", 0.5, 16)):
             keep = int(round(size * (1 - fraction) ** level))
             want = numpy_kept(params, layer, norm, keep, previous[layer], rows[layer])
@@ -87,7 +87,7 @@ def test_masked_mlp_equals_the_numpy_smaller_network():
     masked = apply_mask(params, mask)
     x = np.asarray(jax.random.normal(jax.random.key(5), (6, 40)))
     logits, _ = model.apply(masked, state, x, False)
-    alive = alive_units(mask, spaces)
+    alive = kept_units(mask, spaces)
     p = {k: np.asarray(v, np.float64) for k, v in named_leaves(params).items()}
     a1, a2 = alive["fc1"], alive["fc2"]
     h = np.maximum(x @ p["fc1/kernel"][:, a1] + p["fc1/bias"][a1], 0)
@@ -100,7 +100,7 @@ def test_masked_mlp_equals_the_numpy_smaller_network():
 def members_only(mask, spaces, params):
     """The same units pruned, but the readers' rows left alone (only the members masked)."""
     from lth.models.spaces import unit_members
-    alive = alive_units(mask, spaces)
+    alive = kept_units(mask, spaces)
     leaves = {k: None if v is None else np.ones(np.shape(v), bool) for k, v in named_leaves(mask).items()}
     for s in spaces:
         for path, axis in unit_members(s, leaves):
@@ -135,7 +135,7 @@ def test_resnet_streams_are_zero_in_every_writer():
     stage1 = next(s for s in spaces if s.name == "conv1")
     assert stage1.stream and set(stage1.writers) == {"conv1", "block1_1/conv2", "block1_2/conv2", "block1_3/conv2"}
     mask = prune_units(params, structured_mask(params, spec, spaces), spaces, spec, 1)
-    dead = ~alive_units(mask, spaces)["conv1"]
+    dead = ~kept_units(mask, spaces)["conv1"]
     assert dead.sum() == 8
     leaves = {k: np.asarray(v) for k, v in mask_leaves(mask).items()}
     for writer in stage1.writers:
@@ -204,7 +204,7 @@ def test_two_level_neuron_lottery(neuron_run, retraining):
     assert [unit_counts(o.mask, spaces) for o in outcomes] == [{"fc1": 32, "fc2": 16}, {"fc1": 22, "fc2": 11},
                                                               {"fc1": 16, "fc2": 8}]
     for o in outcomes[1:]:
-        alive, final = alive_units(o.mask, spaces), named_leaves(o.state.params)
+        alive, final = kept_units(o.mask, spaces), named_leaves(o.state.params)
         for layer in ("fc1", "fc2"):  # pruned units stayed exactly zero through training
             assert not np.asarray(final[f"{layer}/kernel"])[:, ~alive[layer]].any()
             assert not np.asarray(final[f"{layer}/bias"])[~alive[layer]].any()
@@ -221,18 +221,18 @@ def test_controls_at_neuron_granularity(neuron_run):
     ticket = unit_counts(outcomes[2].mask, spaces)
     random = control_mask(setup, parse_control("random_layerwise"), inputs, params0, state0)
     assert unit_counts(random, spaces) == ticket
-    assert any((alive_units(random, spaces)[n] != alive_units(outcomes[2].mask, spaces)[n]).any() for n in ticket)
+    assert any((kept_units(random, spaces)[n] != kept_units(outcomes[2].mask, spaces)[n]).any() for n in ticket)
     shuffle = parse_control("imp+shuffle")
     shuffled = finalize_mask(setup, shuffle, 2, control_mask(setup, shuffle, inputs, params0, state0))
     assert unit_counts(shuffled, spaces) == ticket
     oneshot = control_mask(setup, parse_control("oneshot"), inputs, params0, state0)
     dense = named_leaves(outcomes[0].state.params)
     want = numpy_kept({"fc1": {"kernel": dense["fc1/kernel"], "bias": dense["fc1/bias"]}}, "fc1", "l1", 16)
-    np.testing.assert_array_equal(alive_units(oneshot, spaces)["fc1"], want)
+    np.testing.assert_array_equal(kept_units(oneshot, spaces)["fc1"], want)
     inverted = control_mask(setup, parse_control("imp+invert"), inputs, params0, state0)
     assert unit_counts(inverted, spaces) == ticket
-    before, after = (alive_units(outcomes[level].mask, spaces)["fc1"] for level in (1, 2))
-    inverted_alive = alive_units(inverted, spaces)["fc1"]  # the 16 lowest of level 1's 22: level 2's 6 pruned kept
+    before, after = (kept_units(outcomes[level].mask, spaces)["fc1"] for level in (1, 2))
+    inverted_alive = kept_units(inverted, spaces)["fc1"]  # the 16 lowest of level 1's 22: level 2's 6 pruned kept
     assert not (inverted_alive & ~before).any() and (inverted_alive >= (before & ~after)).all()
     for bad in ("snip", "random_global", "set"):
         with pytest.raises(ConfigError, match="whole units") as err:

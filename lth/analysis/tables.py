@@ -76,7 +76,7 @@ class Table:
 
 
 LEVEL_COLUMNS = ("level", "percent_remaining", "weights_remaining", "early_stop_test_accuracy",
-                 "early_stop_iteration", "test_accuracy", "best_test_accuracy")
+                 "early_stop_iteration", "test_accuracy", "best_test_accuracy", "compact_params", "compact_macs")
 
 
 def level_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] = LEVEL_COLUMNS) -> Table:

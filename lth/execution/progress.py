@@ -12,7 +12,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 HEADER = (f"{'rep':>3} {'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  "
-          f"{'final acc':>9}  {'time':>7}")
+          f"{'final acc':>9}  {'compact MACs':>12}  {'time':>7}")
 """The table's header; a table of several branches (the controls) has a `control` column after `rep`."""
 
 
@@ -34,11 +34,20 @@ def format_row(replicate: int, record: dict[str, Any], seconds: float, branch: s
     early_text = f"{100 * early:>13.2f}%" if early is not None else f"{'-':>14}"
     iteration = record.get("early_stop_iteration")
     name = f" {branch:<{branch_width}}" if branch_width else ""
+    macs = short_count(record["compact_macs"]) if record.get("compact_macs") is not None else "-"
     return (
         f"{replicate:>3}{name} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
         f"{early_text}  {iteration if iteration is not None else '-':>13}  "
-        f"{100 * record['test_accuracy']:>8.2f}%  {seconds:>6.1f}s"
+        f"{100 * record['test_accuracy']:>8.2f}%  {macs:>12}  {seconds:>6.1f}s"
     )
+
+
+def short_count(n: int) -> str:
+    """A count in 4 significant digits with k / M / G: 266200 -> '266.2k'."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.4g}{suffix}"
+    return str(int(n))
 
 
 def format_duration(seconds: float) -> str:

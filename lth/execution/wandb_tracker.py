@@ -67,8 +67,10 @@ def start_artifact(run: RunDir) -> str | None:
 
 
 def ticket_row(record: dict[str, Any]) -> dict[str, float]:
-    """A level record as the ``ticket/*`` metrics of its history row (numbers only, nulls left out)."""
+    """A level record as the ``ticket/*`` metrics of its history row (numbers only, nulls left out;
+    the units alive per layer as ``ticket/units/<layer>``)."""
     row = {f"ticket/{k}": v for k, v in record.items() if is_finite_number(v)}
+    row.update({f"ticket/units/{layer}": alive for layer, (alive, _) in record.get("units", {}).items()})
     headline = accuracy(record)
     if headline is not None:
         row["ticket/accuracy"] = headline

@@ -34,10 +34,16 @@ def _structure(model: str, shapes_key: tuple[tuple[str, tuple[int, ...]], ...]
 def compact_fields(model: str, params: Any, mask: Mask, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """{"units": {layer: [alive, total]} (every space but the classes; "input": the input features
     or channels), "compact_params", "compact_macs"} of `mask` on a `model` with `params` (arrays or
-    shapes) for inputs of `input_shape`."""
+    shapes) for inputs of `input_shape`: kernels and biases of the compact network (BatchNorm folded
+    into its layer) and the multiply-accumulates of one example's forward."""
     shapes_key = tuple((path, tuple(np.shape(leaf))) for path, leaf in named_leaves(params).items())
     graph, spaces, shapes = _structure(model, shapes_key)
     masks = {p: None if m is None else np.asarray(m, bool) for p, m in named_leaves(mask).items()}
     cost = compact_cost(graph, spaces, alive_units(graph, spaces, masks, shapes), tuple(input_shape))
     units = {s.name: cost["units"][s.name] for s in spaces if s.role != "output"}
     return {"units": units, "compact_params": int(cost["params"]), "compact_macs": int(cost["macs"])}
+
+
+def record_compact(setup: Any, mask: Mask) -> dict[str, Any]:
+    """`compact_fields` of `mask` in the run of `setup` (its model, initial params' shapes and input shape)."""
+    return compact_fields(setup.config.model, setup.initial[0], mask, tuple(setup.dataset.input_shape))

@@ -70,6 +70,7 @@ from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import check_schedule
 from lth.lottery.methods import method_trainer, sparse_record, start_state
 from lth.lottery.train_level import train_level
+from lth.lottery.compact_record import record_compact
 from lth.lottery.setup import Setup, retrained
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.distributions import keep_counts, random_mask
@@ -274,7 +275,7 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     if sparse:
         record = sparse_record(setup, _method(control), level, mask, final, start_step, evaluations, None)
     else:
-        record = level_record(level, mask, evaluations)
+        record = level_record(level, mask, evaluations, compact=record_compact(setup, mask))
     return LevelOutcome({**record, "control": control.name}, final, state, evaluations, time.perf_counter() - started)
 
 

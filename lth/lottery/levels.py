@@ -24,6 +24,7 @@ import numpy as np
 
 from lth.data.device import DeviceData
 from lth.errors import ConfigError
+from lth.lottery.compact_record import record_compact
 from lth.lottery.setup import Setup, data_keys, init_params, initial_mask, retrained, start_step
 from lth.sparsity.masks import (
     Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
@@ -45,10 +46,12 @@ class LevelOutcome(NamedTuple):
 
 
 def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *, previous_mask: Mask | None = None,
-                 params_init: Any = None, params_final: Any = None) -> dict[str, Any]:
+                 params_init: Any = None, params_final: Any = None, compact: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
     """The results.json row of a level: density, early-stop and final accuracies, per-layer density,
-    and (when given) the mask's overlap with the previous level's and the fraction of surviving
-    weights whose trained sign equals their sign at initialisation."""
+    what compaction would leave (`compact`: `lth.lottery.compact_record.record_compact`'s units alive
+    per layer, compact params and MACs), and (when given) the mask's overlap with the previous
+    level's and the fraction of surviving weights whose trained sign equals their sign at init."""
     counts = layer_counts(mask)
     kept = sum(k for k, _ in counts.values())
     total = sum(n for _, n in counts.values())
@@ -60,6 +63,7 @@ def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *,
         "prunable_weights": total,
         **summarize(evaluations),
         "layer_density": layer_densities(mask),
+        **(compact or {}),
         **({"overlap_with_previous": overlap(mask, previous_mask)} if previous_mask is not None else {}),
         **({"sign_agreement_with_init": sign_agreement(params_init, params_final, mask)}
            if params_init is not None and params_final is not None else {}),
@@ -270,7 +274,7 @@ def lottery_levels_together(
         outcomes = []
         for seed, state, mask, evals in zip(seeds, states, level_masks, evaluations):
             record = level_record(level, mask, evals, previous_mask=seed.previous_mask, params_init=seed.params0,
-                                  params_final=state.params)
+                                  params_final=state.params, compact=record_compact(setups[0], mask))
             seed.previous, seed.previous_mask = state, mask
             outcomes.append(LevelOutcome(record, mask, state, evals, seconds))
         yield outcomes

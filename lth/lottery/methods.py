@@ -33,6 +33,7 @@ from lth.spec.config import SparseConfig
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.train_level import train_level
+from lth.lottery.compact_record import record_compact
 from lth.lottery.setup import Setup, init_params, initial_mask
 from lth.sparsity import nm
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
@@ -101,7 +102,7 @@ def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: M
     extra = {"method": method, "mask_updates": updates, "overlap_with_initial_mask": overlap(final, initial)}
     if target is not None:
         extra["target_density"] = float(target)
-    return {**level_record(level, final, evaluations), **extra}
+    return {**level_record(level, final, evaluations, compact=record_compact(setup, final)), **extra}
 
 
 def check_method(setup: Setup) -> None:

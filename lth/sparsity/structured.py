@@ -92,7 +92,7 @@ def _per_unit(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     return np.moveaxis(array, axis, 0).reshape(size, -1)
 
 
-def alive_units(mask: Mask, spaces: list[Space]) -> dict[str, np.ndarray]:
+def kept_units(mask: Mask, spaces: list[Space]) -> dict[str, np.ndarray]:
     """{space name: bool per unit}: a unit is alive while its first writer's kernel column keeps a weight."""
     leaves = named_leaves(mask)
     alive = {}
@@ -104,8 +104,8 @@ def alive_units(mask: Mask, spaces: list[Space]) -> dict[str, np.ndarray]:
 
 
 def unit_counts(mask: Mask, spaces: list[Space]) -> dict[str, int]:
-    """{space name: units alive} (`alive_units`)."""
-    return {name: int(a.sum()) for name, a in alive_units(mask, spaces).items()}
+    """{space name: units alive} (`kept_units`)."""
+    return {name: int(a.sum()) for name, a in kept_units(mask, spaces).items()}
 
 
 def unit_scores(params: Params, mask: Mask, spaces: list[Space], norm: str = "l1") -> dict[str, np.ndarray]:
@@ -171,7 +171,7 @@ def prune_units(params: Params, mask: Mask, spaces: list[Space], spec: PruningCo
                 sign: float = 1.0) -> Mask:
     """Level `level`'s structured mask: in each space the `unit_keeps` alive units of highest
     `sign` x norm (`spec.unit_score`) of `params` under `mask`; the others pruned (`apply_units`)."""
-    alive = alive_units(mask, spaces)
+    alive = kept_units(mask, spaces)
     scores = unit_scores(params, mask, spaces, spec.unit_score)
     keeps = unit_keeps(spaces, spec, level)
     return apply_units(mask, spaces, {n: top_units(sign * scores[n], alive[n], keeps[n]) for n in alive})
@@ -197,7 +197,7 @@ def refill_units(params: Params, mask: Mask, spaces: list[Space], spec: PruningC
     the readers' rows of pruned units are masked (the paper leaves them, their trained values
     rank lowest here as the masked params hold zeros there).
     """
-    values, alive = named_leaves(params), alive_units(mask, spaces)
+    values, alive = named_leaves(params), kept_units(mask, spaces)
     kept = {}
     for s in spaces:
         counts, fan_in = np.zeros(s.size, np.int64), 0
@@ -233,7 +233,7 @@ def random_units(full_mask: Mask, spaces: list[Space], counts: dict[str, int], k
 
 def shuffle_units(mask: Mask, spaces: list[Space], key: jax.Array) -> Mask:
     """A full mask with each space's alive units permuted within the space (counts per space kept)."""
-    alive = alive_units(mask, spaces)
+    alive = kept_units(mask, spaces)
     full = jax.tree.map(jnp.ones_like, mask)
     kept = {s.name: alive[s.name][np.asarray(jax.random.permutation(jax.random.fold_in(key, i), s.size))]
             for i, s in enumerate(spaces)}
