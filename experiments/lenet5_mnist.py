@@ -8,8 +8,8 @@ structured sweep `structured_lenet5` (channels vs weights), not a paper reproduc
 
 Variants (`lth run lenet5_mnist --variant NAME`):
   default  full MNIST (downloaded on first use), 20,000 iterations per level, 12 levels. Not run here.
-  quick    the 5,000 embedded MNIST digits (3,500 train / 500 validation / 1,000 test), 3,000
-           iterations (~51 epochs) per level, 8 levels.
+  quick    the 5,000 embedded MNIST digits (3,500 train / 500 validation / 1,000 test), 1,000
+           iterations (~17 epochs) per level, 6 levels (26 % of the weights left).
   smoke    a wiring check for tests: 40 iterations, 2 levels.
 """
 
@@ -30,7 +30,7 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         rewind="0it",
     )
     if variant == "quick":
-        config = replace(config, **{"data.name": "mnist5k", "training.length": "1500it", "levels": 6})
+        config = replace(config, **{"data.name": "mnist5k", "training.length": "1000it", "levels": 6})
     elif variant == "smoke":
         config = replace(config, **{"data.name": "mnist5k", "training.length": "40it", "training.eval_every": "20it",
                                     "levels": 2})

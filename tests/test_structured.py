@@ -267,3 +267,20 @@ def test_too_many_levels_for_the_units_is_refused_before_training():
     with pytest.raises(ConfigError, match="units of fc2 would all be pruned at level") as err:
         prepare(tiny_config(levels=12, **{"pruning.granularity": "neuron", "pruning.fraction": 0.5}))
     assert "\n" not in str(err.value)
+
+
+def test_records_carry_units_and_the_compact_networks_cost(neuron_run):
+    """Each level's record: the units alive per layer and the compact params / MACs, equal to what
+    compacting the level's trained network gives (`lth.tickets.compact`), and to a hand count."""
+    from lth.tickets.compact import compact_network
+
+    setup, outcomes, params0, state0 = neuron_run
+    for o in outcomes:
+        net = compact_network("mlp_tiny", o.state.params, o.state.model_state, o.mask, setup.dataset.input_shape)
+        assert o.record["compact_params"] == net.report["params"]
+        assert o.record["compact_macs"] == net.report["macs"]
+        assert o.record["units"] == {k: v for k, v in net.report["units"].items() if k != "output"}
+    fc1, fc2 = outcomes[2].record["units"]["fc1"][0], outcomes[2].record["units"]["fc2"][0]
+    assert (fc1, fc2) == (16, 8)
+    inputs = outcomes[2].record["units"]["input"][0]
+    assert outcomes[2].record["compact_macs"] == inputs * fc1 + fc1 * fc2 + fc2 * 10
