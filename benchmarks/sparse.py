@@ -32,7 +32,6 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lth.tickets as ex  # noqa: E402
 from lth.models import get_model  # noqa: E402
+from lth.models.graph import model_graph  # noqa: E402
+from lth.tickets.bench import csr_forward  # noqa: E402
+from lth.tickets.timing import time_calls  # noqa: E402
 from lth.sparsity.masks import count_remaining, layer_densities, make_mask  # noqa: E402
 from lth.sparsity.masks import density as lth_density  # noqa: E402
 
@@ -68,49 +70,6 @@ def random_mask(params: Any, density: float, seed: int) -> Any:
         return jnp.asarray(keep.reshape(m.shape))
 
     return jax.tree.map(leaf, make_mask(params), is_leaf=lambda x: x is None)
-
-
-def scipy_forward_fn(params: Any, mask: Any):
-    """A NumPy forward with scipy.sparse CSR kernels (stored transposed: y^T = W^T h^T)."""
-    import scipy.sparse as sp
-
-    layers = ex.mlp_layers(params)
-    dense = ex.masked_params(params, mask)
-    mats = [(sp.csr_matrix(np.asarray(dense[n]["kernel"]).T), np.asarray(dense[n]["bias"])) for n in layers]
-
-    def forward(x: np.ndarray) -> np.ndarray:
-        h = x.reshape(x.shape[0], -1).T  # features x batch
-        for i, (w_t, b) in enumerate(mats):
-            h = w_t @ h + b[:, None]
-            if i < len(mats) - 1:
-                np.maximum(h, 0, out=h)
-        return h.T
-
-    return forward
-
-
-def measure(fns: dict[str, Any], repeats: int, rounds: int = 5) -> dict[str, dict[str, float]]:
-    """{fn: {"median", "min", "repeats"}} seconds per call, timed in `rounds` rounds; in each round
-    every fn runs one untimed call, then repeats / rounds timed calls back to back, the order of
-    the fns rotating from round to round. Blocks keep one variant's memory traffic (BCOO's
-    nse x batch intermediates) from slowing the next variant's calls; rounds spread a busy
-    machine's load over all variants. The median is what the tables show first; the minimum is
-    the least disturbed call."""
-    for fn in fns.values():  # compile and warm up
-        for _ in range(2):
-            jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    per_round = max(1, -(-repeats // rounds))
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            fn = fns[name]
-            jax.block_until_ready(fn())
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                jax.block_until_ready(fn())
-                times[name].append(time.perf_counter() - t0)
-    return {name: {"median": statistics.median(ts), "min": min(ts), "repeats": len(ts)} for name, ts in times.items()}
 
 
 def bcoo_bytes(sparse_params: Any) -> int:
@@ -188,7 +147,7 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
             net = ex.compact_network("lenet300_100", params, {}, mask, INPUT_SHAPE)
             report = compact_report(net)
             net = dataclasses.replace(net, params=jax.device_put(net.params))
-            scipy_forward = scipy_forward_fn(params, mask)
+            scipy_forward, _ = csr_forward(model_graph("lenet300_100"), ex.masked_params(params, mask), {})
 
             row: dict[str, Any] = {
                 **label,
@@ -221,7 +180,7 @@ def run(cases, repeats_b1: int, repeats_big: int, big_batch: int, seed: int) -> 
                     "compact": lambda x=x: ex.compact_forward(net, x),
                     "scipy_csr": lambda x=x_np: scipy_forward(x),
                 }
-                row["latency_s"][str(batch)] = measure(fns, repeats_b1 if batch == 1 else repeats_big)
+                row["latency_s"][str(batch)] = time_calls(fns, repeats_b1 if batch == 1 else repeats_big)
             rows.append(row)
             print(f"  measured density {100 * density:.2f} %", file=sys.stderr, flush=True)
     return {"rows": rows, "batches": [1, big_batch]}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig
 
@@ -87,12 +88,12 @@ def finish_scripts(*procs: subprocess.Popen, timeout: float) -> list[str]:
     return outs
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+def run_cli(capsys, *argv: Any) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `lth ARGV` in this process, whether main returns or argparse exits."""
     from lth.cli import main
 
     try:
-        code = main(list(argv))
+        code = main([str(a) for a in argv])
     except SystemExit as exit_:
         code = exit_.code
     out, err = capsys.readouterr()

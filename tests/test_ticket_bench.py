@@ -36,7 +36,8 @@ def test_sparse_variants_compute_the_masked_function(tmp_path):
 
     sparse = bcoo_params(graph, masked, mask)
     assert int(sparse["fc1"]["kernel"].nse) == int(np.count_nonzero(mask["fc1"]["kernel"]))
-    np.testing.assert_allclose(np.asarray(graph_forward(graph, sparse, state, jnp.asarray(x))), reference, rtol=1e-4, atol=1e-4)
+    out = graph_forward(graph, sparse, state, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(out), reference, rtol=1e-4, atol=1e-4)
     counts = weight_counts(graph, masked, mask, output_positions(graph, (28, 28, 1)))
     assert counts["macs"] == 784 * 32 + 32 * 16 + 16 * 10 and counts["kept_macs"] == kept
     assert counts["kept_params"] == kept + 32 + 16 + 10  # the biases are not masked
