@@ -67,6 +67,8 @@ def test_one_wandb_run_per_replicate_and_branch_with_a_row_per_level(tmp_path, w
         assert ticket["percent_remaining"] == record["percent_remaining"]
         assert ticket["accuracy"] == ticket["early_stop_test_accuracy"] == record["early_stop_test_accuracy"]
         assert ticket["test_accuracy"] == record["test_accuracy"]
+        assert ticket["compact_macs"] == record["compact_macs"] and ticket["compact_params"] == record["compact_params"]
+        assert ticket["units/fc1"] == record["units"]["fc1"][0] and ticket["units/input"] == record["units"]["input"][0]
     metrics = [json.loads(line) for line in (run / "replicate_00" / "metrics.jsonl").read_text().splitlines()]
     local = [m for m in metrics if "iteration" in m]
     evals = history([main], "eval/")
