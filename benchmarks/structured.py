@@ -45,7 +45,7 @@ from lth.sparsity.structured import apply_units  # noqa: E402
 from lth.sweeps.file import load_sweep  # noqa: E402
 from lth.tickets import export_from_run  # noqa: E402
 from lth.tickets.bench import device_description  # noqa: E402
-from lth.tickets.compact import compact_forward, compact_network  # noqa: E402
+from lth.tickets.compact import compact_network, compact_runner  # noqa: E402
 from lth.tickets.timing import repeats_for, time_calls  # noqa: E402
 
 CONTROL = "random_layerwise"
@@ -81,7 +81,8 @@ def levels_of(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 class Timer:
-    """Latency of compact networks of one model by their widths, beside the dense network."""
+    """Latency of compact networks of one model by their widths, each timed beside the dense network
+    in the same rounds (`time_calls` rotates the order), so every ratio comes from one measurement."""
 
     def __init__(self, model: str, input_shape: tuple[int, ...], batches: tuple[int, ...], budget: float):
         self.model, self.input_shape, self.batches, self.budget = model, input_shape, batches, budget
@@ -89,29 +90,29 @@ class Timer:
         self.params, self.state = jax.tree.map(np.asarray, net.init(jax.random.key(0)))
         self.graph = model_graph(model)
         self.spaces = unit_spaces(self.graph, self.params)
-        self.inputs = {b: np.random.default_rng(b).standard_normal((b, *input_shape)).astype(np.float32)
+        self.inputs = {b: jax.numpy.asarray(np.random.default_rng(b).standard_normal((b, *input_shape)), np.float32)
                        for b in batches}
-        self.cache: dict[tuple, dict[int, float]] = {}
         dense = jax.jit(lambda p, s, x: forward(self.graph, p, s, x))
-        self.dense = self._time(lambda x: dense(self.params, self.state, x))
+        params, state = jax.device_put((self.params, self.state))
+        self.dense_fn = lambda x: dense(params, state, x)
+        self.cache: dict[tuple, dict[str, dict[int, float]]] = {}
 
-    def _time(self, fn: Any) -> dict[int, float]:
-        out = {}
-        for batch, x in self.inputs.items():
-            x = jax.numpy.asarray(x)
-            once = time_calls({"f": lambda: fn(x)}, repeats=2, rounds=1)["f"]["median"]
-            out[batch] = 1e3 * time_calls({"f": lambda: fn(x)}, repeats_for(once, self.budget))["f"]["median"]
-        return out
-
-    def compact(self, units: dict[str, list[int]]) -> dict[int, float]:
-        """Median ms per batch of the compact network keeping the first `units[space][0]` units of each space."""
+    def compact(self, units: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+        """{"compact": {batch: median ms}, "dense": {batch: median ms}} of the compact network keeping the
+        first `units[space][0]` units of each space, timed together with the dense network."""
         widths = tuple(units.get(s.name, [s.size])[0] for s in self.spaces)
         if widths not in self.cache:
             full = make_mask(self.params, (r".*kernel", r".*bias", r".*scale"))
             kept = {s.name: np.arange(s.size) < w for s, w in zip(self.spaces, widths)}
             mask = apply_units(full, [s for s in self.spaces if s.role != "output"], kept)
-            net = compact_network(self.model, self.params, self.state, mask, self.input_shape)
-            self.cache[widths] = self._time(lambda x: compact_forward(net, x))
+            runner = compact_runner(compact_network(self.model, self.params, self.state, mask, self.input_shape))
+            out: dict[str, dict[int, float]] = {"compact": {}, "dense": {}}
+            for batch, x in self.inputs.items():
+                fns = {"compact": lambda: runner(x), "dense": lambda: self.dense_fn(x)}
+                once = max(t["median"] for t in time_calls(fns, repeats=2, rounds=1).values())
+                for name, t in time_calls(fns, repeats_for(once, self.budget)).items():
+                    out[name][batch] = 1e3 * t["median"]
+            self.cache[widths] = out
         return self.cache[widths]
 
 
@@ -137,8 +138,8 @@ def _row_numbers(row: dict[str, Any], timer: Timer) -> dict[str, Any]:
     latency = timer.compact(row["units"])
     return {"accuracy": row["accuracy"], "accuracy_std": row["accuracy_std"],
             "percent_remaining": row["percent_remaining"], "params": row["compact_params"],
-            "macs": row["compact_macs"], **{f"latency_ms_{b}": latency[b] for b in timer.batches},
-            **{f"dense_latency_ms_{b}": timer.dense[b] for b in timer.batches}}
+            "macs": row["compact_macs"], **{f"latency_ms_{b}": latency["compact"][b] for b in timer.batches},
+            **{f"dense_latency_ms_{b}": latency["dense"][b] for b in timer.batches}}
 
 
 def _files(run_path: Path, level: int, folder: Path) -> dict[str, int]:
@@ -176,7 +177,7 @@ def figure(series: dict[str, list[dict[str, Any]]], timer: Timer, path: Path, ti
         x = [r["percent_remaining"] for r in levels]
         y = [r["accuracy"] for r in levels]
         left.plot(x, y, style, color=color, marker=marker, markersize=4, label=name)
-        latency = [timer.compact(r["units"])[big] for r in levels]
+        latency = [timer.compact(r["units"])["compact"][big] for r in levels]
         right.plot(latency, y, style, color=color, marker=marker, markersize=4, linewidth=0.8, label=name)
         points += list(zip(latency, y))
     front, best = [], -np.inf
@@ -185,7 +186,8 @@ def figure(series: dict[str, list[dict[str, Any]]], timer: Timer, path: Path, ti
             front.append((lat, acc))
             best = acc
     right.step(*zip(*front), where="post", color="0.3", linewidth=2, alpha=0.35, label="Pareto front")
-    right.axvline(timer.dense[big], color="0.5", linestyle=":", label=f"dense network ({timer.dense[big]:.2f} ms)")
+    dense = statistics.median(t["dense"][big] for t in timer.cache.values())
+    right.axvline(dense, color="0.5", linestyle=":", label=f"dense network ({dense:.2f} ms, median)")
     percent_axis(left, [r["percent_remaining"] for levels in series.values() for r in levels])
     right.set_xscale("log")
     right.set_xlabel(f"compact network latency at batch {big}, ms (median, this machine)")
@@ -217,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for levels in series.values():
         for r in levels:
-            r.update({f"latency_ms_{b}": v for b, v in timer.compact(r["units"]).items()})
-    result = {"device": device_description(), "sweep": plan.dir_name, "dense_latency_ms": timer.dense,
-              "series": series, "table": rows}
+            times = timer.compact(r["units"])
+            r.update({f"{k}_latency_ms_{b}": v for k, by_batch in times.items() for b, v in by_batch.items()})
+    result = {"device": device_description(), "sweep": plan.dir_name, "series": series, "table": rows}
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(rows, timer.batches) + "\n")
     figure(series, timer, out.with_suffix(".png"), f"{plan.name}: accuracy vs size and measured latency")

@@ -11,7 +11,7 @@ the smaller dense network computing what the ticket computes, and its file.
 from lth.tickets.describe import describe
 from lth.tickets.export import export_from_run
 from lth.tickets.file import FORMAT, VERSION, Ticket, load, read_header, save
-from lth.tickets.compact import CompactNetwork, compact_forward, compact_network
+from lth.tickets.compact import CompactNetwork, compact_forward, compact_network, compact_runner
 from lth.tickets.compact_file import load_compact, save_compact
 from lth.tickets.inference import (
     dense_forward,
@@ -24,8 +24,8 @@ from lth.tickets.sizes import dense_sizes, masked_params, ticket_size, ticket_si
 from lth.tickets.start import fit, run_setup, ticket_start, with_run_ticket
 
 __all__ = [
-    "FORMAT", "VERSION", "CompactNetwork", "Ticket", "compact_forward", "compact_network", "dense_forward",
-    "dense_sizes", "describe", "export_from_run", "fit", "load", "load_compact", "run_setup", "masked_params",
-    "mlp_forward", "mlp_layers", "read_header", "save", "save_compact", "sparse_forward", "ticket_size",
-    "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
+    "FORMAT", "VERSION", "CompactNetwork", "Ticket", "compact_forward", "compact_network", "compact_runner",
+    "dense_forward", "dense_sizes", "describe", "export_from_run", "fit", "load", "load_compact", "run_setup",
+    "masked_params", "mlp_forward", "mlp_layers", "read_header", "save", "save_compact", "sparse_forward",
+    "ticket_size", "ticket_sizes", "ticket_start", "to_bcoo", "with_run_ticket",
 ]

@@ -8,9 +8,11 @@
 - ``scipy_csr``: NumPy with scipy.sparse CSR kernels, for networks of dense layers only.
 
 Every variant runs on the same random inputs; timing is `lth.tickets.timing.time_calls` (warm-up,
-rounds in a rotating order, median and minimum of blocked calls). Per dense layer, the dense, BCOO
-and CSR products are also timed alone at each batch: the fastest kernel of each layer is reported
-by measurement, a sparse kernel only where it measured faster than the dense one.
+rounds in a rotating order, median and minimum of blocked calls). Per dense layer of the compact
+network (its nonzero weights: a structured ticket's compact kernels are dense, an unstructured
+ticket's keep its zeros), the dense, BCOO and CSR products are also timed alone at each batch: the
+fastest kernel of each layer is reported by measurement, a sparse kernel only where it measured
+faster than the dense one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lth.models.graph import Layer, model_graph, weighted_layers
 from lth.models.graph_forward import forward
 from lth.sparsity.alive import output_positions
 from lth.sparsity.masks import named_leaves
-from lth.tickets.compact import compact_forward, compact_network, ticket_network
+from lth.tickets.compact import compact_network, compact_runner, ticket_network
 from lth.tickets.compact_file import encode_compact
 from lth.tickets.file import load
 from lth.tickets.sizes import dense_sizes, masked_params
@@ -40,12 +42,17 @@ DEFAULT_BATCHES = (1, 64, 1024)
 
 
 def device_description() -> str:
-    """The device jax runs on, in words (platform, kind, and the host's cores for a CPU)."""
+    """The device jax runs on, in words: a GPU's / TPU's kind; for a CPU its model name and cores."""
     device = jax.devices()[0]
-    text = f"{device.platform}: {device.device_kind}"
-    if device.platform == "cpu":
-        text += f" ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-    return text
+    if device.platform != "cpu":
+        return f"{device.platform}: {device.device_kind}"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"cpu: {name}, {os.cpu_count()} cores"
 
 
 def _get(tree: Any, path: str) -> Any:
@@ -142,10 +149,10 @@ def weight_counts(graph: list[Layer], params: Any, mask: Any, positions: dict[st
 def layer_kernels(graph: list[Layer], params: Any, mask: Any, batches: tuple[int, ...], budget: float
                   ) -> list[dict[str, Any]]:
     """Per dense layer and batch: the median ms of the dense, BCOO and CSR products of its kernel
-    alone on random inputs, and the fastest of them."""
+    (kept entries: `mask`, None for all) alone on random inputs, and the fastest of them."""
     import scipy.sparse as sp
 
-    masks = named_leaves(mask)
+    masks = named_leaves(mask) if mask else {}
     rows = []
     rng = np.random.default_rng(0)
     for layer in weighted_layers(graph):
@@ -153,7 +160,7 @@ def layer_kernels(graph: list[Layer], params: Any, mask: Any, batches: tuple[int
             continue
         path = f"{layer['params']}/kernel"
         kernel = np.asarray(_get(params, path), np.float32)
-        keep = np.ones(kernel.shape, bool) if masks.get(path) is None else np.asarray(masks[path], bool)
+        keep = np.asarray(masks[path], bool) if masks.get(path) is not None else kernel != 0
         bcoo = bcoo_params([layer], {layer["params"]: {"kernel": kernel}}, {layer["params"]: {"kernel": keep}})
         bcoo_kernel = bcoo[layer["params"]]["kernel"]
         csr = sp.csr_matrix(kernel.T)
@@ -200,12 +207,14 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
     positions = output_positions(graph, input_shape)
     counts = weight_counts(graph, masked, ticket.mask, positions)
     net = compact_network(model, weights, state, ticket.mask, input_shape)
+    compact = compact_runner(net)
     dense_fn = jax.jit(lambda p, s, x: forward(graph, p, s, x))
-    sparse_params = bcoo_params(graph, masked, ticket.mask)
+    sparse_params = jax.device_put(bcoo_params(graph, masked, ticket.mask))
+    on_device, state = jax.device_put(masked), jax.device_put(state)
     csr = csr_forward(graph, masked, state)
     variants = {
-        "dense": (lambda x: dense_fn(masked, state, x), counts["params"], counts["macs"], _nbytes(masked)),
-        "compact": (lambda x: compact_forward(net, x), net.report["params"], net.report["macs"], _nbytes(net.params)),
+        "dense": (lambda x: dense_fn(on_device, state, x), counts["params"], counts["macs"], _nbytes(masked)),
+        "compact": (compact, net.report["params"], net.report["macs"], _nbytes(net.params)),
         "bcoo": (lambda x: dense_fn(sparse_params, state, x), counts["kept_params"], counts["kept_macs"],
                  _nbytes(sparse_params)),
     }
@@ -233,7 +242,7 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
              **{k: v for k, v in dense_sizes(masked).items() if k != "dense_array_bytes"}}
     return {"device": device_description(), "ticket": str(path), "model": model, "weights": which,
             "density": header.get("density"), "rows": rows, "max_abs_diff": max_diff,
-            "layers": layer_kernels(graph, masked, ticket.mask, batches, budget), "files": files,
+            "layers": layer_kernels(net.graph, net.params, {}, batches, budget), "files": files,
             "compact_units": net.report.get("units"), "skipped": skipped}
 
 
@@ -256,7 +265,8 @@ def bench_text(result: dict[str, Any]) -> str:
     for name, reason in result.get("skipped", {}).items():
         lines.append(f"{name}: not measured ({reason})")
     if result.get("layers"):
-        lines += ["", "fastest kernel per dense layer (measured alone; a sparse kernel only where faster):"]
+        lines += ["", "fastest kernel per dense layer of the compact network (its nonzero weights; each product "
+                  "timed alone; a sparse kernel only where it measured faster):"]
         for row in result["layers"]:
             times = ", ".join(f"{k} {_ms(row[f'{k}_ms'])} ms" for k in ("dense", "bcoo", "scipy_csr"))
             lines.append(f"  {row['layer']} {row['shape'][0]}x{row['shape'][1]} at {100 * row['density']:.1f} %, "
