@@ -56,11 +56,18 @@ def series_of(plan: Any, root: Path) -> dict[str, list[list[dict[str, Any]]]]:
     series: dict[str, list[list[dict[str, Any]]]] = {}
     for cell in plan.cells:
         run = load_run(root / cell.run_name)
-        label = str(cell.point.get("pruning.granularity", "weight"))
+        label = series_label(cell.config, plan.base)
         series.setdefault(label, []).append(run.records[0])
         for name, records in run.controls.items():
-            series.setdefault(f"{label} {name}", []).extend(records)
+            series.setdefault(f"{label} + {name}", []).extend(records)
     return series
+
+
+def series_label(config: Any, base: Any) -> str:
+    """The granularity, and the per-layer rates that differ from the base experiment's ("neuron, fc1 30 %")."""
+    own = [f"{pattern.split('/')[0]} {100 * fraction:g} %" for pattern, fraction in config.pruning.layer_fractions
+           if (pattern, fraction) not in base.pruning.layer_fractions]
+    return ", ".join([config.pruning.granularity, *own])
 
 
 def levels_of(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -122,9 +129,9 @@ def table_rows(plan: Any, root: Path, series: dict[str, list[dict[str, Any]]], t
     the dense accuracy, with the seed-0 ticket's files (trained weights) measured."""
     dense = series["weight"][0]
     rows = [{"network": "dense", "level": 0, **_row_numbers(dense, timer)}]
-    cells = {str(c.point.get("pruning.granularity")): c for c in plan.cells if c.replicate == 0}
+    cells = {series_label(c.config, plan.base): c for c in plan.cells if c.replicate == 0}
     for name, levels in series.items():
-        if " " in name:
+        if name.endswith(CONTROL):
             continue
         within = [r for r in levels if r["accuracy"] >= dense["accuracy"] - 1.0]
         row = min(within, key=lambda r: r["compact_macs"]) if within else levels[0]
@@ -173,7 +180,7 @@ def figure(series: dict[str, list[dict[str, Any]]], timer: Timer, path: Path, ti
     points = []
     for i, (name, levels) in enumerate(series.items()):
         color, marker = series_style(i)
-        style = "--" if " " in name else "-"
+        style = "--" if name.endswith(CONTROL) else "-"
         x = [r["percent_remaining"] for r in levels]
         y = [r["accuracy"] for r in levels]
         left.plot(x, y, style, color=color, marker=marker, markersize=4, label=name)

@@ -150,13 +150,13 @@ def test_dry_run_lists_the_cells(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name, granularities", [("structured_lenet300", ["weight", "neuron", "refill"]),
+@pytest.mark.parametrize("name, granularities", [("structured_lenet300", ["weight", "neuron", "refill", "neuron"]),
                                                  ("structured_lenet5", ["weight", "channel", "refill"])])
 def test_structured_sweeps_compare_granularities_with_their_random_control(name, granularities):
     plan = load_sweep(name)
-    assert plan.axes == ("pruning.granularity",) and plan.controls == ("random_layerwise",)
-    assert sorted({c.config.pruning.granularity for c in plan.cells}) == sorted(granularities)
-    assert sorted(c.config.seed for c in plan.cells) == sorted([0, 1, 2] * 3)
+    assert plan.axes[0] == "pruning.granularity" and plan.controls == ("random_layerwise",)
+    assert sorted(c.config.pruning.granularity for c in plan.cells) == sorted(granularities * 3)
+    assert sorted(c.config.seed for c in plan.cells) == sorted([0, 1, 2] * len(granularities))
     smoke = load_sweep(name, "smoke")  # the wiring check: two granularities, 2 levels of a few dozen iterations
     assert len(smoke.cells) == 2 and {c.config.levels for c in smoke.cells} == {2}
     assert all(c.config.training.length in ("40it", "60it") for c in smoke.cells)

@@ -6,7 +6,8 @@ per level, 10 % on the output layer's weights, rewind to init) cut to 12 levels.
 `pruning.granularity`: `weight` (unstructured IMP), `neuron` (IMP of whole hidden neurons by the L1
 norm of their incoming weights and bias, 20 % of the units per level: 300/100 -> 21/7 at level 12),
 `refill` (Chen et al. 2022: unstructured IMP, then the neurons with the most surviving weights
-refilled dense), 3 seeds each; after every run the `random_layerwise` control at levels 4, 8 and 12:
+refilled dense), and `neuron` with fc1's neurons pruned at 30 % a level (fc1 reads the 784 pixels:
+its units cost 8x fc2's MACs), 3 seeds each; after every run the `random_layerwise` control at levels 4, 8 and 12:
 at neuron and refill granularity random *units* with the ticket's unit counts per layer, at weight
 granularity random weights with its weight counts.
 
@@ -26,6 +27,8 @@ def get_sweep(variant: str = "default") -> Sweep:
         return Sweep(name="structured_lenet300_smoke", experiment="lenet300_mnist", variant="smoke",
                      grid={"pruning.granularity": ["weight", "neuron"]}, replicates=1,
                      controls=("random_layerwise",), control_levels="2", plot_axis="pruning.granularity")
+    base = ((r"output/kernel", 0.1),)  # the quick variant's: the output layer's weights at 10 % a level
     return Sweep(name="structured_lenet300", experiment="lenet300_mnist", variant="quick", set={"levels": 12},
-                 grid={"pruning.granularity": ["weight", "neuron", "refill"]}, replicates=3,
-                 controls=("random_layerwise",), control_levels="4,8,12", plot_axis="pruning.granularity")
+                 zip={"pruning.granularity": ["weight", "neuron", "refill", "neuron"],
+                      "pruning.layer_fractions": [base, base, base, ((r"fc1/kernel", 0.3), *base)]},
+                 replicates=3, controls=("random_layerwise",), control_levels="4,8,12")
