@@ -13,20 +13,14 @@ import numpy as np
 from lth.models.graph import model_graph
 from lth.models.spaces import Space, unit_spaces
 from lth.sparsity.alive import alive_units, compact_cost
-from lth.sparsity.masks import Mask, named_leaves
+from lth.sparsity.masks import Mask, named_leaves, nest
 
 
 @functools.lru_cache(maxsize=16)
 def _structure(model: str, shapes_key: tuple[tuple[str, tuple[int, ...]], ...]
                ) -> tuple[list[dict[str, Any]], list[Space], dict[str, tuple[int, ...]]]:
     shapes = dict(shapes_key)
-    tree: dict[str, Any] = {}
-    for path, shape in shapes.items():
-        node = tree
-        *parents, last = path.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = jax.ShapeDtypeStruct(shape, np.float32)
+    tree = nest([(path, jax.ShapeDtypeStruct(shape, np.float32)) for path, shape in shapes.items()])
     graph = model_graph(model)
     return graph, unit_spaces(graph, tree), shapes
 

@@ -17,7 +17,8 @@ from lth.models.graph import Layer
 Params = Any
 
 
-def _leaf(tree: Any, path: str) -> Any:
+def leaf_at(tree: Any, path: str) -> Any:
+    """The leaf of nested dicts `tree` at "a/b/c"."""
     for part in path.split("/"):
         tree = tree[part]
     return tree
@@ -25,7 +26,7 @@ def _leaf(tree: Any, path: str) -> Any:
 
 def _has(tree: Any, path: str) -> bool:
     try:
-        _leaf(tree, path)
+        leaf_at(tree, path)
     except (KeyError, TypeError):
         return False
     return True
@@ -33,7 +34,7 @@ def _has(tree: Any, path: str) -> bool:
 
 def _weighted(layer: Layer, params: Params, state: Any, h: jax.Array) -> jax.Array:
     path = layer["params"]
-    kernel = _leaf(params, f"{path}/kernel")
+    kernel = leaf_at(params, f"{path}/kernel")
     if layer["op"] == "dense":
         h = h @ kernel
     else:
@@ -43,12 +44,12 @@ def _weighted(layer: Layer, params: Params, state: Any, h: jax.Array) -> jax.Arr
             h, kernel, window_strides=tuple(layer["stride"]), padding=[tuple(p) for p in layer["padding"]],
             dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
     if _has(params, f"{path}/bias"):
-        h = h + _leaf(params, f"{path}/bias")
+        h = h + leaf_at(params, f"{path}/bias")
     norm = layer.get("norm")
     if norm is not None:
-        stats = _leaf(state, f"batch_stats/{norm['params']}")
+        stats = leaf_at(state, f"batch_stats/{norm['params']}")
         h = (h - stats["mean"]) * jax.lax.rsqrt(stats["var"] + norm["epsilon"])
-        h = h * _leaf(params, f"{norm['params']}/scale") + _leaf(params, f"{norm['params']}/bias")
+        h = h * leaf_at(params, f"{norm['params']}/scale") + leaf_at(params, f"{norm['params']}/bias")
     return _activate(layer.get("activation"), h)
 
 

@@ -52,6 +52,18 @@ def named_leaves(tree: Any) -> dict[str, Any]:
     return {path_name(path): leaf for path, leaf in flat}
 
 
+def nest(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Nested dicts from (path, value) pairs: "fc1/kernel" -> {"fc1": {"kernel": value}}."""
+    tree: dict[str, Any] = {}
+    for name, value in pairs:
+        *parents, last = name.split("/")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return tree
+
+
 def first_match(name: str, patterns: Iterable[str]) -> str | None:
     """The first regex in `patterns` that fully matches `name`, or None."""
     for pattern in patterns:

@@ -28,9 +28,9 @@ import numpy as np
 from jax.experimental import sparse
 
 from lth.models.graph import Layer, model_graph, weighted_layers
-from lth.models.graph_forward import forward
+from lth.models.graph_forward import forward, leaf_at
 from lth.sparsity.alive import output_positions
-from lth.sparsity.masks import named_leaves
+from lth.sparsity.masks import named_leaves, nest
 from lth.tickets.compact import compact_network, compact_runner, ticket_network
 from lth.tickets.compact_file import encode_compact
 from lth.tickets.file import load
@@ -55,22 +55,9 @@ def device_description() -> str:
     return f"cpu: {name}, {os.cpu_count()} cores"
 
 
-def _get(tree: Any, path: str) -> Any:
-    for part in path.split("/"):
-        tree = tree[part]
-    return tree
-
-
 def _with_leaves(tree: Any, leaves: dict[str, Any]) -> Any:
     """A copy of nested dict `tree` with the leaves at `leaves`' paths replaced."""
-    out = jax.tree.map(lambda a: a, tree)
-    for path, value in leaves.items():
-        *parents, last = path.split("/")
-        node = out
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return out
+    return nest(list({**named_leaves(tree), **leaves}.items()))
 
 
 def bcoo_params(graph: list[Layer], params: Any, mask: Any) -> Any:
@@ -81,7 +68,7 @@ def bcoo_params(graph: list[Layer], params: Any, mask: Any) -> Any:
         path = f"{layer['params']}/kernel"
         if layer["op"] != "dense":
             continue
-        kernel = np.asarray(_get(params, path))
+        kernel = np.asarray(leaf_at(params, path))
         keep = np.ones(kernel.shape, bool) if masks.get(path) is None else np.asarray(masks[path], bool)
         rows, cols = np.nonzero(keep)
         indices = jnp.asarray(np.stack([rows, cols], axis=1).astype(np.int32))
@@ -97,7 +84,7 @@ def csr_forward(graph: list[Layer], params: Any, state: Any) -> tuple[Any, int] 
 
     if any(layer["op"] == "conv" for layer in weighted_layers(graph)):
         return None
-    mats = {layer["params"]: sp.csr_matrix(np.asarray(_get(params, f"{layer['params']}/kernel")).T)
+    mats = {layer["params"]: sp.csr_matrix(np.asarray(leaf_at(params, f"{layer['params']}/kernel")).T)
             for layer in weighted_layers(graph)}
 
     def dense(layer: Layer, h: np.ndarray) -> np.ndarray:
@@ -106,9 +93,9 @@ def csr_forward(graph: list[Layer], params: Any, state: Any) -> tuple[Any, int] 
         if path in params and "bias" in params[path]:
             h = h + np.asarray(params[path]["bias"])
         if layer.get("norm"):
-            norm, stats = layer["norm"], _get(state, f"batch_stats/{layer['norm']['params']}")
+            norm, stats = layer["norm"], leaf_at(state, f"batch_stats/{layer['norm']['params']}")
             h = (h - stats["mean"]) / np.sqrt(np.asarray(stats["var"]) + norm["epsilon"])
-            bn = _get(params, norm["params"])
+            bn = leaf_at(params, norm["params"])
             h = h * np.asarray(bn["scale"]) + np.asarray(bn["bias"])
         return np.maximum(h, 0) if layer.get("activation") == "relu" else h
 
@@ -159,7 +146,7 @@ def layer_kernels(graph: list[Layer], params: Any, mask: Any, batches: tuple[int
         if layer["op"] != "dense":
             continue
         path = f"{layer['params']}/kernel"
-        kernel = np.asarray(_get(params, path), np.float32)
+        kernel = np.asarray(leaf_at(params, path), np.float32)
         keep = np.asarray(masks[path], bool) if masks.get(path) is not None else kernel != 0
         bcoo = bcoo_params([layer], {layer["params"]: {"kernel": kernel}}, {layer["params"]: {"kernel": keep}})
         bcoo_kernel = bcoo[layer["params"]]["kernel"]

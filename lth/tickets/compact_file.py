@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import safe_open
+
 from safetensors.numpy import save as safetensors_bytes
 
 from lth.errors import LthError
 from lth.sparsity.masks import named_leaves
 from lth.store.io import write_atomic
 from lth.tickets.compact import CompactNetwork, input_axis
-from lth.tickets.file import nest
+from lth.tickets.file import nest, read_safetensors
 
 FORMAT = "lth-compact"
 VERSION = 1
@@ -77,13 +77,7 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
     where = str(path)
     if not Path(path).is_file():
         raise LthError(f"compact network file {where!r} not found: write one with `lth ticket compact TICKET`")
-    try:
-        with safe_open(path, framework="np") as f:
-            metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except Exception as err:  # safetensors' errors of a truncated or foreign file, OS errors
-        raise LthError(f"compact network file {where!r} is damaged or not a .safetensors file "
-                       f"({type(err).__name__}): write it again with `lth ticket compact`") from None
+    metadata, tensors = read_safetensors(path, "compact network file", "write it again with `lth ticket compact`")
     try:
         header = json.loads(metadata[METADATA_KEY])
     except (KeyError, json.JSONDecodeError):

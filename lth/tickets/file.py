@@ -37,7 +37,7 @@ from safetensors.numpy import save as safetensors_bytes
 
 from lth.store.queries import check_ticket_file
 from lth.errors import LthError
-from lth.sparsity.masks import Mask, check_mask, named_leaves
+from lth.sparsity.masks import Mask, check_mask, named_leaves, nest
 from lth.store.io import write_atomic
 
 FORMAT = "lth-ticket"
@@ -179,17 +179,24 @@ def _lth_version() -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header, tensors) of a ticket file; a one-line LthError if it is missing, damaged or foreign."""
-    where = str(path)
-    check_ticket_file(path)
+def read_safetensors(path: str | os.PathLike, what: str, remedy: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """(metadata, tensors) of a .safetensors file; a one-line LthError naming `what` it should be and
+    the `remedy` if it is truncated, foreign or unreadable."""
     try:
         with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as err:  # safetensors' errors of a truncated or foreign file, OS errors
-        raise LthError(f"ticket file {where!r} is damaged or not a .safetensors file ({type(err).__name__}): "
-                       "export the ticket again") from None
+        raise LthError(f"{what} {str(path)!r} is damaged or not a .safetensors file ({type(err).__name__}): "
+                       f"{remedy}") from None
+    return metadata, tensors
+
+
+def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, tensors) of a ticket file; a one-line LthError if it is missing, damaged or foreign."""
+    where = str(path)
+    check_ticket_file(path)
+    metadata, tensors = read_safetensors(path, "ticket file", "export the ticket again")
     if METADATA_KEY not in metadata:
         raise LthError(f"ticket file {where!r} has no {METADATA_KEY!r} header: it is not an lth ticket "
                        "(`lth ticket export` writes one)")
@@ -250,18 +257,6 @@ def _decode_part(part: str, entries: list[dict[str, Any]], tensors: dict[str, np
             raise ValueError(f"{part}/{path} has shape {array.shape}, the header says {shape}")
         out.append((path, array))
     return out
-
-
-def nest(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Nested dicts from (path, value) pairs: "fc1/kernel" -> {"fc1": {"kernel": value}}."""
-    tree: dict[str, Any] = {}
-    for name, value in pairs:
-        *parents, last = name.split("/")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return tree
 
 
 def _check_digests(header: dict[str, Any], tensors: dict[str, np.ndarray], where: str) -> None:
