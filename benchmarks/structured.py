@@ -79,7 +79,7 @@ def levels_of(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for level, rs in sorted(by_level.items()):
         acc = [100 * r["test_accuracy"] for r in rs]
-        rows.append({"level": level, "seeds": len(rs), "accuracy": statistics.mean(acc),
+        rows.append({"level": level, "seeds": len(rs), "accuracies": acc, "accuracy": statistics.mean(acc),
                      "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else None,
                      "percent_remaining": statistics.mean(r["percent_remaining"] for r in rs),
                      "compact_params": rs[0].get("compact_params"), "compact_macs": rs[0].get("compact_macs"),
@@ -126,9 +126,15 @@ class Timer:
 def table_rows(plan: Any, root: Path, series: dict[str, list[dict[str, Any]]], timer: Timer, folder: Path
                ) -> list[dict[str, Any]]:
     """The README table: the dense network, then per granularity its sparsest level within 1 point of
-    the dense accuracy, with the seed-0 ticket's files (trained weights) measured."""
-    dense = series["weight"][0]
-    rows = [{"network": "dense", "level": 0, **_row_numbers(dense, timer)}]
+    the dense accuracy, with the seed-0 ticket's files (trained weights) measured. The dense accuracy
+    is the mean of every series' level 0 (the same dense training per seed, up to float rounding: a
+    structured mask also covers the biases, which compiles another program)."""
+    mains = [levels for name, levels in series.items() if not name.endswith(CONTROL)]
+    level0 = [levels[0] for levels in mains]
+    pooled = [a for r in level0 for a in r["accuracies"]]
+    dense = {**series["weight"][0], "accuracy": statistics.mean(pooled), "accuracy_std": statistics.stdev(pooled)}
+    rows = [{"network": f"dense ({len(pooled)} runs: every series' level 0)", "level": 0,
+             **_row_numbers(dense, timer)}]
     cells = {series_label(c.config, plan.base): c for c in plan.cells if c.replicate == 0}
     for name, levels in series.items():
         if name.endswith(CONTROL):
