@@ -10,7 +10,8 @@ of weights remaining, the compact network's params and MACs (from the records), 
 the compact network at batch 1 and 1024. The latency depends only on the compact network's widths
 (the units alive per layer in the record, seed 0), so each distinct set of widths is built once
 (`lth.tickets.compact.compact_network` of the model's init under a mask keeping those units) and
-timed with `lth.tickets.timing.time_calls` beside the dense network, in the same process.
+timed with `lth.tickets.timing.time_calls` beside the dense network in the same rounds, three times:
+the median of the three medians.
 
 The table row of each granularity is its sparsest level whose mean accuracy is within 1 point of the
 dense network's; its seed-0 ticket is exported with its trained weights (`lth ticket export
@@ -22,6 +23,7 @@ batch-1024 latency with the Pareto front).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -49,6 +51,11 @@ from lth.tickets.compact import compact_network, compact_runner  # noqa: E402
 from lth.tickets.timing import repeats_for, time_calls  # noqa: E402
 
 CONTROL = "random_layerwise"
+# under learning-rate rewinding a random structured control keeps random units of the previous level's
+# trained network, most of them already pruned to zero: a ReLU unit with zero weights in and out gets no
+# gradient and stays dead, so that control measures dead units, not a random choice (left off the chart)
+DEGENERATE = "lr_rewind"
+REPEATS = 3  # timings per network and batch: the median of their medians (the 2-core VM is shared)
 
 
 def series_of(plan: Any, root: Path) -> dict[str, list[list[dict[str, Any]]]]:
@@ -64,9 +71,12 @@ def series_of(plan: Any, root: Path) -> dict[str, list[list[dict[str, Any]]]]:
 
 
 def series_label(config: Any, base: Any) -> str:
-    """The granularity, and the per-layer rates that differ from the base experiment's ("neuron, fc1 30 %")."""
+    """The granularity, and the per-layer rates and retraining that differ from the base experiment's
+    ("neuron, fc1 30 %", "neuron, lr_rewind")."""
     own = [f"{pattern.split('/')[0]} {100 * fraction:g} %" for pattern, fraction in config.pruning.layer_fractions
            if (pattern, fraction) not in base.pruning.layer_fractions]
+    if config.retraining != base.retraining:
+        own.append(config.retraining)
     return ", ".join([config.pruning.granularity, *own])
 
 
@@ -89,7 +99,9 @@ def levels_of(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 class Timer:
     """Latency of compact networks of one model by their widths, each timed beside the dense network
-    in the same rounds (`time_calls` rotates the order), so every ratio comes from one measurement."""
+    in the same rounds (`time_calls` rotates the order), so every ratio comes from one measurement.
+    With convolutions, each network runs them both ways (`lth.models.graph_forward.CONVS`: XLA's, and
+    as shifted matmuls) and keeps the faster, by measurement (which: the "conv" entry)."""
 
     def __init__(self, model: str, input_shape: tuple[int, ...], batches: tuple[int, ...], budget: float):
         self.model, self.input_shape, self.batches, self.budget = model, input_shape, batches, budget
@@ -99,26 +111,35 @@ class Timer:
         self.spaces = unit_spaces(self.graph, self.params)
         self.inputs = {b: jax.numpy.asarray(np.random.default_rng(b).standard_normal((b, *input_shape)), np.float32)
                        for b in batches}
-        dense = jax.jit(lambda p, s, x: forward(self.graph, p, s, x))
         params, state = jax.device_put((self.params, self.state))
-        self.dense_fn = lambda x: dense(params, state, x)
+        self.convs = ("xla", "shifted") if any(s.op == "conv" for s in self.spaces) else ("xla",)
+        self.dense_fns = {conv: functools.partial(jax.jit(functools.partial(forward, self.graph, conv=conv)),
+                                                  params, state) for conv in self.convs}
         self.cache: dict[tuple, dict[str, dict[int, float]]] = {}
 
     def compact(self, units: dict[str, list[int]]) -> dict[str, dict[int, float]]:
-        """{"compact": {batch: median ms}, "dense": {batch: median ms}} of the compact network keeping the
-        first `units[space][0]` units of each space, timed together with the dense network."""
+        """{"compact": {batch: median ms}, "dense": {batch: median ms}, "conv": {"compact 1": "xla", ...}}
+        of the compact network keeping the first `units[space][0]` units of each space, timed together
+        with the dense network."""
         widths = tuple(units.get(s.name, [s.size])[0] for s in self.spaces)
         if widths not in self.cache:
             full = make_mask(self.params, (r".*kernel", r".*bias", r".*scale"))
             kept = {s.name: np.arange(s.size) < w for s, w in zip(self.spaces, widths)}
             mask = apply_units(full, [s for s in self.spaces if s.role != "output"], kept)
-            runner = compact_runner(compact_network(self.model, self.params, self.state, mask, self.input_shape))
-            out: dict[str, dict[int, float]] = {"compact": {}, "dense": {}}
+            net = compact_network(self.model, self.params, self.state, mask, self.input_shape)
+            fns = {**{f"compact {conv}": compact_runner(net, conv) for conv in self.convs},
+                   **{f"dense {conv}": fn for conv, fn in self.dense_fns.items()}}
+            out: dict[str, dict[int, Any]] = {"compact": {}, "dense": {}, "conv": {}}
             for batch, x in self.inputs.items():
-                fns = {"compact": lambda: runner(x), "dense": lambda: self.dense_fn(x)}
-                once = max(t["median"] for t in time_calls(fns, repeats=2, rounds=1).values())
-                for name, t in time_calls(fns, repeats_for(once, self.budget)).items():
-                    out[name][batch] = 1e3 * t["median"]
+                calls = {name: (lambda fn=fn: fn(x)) for name, fn in fns.items()}
+                once = max(t["median"] for t in time_calls(calls, repeats=2, rounds=1).values())
+                repeats = repeats_for(once, self.budget / REPEATS, high=5000)
+                runs = [time_calls(calls, repeats) for _ in range(REPEATS)]
+                ms = {name: 1e3 * statistics.median(run[name]["median"] for run in runs) for name in calls}
+                for kind in ("compact", "dense"):  # each with its faster convolution, by measurement
+                    conv = min(self.convs, key=lambda c: ms[f"{kind} {c}"])
+                    out[kind][batch] = ms[f"{kind} {conv}"]
+                    out["conv"][f"{kind} {batch}"] = conv
             self.cache[widths] = out
         return self.cache[widths]
 
@@ -140,7 +161,7 @@ def table_rows(plan: Any, root: Path, series: dict[str, list[dict[str, Any]]], t
         if name.endswith(CONTROL):
             continue
         within = [r for r in levels if r["accuracy"] >= dense["accuracy"] - 1.0]
-        row = min(within, key=lambda r: r["compact_macs"]) if within else levels[0]
+        row = min(within, key=lambda r: (r["compact_macs"], r["percent_remaining"])) if within else levels[0]
         rows.append({"network": f"{name} ticket", "level": row["level"], **_row_numbers(row, timer),
                      **_files(root / cells[name].run_name, row["level"], folder)})
     rows[0].update(_files(root / cells["weight"].run_name, 0, folder))
@@ -152,7 +173,7 @@ def _row_numbers(row: dict[str, Any], timer: Timer) -> dict[str, Any]:
     return {"accuracy": row["accuracy"], "accuracy_std": row["accuracy_std"],
             "percent_remaining": row["percent_remaining"], "params": row["compact_params"],
             "macs": row["compact_macs"], **{f"latency_ms_{b}": latency["compact"][b] for b in timer.batches},
-            **{f"dense_latency_ms_{b}": latency["dense"][b] for b in timer.batches}}
+            **{f"dense_latency_ms_{b}": latency["dense"][b] for b in timer.batches}, "convolutions": latency["conv"]}
 
 
 def _files(run_path: Path, level: int, folder: Path) -> dict[str, int]:
@@ -175,22 +196,23 @@ def markdown(rows: list[dict[str, Any]], batches: tuple[int, ...]) -> str:
     return "\n".join(out)
 
 
-def figure(series: dict[str, list[dict[str, Any]]], timer: Timer, path: Path, title: str) -> None:
+def figure(series: dict[str, list[dict[str, Any]]], big: int, path: Path, title: str) -> None:
     """Accuracy vs % weights remaining, and vs the compact network's batch-1024 latency with the Pareto front."""
-    from lth.analysis.chart import legend_outside, new_figure, percent_axis, series_style
+    from lth.analysis.chart import formatter, legend_outside, new_figure, percent_axis, series_style
     from lth.analysis.plots import save_figure
 
-    big = max(timer.batches)
     fig, axes = new_figure(1, 2, 11.5, 4.2)
     left, right = axes[0]
     points = []
     for i, (name, levels) in enumerate(series.items()):
+        if name.endswith(CONTROL) and DEGENERATE in name:
+            continue  # see DEGENERATE
         color, marker = series_style(i)
         style = "--" if name.endswith(CONTROL) else "-"
         x = [r["percent_remaining"] for r in levels]
         y = [r["accuracy"] for r in levels]
         left.plot(x, y, style, color=color, marker=marker, markersize=4, label=name)
-        latency = [timer.compact(r["units"])["compact"][big] for r in levels]
+        latency = [r[f"compact_latency_ms_{big}"] for r in levels]
         right.plot(latency, y, style, color=color, marker=marker, markersize=4, linewidth=0.8, label=name)
         points += list(zip(latency, y))
     front, best = [], -np.inf
@@ -199,10 +221,14 @@ def figure(series: dict[str, list[dict[str, Any]]], timer: Timer, path: Path, ti
             front.append((lat, acc))
             best = acc
     right.step(*zip(*front), where="post", color="0.3", linewidth=2, alpha=0.35, label="Pareto front")
-    dense = statistics.median(t["dense"][big] for t in timer.cache.values())
+    dense = statistics.median(r[f"dense_latency_ms_{big}"] for levels in series.values() for r in levels)
     right.axvline(dense, color="0.5", linestyle=":", label=f"dense network ({dense:.2f} ms, median)")
     percent_axis(left, [r["percent_remaining"] for levels in series.values() for r in levels])
     right.set_xscale("log")
+    low, high = min(p[0] for p in points), max(max(p[0] for p in points), dense)
+    right.set_xticks([t for t in (0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200) if low <= t <= high * 1.1])
+    right.xaxis.set_major_formatter(formatter(lambda v, _: f"{v:g}"))
+    right.xaxis.set_minor_formatter(formatter(lambda v, _: ""))
     right.set_xlabel(f"compact network latency at batch {big}, ms (median, this machine)")
     for ax in (left, right):
         ax.set_ylabel("test accuracy %, end of training (mean of seeds)")
@@ -217,8 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="default")
     parser.add_argument("--runs", default="runs", help="the run root the sweep wrote to")
     parser.add_argument("--out", required=True, help="output path without suffix: <out>.json, .md, .png")
-    parser.add_argument("--budget", type=float, default=0.3, help="seconds of timed calls per network and batch")
+    parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per network and batch")
+    parser.add_argument("--replot", action="store_true", help="only redraw <out>.png from <out>.json")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.replot:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        figure(saved["series"], 1024, out.with_suffix(".png"), saved["title"])
+        return 0
     plan = load_sweep(args.sweep, args.variant)
     root = Path(args.runs)
     series = {name: levels_of(per_seed) for name, per_seed in series_of(plan, root).items()}
@@ -228,16 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     timer = Timer(base.model, DATASET_REGISTRY[base.data.name].input_shape, (1, 1024), args.budget)
     with tempfile.TemporaryDirectory() as tmp:
         rows = table_rows(plan, root, series, timer, Path(tmp))
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for levels in series.values():
         for r in levels:
             times = timer.compact(r["units"])
-            r.update({f"{k}_latency_ms_{b}": v for k, by_batch in times.items() for b, v in by_batch.items()})
-    result = {"device": device_description(), "sweep": plan.dir_name, "series": series, "table": rows}
+            r.update({f"{k}_latency_ms_{b}": times[k][b] for k in ("compact", "dense") for b in timer.batches})
+            r["convolutions"] = times["conv"]
+    title = f"{plan.name}: accuracy vs size and measured latency"
+    result = {"device": device_description(), "sweep": plan.dir_name, "title": title, "series": series, "table": rows}
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(rows, timer.batches) + "\n")
-    figure(series, timer, out.with_suffix(".png"), f"{plan.name}: accuracy vs size and measured latency")
+    figure(series, max(timer.batches), out.with_suffix(".png"), title)
     print(markdown(rows, timer.batches))
     return 0
 

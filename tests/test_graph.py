@@ -107,3 +107,16 @@ def test_zeroing_a_stream_unit_in_every_writer_zeroes_it_everywhere():
     h = jax.jit(lambda p, s, x: run_layers(stage2, p, s, x))(zeroed, state, x)
     assert h.shape[-1] == 32 and float(jnp.max(jnp.abs(h[..., 5]))) == 0.0
     assert float(jnp.max(jnp.abs(h[..., 4]))) > 0.0
+
+
+@pytest.mark.parametrize("name", ["lenet5", "conv2", "resnet20", "cnn_mnist1d"])
+def test_shifted_convolutions_compute_what_xla_convolutions_do(name):
+    """Padding, strides (ResNet's stride-2 convs and 1x1 shortcuts), 1-D convs: the sum of shifted matmuls
+    equals XLA's convolution."""
+    model, params, state = _perturbed(name, SHAPES[name])
+    x = np.random.default_rng(5).standard_normal((2, *SHAPES[name])).astype(np.float32)
+    graph = model_graph(name)
+    xla = jax.jit(lambda p, s, x: forward(graph, p, s, x))(params, state, x)
+    shifted = jax.jit(lambda p, s, x: forward(graph, p, s, x, conv="shifted"))(params, state, x)
+    scale = float(jnp.max(jnp.abs(xla)))
+    np.testing.assert_allclose(np.asarray(shifted), np.asarray(xla), rtol=1e-5, atol=1e-6 * scale)

@@ -150,8 +150,9 @@ def test_dry_run_lists_the_cells(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name, granularities", [("structured_lenet300", ["weight", "neuron", "refill", "neuron"]),
-                                                 ("structured_lenet5", ["weight", "channel", "refill"])])
+@pytest.mark.parametrize("name, granularities", [
+    ("structured_lenet300", ["weight", "neuron", "refill", "neuron", "neuron"]),
+    ("structured_lenet5", ["weight", "channel", "refill"])])
 def test_structured_sweeps_compare_granularities_with_their_random_control(name, granularities):
     plan = load_sweep(name)
     assert plan.axes[0] == "pruning.granularity" and plan.controls == ("random_layerwise",)

@@ -7,6 +7,7 @@ its convs (``norm`` None) and runs the same code.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import jax
@@ -32,17 +33,39 @@ def _has(tree: Any, path: str) -> bool:
     return True
 
 
-def _weighted(layer: Layer, params: Params, state: Any, h: jax.Array) -> jax.Array:
+def conv_xla(h: jax.Array, kernel: jax.Array, stride: tuple[int, ...], padding: list[tuple[int, int]]) -> jax.Array:
+    """Channels-last cross-correlation by `jax.lax.conv_general_dilated` (XLA's convolution)."""
+    spatial = "DHW"[-(kernel.ndim - 2):]
+    return jax.lax.conv_general_dilated(h, kernel, window_strides=stride, padding=padding,
+                                        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+
+
+def conv_shifted(h: jax.Array, kernel: jax.Array, stride: tuple[int, ...], padding: list[tuple[int, int]]) -> jax.Array:
+    """The same cross-correlation as `conv_xla`, as a sum over the window's offsets of the (strided)
+    shifted input times that offset's (in, out) kernel slice: one matmul per offset. On XLA:CPU this
+    runs a few-channel conv many times faster than its convolution (`benchmarks/README.md`)."""
+    window = kernel.shape[:-2]
+    padded = jnp.pad(h, [(0, 0), *padding, (0, 0)])
+    sizes = [(padded.shape[1 + a] - window[a]) // stride[a] + 1 for a in range(len(window))]
+    out = None
+    for offset in itertools.product(*(range(k) for k in window)):
+        index = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, sizes, stride))
+        term = padded[(slice(None), *index, slice(None))] @ kernel[offset]
+        out = term if out is None else out + term
+    return out
+
+
+CONVS = {"xla": conv_xla, "shifted": conv_shifted}
+
+
+
+def _weighted(layer: Layer, params: Params, state: Any, h: jax.Array, conv: str = "xla") -> jax.Array:
     path = layer["params"]
     kernel = leaf_at(params, f"{path}/kernel")
     if layer["op"] == "dense":
         h = h @ kernel
     else:
-        rank = kernel.ndim - 2
-        spatial = "HW"[:rank] if rank <= 2 else "DHW"
-        h = jax.lax.conv_general_dilated(
-            h, kernel, window_strides=tuple(layer["stride"]), padding=[tuple(p) for p in layer["padding"]],
-            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+        h = CONVS[conv](h, kernel, tuple(layer["stride"]), [tuple(p) for p in layer["padding"]])
     if _has(params, f"{path}/bias"):
         h = h + leaf_at(params, f"{path}/bias")
     norm = layer.get("norm")
@@ -57,12 +80,12 @@ def _activate(activation: str | None, h: jax.Array) -> jax.Array:
     return jax.nn.relu(h) if activation == "relu" else h
 
 
-def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array) -> jax.Array:
-    """`h` through `layers` in order (evaluation mode)."""
+def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array, conv: str = "xla") -> jax.Array:
+    """`h` through `layers` in order (evaluation mode), convolutions by `CONVS[conv]`."""
     for layer in layers:
         op = layer["op"]
         if op in ("dense", "conv"):
-            h = _weighted(layer, params, state, h)
+            h = _weighted(layer, params, state, h, conv)
         elif op == "flatten":
             h = h.reshape((h.shape[0], -1))
         elif op == "channels":
@@ -73,14 +96,15 @@ def run_layers(layers: list[Layer], params: Params, state: Any, h: jax.Array) ->
         elif op == "global_mean":
             h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
         elif op == "residual":
-            h = _activate(layer["activation"], run_layers(layer["body"], params, state, h)
-                          + run_layers(layer["shortcut"], params, state, h))
+            h = _activate(layer["activation"], run_layers(layer["body"], params, state, h, conv)
+                          + run_layers(layer["shortcut"], params, state, h, conv))
         else:
             raise ValueError(f"unknown layer op {op!r}")
     return h
 
 
-def forward(graph: list[Layer], params: Params, state: Any, x: jax.Array) -> jax.Array:
-    """Logits of the network `graph` describes, with `params` and model `state` (BatchNorm statistics)."""
-    return run_layers(graph, params, state or {}, x)
+def forward(graph: list[Layer], params: Params, state: Any, x: jax.Array, conv: str = "xla") -> jax.Array:
+    """Logits of the network `graph` describes, with `params` and model `state` (BatchNorm statistics);
+    convolutions by XLA's ("xla") or as sums of shifted matmuls ("shifted"): the same function."""
+    return run_layers(graph, params, state or {}, x, conv)
 

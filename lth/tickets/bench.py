@@ -5,7 +5,10 @@
 - ``compact``: the smaller dense network of `lth.tickets.compact` (same function, fewer units);
 - ``bcoo``: the dense layers' kernels as ``jax.experimental.sparse.BCOO`` matrices of their kept
   weights (conv layers stay dense: JAX has no general sparse convolution);
-- ``scipy_csr``: NumPy with scipy.sparse CSR kernels, for networks of dense layers only.
+- ``scipy_csr``: NumPy with scipy.sparse CSR kernels, for networks of dense layers only;
+- ``dense_shifted_conv``, ``compact_shifted_conv`` (networks with convs): the first two with every
+  convolution computed as a sum of shifted matmuls (`lth.models.graph_forward.conv_shifted`), which
+  XLA:CPU runs many times faster than its own convolution when channels are few.
 
 Every variant runs on the same random inputs; timing is `lth.tickets.timing.time_calls` (warm-up,
 rounds in a rotating order, median and minimum of blocked calls). Per dense layer of the compact
@@ -37,7 +40,7 @@ from lth.tickets.file import load
 from lth.tickets.sizes import dense_sizes, masked_params
 from lth.tickets.timing import repeats_for, time_calls
 
-VARIANTS = ("dense", "compact", "bcoo", "scipy_csr")
+VARIANTS = ("dense", "compact", "bcoo", "scipy_csr", "dense_shifted_conv", "compact_shifted_conv")
 DEFAULT_BATCHES = (1, 64, 1024)
 
 
@@ -182,7 +185,8 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
                  seed: int = 0) -> dict[str, Any]:
     """Measure the ticket file at `path` on this device (see the module docstring): the JSON of
     `lth ticket bench`, {"device", "ticket", "weights", "rows": [{"variant", "batch", "median_ms",
-    "min_ms", "max_ms", "params", "macs", "memory_bytes"}], "max_abs_diff", "layers", "files", "skipped"}.
+    "min_ms", "max_ms", "params", "macs", "memory_bytes"}], "max_abs_diff" (compact vs dense outputs),
+    "max_abs_diff_by_variant", "layers", "files", "skipped"}.
     `budget`: about how many seconds of timed calls per variant and batch."""
     path = Path(path)
     ticket = load(path)
@@ -205,18 +209,24 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
         "bcoo": (lambda x: dense_fn(sparse_params, state, x), counts["kept_params"], counts["kept_macs"],
                  _nbytes(sparse_params)),
     }
+    if any(layer["op"] == "conv" for layer in weighted_layers(graph)):  # convolutions as shifted matmuls too
+        shifted = jax.jit(lambda p, s, x: forward(graph, p, s, x, conv="shifted"))
+        variants["dense_shifted_conv"] = (lambda x: shifted(on_device, state, x), *variants["dense"][1:])
+        variants["compact_shifted_conv"] = (compact_runner(net, "shifted"), *variants["compact"][1:])
     skipped = {}
     if csr is None:
         skipped["scipy_csr"] = "the network has conv layers: scipy has no sparse convolution"
     else:
         variants["scipy_csr"] = (csr[0], counts["kept_params"], counts["kept_macs"], csr[1])
     rng = np.random.default_rng(seed)
-    rows, max_diff = [], 0.0
+    rows, diffs = [], dict.fromkeys(variants, 0.0)
     for batch in batches:
         x_np = rng.standard_normal((batch, *input_shape)).astype(np.float32)
         x = jnp.asarray(x_np)
         reference = np.asarray(variants["dense"][0](x))
-        max_diff = max(max_diff, float(np.max(np.abs(np.asarray(variants["compact"][0](x)) - reference))))
+        for name, (fn, *_) in variants.items():
+            out = np.asarray(fn(x_np if name == "scipy_csr" else x))
+            diffs[name] = max(diffs[name], float(np.max(np.abs(out - reference))))
         fns = {name: (lambda fn=fn, x=x_np if name == "scipy_csr" else x: fn(x)) for name, (fn, *_) in variants.items()}
         once = time_calls(fns, repeats=2, rounds=1)
         repeats = repeats_for(max(t["median"] for t in once.values()), budget)
@@ -228,7 +238,8 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
     files = {"ticket_bytes": path.stat().st_size, "compact_bytes": len(encode_compact(net)),
              **{k: v for k, v in dense_sizes(masked).items() if k != "dense_array_bytes"}}
     return {"device": device_description(), "ticket": str(path), "model": model, "weights": which,
-            "density": header.get("density"), "rows": rows, "max_abs_diff": max_diff,
+            "density": header.get("density"), "rows": rows, "max_abs_diff": diffs["compact"],
+            "max_abs_diff_by_variant": diffs,
             "layers": layer_kernels(net.graph, net.params, {}, batches, budget), "files": files,
             "compact_units": net.report.get("units"), "skipped": skipped}
 

@@ -179,7 +179,7 @@ def _without_norms(layers: list[Layer]) -> list[Layer]:
 
 
 @functools.lru_cache(maxsize=32)
-def _program(graph_json: str, axis: str, gather: bool) -> Callable[..., jax.Array]:
+def _program(graph_json: str, axis: str, gather: bool, conv: str) -> Callable[..., jax.Array]:
     graph = json.loads(graph_json)
 
     def run(params: Any, index: Any, x: jax.Array) -> jax.Array:
@@ -187,16 +187,17 @@ def _program(graph_json: str, axis: str, gather: bool) -> Callable[..., jax.Arra
             x = jnp.take(x.reshape((x.shape[0], -1)), index, axis=1)
         elif gather:
             x = jnp.take(x, index, axis=-1)
-        return forward(graph, params, {}, x)
+        return forward(graph, params, {}, x, conv)
 
     return jax.jit(run)
 
 
-def compact_runner(net: CompactNetwork) -> Callable[[jax.Array], jax.Array]:
+def compact_runner(net: CompactNetwork, conv: str = "xla") -> Callable[[jax.Array], jax.Array]:
     """``x -> logits`` of the compact network with its params (and input index) already on the device
-    and its compiled program chosen once: what to time (each call then costs only the forward)."""
+    and its compiled program chosen once: what to time (each call then costs only the forward).
+    `conv`: how convolutions run (`lth.models.graph_forward.CONVS`: "xla" or "shifted")."""
     gather = net.input_index is not None
-    program = _program(json.dumps(net.graph, sort_keys=True), input_axis(net.graph), gather)
+    program = _program(json.dumps(net.graph, sort_keys=True), input_axis(net.graph), gather, conv)
     params = jax.device_put(net.params)
     index = jax.device_put(net.input_index) if gather else None
     return lambda x: program(params, index, x)
