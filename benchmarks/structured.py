@@ -191,7 +191,8 @@ def markdown(rows: list[dict[str, Any]], batches: tuple[int, ...]) -> str:
         cells = " | ".join(f"{r[f'latency_ms_{b}']:.3f} ({r[f'dense_latency_ms_{b}'] / r[f'latency_ms_{b}']:.2f}x)"
                            for b in batches)
         ticket = f"{r['ticket_bytes'] / 1000:,.0f} kB" if r["level"] else "-"
-        out.append(f"| {r['network']} (level {r['level']}) | {r['accuracy']:.2f}{std} | {r['percent_remaining']:.1f} "
+        name = r["network"] if r["network"].startswith("dense") else f"{r['network']} (level {r['level']})"
+        out.append(f"| {name} | {r['accuracy']:.2f}{std} | {r['percent_remaining']:.1f} "
                    f"| {r['params']:,} | {r['macs']:,} | {cells} | {ticket} | {r['compact_bytes'] / 1000:,.0f} kB |")
     return "\n".join(out)
 
@@ -244,12 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="runs", help="the run root the sweep wrote to")
     parser.add_argument("--out", required=True, help="output path without suffix: <out>.json, .md, .png")
     parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per network and batch")
-    parser.add_argument("--replot", action="store_true", help="only redraw <out>.png from <out>.json")
+    parser.add_argument("--replot", action="store_true", help="only redraw <out>.png and <out>.md from <out>.json")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.replot:
         saved = json.loads(out.with_suffix(".json").read_text())
         figure(saved["series"], 1024, out.with_suffix(".png"), saved["title"])
+        out.with_suffix(".md").write_text(markdown(saved["table"], (1, 1024)) + "\n")
         return 0
     plan = load_sweep(args.sweep, args.variant)
     root = Path(args.runs)
