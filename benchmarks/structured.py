@@ -197,6 +197,17 @@ def markdown(rows: list[dict[str, Any]], batches: tuple[int, ...]) -> str:
     return "\n".join(out)
 
 
+def latency_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis from `low` to `high`: 1-2-5 per decade, or 1..9 per decade when the
+    span is too short for three of those."""
+    decades = [10.0 ** k for k in range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)]
+    for steps in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [round(d * m, 10) for d in decades for m in steps if low * 0.95 <= d * m <= high * 1.05]
+        if len(ticks) >= 3:
+            return ticks
+    return ticks
+
+
 def figure(series: dict[str, list[dict[str, Any]]], big: int, path: Path, title: str) -> None:
     """Accuracy vs % weights remaining, and vs the compact network's batch-1024 latency with the Pareto front."""
     from lth.analysis.chart import formatter, legend_outside, new_figure, percent_axis, series_style
@@ -227,7 +238,7 @@ def figure(series: dict[str, list[dict[str, Any]]], big: int, path: Path, title:
     percent_axis(left, [r["percent_remaining"] for levels in series.values() for r in levels])
     right.set_xscale("log")
     low, high = min(p[0] for p in points), max(max(p[0] for p in points), dense)
-    right.set_xticks([t for t in (0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200) if low <= t <= high * 1.1])
+    right.set_xticks(latency_ticks(low, high))
     right.xaxis.set_major_formatter(formatter(lambda v, _: f"{v:g}"))
     right.xaxis.set_minor_formatter(formatter(lambda v, _: ""))
     right.set_xlabel(f"compact network latency at batch {big}, ms (median, this machine)")
