@@ -6,11 +6,12 @@ per level, 10 % on the output layer's weights, rewind to init) cut to 12 levels.
 `pruning.granularity`: `weight` (unstructured IMP), `neuron` (IMP of whole hidden neurons by the L1
 norm of their incoming weights and bias, 20 % of the units per level: 300/100 -> 21/7 at level 12),
 `refill` (Chen et al. 2022: unstructured IMP, then the neurons with the most surviving weights
-refilled dense), and `neuron` with fc1's neurons pruned at 30 % a level (fc1 reads the 784 pixels:
-its units cost 8x fc2's MACs), and `neuron` retrained by learning-rate rewinding (Renda et al. 2020:
-the trained weights kept, the schedule replayed) instead of weight rewinding, 3 seeds each; after every run the `random_layerwise` control at levels 4, 8 and 12:
-at neuron and refill granularity random *units* with the ticket's unit counts per layer, at weight
-granularity random weights with its weight counts.
+refilled dense), `neuron` with fc1's neurons pruned at 30 % a level (fc1 reads the 784 pixels: its
+units cost 8x fc2's MACs), and `neuron` retrained by learning-rate rewinding (Renda et al. 2020: the
+trained weights kept, the schedule replayed) instead of weight rewinding; 3 seeds each. After every
+run the `random_layerwise` control at levels 4, 8 and 12: at neuron and refill granularity random
+*units* with the ticket's unit counts per layer, at weight granularity random weights with its
+weight counts.
 
     lth sweep structured_lenet300
     python benchmarks/structured.py --sweep structured_lenet300     # latency of every level, chart
