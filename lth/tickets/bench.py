@@ -181,29 +181,18 @@ def _nbytes(tree: Any) -> int:
     return total
 
 
-def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BATCHES, budget: float = 0.5,
-                 seed: int = 0) -> dict[str, Any]:
-    """Measure the ticket file at `path` on this device (see the module docstring): the JSON of
-    `lth ticket bench`, {"device", "ticket", "weights", "rows": [{"variant", "batch", "median_ms",
-    "min_ms", "max_ms", "params", "macs", "memory_bytes"}], "max_abs_diff" (compact vs dense outputs),
-    "max_abs_diff_by_variant", "layers", "files", "skipped"}.
-    `budget`: about how many seconds of timed calls per variant and batch."""
-    path = Path(path)
-    ticket = load(path)
-    header = ticket.metadata
-    model, input_shape, weights, which = ticket_network(ticket, path)
-    graph = model_graph(model)
-    state = ticket.model_state or {}
-    masked = masked_params(weights, ticket.mask)
-    positions = output_positions(graph, input_shape)
-    counts = weight_counts(graph, masked, ticket.mask, positions)
-    net = compact_network(model, weights, state, ticket.mask, input_shape)
+Variant = tuple[Any, int, int, int]  # (forward of x, params, MACs, bytes in memory)
+
+
+def bench_variants(graph: list[Layer], masked: Any, state: Any, net: Any, mask: Any, counts: dict[str, int]
+                   ) -> tuple[dict[str, Variant], dict[str, str]]:
+    """The forwards `bench_ticket` times ({name: Variant}) and those it cannot run ({name: why})."""
     compact = compact_runner(net)
     dense_fn = jax.jit(lambda p, s, x: forward(graph, p, s, x))
-    sparse_params = jax.device_put(bcoo_params(graph, masked, ticket.mask))
-    on_device, state = jax.device_put(masked), jax.device_put(state)
+    sparse_params = jax.device_put(bcoo_params(graph, masked, mask))
     csr = csr_forward(graph, masked, state)
-    variants = {
+    on_device, state = jax.device_put(masked), jax.device_put(state)
+    variants: dict[str, Variant] = {
         "dense": (lambda x: dense_fn(on_device, state, x), counts["params"], counts["macs"], _nbytes(masked)),
         "compact": (compact, net.report["params"], net.report["macs"], _nbytes(net.params)),
         "bcoo": (lambda x: dense_fn(sparse_params, state, x), counts["kept_params"], counts["kept_macs"],
@@ -213,21 +202,25 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
         shifted = jax.jit(lambda p, s, x: forward(graph, p, s, x, conv="shifted"))
         variants["dense_shifted_conv"] = (lambda x: shifted(on_device, state, x), *variants["dense"][1:])
         variants["compact_shifted_conv"] = (compact_runner(net, "shifted"), *variants["compact"][1:])
-    skipped = {}
     if csr is None:
-        skipped["scipy_csr"] = "the network has conv layers: scipy has no sparse convolution"
-    else:
-        variants["scipy_csr"] = (csr[0], counts["kept_params"], counts["kept_macs"], csr[1])
+        return variants, {"scipy_csr": "the network has conv layers: scipy has no sparse convolution"}
+    variants["scipy_csr"] = (csr[0], counts["kept_params"], counts["kept_macs"], csr[1])
+    return variants, {}
+
+
+def timed_rows(variants: dict[str, Variant], batches: tuple[int, ...], input_shape: tuple[int, ...], budget: float,
+               seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """(rows, max |output - dense output| per variant): every variant timed at every batch on the same
+    random inputs (scipy's as NumPy)."""
     rng = np.random.default_rng(seed)
     rows, diffs = [], dict.fromkeys(variants, 0.0)
     for batch in batches:
         x_np = rng.standard_normal((batch, *input_shape)).astype(np.float32)
-        x = jnp.asarray(x_np)
-        reference = np.asarray(variants["dense"][0](x))
+        inputs = {name: x_np if name == "scipy_csr" else jnp.asarray(x_np) for name in variants}
+        reference = np.asarray(variants["dense"][0](inputs["dense"]))
         for name, (fn, *_) in variants.items():
-            out = np.asarray(fn(x_np if name == "scipy_csr" else x))
-            diffs[name] = max(diffs[name], float(np.max(np.abs(out - reference))))
-        fns = {name: (lambda fn=fn, x=x_np if name == "scipy_csr" else x: fn(x)) for name, (fn, *_) in variants.items()}
+            diffs[name] = max(diffs[name], float(np.max(np.abs(np.asarray(fn(inputs[name])) - reference))))
+        fns = {name: (lambda fn=fn, x=inputs[name]: fn(x)) for name, (fn, *_) in variants.items()}
         once = time_calls(fns, repeats=2, rounds=1)
         repeats = repeats_for(max(t["median"] for t in once.values()), budget)
         for name, t in time_calls(fns, repeats).items():
@@ -235,10 +228,30 @@ def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BAT
             rows.append({"variant": name, "batch": batch, "median_ms": 1e3 * t["median"], "min_ms": 1e3 * t["min"],
                          "max_ms": 1e3 * t["max"], "repeats": t["repeats"], "params": int(params), "macs": int(macs),
                          "memory_bytes": int(memory)})
+    return rows, diffs
+
+
+def bench_ticket(path: str | os.PathLike, batches: tuple[int, ...] = DEFAULT_BATCHES, budget: float = 0.5,
+                 seed: int = 0) -> dict[str, Any]:
+    """Measure the ticket file at `path` on this device (see the module docstring): the JSON of
+    `lth ticket bench`, {"device", "ticket", "weights", "rows": [{"variant", "batch", "median_ms",
+    "min_ms", "max_ms", "params", "macs", "memory_bytes"}], "max_abs_diff" (compact vs dense outputs),
+    "max_abs_diff_by_variant", "layers", "files", "skipped"}.
+    `budget`: about how many seconds of timed calls per variant and batch."""
+    path = Path(path)
+    ticket = load(path)
+    model, input_shape, weights, which = ticket_network(ticket, path)
+    graph = model_graph(model)
+    state = ticket.model_state or {}
+    masked = masked_params(weights, ticket.mask)
+    counts = weight_counts(graph, masked, ticket.mask, output_positions(graph, input_shape))
+    net = compact_network(model, weights, state, ticket.mask, input_shape)
+    variants, skipped = bench_variants(graph, masked, state, net, ticket.mask, counts)
+    rows, diffs = timed_rows(variants, batches, input_shape, budget, seed)
     files = {"ticket_bytes": path.stat().st_size, "compact_bytes": len(encode_compact(net)),
              **{k: v for k, v in dense_sizes(masked).items() if k != "dense_array_bytes"}}
     return {"device": device_description(), "ticket": str(path), "model": model, "weights": which,
-            "density": header.get("density"), "rows": rows, "max_abs_diff": diffs["compact"],
+            "density": ticket.metadata.get("density"), "rows": rows, "max_abs_diff": diffs["compact"],
             "max_abs_diff_by_variant": diffs,
             "layers": layer_kernels(net.graph, net.params, {}, batches, budget), "files": files,
             "compact_units": net.report.get("units"), "skipped": skipped}
