@@ -133,6 +133,13 @@ def graph_model_names() -> list[str]:
     return sorted(_GRAPHS)
 
 
+def leaf_at(tree: Any, path: str) -> Any:
+    """The leaf of nested dicts `tree` at "a/b/c"."""
+    for part in path.split("/"):
+        tree = tree[part]
+    return tree
+
+
 def weighted_layers(graph: list[Layer]) -> Iterator[Layer]:
     """The dense and conv layers of `graph` in forward order (residual bodies before their shortcuts)."""
     for layer in graph:

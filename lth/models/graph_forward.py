@@ -13,16 +13,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lth.models.graph import Layer
+from lth.models.graph import Layer, leaf_at
 
 Params = Any
-
-
-def leaf_at(tree: Any, path: str) -> Any:
-    """The leaf of nested dicts `tree` at "a/b/c"."""
-    for part in path.split("/"):
-        tree = tree[part]
-    return tree
 
 
 def _has(tree: Any, path: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lth.models.graph import Layer
+from lth.models.graph import Layer, leaf_at
 
 
 @dataclass
@@ -50,13 +50,6 @@ class Space:
     def name(self) -> str:
         """The space's name in records and reports: its first writer's path ("input" for the input)."""
         return self.writers[0] if self.writers else "input"
-
-
-def _kernel_shape(params: Any, path: str) -> tuple[int, ...]:
-    tree = params
-    for part in f"{path}/kernel".split("/"):
-        tree = tree[part]
-    return tuple(np.shape(tree))
 
 
 class _Walk:
@@ -99,7 +92,7 @@ class _Walk:
         return current, flat
 
     def weighted(self, layer: Layer, current: int, flat: bool) -> int:
-        shape = _kernel_shape(self.params, layer["params"])
+        shape = tuple(np.shape(leaf_at(self.params, f"{layer['params']}/kernel")))
         space = self.spaces[self.find(current)]
         fan_in = shape[-2]
         if space.role == "input" and space.size == 0:

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse
 
-from lth.models.graph import Layer, model_graph, weighted_layers
-from lth.models.graph_forward import forward, leaf_at
+from lth.models.graph import Layer, leaf_at, model_graph, weighted_layers
+from lth.models.graph_forward import forward
 from lth.sparsity.alive import output_positions
 from lth.sparsity.masks import named_leaves, nest
 from lth.tickets.compact import compact_network, compact_runner, ticket_network
