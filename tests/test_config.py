@@ -39,10 +39,32 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     assert fields["ticket"] is None  # in config.json ...
     fields.pop("ticket")  # ... but not in the hash
     assert fields["pruning"].pop("granularity") == "weight" and fields["pruning"].pop("unit_score") == "l1"
+    assert fields["sparse"].pop("dense") == "reference" and fields["sparse"].pop("set_drop") == "cosine"
+    assert fields["sparse"]["distribution"] == "auto"
+    fields["sparse"]["distribution"] = "erk"  # the default before "auto"
     before = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
     assert config_hash(config) == before
     assert "ticket" not in canonical_json(config) and "ticket" in canonical_json(replace(config, ticket="ab"))
     assert "granularity" in canonical_json(replace(config, **{"pruning.granularity": "neuron"}))
+
+
+def test_method_runs_whose_defaults_changed_get_new_hashes_and_imp_runs_keep_theirs():
+    """SET's cosine drop, the reference dense layers and gradual's uniform distribution changed what
+    those runs train: they are hashed for the methods that read them, so an old run's directory is not
+    resumed with new rules; an IMP run's hash does not see them (nor an explicit value equal to the
+    resolved default)."""
+    imp = load_config("lenet300_mnist", "quick")
+    assert "set_drop" not in canonical_json(imp) and '"dense"' not in canonical_json(imp)
+    assert config_hash(replace(imp, **{"sparse.distribution": "erk"})) == config_hash(imp)
+    set_run = replace(imp, method="set", **{"sparse.densities": (0.1,)})
+    assert '"set_drop":"cosine"' in canonical_json(set_run) and '"dense":"reference"' in canonical_json(set_run)
+    assert config_hash(replace(set_run, **{"sparse.set_drop": "constant"})) != config_hash(set_run)
+    rigl = replace(set_run, method="rigl")
+    assert "set_drop" not in canonical_json(rigl) and '"distribution":"erk"' in canonical_json(rigl)
+    gradual = replace(set_run, method="gradual")
+    assert '"distribution":"uniform"' in canonical_json(gradual)
+    assert config_hash(replace(gradual, **{"sparse.distribution": "uniform"})) == config_hash(gradual)
+    assert config_hash(replace(gradual, **{"sparse.distribution": "erk"})) != config_hash(gradual)
 
 
 def test_replace_rejects_unknown_fields():

@@ -57,7 +57,7 @@ def test_rigl_run_one_record_per_density_with_its_mask_history(tmp_path):
     for path in [*history, run / "replicate_00" / "masks" / "level_01.npz"]:
         mask = _load_mask(path, params)
         got = {f"{layer}/kernel": int(np.asarray(mask[layer]["kernel"]).sum()) for layer in mask}
-        assert got == keep_counts(full, 0.1, "erk")
+        assert got == keep_counts(full, 0.1, "erk", ("output/kernel",))  # an MLP's output layer dense (rigl's MNIST)
     assert (run / "accuracy_vs_sparsity.png").exists()
     manifest = json.loads((run / "replicate_00" / "manifest.json").read_text())
     assert "numerics" in manifest and {"level_00.npz", "level_01.npz"} <= set(manifest["masks"])
@@ -72,7 +72,8 @@ def test_rigl_run_one_record_per_density_with_its_mask_history(tmp_path):
 def test_other_methods_reach_their_exact_counts(tmp_path, method, distribution):
     config = tiny_config(method=method, **FAST, **{"sparse.densities": (0.2,), "sparse.distribution": distribution})
     (record,) = run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled")
-    want = keep_counts(make_mask(_template()), 0.2, distribution)
+    dense = () if method == "gradual" else ("output/kernel",)  # the references': rigl's MNIST code, Zhu & Gupta
+    want = keep_counts(make_mask(_template()), 0.2, distribution, dense)
     assert record["weights_remaining"] == sum(want.values())
     assert record["layer_density"] == pytest.approx(
         {name: k / size for (name, k), size in zip(want.items(), (40 * 32, 32 * 16, 16 * 10))})
@@ -82,7 +83,7 @@ def test_other_methods_reach_their_exact_counts(tmp_path, method, distribution):
 def test_nm_structure_for_gradual_static_and_imp(tmp_path):
     params = _template()
     for method in ("gradual", "static"):
-        config = tiny_config(method=method, **FAST, **{"sparse.structure": "2:4"})
+        config = tiny_config(method=method, **FAST, **{"sparse.structure": "2:4", "sparse.dense": "none"})
         (record,) = run_lottery(config, runs_root=tmp_path / method, progress=False, wandb="disabled")
         mask = _load_mask(_files(tmp_path / method) / "replicate_00" / "masks" / "level_00.npz", params)
         assert all((counts == 2).all() for counts in nm.group_counts(mask, 4).values())

@@ -23,6 +23,7 @@ Randomness: the start mask of density d is drawn from ``stream(seed, "sparse_mas
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,8 @@ from typing import Any
 
 from lth import rng
 from lth.spec.config import SparseConfig
+from lth.spec.methods import dense_layers, layer_distribution
+from lth.models.graph import model_graph, weighted_layers
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.train_level import train_level
@@ -58,7 +61,7 @@ def method_trainer(setup: Setup, method: str) -> Trainer:
     so every density and control of a run reuses one compiled program)."""
     if method not in DYNAMIC:
         return setup.trainer
-    return _method_trainer(setup.trainer, method, setup.config.sparse, tuple(setup.config.pruning.exclude))
+    return _method_trainer(setup.trainer, method, setup.config.sparse, method_exclude(setup))
 
 
 def start_mask(setup: Setup, method: str, full: Mask, counts: dict[str, int] | None) -> Mask:
@@ -69,7 +72,7 @@ def start_mask(setup: Setup, method: str, full: Mask, counts: dict[str, int] | N
         return full
     if setup.structure is not None:
         n, m = setup.structure
-        return nm.nm_random(full, rng.stream(config.seed, "sparse_mask", n, m), n, m, config.pruning.exclude)
+        return nm.nm_random(full, rng.stream(config.seed, "sparse_mask", n, m), n, m, method_exclude(setup))
     return random_mask(full, counts, rng.stream(config.seed, "sparse_mask", sum(counts.values())))
 
 
@@ -83,13 +86,28 @@ def start_state(setup: Setup, method: str, params: Any, model_state: Any, mask: 
     start = {name: kept for name, (kept, _) in layer_counts(mask).items()}
     if method == "gradual" and setup.config.sparse.s_i > 0 and final_counts is not None:
         density = 1.0 - setup.config.sparse.s_i
-        start = keep_counts(mask, density, setup.config.sparse.distribution, setup.config.pruning.exclude)
+        start = keep_counts(mask, density, layer_distribution(setup.config.sparse.distribution, setup.config.method),
+                            method_exclude(setup))
     return state._replace(sparse=sparse_state(mask, start, final_counts or start))
 
 
+def method_exclude(setup: Setup) -> tuple[str, ...]:
+    """The layers a method run keeps whole: `pruning.exclude` and those `sparse.dense` keeps dense
+    (`lth.spec.methods.dense_layers`; for IMP runs only `pruning.exclude`)."""
+    config = setup.config
+    if config.method == "imp":
+        return tuple(config.pruning.exclude)
+    graph = list(weighted_layers(model_graph(config.model)))
+    layers = [f"{layer['params']}/kernel" for layer in graph]
+    conv = any(layer["op"] == "conv" for layer in graph)
+    dense = dense_layers(config.sparse.dense, config.method, layers, conv)
+    return (*config.pruning.exclude, *(re.escape(name) for name in dense))
+
+
 def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
-    """Per-layer counts of `density` under the run's distribution (`pruning.exclude` kept whole)."""
-    return keep_counts(full, density, setup.config.sparse.distribution, setup.config.pruning.exclude)
+    """Per-layer counts of `density` under the run's distribution (`method_exclude` kept whole)."""
+    distribution = layer_distribution(setup.config.sparse.distribution, setup.config.method)
+    return keep_counts(full, density, distribution, method_exclude(setup))
 
 
 def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start_step: int,
@@ -111,9 +129,9 @@ def check_method(setup: Setup) -> None:
     config = setup.config
     full = initial_mask(setup, init_params(setup)[0])
     for density in config.sparse.densities:
-        check_density(full, density, config.pruning.exclude)
+        check_density(full, density, method_exclude(setup))
     if setup.structure is not None:
-        nm.check_nm_shapes(full, setup.structure[1], config.pruning.exclude)
+        nm.check_nm_shapes(full, setup.structure[1], method_exclude(setup))
 
 
 def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int] = frozenset()
@@ -125,7 +143,7 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
     params0, model_state0 = init_params(setup)
     full = initial_mask(setup, params0)
     if setup.structure is not None:
-        nm.check_nm_shapes(full, setup.structure[1], config.pruning.exclude)
+        nm.check_nm_shapes(full, setup.structure[1], method_exclude(setup))
     trainer = method_trainer(setup, method)
     for level, density in enumerate(config.sparse.densities or (None,)):
         if level in done:

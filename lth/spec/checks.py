@@ -12,7 +12,7 @@ from lth.spec.names import (
     BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, GRANULARITIES, LAYOUTS, LR_SCHEDULES, METHODS,
     MODELS, OPTIMIZERS, PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING, STRUCTURED, UNIT_SCORES
 )
-from lth.spec.methods import REGISTRY
+from lth.spec.methods import DENSE_CHOICES, REGISTRY, SET_DROPS
 from lth.spec.parse import parse_checkpoint_period, parse_duration, parse_nm
 
 
@@ -109,8 +109,12 @@ def validate_method(config: ExperimentConfig) -> None:
     method, s = config.method, config.sparse
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
-    if s.distribution not in DISTRIBUTIONS:
-        raise unknown_name("layer distribution", s.distribution, DISTRIBUTIONS)
+    if s.distribution not in ("auto", *DISTRIBUTIONS):
+        raise unknown_name("layer distribution", s.distribution, ("auto", *DISTRIBUTIONS))
+    if s.dense not in DENSE_CHOICES:
+        raise unknown_name("sparse.dense choice", s.dense, DENSE_CHOICES)
+    if s.set_drop not in SET_DROPS:
+        raise unknown_name("SET drop schedule (sparse.set_drop)", s.set_drop, SET_DROPS)
     structure = parse_nm(s.structure)
     if s.dt < 1:
         raise ConfigError(f"the mask update period dt must be at least 1 iteration, got {s.dt}: "

@@ -94,19 +94,24 @@ class SparseConfig:
 
     `densities`: the target densities of a method run, one record each (empty for IMP; none with an
     N:M structure, which fixes the density). `distribution`: how a target density is spread over the
-    layers ("uniform" | "erk"). `structure`: "" (unstructured) or "N:M" (imp, gradual, static).
-    Mask updates (set, rigl, gradual) every `dt` iterations; set / rigl update until `t_end` (a
-    fraction of training), rigl dropping alpha/2 (1 + cos(pi t / T_end)), set a constant `z`;
+    layers ("uniform" | "erk" | "auto": the method's reference default, `lth.spec.methods`). `dense`:
+    the layers a method run keeps dense ("reference" | "none" | "first" | "output" | "first+output";
+    reference: the method's, see `lth.spec.methods.dense_layers`). `structure`: "" (unstructured) or
+    "N:M" (imp, gradual, static). Mask updates (set, rigl, gradual) every `dt` iterations; set / rigl
+    update until `t_end` (a fraction of training), rigl dropping alpha/2 (1 + cos(pi t / T_end)), set
+    `z` under the same cosine decay (`set_drop` "cosine", the rigl reference's default) or constant;
     gradual prunes from sparsity `s_i` at iteration `t0` in `n` steps (0: as many as fit before T_end).
     """
 
     densities: tuple[float, ...] = ()
-    distribution: str = "erk"  # uniform | erk
+    distribution: str = "auto"  # auto | uniform | erk
+    dense: str = "reference"  # reference | none | first | output | first+output
     structure: str = ""  # "" or "N:M", e.g. "2:4"
     dt: int = 100  # iterations between mask updates
     t_end: float = 0.75  # set / rigl: no updates after this fraction of training
     alpha: float = 0.3  # rigl: initial drop fraction
-    z: float = 0.3  # set: drop fraction
+    z: float = 0.3  # set: (initial) drop fraction
+    set_drop: str = "cosine"  # set: cosine | constant
     s_i: float = 0.0  # gradual: initial sparsity
     t0: int = 0  # gradual: first pruning iteration
     n: int = 0  # gradual: pruning steps after t0 (0: floor((t_end * T - t0) / dt))
@@ -153,18 +158,36 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
 # fields added after runs were named by their hash, {dotted name: default}: left out of the hash while
 # at their default, so that those runs keep their directories
 _HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1"}
+# fields added after runs existed that only some methods read: hashed when the run's method reads them
+# (its behaviour changed with them) or when not at their default, so other runs keep their directories
+_HASHED_WHEN_USED: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "sparse.set_drop": ("cosine", ("set",)),
+    "sparse.dense": ("reference", ("gradual", "static", "set", "rigl", "snip", "earlybird")),
+}
+# "auto" hashes as the value it stood for before it existed, the old default "erk", except for the methods
+# whose reference default differs (their runs changed)
+_AUTO_DISTRIBUTION_HASH = {"gradual": "uniform"}
 
 
 def canonical_json(config: ExperimentConfig) -> str:
     """Sorted-key, whitespace-free JSON of every field (those of `_HASHED_ONLY_WHEN_SET` only when not
-    at their default): equal configs give equal strings."""
+    at their default, those of `_HASHED_WHEN_USED` only when not at their default or read by the
+    run's method): equal configs give equal strings."""
     data = to_dict(config)
     for name, default in _HASHED_ONLY_WHEN_SET.items():
-        *parents, leaf = name.split(".")
-        section = functools.reduce(lambda d, key: d[key], parents, data)
-        if section.get(leaf, default) == default:
-            section.pop(leaf, None)
+        _drop_if(data, name, lambda value, default=default: value == default)
+    for name, (default, users) in _HASHED_WHEN_USED.items():
+        _drop_if(data, name, lambda value, default=default, users=users: value == default and config.method not in users)
+    if data["sparse"]["distribution"] == "auto":
+        data["sparse"]["distribution"] = _AUTO_DISTRIBUTION_HASH.get(config.method, "erk")
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _drop_if(data: dict[str, Any], name: str, drop: Any) -> None:
+    *parents, leaf = name.split(".")
+    section = functools.reduce(lambda d, key: d[key], parents, data)
+    if leaf in section and drop(section[leaf]):
+        section.pop(leaf)
 
 
 def config_hash(config: ExperimentConfig, length: int = 8) -> str:

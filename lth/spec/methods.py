@@ -22,12 +22,14 @@ class Method:
     structured: bool = True  # it can keep an N:M structure (sparse.structure)
     controls: tuple[str, ...] = ()  # its names as a control of a lottery run (`lth control RUN NAME`)
     layer_distribution: bool = False  # its control name ends in the layer distribution (static_erk)
+    distribution: str = "erk"  # its layer distribution under sparse.distribution "auto"
+    dense: str = "rigl"  # the layers it keeps dense under sparse.dense "reference" (`dense_layers`)
 
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("imp", "iterative magnitude pruning: the lottery (--levels, --prune-fraction)"),
     Method("gradual", "gradual magnitude pruning during training (Zhu & Gupta 2017)", dynamic=True,
-           controls=("gradual",)),
+           controls=("gradual",), distribution="uniform", dense="none"),
     Method("static", "a random mask fixed through training, per-layer densities by sparse.distribution",
            controls=("static_erk", "static_uniform"), layer_distribution=True),
     Method("set", "SET: drop the smallest weights, regrow at random (Mocanu et al. 2018)", dynamic=True,
@@ -44,6 +46,33 @@ SPARSE_TRAINING = tuple(control for m in REGISTRY.values() for control in m.cont
 def method_of_control(control: str) -> str:
     """The method a sparse-training control trains ('static_erk' -> 'static', 'rigl' -> 'rigl')."""
     return next(m.name for m in REGISTRY.values() if control in m.controls)
+
+
+DENSE_CHOICES = ("reference", "none", "first", "output", "first+output")
+SET_DROPS = ("cosine", "constant")  # sparse.set_drop: how SET's drop fraction decays
+
+
+def layer_distribution(distribution: str, method: str) -> str:
+    """The layer distribution a method run uses: `distribution`, or under "auto" the method's reference
+    default (gradual: uniform, as Zhu & Gupta and jaxpruner prune every layer alike; the others: ERK)."""
+    return REGISTRY[method].distribution if distribution == "auto" else distribution
+
+
+def dense_layers(dense: str, method: str, layers: list[str], conv: bool) -> list[str]:
+    """Which of `layers` (the model's weighted layers in forward order) a method run keeps dense.
+
+    `dense` "reference" is the method's references: gradual none (Zhu & Gupta and jaxpruner prune every
+    layer); the others as the RigL code: the first layer of a convolutional network (rigl's CIFAR-10 and
+    ImageNet trainers keep it dense: "sparsifying this layer has a disproportional effect on the
+    performance and almost no effect on the total size", Evci et al. 2020), the output layer of an MLP
+    (rigl's MNIST trainer, ``'layer3': end_sparsity * 0``). Else "none", "first", "output" or "first+output"."""
+    if dense == "reference":
+        rule = REGISTRY[method].dense
+        dense = ("first" if conv else "output") if rule == "rigl" else rule
+    if dense == "none" or not layers:
+        return []
+    chosen = {"first": [layers[0]], "output": [layers[-1]], "first+output": [layers[0], layers[-1]]}[dense]
+    return list(dict.fromkeys(chosen))
 
 
 def methods_help() -> str:

@@ -88,8 +88,9 @@ def _set(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate
         return (step % s.dt == 0) & (step <= s.t_end)
 
     def set_(sparse, params, grads, step, key):
+        fraction = dynamic.cosine_drop_fraction(step, cfg.z, s.t_end) if cfg.set_drop == "cosine" else cfg.z
         return dynamic.set_update(sparse.mask, params, jax.random.fold_in(jax.random.fold_in(key, _SET_KEY), step),
-                                  cfg.z)
+                                  fraction)
     return MaskUpdate("set", periodic, set_)
 
 
