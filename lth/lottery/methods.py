@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 
 from lth import rng
 from lth.spec.config import SparseConfig
@@ -37,6 +38,9 @@ from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.train_level import train_level
 from lth.lottery.compact_record import record_compact
+from lth.lottery.cost import (
+    forward_flops, gradual_iteration_flops, kept_counts, layer_positions, total_counts, training_cost
+)
 from lth.lottery.setup import Setup, init_params, initial_mask
 from lth.sparsity import nm
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
@@ -111,16 +115,38 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
 
 
 def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start_step: int,
-                  evaluations: list[dict[str, float]], target: float | None) -> dict[str, Any]:
-    """A level record plus the method, its target density, the mask updates run and the final mask's
-    overlap with the initial one."""
+                  evaluations: list[dict[str, float]], target: float | None, state: TrainState) -> dict[str, Any]:
+    """A level record plus the method, its target density, the mask updates run, the final mask's
+    overlap with the initial one, and its training cost (`method_cost`)."""
     updates = 0
     if method in DYNAMIC:
         updates = count_updates(method_trainer(setup, method).parts.mask_update, start_step, setup.total_steps)
     extra = {"method": method, "mask_updates": updates, "overlap_with_initial_mask": overlap(final, initial)}
     if target is not None:
         extra["target_density"] = float(target)
-    return {**level_record(level, final, evaluations, compact=record_compact(setup, final)), **extra}
+    cost = method_cost(setup, method, initial, final, state, start_step, int(state.step))
+    return {**level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost), **extra}
+
+
+def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: TrainState, start: int, end: int
+                ) -> dict[str, int]:
+    """Iterations and training FLOPs of a method's training from `start` to `end` (`lth.lottery.cost`):
+    gradual pays each iteration's mask in force, RigL the dense weight gradient at its updates; set,
+    static and RigL keep every layer's count, so their forward is the final mask's."""
+    positions = layer_positions(setup)
+    sparse_forward = forward_flops(kept_counts(final), positions)
+    if method == "gradual":
+        counts = {name: {k: int(v) for k, v in c.items()} for name, c in
+                  (("start", state.sparse.start_counts), ("final", state.sparse.final_counts))}
+        per_iteration = gradual_iteration_flops(setup, initial, counts["start"], counts["final"], start, end)
+    else:
+        per_iteration = (end - start) * sparse_forward
+    dense_steps = 0
+    if method == "rigl":  # the dense gradient at every due update (computed whether or not the mask moves)
+        rule = method_trainer(setup, method).parts.mask_update
+        dense_steps = int(np.sum(np.asarray(rule.due(np.arange(start, end)))))
+    return training_cost(setup, end - start, per_iteration, dense_gradient_steps=dense_steps,
+                         dense_forward=forward_flops(total_counts(final), positions), sparse_forward=sparse_forward)
 
 
 def check_method(setup: Setup) -> None:
@@ -153,7 +179,7 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
         mask = start_mask(setup, method, full, counts)
         state = start_state(setup, method, params0, model_state0, mask, 0, counts)
         state, final, evaluations = train_level(setup, trainer, level, state, mask, hooks)
-        record = sparse_record(setup, method, level, mask, final, 0, evaluations, density)
+        record = sparse_record(setup, method, level, mask, final, 0, evaluations, density, state)
         yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
 
 

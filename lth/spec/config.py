@@ -177,7 +177,8 @@ def canonical_json(config: ExperimentConfig) -> str:
     for name, default in _HASHED_ONLY_WHEN_SET.items():
         _drop_if(data, name, lambda value, default=default: value == default)
     for name, (default, users) in _HASHED_WHEN_USED.items():
-        _drop_if(data, name, lambda value, default=default, users=users: value == default and config.method not in users)
+        _drop_if(data, name,
+                 lambda value, default=default, users=users: value == default and config.method not in users)
     if data["sparse"]["distribution"] == "auto":
         data["sparse"]["distribution"] = _AUTO_DISTRIBUTION_HASH.get(config.method, "erk")
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
