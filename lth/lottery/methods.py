@@ -8,6 +8,8 @@ Methods (`config.method`; settings in `config.sparse`, see `lth.spec.config.Spar
     set       SET (Mocanu et al. 2018): the random start mask, drop-and-grow every dt iterations
     rigl      RigL (Evci et al. 2020): as SET, regrowth by the dense gradient, cosine drop fraction
     gradual   Zhu & Gupta (2017): dense at t0, magnitude pruning on the cubic schedule to the target
+    earlybird You et al. (2020): the magnitude mask of dense training once it stops changing (the
+              Early-Bird ticket), retrained from init (`lth.lottery.earlybird`, its own level loop)
 
 Each density of `config.sparse.densities` is trained from the run's initialisation (iteration 0,
 the same init, data order and schedule as the lottery's level 0) to the end of training: one record
@@ -166,6 +168,11 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
     skipping the positions in `done`; see the module docstring."""
     config, hooks = setup.config, hooks or Hooks()
     method = config.method
+    if method == "earlybird":  # a search before the tickets; imported here as it builds on this module
+        from lth.lottery.earlybird import earlybird_levels
+
+        yield from earlybird_levels(setup, hooks, done)
+        return
     params0, model_state0 = init_params(setup)
     full = initial_mask(setup, params0)
     if setup.structure is not None:
