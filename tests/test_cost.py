@@ -105,3 +105,15 @@ def test_a_level_retrained_from_the_rewind_step_costs_the_iterations_after_it(tm
     records = run_lottery(tiny_config(levels=1, rewind=rewind), runs_root=tmp_path, progress=False, wandb="disabled")
     k = int(rewind.removesuffix("it"))
     assert [r["iterations"] for r in records] == [35, 35 - k]
+
+
+def test_an_early_bird_ticket_pays_its_dense_search_then_its_training(tmp_path):
+    config = tiny_config(method="earlybird", **{"training.length": "60it", "sparse.densities": (0.2,),
+                                                 "sparse.eb_every": "10it", "sparse.eb_epsilon": 1.0,
+                                                 "sparse.eb_window": 2})
+    (record,) = run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled")
+    search = record["earlybird_iteration"]
+    assert 0 < search < 60  # epsilon 1 with a window of 2 masks: found at the second check
+    kept, dense = sum(_kept(record).values()), sum(SIZES.values())
+    assert record["iterations"] == search + 60
+    assert record["train_flops"] == 3 * BATCH * 2 * (search * dense + 60 * kept)

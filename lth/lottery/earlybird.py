@@ -155,7 +155,8 @@ def earlybird_levels(setup: Setup, hooks: Hooks, done: frozenset[int] = frozense
         mask = found[level].mask
         state = start_state(setup, "earlybird", params0, model_state0, mask, 0, None)
         state, final, evaluations = train_level(setup, setup.trainer, level, state, mask, hooks)
-        record = {**sparse_record(setup, "earlybird", level, mask, final, 0, evaluations, density),
+        record = {**sparse_record(setup, "earlybird", level, mask, final, 0, evaluations, density, state,
+                                  search_iterations=found[level].iteration),
                   **earlybird_record(found[level])}
         yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started + search_seconds)
 

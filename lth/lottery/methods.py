@@ -117,21 +117,23 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
 
 
 def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start_step: int,
-                  evaluations: list[dict[str, float]], target: float | None, state: TrainState) -> dict[str, Any]:
+                  evaluations: list[dict[str, float]], target: float | None, state: TrainState,
+                  search_iterations: int = 0) -> dict[str, Any]:
     """A level record plus the method, its target density, the mask updates run, the final mask's
-    overlap with the initial one, and its training cost (`method_cost`)."""
+    overlap with the initial one, and its training cost (`method_cost`; `search_iterations`: the dense
+    iterations trained to find its mask first, e.g. an Early-Bird search)."""
     updates = 0
     if method in DYNAMIC:
         updates = count_updates(method_trainer(setup, method).parts.mask_update, start_step, setup.total_steps)
     extra = {"method": method, "mask_updates": updates, "overlap_with_initial_mask": overlap(final, initial)}
     if target is not None:
         extra["target_density"] = float(target)
-    cost = method_cost(setup, method, initial, final, state, start_step, int(state.step))
+    cost = method_cost(setup, method, initial, final, state, start_step, int(state.step), search_iterations)
     return {**level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost), **extra}
 
 
-def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: TrainState, start: int, end: int
-                ) -> dict[str, int]:
+def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: TrainState, start: int, end: int,
+                search_iterations: int = 0) -> dict[str, int]:
     """Iterations and training FLOPs of a method's training from `start` to `end` (`lth.lottery.cost`):
     gradual pays each iteration's mask in force, RigL the dense weight gradient at its updates; set,
     static and RigL keep every layer's count, so their forward is the final mask's."""
@@ -148,7 +150,8 @@ def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: Tr
         rule = method_trainer(setup, method).parts.mask_update
         dense_steps = int(np.sum(np.asarray(rule.due(np.arange(start, end)))))
     return training_cost(setup, end - start, per_iteration, dense_gradient_steps=dense_steps,
-                         dense_forward=forward_flops(total_counts(final), positions), sparse_forward=sparse_forward)
+                         dense_forward=forward_flops(total_counts(final), positions), sparse_forward=sparse_forward,
+                         search_iterations=search_iterations)
 
 
 def check_method(setup: Setup) -> None:
