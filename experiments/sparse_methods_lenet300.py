@@ -58,7 +58,10 @@ CONTROL_LEVELS = {"default": "3,7,10,13,16", "smoke": "2"}
 
 def get_config(variant: str = "default"):
     base = load_config("lenet300_mnist", "smoke" if variant == "smoke" else "quick")
-    changes = {"name": "sparse_methods_lenet300", "sparse.dt": 100}
+    # one layer distribution for every branch but static_erk and snip: the hidden layers at one density,
+    # the output layer dense (as the RigL reference's MNIST code); the lottery prunes the hidden layers alike
+    changes = {"name": "sparse_methods_lenet300", "sparse.dt": 100, "pruning.layer_fractions": (),
+               "pruning.exclude": (r"output/kernel",)}
     if variant == "smoke":  # 60 iterations: update every 10 so that gradual pruning and RigL run at all
         changes["sparse.dt"] = 10
     else:
