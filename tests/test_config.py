@@ -40,12 +40,14 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     fields.pop("ticket")  # ... but not in the hash
     assert fields["pruning"].pop("granularity") == "weight" and fields["pruning"].pop("unit_score") == "l1"
     assert fields["sparse"].pop("dense") == "reference" and fields["sparse"].pop("set_drop") == "cosine"
+    assert [fields["sparse"].pop(f) for f in ("eb_epsilon", "eb_window", "eb_every")] == [0.1, 5, "1ep"]
     assert fields["sparse"]["distribution"] == "auto"
     fields["sparse"]["distribution"] = "erk"  # the default before "auto"
     before = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
     assert config_hash(config) == before
     assert "ticket" not in canonical_json(config) and "ticket" in canonical_json(replace(config, ticket="ab"))
     assert "granularity" in canonical_json(replace(config, **{"pruning.granularity": "neuron"}))
+    assert "eb_window" in canonical_json(replace(config, **{"sparse.eb_window": 3}))
 
 
 def test_method_runs_whose_defaults_changed_get_new_hashes_and_imp_runs_keep_theirs():

@@ -109,7 +109,7 @@ def get_config(variant):
 
 
 def _rows(out: str, width: int) -> list[list[str]]:
-    """The table rows of `out` with `width` columns (main line: 8, a control's: 9)."""
+    """The table rows of `out` with `width` columns (main line: 9, a control's: 10)."""
     return [line.split() for line in out.splitlines() if len(line.split()) == width and line.split()[0].isdigit()]
 
 
@@ -140,13 +140,15 @@ def test_replicates_table_of_lth_run_in_worker_processes(tmp_path):
     control = [json.loads((run / f"replicate_{r:02d}" / "controls" / "imp+reinit" / "results.json").read_text())
                for r in range(2)]
     assert len(main[0]) == 3 and len(control[0]) == 2  # levels 0-2; the control at levels 1 and 2
-    printed = sorted(row[:3] + row[5:6] for row in _rows(out, 8))
+    printed = sorted(row[:3] + row[5:6] for row in _rows(out, 9))
     assert printed == sorted(_expected_row(r, record) for r in range(2) for record in main[r])
     from lth.execution.progress import short_count  # the compact network's MACs, from each record
 
     macs = sorted(short_count(record["compact_macs"]) for records in main for record in records)
-    assert sorted(row[6] for row in _rows(out, 8)) == macs
-    printed = sorted(row[:4] + row[6:7] for row in _rows(out, 9))
+    assert sorted(row[6] for row in _rows(out, 9)) == macs
+    costs = sorted(short_count(record["cumulative_train_flops"]) for records in main for record in records)
+    assert sorted(row[7] for row in _rows(out, 9)) == costs  # the training FLOPs of reaching each level
+    printed = sorted(row[:4] + row[6:7] for row in _rows(out, 10))
     assert printed == sorted(_expected_row(r, record, "imp+reinit") for r in range(2) for record in control[r])
     headers = [line.split()[:3] for line in out.splitlines() if line.startswith("rep ")]
     assert headers == [["rep", "level", "%"], ["rep", "control", "level"]]  # the main line's table, the control's
@@ -173,7 +175,7 @@ def test_lth_control_labels_its_rows_with_the_control(capsys, runs_dir):
     code, out, err = run_cli(capsys, "control", str(run), "random_layerwise,imp+reinit", "--levels", "0,1",
                              "--wandb", "disabled")
     assert code == 0, err
-    rows = _rows(out, 9)
+    rows = _rows(out, 10)
     for name in ("random_layerwise", "imp+reinit"):
         records = json.loads((run / "replicate_00" / "controls" / name / "results.json").read_text())
         assert [row[:4] + row[6:7] for row in rows if row[1] == name] == [_expected_row(0, r, name) for r in records]

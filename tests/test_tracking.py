@@ -69,8 +69,13 @@ def test_one_wandb_run_per_replicate_and_branch_with_a_row_per_level(tmp_path, w
         assert ticket["test_accuracy"] == record["test_accuracy"]
         assert ticket["compact_macs"] == record["compact_macs"] and ticket["compact_params"] == record["compact_params"]
         assert ticket["units/fc1"] == record["units"]["fc1"][0] and ticket["units/input"] == record["units"]["input"][0]
+        assert ticket["cumulative_train_flops"] == record["cumulative_train_flops"] > 0
     metrics = [json.loads(line) for line in (run / "replicate_00" / "metrics.jsonl").read_text().splitlines()]
     local = [m for m in metrics if "iteration" in m]
+    seconds = [m["seconds"] for m in metrics if m.get("event") == "level_done"]  # the wall time, from the log
+    assert [t["seconds"] for t in tickets] == seconds
+    running = [sum(seconds[:i + 1]) for i in range(3)]
+    assert [t["cumulative_seconds"] for t in tickets] == pytest.approx(running, abs=2e-3)
     evals = history([main], "eval/")
     assert [(e["level"], e["iteration"], e["val_loss"]) for e in evals] == [
         (m["level"], m["iteration"], m["val_loss"]) for m in local]

@@ -51,18 +51,18 @@ def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
 Points = list[tuple[float, float, float]]  # (percent remaining, mean, sample std or 0)
 
 
-def _points(agg: list[dict[str, Any]], key: Any, scale: float) -> Points:
-    """(percent remaining, mean, std) of the levels where `key` (a field name, or a function of the
-    aggregated record giving one, None to leave the level out) has a value."""
+def points(agg: list[dict[str, Any]], key: Any, scale: float, x: str = "percent_remaining") -> Points:
+    """(x, mean, std) of the levels where `key` (a field name, or a function of the aggregated record
+    giving one, None to leave the level out) and `x` (default: percent remaining) have a value."""
     out = []
     for r in agg:
         field = key(r) if callable(key) else key
-        if field is not None and r.get(field) is not None:
-            out.append((r["percent_remaining"], scale * r[field], scale * (r.get(f"{field}_{SPREAD}") or 0.0)))
+        if field is not None and r.get(field) is not None and r.get(x) is not None:
+            out.append((r[x], scale * r[field], scale * (r.get(f"{field}_{SPREAD}") or 0.0)))
     return out
 
 
-def _headline(record: dict[str, Any]) -> str | None:
+def headline_field(record: dict[str, Any]) -> str | None:
     """The field of a level's headline accuracy (`lth.store.records.accuracy`): early stop, else end
     of training."""
     for field in ("early_stop_test_accuracy", "test_accuracy"):
@@ -71,7 +71,7 @@ def _headline(record: dict[str, Any]) -> str | None:
     return None
 
 
-def _band(ax: Any, points: Points, color: str, marker: str, label: str, linestyle: str = "-",
+def band(ax: Any, points: Points, color: str, marker: str, label: str, linestyle: str = "-",
           alpha: float = 1.0, hollow: bool = False) -> None:
     """A line through the means with a +-1 sample-std band (where the replicates differ)."""
     if not points:
@@ -120,7 +120,7 @@ def accuracy_figure(series: Mapping[str, Replicates], title: str = "", early_sto
     iteration. One legend beside the axes; past 10 lines the colours repeat with other markers.
     Returns a matplotlib Figure."""
     aggs = {label: agg for label, reps in series.items() if (agg := aggregate([list(r) for r in reps]))}
-    stops = {label: _points(agg, "early_stop_iteration", 1) for label, agg in aggs.items()}
+    stops = {label: points(agg, "early_stop_iteration", 1) for label, agg in aggs.items()}
     panels = 2 if early_stop_panel and any(stops.values()) else 1
     keys, handles = _keys(aggs), []
     labels = [f"{label} (n={len(series[label])})" if len(series[label]) > 1 else label for label in aggs]
@@ -132,14 +132,14 @@ def accuracy_figure(series: Mapping[str, Replicates], title: str = "", early_sto
     ax = axes[0, 0]
     for i, (label, name) in enumerate(zip(aggs, labels)):
         color, marker = series_style(i)
-        _band(ax, _points(aggs[label], _headline, 100), color, marker, name)
-        _band(ax, _points(aggs[label], _ended, 100), color, marker, f"{name}, end of training", "--", alpha=0.6,
+        band(ax, points(aggs[label], headline_field, 100), color, marker, name)
+        band(ax, points(aggs[label], _ended, 100), color, marker, f"{name}, end of training", "--", alpha=0.6,
               hollow=True)
         if dense[label] is not None:
             ax.axhline(dense[label], color=color, linestyle=":", linewidth=1.2,
                        label=f"dense network (level 0) of {label}: {dense[label]:.1f} %")
         if panels == 2:
-            _band(axes[0, 1], stops[label], color, marker, name)
+            band(axes[0, 1], stops[label], color, marker, name)
         handles.append(key_line(name, marker=marker, color=color))
     ax.set_ylabel("test accuracy (%)")
     if panels == 2:
@@ -170,7 +170,10 @@ def plot_runs(names: Sequence[str], out: str | Path, root: str | Path | None = N
 
 
 def plot_run(path: str | Path) -> Path:
-    """Redraw a run's accuracy_vs_sparsity.png: the main line and every control found on disk."""
+    """Redraw a run's accuracy_vs_sparsity.png and accuracy_vs_cost.png (`lth.analysis.cost_chart`):
+    the main line and every control found on disk. Returns the first's path."""
+    from lth.analysis.cost_chart import plot_accuracy_vs_cost  # it imports this module: here, not at the top
+
     path = Path(path)
     config = read_config(path)
     reps = [ReplicateDir(r, writable=False) for r in replicate_paths(path)]
@@ -179,4 +182,5 @@ def plot_run(path: str | Path) -> Path:
         series[name] = [rep.control(name).read_results() for rep in reps if rep.control(name).results_path.exists()]
     dataset = config.get("data", {}).get("name")
     title = f"{config.get('name')}: {config.get('model')} on {dataset}, rewind to {config.get('rewind')}"
+    plot_accuracy_vs_cost(series, path / "accuracy_vs_cost.png", title=title)
     return plot_accuracy_vs_sparsity(series, path / "accuracy_vs_sparsity.png", title=title)

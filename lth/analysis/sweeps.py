@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lth.analysis.cost_chart import flops_text, plot_accuracy_vs_cost
 from lth.analysis.plots import plot_accuracy_vs_sparsity
 from lth.analysis.runs import Run
 from lth.analysis.tables import Table
@@ -22,6 +23,7 @@ from lth.store.records import SPREAD, aggregate
 
 Group = tuple[str, Mapping[str, Any], Sequence[Path]]
 SUMMARY_KEYS = ("percent_remaining", "early_stop_test_accuracy", "test_accuracy", "best_test_accuracy",
+                "cumulative_train_flops",
                 "early_stop_iteration")
 
 
@@ -71,13 +73,16 @@ def summary_text(table: Table, cells: bool = True) -> str:
     """The table for a terminal: accuracies in %, mean +- sample std over the n replicates (without
     the cell column unless `cells`; without the early-stop columns where no row has one: no
     validation set)."""
-    head = ("cell", "branch", "level", "% remaining", "early-stop acc %", "final acc %", "early-stop it", "n")
+    head = ("cell", "branch", "level", "% remaining", "early-stop acc %", "final acc %", "early-stop it",
+            "FLOPs to here", "n")
     lines = []
     for r in table.to_records():
+        cost = r.get("cumulative_train_flops")
         lines.append((r["cell"] or "base", r["branch"], str(r["level"]), f"{r['percent_remaining']:.2f}",
                       _pm(r["early_stop_test_accuracy"], r[f"early_stop_test_accuracy_{SPREAD}"], 100, 2),
                       _pm(r["test_accuracy"], r[f"test_accuracy_{SPREAD}"], 100, 2),
-                      _pm(r["early_stop_iteration"], r[f"early_stop_iteration_{SPREAD}"], 1, 0), str(r["n"])))
+                      _pm(r["early_stop_iteration"], r[f"early_stop_iteration_{SPREAD}"], 1, 0),
+                      flops_text(cost) if cost is not None else "-", str(r["n"])))
     keep = [i for i in range(len(head)) if (cells or i > 0) and (i < 4 or any(line[i] != "-" for line in lines))]
     head, lines = tuple(head[i] for i in keep), [tuple(line[i] for i in keep) for line in lines]
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
@@ -96,7 +101,9 @@ def run_summary(path: Path, branches: Sequence[str] = ()) -> str:
 def plot_sweep(groups: Sequence[Group], path: str | Path, branches: Sequence[str] = (), axis: str | None = None,
                title: str = "") -> Path:
     """Test accuracy vs. % of weights remaining: one line (mean, +-1 std band) per group and branch,
-    or with `axis` per value of that axis (the groups sharing it pooled)."""
+    or with `axis` per value of that axis (the groups sharing it pooled); beside it
+    accuracy_vs_cost.png, the same against the training FLOPs of reaching each point
+    (`lth.analysis.cost_chart`)."""
     series: dict[str, list[list[dict[str, Any]]]] = {}
     for label, point, paths in groups:
         key = label if axis is None else f"{axis}={point.get(axis)}"
@@ -104,4 +111,6 @@ def plot_sweep(groups: Sequence[Group], path: str | Path, branches: Sequence[str
         for branch in ("main", *branches):
             name = key if branch == "main" else f"{key} {branch}"
             series.setdefault(name, []).extend(r for run in runs for r in _branch_records(run, branch))
-    return plot_accuracy_vs_sparsity({k: v for k, v in series.items() if v}, path, title=title)
+    series = {k: v for k, v in series.items() if v}
+    plot_accuracy_vs_cost(series, Path(path).with_name("accuracy_vs_cost.png"), title=title, percent_panel=True)
+    return plot_accuracy_vs_sparsity(series, path, title=title)

@@ -76,7 +76,8 @@ class Table:
 
 
 LEVEL_COLUMNS = ("level", "percent_remaining", "weights_remaining", "early_stop_test_accuracy",
-                 "early_stop_iteration", "test_accuracy", "best_test_accuracy", "compact_params", "compact_macs")
+                 "early_stop_iteration", "test_accuracy", "best_test_accuracy", "compact_params", "compact_macs",
+                 "train_flops", "cumulative_train_flops")
 
 
 def level_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] = LEVEL_COLUMNS) -> Table:

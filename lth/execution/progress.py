@@ -12,7 +12,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 HEADER = (f"{'rep':>3} {'level':>5}  {'% remaining':>11}  {'early-stop acc':>14}  {'early-stop it':>13}  "
-          f"{'final acc':>9}  {'compact MACs':>12}  {'time':>7}")
+          f"{'final acc':>9}  {'compact MACs':>12}  {'FLOPs to here':>13}  {'time':>7}")
 """The table's header; a table of several branches (the controls) has a `control` column after `rep`."""
 
 
@@ -35,16 +35,17 @@ def format_row(replicate: int, record: dict[str, Any], seconds: float, branch: s
     iteration = record.get("early_stop_iteration")
     name = f" {branch:<{branch_width}}" if branch_width else ""
     macs = short_count(record["compact_macs"]) if record.get("compact_macs") is not None else "-"
+    cost = short_count(record["cumulative_train_flops"]) if record.get("cumulative_train_flops") is not None else "-"
     return (
         f"{replicate:>3}{name} {record['level']:>5}  {record['percent_remaining']:>11.2f}  "
         f"{early_text}  {iteration if iteration is not None else '-':>13}  "
-        f"{100 * record['test_accuracy']:>8.2f}%  {macs:>12}  {seconds:>6.1f}s"
+        f"{100 * record['test_accuracy']:>8.2f}%  {macs:>12}  {cost:>13}  {seconds:>6.1f}s"
     )
 
 
 def short_count(n: int) -> str:
-    """A count in 4 significant digits with k / M / G: 266200 -> '266.2k'."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    """A count in 4 significant digits with k / M / G / T / P: 266200 -> '266.2k'."""
+    for scale, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if n >= scale:
             return f"{n / scale:.4g}{suffix}"
     return str(int(n))

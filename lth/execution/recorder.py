@@ -17,17 +17,19 @@ the next chunk or level end (without a writer given: every save at once, in this
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from lth.lottery import Hooks, LevelOutcome
+from lth.lottery.cost import cumulative, main_line_base
 from lth.spec.parse import CheckpointPeriod
 from lth.sparsity.masks import Mask, layer_counts
 from lth.store import JsonlSink, ReplicateDir, write_json
 from lth.store.writer import BackgroundWriter, host_copy
 from lth.training import TrainState
 
+CostBase = Callable[[dict[int, dict[str, Any]], dict[str, Any]], "dict[str, Any] | None"]
 clock = time.monotonic  # the wall clock of time-based checkpoints (tests replace it)
 
 
@@ -37,19 +39,22 @@ class Recorder(Hooks):
     `checkpoint_every` None: no checkpoints (controls). `positions` place the branch's levels among
     those it trains, for the progress bar's ETA (default: the level itself); `records` are the branch's
     finished records, to which each level's is added. `writer`: where the files are written (default:
-    at once, in this thread).
+    at once, in this thread). `cost_base` gives the record a level's cumulative cost builds on
+    (`lth.lottery.cost`; default: the main line's previous level).
     """
 
     def __init__(self, files: ReplicateDir, sink: JsonlSink, reporter: Any, trackers: Sequence[Any], replicate: int,
                  *, branch: str = "main", checkpoint_every: CheckpointPeriod | None = None,
                  steps_per_epoch: int = 1, total_steps: int = 0, records: Sequence[dict[str, Any]] = (),
                  positions: dict[int, int] | None = None,
-                 writer: BackgroundWriter | None = None):
+                 writer: BackgroundWriter | None = None, cost_base: CostBase = main_line_base):
         self.files, self.sink, self.reporter, self.trackers = files, sink, reporter, list(trackers)
         self.writer = writer if writer is not None else BackgroundWriter(background=False)
         self.replicate, self.branch, self.every = replicate, branch, checkpoint_every
         self.spe, self.total = steps_per_epoch, total_steps
         self.records = {int(r["level"]): r for r in records}
+        self.cost_base = cost_base
+        self.seconds: dict[int, float] | None = None  # wall seconds per level (`_wall_seconds`)
         self.positions = positions or {}
         self.step = self.last_checkpoint = 0
         self.level: int | None = None  # the level being trained
@@ -95,6 +100,7 @@ class Recorder(Hooks):
     def level_done(self, outcome: LevelOutcome) -> list[dict[str, Any]]:
         """Save a finished level: final checkpoint (main line), mask, results.json (through the writer),
         logs; returns the branch's records so far, in level order."""
+        outcome = outcome._replace(record=cumulative(outcome.record, self.cost_base(self.records, outcome.record)))
         level = outcome.record["level"]
         self.records[level] = outcome.record
         records = self.sorted_records()
@@ -103,9 +109,27 @@ class Recorder(Hooks):
             self.writer.submit(partial(self._write_level, level, state, mask, outcome.record, records))
         self.sink.log({"level": level, "event": "level_done", "seconds": round(outcome.seconds, 3)})
         self.reporter.end_level(outcome.record, outcome.seconds, self.replicate, self.branch)
+        shown = {**outcome.record, **self._wall_seconds(outcome.record, outcome.seconds)}
         for tracker in self.trackers:
-            tracker.level_done(self.replicate, outcome.record, outcome.evaluations)
+            tracker.level_done(self.replicate, shown, outcome.evaluations)
         return records
+
+    def _wall_seconds(self, record: dict[str, Any], seconds: float) -> dict[str, float]:
+        """The level's wall seconds and, where the branch's earlier levels are part of what it cost (a
+        lottery's main line), the cumulative seconds of levels 0..L (from metrics.jsonl's ``level_done``
+        events; absent when one is missing). Shown in W&B, never in results.json (which is a function of
+        the config and seed alone)."""
+        if self.seconds is None:
+            self.seconds = {int(row["level"]): float(row["seconds"]) for row in self.files.read_metrics()
+                            if row.get("event") == "level_done" and "seconds" in row}
+        level = int(record["level"])
+        self.seconds[level] = seconds
+        wall = {"seconds": round(seconds, 3)}
+        if self.cost_base(self.records, record) is None:
+            wall["cumulative_seconds"] = round(seconds, 3)
+        elif self.branch == "main" and all(earlier in self.seconds for earlier in range(level + 1)):
+            wall["cumulative_seconds"] = round(sum(self.seconds[earlier] for earlier in range(level + 1)), 3)
+        return wall
 
     def _write_level(self, level: int, state: TrainState, mask: Mask, record: dict[str, Any],
                      records: list[dict[str, Any]]) -> None:

@@ -21,6 +21,7 @@ from lth.execution.session import Session, open_session
 from lth.execution.replicates import recompute_checked_rewind
 from lth.store.checkpoints import CheckpointError
 from lth.store import JsonlSink, ReplicateDir, aggregate, load_mask, write_json
+from lth.lottery.cost import control_base, fixed_mask_cost
 from lth.store.queries import run_records
 from lth.tickets import run_setup
 
@@ -128,7 +129,7 @@ def train_control_plan(plan: ControlPlan) -> dict[str, list[list[dict[str, Any]]
         for r, rep in enumerate(reps):
             line = MainLine(setup.for_replicate(r), rep)
             for control in plan.controls:
-                recorder = _branch_recorder(session, rep, control, r, chosen)
+                recorder = _branch_recorder(session, rep, control, r, chosen, _cost_base(line, control))
                 with recorder.sink:
                     results[control.name].append(_train_control(line, control, chosen, recorder))
         plot_run(plan.path)
@@ -138,8 +139,17 @@ def train_control_plan(plan: ControlPlan) -> dict[str, list[list[dict[str, Any]]
     return results
 
 
+def _cost_base(line: MainLine, control: Control) -> Any:
+    """The `Recorder.cost_base` of a control: what its level's cumulative cost builds on (`control_base`)."""
+    setup = line.setup
+    main = {int(r["level"]): r for r in line.rep.read_results()}
+    dense = fixed_mask_cost(setup, line.full_mask, 0, 1)["train_flops"]
+    return lambda records, record: control_base(control.kind, int(record["level"]), setup.config.retraining, main,
+                                                setup.rewind_step, dense)
+
+
 def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, replicate: int,
-                     chosen: list[int]) -> Recorder:
+                     chosen: list[int], cost_base: Any) -> Recorder:
     """The recorder of one control of one replicate: its finished levels kept, the metrics lines of an
     interrupted one dropped (it is trained anew)."""
     branch = rep.control(control.name)
@@ -147,4 +157,4 @@ def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, repl
     branch.filter_metrics(lambda row: row.get("level") in done, warn)
     return Recorder(branch, JsonlSink(branch.metrics_path), session.reporter, session.trackers, replicate,
                     branch=control.name, records=branch.read_results(),
-                    positions={level: i for i, level in enumerate(chosen)})
+                    positions={level: i for i, level in enumerate(chosen)}, cost_base=cost_base)

@@ -75,6 +75,7 @@ from lth.lottery.method_config import check_schedule
 from lth.lottery.methods import method_trainer, sparse_record, start_state
 from lth.lottery.train_level import train_level
 from lth.lottery.compact_record import record_compact
+from lth.lottery.cost import fixed_mask_cost
 from lth.lottery.setup import Setup, retrained, score_batch
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.distributions import keep_counts, random_mask
@@ -265,9 +266,10 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     start = state
     state, final, evaluations = train_level(setup, trainer, level, start, mask, hooks or Hooks())
     if sparse:
-        record = sparse_record(setup, _method(control), level, mask, final, start, evaluations, None)
+        record = sparse_record(setup, _method(control), level, mask, final, start, evaluations, None, state)
     else:
-        record = level_record(level, mask, evaluations, compact=record_compact(setup, mask))
+        cost = fixed_mask_cost(setup, mask, int(start.step), int(state.step))
+        record = level_record(level, mask, evaluations, compact=record_compact(setup, mask), cost=cost)
     return LevelOutcome({**record, "control": control.name}, final, state, evaluations, time.perf_counter() - started)
 
 

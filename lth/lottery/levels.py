@@ -25,7 +25,10 @@ import numpy as np
 from lth.data.device import DeviceData
 from lth.errors import ConfigError
 from lth.lottery.compact_record import record_compact
-from lth.lottery.setup import Setup, data_keys, init_params, initial_mask, retrained, start_step
+from lth.lottery.cost import fixed_mask_cost
+from lth.lottery.setup import (
+    Setup, data_keys, init_params, initial_mask, level_first_iteration, retrained, start_step
+)
 from lth.sparsity.masks import (
     Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
 )
@@ -46,11 +49,12 @@ class LevelOutcome(NamedTuple):
 
 
 def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *, previous_mask: Mask | None = None,
-                 params_init: Any = None, params_final: Any = None, compact: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
+                 params_init: Any = None, params_final: Any = None, compact: dict[str, Any] | None = None,
+                 cost: dict[str, int] | None = None) -> dict[str, Any]:
     """The results.json row of a level: density, early-stop and final accuracies, per-layer density,
     what compaction would leave (`compact`: `lth.lottery.compact_record.record_compact`'s units alive
-    per layer, compact params and MACs), and (when given) the mask's overlap with the previous
+    per layer, compact params and MACs), what it cost to train (`cost`: `lth.lottery.cost`'s
+    iterations and training FLOPs), and (when given) the mask's overlap with the previous
     level's and the fraction of surviving weights whose trained sign equals their sign at init."""
     counts = layer_counts(mask)
     kept = sum(k for k, _ in counts.values())
@@ -64,6 +68,7 @@ def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *,
         **summarize(evaluations),
         "layer_density": layer_densities(mask),
         **(compact or {}),
+        **(cost or {}),
         **({"overlap_with_previous": overlap(mask, previous_mask)} if previous_mask is not None else {}),
         **({"sign_agreement_with_init": sign_agreement(params_init, params_final, mask)}
            if params_init is not None and params_final is not None else {}),
@@ -273,8 +278,9 @@ def lottery_levels_together(
         seconds = time.perf_counter() - started
         outcomes = []
         for seed, state, mask, evals in zip(seeds, states, level_masks, evaluations):
+            cost = fixed_mask_cost(setups[0], mask, level_first_iteration(setups[0], level), int(state.step))
             record = level_record(level, mask, evals, previous_mask=seed.previous_mask, params_init=seed.params0,
-                                  params_final=state.params, compact=record_compact(setups[0], mask))
+                                  params_final=state.params, compact=record_compact(setups[0], mask), cost=cost)
             seed.previous, seed.previous_mask = state, mask
             outcomes.append(LevelOutcome(record, mask, state, evals, seconds))
         yield outcomes

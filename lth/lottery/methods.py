@@ -9,6 +9,8 @@ Methods (`config.method`; settings in `config.sparse`, see `lth.spec.config.Spar
     set       SET (Mocanu et al. 2018): the random start mask, drop-and-grow every dt iterations
     rigl      RigL (Evci et al. 2020): as SET, regrowth by the dense gradient, cosine drop fraction
     gradual   Zhu & Gupta (2017): dense at t0, magnitude pruning on the cubic schedule to the target
+    earlybird You et al. (2020): the magnitude mask of dense training once it stops changing (the
+              Early-Bird ticket), retrained from init (`lth.lottery.earlybird`, its own level loop)
 
 Each density of `config.sparse.densities` is trained from the run's initialisation (iteration 0,
 the same init, data order and schedule as the lottery's level 0: every density trains with level 0's
@@ -43,6 +45,9 @@ from lth.lottery.levels import Hooks, LevelOutcome, level_record
 from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.train_level import train_level
 from lth.lottery.compact_record import record_compact
+from lth.lottery.cost import (
+    forward_flops, gradual_iteration_flops, kept_counts, layer_positions, total_counts, training_cost
+)
 from lth.lottery.setup import Setup, init_params, initial_mask, score_batch
 from lth.sparsity import nm
 from lth.sparsity.at_init import prune_at_init
@@ -54,6 +59,7 @@ from lth.training.loop import summarize
 from lth.training.mask_updates import (
     DYNAMIC,
     count_updates,
+    due_steps,
     final_mask_from,
     make_mask_update,
     sparse_state,
@@ -133,14 +139,19 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
 
 
 def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start: TrainState,
-                  evaluations: list[dict[str, float]], target: float | None) -> dict[str, Any]:
-    """A level record plus the method, its target density, the mask updates that changed the mask and
-    the final mask's overlap with the initial one. A mask that changes during training (training from
-    `start`) early-stops only over evaluations under its final mask, from `final_mask_from` on."""
-    record = level_record(level, final, evaluations, compact=record_compact(setup, final))
+                  evaluations: list[dict[str, float]], target: float | None, state: TrainState,
+                  search_iterations: int = 0) -> dict[str, Any]:
+    """A level record plus the method, its target density, the mask updates that changed the mask, the
+    final mask's overlap with the initial one, and its training cost (`method_cost` of training from
+    `start` to `state`; `search_iterations`: the dense iterations trained to find its mask first, e.g. an
+    Early-Bird search). A mask that changes during training early-stops only over evaluations under its
+    final mask, from `final_mask_from` on."""
+    begin = int(start.step)
+    cost = method_cost(setup, method, initial, final, state, begin, int(state.step), search_iterations)
+    record = level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost)
     extra: dict[str, Any] = {"method": method, "mask_updates": 0}
     if method in DYNAMIC:
-        rule, begin = method_trainer(setup, method).parts.mask_update, int(start.step)
+        rule = method_trainer(setup, method).parts.mask_update
         extra["mask_updates"] = count_updates(rule, begin, setup.total_steps, start.sparse)
         extra["final_mask_from"] = final_mask_from(rule, begin, setup.total_steps, start.sparse)
         record.update(summarize(evaluations, extra["final_mask_from"]))
@@ -148,6 +159,28 @@ def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: M
     if target is not None:
         extra["target_density"] = float(target)
     return {**record, **extra}
+
+
+def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: TrainState, start: int, end: int,
+                search_iterations: int = 0) -> dict[str, int]:
+    """Iterations and training FLOPs of a method's training from `start` to `end` (`lth.lottery.cost`):
+    gradual pays each iteration's mask in force, RigL the dense weight gradient at its updates; set,
+    static, snip and RigL keep every layer's count, so their forward is the final mask's."""
+    positions = layer_positions(setup)
+    sparse_forward = forward_flops(kept_counts(final), positions)
+    if method == "gradual":
+        counts = {name: {k: int(v) for k, v in c.items()} for name, c in
+                  (("start", state.sparse.start_counts), ("final", state.sparse.final_counts))}
+        per_iteration = gradual_iteration_flops(setup, initial, counts["start"], counts["final"], start, end)
+    else:
+        per_iteration = (end - start) * sparse_forward
+    dense_steps = 0
+    if method == "rigl":  # the dense gradient at every due update (computed whether or not the mask moves)
+        rule = method_trainer(setup, method).parts.mask_update
+        dense_steps = len(due_steps(rule, start, end))
+    return training_cost(setup, end - start, per_iteration, dense_gradient_steps=dense_steps,
+                         dense_forward=forward_flops(total_counts(final), positions), sparse_forward=sparse_forward,
+                         search_iterations=search_iterations)
 
 
 def check_method(setup: Setup) -> None:
@@ -167,6 +200,11 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
     skipping the positions in `done`; see the module docstring."""
     config, hooks = setup.config, hooks or Hooks()
     method = config.method
+    if method == "earlybird":  # a search before the tickets; imported here as it builds on this module
+        from lth.lottery.earlybird import earlybird_levels
+
+        yield from earlybird_levels(setup, hooks, done)
+        return
     params0, model_state0 = init_params(setup)
     full = initial_mask(setup, params0)
     if setup.structure is not None:
@@ -180,7 +218,7 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
         mask = start_mask(setup, method, full, counts, (params0, model_state0))
         start = start_state(setup, method, params0, model_state0, mask, 0, counts)
         state, final, evaluations = train_level(setup, trainer, level, start, mask, hooks, order_level=0)
-        record = sparse_record(setup, method, level, mask, final, start, evaluations, density)
+        record = sparse_record(setup, method, level, mask, final, start, evaluations, density, state)
         yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
 
 

@@ -169,6 +169,12 @@ def start_step(setup: Setup) -> int:
     return 0 if setup.start is None else setup.start.step
 
 
+def level_first_iteration(setup: Setup, level: int) -> int:
+    """The iteration a level's training starts at: level 0 at `start_step`, later levels (and their
+    controls) at the rewind step."""
+    return start_step(setup) if level == 0 else setup.rewind_step
+
+
 def retrained(setup: Setup, level: int) -> bool:
     """Whether `level` trains with the retraining schedule: every pruned level, and level 0 of a
     start that was a pruned level (`Setup.retrain_trainer`, not `Setup.trainer`)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, check_types
+from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, SparseConfig, check_types
 from lth.errors import ConfigError, unknown_name
 from lth.spec.names import (
     BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, GRANULARITIES, LAYOUTS, LR_SCHEDULES, METHODS,
@@ -128,6 +128,7 @@ def validate_method(config: ExperimentConfig) -> None:
     if not 0.0 <= s.s_i < 1.0 or s.t0 < 0 or s.n < 0:
         raise ConfigError(f"gradual pruning needs 0 <= s_i < 1, t0 >= 0 and n >= 0, got s_i={s.s_i}, t0={s.t0}, "
                           f"n={s.n}")
+    _check_earlybird(s)
     for d in s.densities:
         if not (isinstance(d, (int, float)) and 0.0 < d <= 1.0):
             raise ConfigError(f"target density must be in (0, 1], got {d!r}: e.g. --densities 0.2,0.05,0.02")
@@ -146,6 +147,22 @@ def validate_method(config: ExperimentConfig) -> None:
             raise ConfigError(f"the N:M structure {s.structure} fixes the density: drop --densities")
     elif not s.densities:
         raise ConfigError(f"method {method} needs target densities, e.g. --densities 0.2,0.05,0.02")
+
+
+def _check_earlybird(s: SparseConfig) -> None:
+    if not 0.0 < s.eb_epsilon <= 1.0:
+        raise ConfigError(f"sparse.eb_epsilon must be in (0, 1] (a fraction of mask entries), got {s.eb_epsilon}: "
+                          "e.g. --set sparse.eb_epsilon=0.1")
+    if s.eb_window < 2:
+        raise ConfigError(f"sparse.eb_window must be at least 2 masks (the newest is compared with the others), "
+                          f"got {s.eb_window}: e.g. --set sparse.eb_window=5")
+    try:
+        every = parse_duration(s.eb_every)[0]
+    except ConfigError as err:
+        raise ConfigError(f"sparse.eb_every: {err}") from None
+    if every < 1:
+        raise ConfigError(f"sparse.eb_every must be at least 1 iteration or epoch, got {s.eb_every!r}: "
+                          "e.g. --set sparse.eb_every=1ep")
 
 
 def check_granularity(config: ExperimentConfig) -> None:

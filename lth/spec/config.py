@@ -101,6 +101,9 @@ class SparseConfig:
     update until `t_end` (a fraction of training), rigl dropping alpha/2 (1 + cos(pi t / T_end)), set
     `z` under the same cosine decay (`set_drop` "cosine", the rigl reference's default) or constant;
     gradual prunes from sparsity `s_i` at iteration `t0` in `n` steps (0: as many as fit before T_end).
+    earlybird (You et al. 2020) checks the magnitude mask every `eb_every` (a duration, "1ep") of dense
+    training and stops when the newest of the last `eb_window` masks is within `eb_epsilon` (normalised
+    Hamming distance) of each of the others.
     """
 
     densities: tuple[float, ...] = ()
@@ -115,6 +118,9 @@ class SparseConfig:
     s_i: float = 0.0  # gradual: initial sparsity
     t0: int = 0  # gradual: first pruning iteration
     n: int = 0  # gradual: pruning steps after t0 (0: floor((t_end * T - t0) / dt))
+    eb_epsilon: float = 0.1  # earlybird: the largest mask distance in the window that stops the search
+    eb_window: int = 5  # earlybird: masks compared (the newest with each of the window - 1 before it)
+    eb_every: str = "1ep"  # earlybird: a check every this long ("1ep", "200it"), from iteration 0
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ class ExperimentConfig:
     init: str = "default"
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
     ticket: str | None = None  # SHA-256 of the ticket level 0 starts from (set by run_lottery: --ticket)
-    method: str = "imp"  # imp | gradual | static | snip | set | rigl (`sparse` holds the others' settings)
+    method: str = "imp"  # imp | gradual | static | snip | set | rigl | earlybird (`sparse` holds the others' settings)
     sparse: SparseConfig = field(default_factory=SparseConfig)
 
 
@@ -157,7 +163,8 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 # fields added after runs were named by their hash, {dotted name: default}: left out of the hash while
 # at their default, so that those runs keep their directories
-_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1"}
+_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1",
+                                         "sparse.eb_epsilon": 0.1, "sparse.eb_window": 5, "sparse.eb_every": "1ep"}
 # fields added after runs existed that only some methods read: hashed when the run's method reads them
 # (its behaviour changed with them) or when not at their default, so other runs keep their directories
 _HASHED_WHEN_USED: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -177,7 +184,8 @@ def canonical_json(config: ExperimentConfig) -> str:
     for name, default in _HASHED_ONLY_WHEN_SET.items():
         _drop_if(data, name, lambda value, default=default: value == default)
     for name, (default, users) in _HASHED_WHEN_USED.items():
-        _drop_if(data, name, lambda value, default=default, users=users: value == default and config.method not in users)
+        _drop_if(data, name,
+                 lambda value, default=default, users=users: value == default and config.method not in users)
     if data["sparse"]["distribution"] == "auto":
         data["sparse"]["distribution"] = _AUTO_DISTRIBUTION_HASH.get(config.method, "erk")
     return json.dumps(data, sort_keys=True, separators=(",", ":"))

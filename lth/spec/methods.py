@@ -38,6 +38,8 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
            until_t_end=True, structured=False, controls=("set",)),
     Method("rigl", "RigL: drop the smallest weights, regrow by gradient magnitude (Evci et al. 2020)", dynamic=True,
            until_t_end=True, structured=False, controls=("rigl",)),
+    Method("earlybird", "Early-Bird tickets: the magnitude mask of dense training once it stops changing, "
+           "retrained from init (You et al. 2020)", structured=False),
 )}
 
 METHODS = tuple(REGISTRY)

@@ -7,7 +7,8 @@ import statistics
 from typing import Any
 
 AGGREGATED = ("density", "percent_remaining", "weights_remaining", "test_accuracy", "early_stop_iteration",
-              "early_stop_test_accuracy", "early_stop_val_loss", "best_test_accuracy", "compact_params", "compact_macs")
+              "early_stop_test_accuracy", "early_stop_val_loss", "best_test_accuracy", "compact_params", "compact_macs",
+              "iterations", "train_flops", "cumulative_iterations", "cumulative_train_flops")
 SPREAD = "sample_std"
 """The spread of a field over replicates, in ``<field>_sample_std``: the sample standard deviation
 (ddof=1, what an error bar over seeds estimates); null with fewer than two replicates."""
