@@ -29,9 +29,9 @@ from lth.lottery.controls import (
     control_mask,
     control_start,
     counts_of,
-    score_batch,
     train_control_level,
 )
+from lth.lottery.setup import score_batch
 from lth.data.device import EvalSet
 from lth.lottery.path import evaluate_path, reestimate_statistics
 from lth.models import get_model

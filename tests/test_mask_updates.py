@@ -20,7 +20,16 @@ from lth.models.base import cross_entropy
 from lth.sparsity import dynamic, gradual
 from lth.sparsity.masks import apply_mask, layer_counts, make_mask, mask_leaves, named_leaves
 from lth.training import train
-from lth.training.mask_updates import count_updates, current_mask
+from lth.spec.config import SparseConfig
+from lth.training.mask_updates import (
+    count_updates,
+    current_mask,
+    due_steps,
+    effective_updates,
+    final_mask_from,
+    make_mask_update,
+    sparse_state,
+)
 from lth.training.stacked import train_stacked
 
 
@@ -67,7 +76,8 @@ def test_dynamic_methods_keep_every_layer_count_and_pruned_weights_stay_zero(met
     changed = any(not np.array_equal(np.asarray(a), np.asarray(b))
                   for a, b in zip(mask_leaves(mask).values(), mask_leaves(masks_seen[-1]).values()))
     assert changed  # the mask did move
-    assert count_updates(method_trainer(setup, method).parts.mask_update, 0, 80) == 7  # t = 0, 10, ..., 60 <= 60
+    # due at t = 0, 10, ..., 60 <= T_end = 60; at 60 the cosine drop fraction is 0: that update moves nothing
+    assert count_updates(method_trainer(setup, method).parts.mask_update, 0, 80, state.sparse) == 6
 
 
 def _one_step(setup, state, mask, step_batch):
@@ -171,3 +181,84 @@ def test_vmapped_rigl_seeds_equal_one_by_one():
         masked = apply_mask(stacked.params, stacked.sparse.mask)
         assert all(np.array_equal(np.asarray(a), np.asarray(b))
                    for a, b in zip(jax.tree.leaves(masked), jax.tree.leaves(stacked.params)))
+
+
+# ----------------------------------------------------------------- updates that change the mask (host side)
+
+
+def _layers(**active):
+    """A mask of 10x10 layers, `active[name]` entries kept each (the first ones), and its sparse state."""
+    mask = {name: {"kernel": jnp.arange(100).reshape(10, 10) < n} for name, n in active.items()}
+    counts = {f"{name}/kernel": n for name, n in active.items()}
+    return mask, sparse_state(mask, counts, counts)
+
+
+def _rule(method, **sparse):
+    return make_mask_update(method, SparseConfig(dt=10, **sparse), 80)
+
+
+def test_rigl_and_set_count_only_updates_that_drop_a_weight():
+    """T = 80, T_end = 60, dt = 10, alpha = z = 0.3: due at 0, 10, ..., 60 with drop fractions
+    0.15 (1 + cos(pi t / 60)) = 0.3, 0.2799, 0.225, 0.15, 0.075, 0.0201, 0. A layer of 40 drops floor(40 f) =
+    12, 11, 9, 6, 3, 0, 0; a layer of 60 drops 18, 16, 13, 9, 4, 1, 0; a full layer regrows what it drops."""
+    rigl = _rule("rigl", t_end=0.75, alpha=0.3)
+    assert due_steps(rigl, 0, 80) == [0, 10, 20, 30, 40, 50, 60]
+    for active, moved in (({"a": 40}, [0, 10, 20, 30, 40]), ({"a": 40, "b": 60}, [0, 10, 20, 30, 40, 50]),
+                          ({"a": 40, "c": 100}, [0, 10, 20, 30, 40])):
+        _, sparse = _layers(**active)
+        assert effective_updates(rigl, 0, 80, sparse) == moved
+        assert count_updates(rigl, 0, 80, sparse) == len(moved)
+        assert final_mask_from(rigl, 0, 80, sparse) == moved[-1] + 1
+    _, sparse = _layers(a=40)
+    assert effective_updates(rigl, 15, 80, sparse) == [20, 30, 40]  # a control starting at its rewind step 15
+    assert effective_updates(_rule("set", t_end=0.75, z=0.3), 0, 80, sparse) == [0, 10, 20, 30, 40]
+    constant = _rule("set", t_end=0.75, z=0.3, set_drop="constant")  # floor(40 * 0.3) = 12 at every update
+    assert effective_updates(constant, 0, 80, sparse) == [0, 10, 20, 30, 40, 50, 60]
+    assert final_mask_from(rigl, 50, 80, sparse) == 50  # nothing moves from 50 on: the start mask is final
+
+
+def test_an_update_the_host_calls_ineffective_leaves_the_compiled_mask_alone():
+    """The compiled rule at t = 50 (layer a of 40: floor(40 * 0.0201) = 0; layer c full) returns the mask it
+    was given; at t = 40 (floor(40 * 0.075) = 3) it moves weights."""
+    rigl = _rule("rigl", t_end=0.75, alpha=0.3)
+    mask, sparse = _layers(a=40, c=100)
+    keys = jax.random.split(jax.random.key(0), 4)
+    params = {name: {"kernel": jax.random.normal(keys[i], (10, 10))} for i, name in enumerate(mask)}
+    grads = {name: {"kernel": jax.random.normal(keys[2 + i], (10, 10))} for i, name in enumerate(mask)}
+    new_mask = jax.jit(rigl.new_mask)
+    same = new_mask(sparse, params, grads, jnp.int32(50), keys[0])
+    moved = new_mask(sparse, params, grads, jnp.int32(40), keys[0])
+    for name in mask:
+        np.testing.assert_array_equal(np.asarray(same[name]["kernel"]), np.asarray(mask[name]["kernel"]))
+    assert not np.array_equal(np.asarray(moved["a"]["kernel"]), np.asarray(mask["a"]["kernel"]))
+    np.testing.assert_array_equal(np.asarray(moved["c"]["kernel"]), np.asarray(mask["c"]["kernel"]))
+
+
+def test_gradual_counts_only_updates_that_prune_a_weight():
+    """dt = 10, t0 = 10, n = 3: due at 10, 20, 30, 40 with ramp (1 - (t - 10)/30)^3 = 1, 8/27, 1/27, 0.
+    100 -> 10 weights: keeps 100 (nothing pruned at t0 from a full start, s_i = 0), 10 + round(90 * 8/27) = 37,
+    10 + round(90/27) = 13, 10. 100 -> 99: 99 + round(8/27) = 99 at 20, then 99 again: only t = 20 prunes.
+    From s_i = 0.5 (start count 50): t0 prunes 100 -> 50, so all four do."""
+    rule = _rule("gradual", t0=10, n=3)
+    mask = {"a": {"kernel": jnp.ones((10, 10), bool)}}
+    assert effective_updates(rule, 0, 80, sparse_state(mask, {"a/kernel": 100}, {"a/kernel": 10})) == [20, 30, 40]
+    assert effective_updates(rule, 0, 80, sparse_state(mask, {"a/kernel": 100}, {"a/kernel": 99})) == [20]
+    assert final_mask_from(rule, 0, 80, sparse_state(mask, {"a/kernel": 100}, {"a/kernel": 99})) == 21
+    assert effective_updates(rule, 0, 80, sparse_state(mask, {"a/kernel": 50}, {"a/kernel": 10})) == [10, 20, 30, 40]
+    nm_rule = _rule("gradual", t0=10, n=3, structure="2:4")  # keeps 2 + round(2 * ramp) per group: 4, 3, 2, 2
+    assert effective_updates(nm_rule, 0, 80, sparse_state(mask)) == [20, 30]
+
+
+@pytest.mark.parametrize("set_drop, dropped", [("cosine", 11), ("constant", 12)])
+def test_set_drops_on_the_cosine_by_default(set_drop, dropped):
+    """At t = 10 of T_end = 60, z = 0.3: cosine drops floor(40 * 0.15 (1 + cos(pi / 6))) = floor(11.196) = 11 of
+    40 active weights, constant floor(40 * 0.3) = 12 -- the smallest |w|; regrowth is at random among 39,971
+    positions (none of the just-dropped ones for this key)."""
+    rule = _rule("set", t_end=0.75, z=0.3, set_drop=set_drop)
+    alive = (jnp.arange(40000) < 40).reshape(200, 200)
+    w = jnp.where(alive, jnp.arange(40000, dtype=jnp.float32).reshape(200, 200) + 1.0, 0.0)
+    mask = {"a": {"kernel": alive}}
+    new = jax.jit(rule.new_mask)(sparse_state(mask), {"a": {"kernel": w}}, None, jnp.int32(10), jax.random.key(3))
+    old, got = np.asarray(alive).reshape(-1), np.asarray(new["a"]["kernel"]).reshape(-1)
+    assert got.sum() == 40
+    np.testing.assert_array_equal(np.flatnonzero(old & ~got), np.arange(dropped))  # the smallest |w| left

@@ -16,7 +16,7 @@ from lth.jobs.controls import run_controls
 from lth.jobs.lottery import run_lottery
 from lth.sparsity import nm
 from lth.sparsity.distributions import keep_counts
-from lth.sparsity.masks import make_mask, mask_from_arrays
+from lth.sparsity.masks import make_mask, mask_from_arrays, mask_leaves
 
 FAST = {"training.length": "70it", "sparse.dt": 10}
 
@@ -44,11 +44,14 @@ def test_rigl_run_one_record_per_density_with_its_mask_history(tmp_path):
     params = _template()
     full = make_mask(params)
     assert [r["level"] for r in records] == [0, 1]
-    for record, density in zip(records, (0.3, 0.1)):
+    # due at t = 0, 10, ..., 50 <= T_end = 52, dropping floor(n * 0.15 (1 + cos(pi t / 52))) per layer; the output
+    # layer is kept dense. Density 0.3 (fc1 256, fc2 170 active): t = 50 drops floor(256 * 0.0011) = 0, so 5 updates
+    # move weights; density 0.1 (fc1 21, fc2 14): t = 40 drops floor(21 * 0.0377) = 0 too, so 4
+    for record, density, moved in zip(records, (0.3, 0.1), (5, 4)):
         want = keep_counts(full, density, "erk")
         assert record["method"] == "rigl" and record["target_density"] == density
         assert record["weights_remaining"] == sum(want.values()) == round(density * record["prunable_weights"])
-        assert record["mask_updates"] == 6  # t = 0, 10, ..., 50 <= T_end = 52
+        assert record["mask_updates"] == moved and record["final_mask_from"] == 10 * (moved - 1) + 1
         assert 0.0 < record["overlap_with_initial_mask"] < 1.0  # the mask moved, and kept some of its start
         assert {"early_stop_iteration", "early_stop_test_accuracy", "test_accuracy"} <= set(record)
     run = _files(tmp_path)
@@ -77,7 +80,8 @@ def test_other_methods_reach_their_exact_counts(tmp_path, method, distribution):
     assert record["weights_remaining"] == sum(want.values())
     assert record["layer_density"] == pytest.approx(
         {name: k / size for (name, k), size in zip(want.items(), (40 * 32, 32 * 16, 16 * 10))})
-    assert record["mask_updates"] == {"static": 0, "gradual": 6, "set": 6}[method]
+    # gradual: due at t = 0, ..., 50, but t = 0 prunes nothing (s_i = 0); set: t = 50 drops floor(164 * 0.0011) = 0
+    assert record["mask_updates"] == {"static": 0, "gradual": 5, "set": 5}[method]
 
 
 def test_nm_structure_for_gradual_static_and_imp(tmp_path):
@@ -161,3 +165,82 @@ def test_sparse_training_controls_refused_without_weight_rewinding(source):
     for retraining in ("lr_rewind", "finetune"):
         with pytest.raises(ConfigError, match=f"control {source} trains a sparse network .* {retraining}"):
             check_retraining(Control(source), retraining)
+
+
+def test_gradual_early_stops_only_under_its_final_mask(tmp_path):
+    """Dense for 30 iterations, then pruned to 2 % at t = 40 and 50 (t0 = 30 prunes nothing at s_i = 0): the
+    dense phase has the lowest validation loss, but the record early-stops among the evaluations at iterations
+    >= 51, under the final mask (recomputed here from metrics.jsonl)."""
+    config = tiny_config(method="gradual", **FAST, **{"sparse.t0": 30, "sparse.n": 2, "sparse.densities": (0.02,)})
+    (record,) = run_lottery(config, runs_root=tmp_path, progress=False, wandb="disabled")
+    lines = (_files(tmp_path) / "replicate_00" / "metrics.jsonl").read_text().splitlines()
+    evals = [e for e in map(json.loads, lines) if "val_loss" in e]
+    assert [e["iteration"] for e in evals] == [10, 20, 30, 40, 50, 60, 70]
+    overall = min(evals, key=lambda e: e["val_loss"])
+    assert overall["iteration"] <= 50  # the construction: a lower validation loss before the final mask
+    assert record["mask_updates"] == 2 and record["final_mask_from"] == 51
+    final = [e for e in evals if e["iteration"] >= 51]
+    best = min(final, key=lambda e: e["val_loss"])
+    assert record["early_stop_iteration"] == best["iteration"] > 50
+    assert record["early_stop_test_accuracy"] == best["test_accuracy"]
+    assert record["best_test_accuracy"] == max(e["test_accuracy"] for e in final)
+    assert record["test_accuracy"] == evals[-1]["test_accuracy"]
+
+
+def test_every_density_trains_with_level_0s_data_order():
+    """Two equal densities of static: the same mask (drawn by its weight count), init and schedule, and -- as
+    level 0's data order serves every density -- the same evaluations (with level i's order they differ)."""
+    from lth.lottery import prepare
+    from lth.lottery.methods import method_levels
+
+    setup = prepare(tiny_config(method="static", **{"training.length": "30it", "sparse.densities": (0.3, 0.3)}))
+    first, second = method_levels(setup)
+    assert first.record["level"] == 0 and second.record["level"] == 1
+    assert second.evaluations == first.evaluations
+
+
+def _numpy_mlp_grads(params, x, y):
+    """Gradients (float64, by hand) of the mean cross-entropy of a ReLU MLP fc1, fc2, ..., output."""
+    names = [name for name in params if name != "output"] + ["output"]
+    hs, h = [], np.asarray(x, np.float64).reshape(len(x), -1)
+    for name in names:
+        hs.append(h)
+        a = h @ np.asarray(params[name]["kernel"], np.float64) + np.asarray(params[name]["bias"], np.float64)
+        h = np.maximum(a, 0) if name != "output" else a
+    z = h - h.max(1, keepdims=True)
+    prob = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    d = (prob - np.eye(z.shape[1])[np.asarray(y)]) / len(x)
+    grads = {}
+    for i in reversed(range(len(names))):
+        grads[names[i]] = hs[i].T @ d
+        d = (d @ np.asarray(params[names[i]]["kernel"], np.float64).T) * (hs[i] > 0)
+    return grads
+
+
+def test_snip_method_keeps_the_layerwise_snip_top_k_at_the_distributions_counts():
+    from lth.lottery import init_params, prepare
+    from lth.lottery.methods import method_levels, start_mask, target_counts
+    from lth.lottery.setup import score_batch
+
+    setup = prepare(tiny_config(method="snip", **{"training.length": "20it", "sparse.densities": (0.1,)}))
+    params, model_state = init_params(setup)
+    full = make_mask(params)
+    counts = target_counts(setup, full, 0.1)
+    assert counts == keep_counts(full, 0.1, "erk", ("output/kernel",))  # auto: ERK, an MLP's output layer dense
+    mask = start_mask(setup, "snip", full, counts, (params, model_state))
+    x, y = score_batch(setup)
+    grads = _numpy_mlp_grads(params, x, y)
+    for layer, keep in counts.items():
+        name = layer.split("/")[0]
+        score = np.abs(grads[name] * np.asarray(params[name]["kernel"], np.float64)).reshape(-1)
+        got = np.asarray(mask[name]["kernel"]).reshape(-1)
+        assert got.sum() == keep
+        want = np.zeros_like(got)
+        want[np.argsort(-score, kind="stable")[:keep]] = True
+        kth = np.sort(score)[::-1][keep - 1]
+        differ = np.flatnonzero(got != want)  # only float32-vs-float64 near-ties at the threshold may differ
+        assert np.allclose(score[differ], kth, rtol=1e-4), (layer, differ, score[differ], kth)
+    (outcome,) = method_levels(setup)
+    assert outcome.record["method"] == "snip" and outcome.record["mask_updates"] == 0
+    saved = {f"{layer}/kernel": np.asarray(outcome.mask[layer]["kernel"]) for layer in outcome.mask}
+    assert all(np.array_equal(saved[k], np.asarray(v)) for k, v in mask_leaves(mask).items())  # trained fixed

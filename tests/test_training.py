@@ -134,6 +134,25 @@ def test_summarize_early_stop():
     assert s["test_accuracy"] == 0.90 and s["best_test_accuracy"] == 0.93
 
 
+def test_summarize_from_the_final_mask_on():
+    """With `from_iteration` (the first iteration under a final mask) the early stop and the best accuracy
+    look only at the evaluations from there on; with none there, they are None and `early_stop` says why."""
+    evals = [
+        {"iteration": 100, "val_loss": 0.2, "val_accuracy": 0.95, "test_accuracy": 0.95},  # before the final mask
+        {"iteration": 200, "val_loss": 0.5, "val_accuracy": 0.8, "test_accuracy": 0.81},
+        {"iteration": 300, "val_loss": 0.4, "val_accuracy": 0.85, "test_accuracy": 0.84},
+        {"iteration": 400, "val_loss": 0.45, "val_accuracy": 0.83, "test_accuracy": 0.86},
+    ]
+    assert summarize(evals)["early_stop_iteration"] == 100
+    s = summarize(evals, from_iteration=200)  # iteration 200 is the first evaluation after an update at 199
+    assert s["early_stop_iteration"] == 300 and s["early_stop_test_accuracy"] == 0.84
+    assert s["best_test_accuracy"] == 0.86 and s["test_accuracy"] == 0.86 and "early_stop" not in s
+    assert summarize(evals, from_iteration=201)["early_stop_iteration"] == 300
+    none = summarize(evals, from_iteration=401)
+    assert none["early_stop_iteration"] is None and none["best_test_accuracy"] is None
+    assert "401" in none["early_stop"] and none["test_accuracy"] == 0.86 and none["final_iteration"] == 400
+
+
 def test_nnx_model_trains_with_a_mask():
     from flax import nnx
 

@@ -1,5 +1,5 @@
-"""`run_method`: a run of a sparse method other than IMP (`lth.lottery.methods`: gradual, static, SET,
-RigL), one record per target density, wired to the run directory, W&B, progress and the plot.
+"""`run_method`: a run of a sparse method other than IMP (`lth.lottery.methods`: gradual, static,
+SNIP, SET, RigL), one record per target density, wired to the run directory, W&B, progress and the plot.
 
 The run directory has the lottery's layout: ``replicate_XX/results.json`` holds one record per
 density (`level` = its position in ``sparse.densities``), ``masks/level_XX.npz`` the final mask, and

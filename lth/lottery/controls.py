@@ -10,7 +10,12 @@ sources (where the mask of level L comes from)
     random_layerwise  a uniformly random mask with level L's per-layer counts
     random_global     a uniformly random mask with level L's overall count, spread across layers
     magnitude_init, snip, grasp, synflow
-                      pruning at initialisation to level L's counts, trained from init
+                      pruning at initialisation to level L's counts, trained from init: a layer the
+                      main line prunes at its own rate (e.g. the output layer under
+                      `pruning.layer_fractions`) or keeps whole holds exactly the main line's count;
+                      the scores choose the per-layer densities of the other layers only (one global
+                      threshold over their pool; `control_groups`). SNIP under one layer distribution
+                      (every layer at the distribution's count) is the method `snip` instead.
     static_erk, static_uniform
                       a random mask at level L's overall density, spread over the layers by ERK /
                       uniformly (`lth.sparsity.distributions`, `pruning.exclude` kept whole), fixed
@@ -57,7 +62,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import numpy as np
 
 from lth import rng
 from lth.spec.config import replace
@@ -72,7 +76,7 @@ from lth.lottery.methods import method_trainer, sparse_record, start_state
 from lth.lottery.train_level import train_level
 from lth.lottery.compact_record import record_compact
 from lth.lottery.cost import fixed_mask_cost
-from lth.lottery.setup import Setup, retrained
+from lth.lottery.setup import Setup, retrained, score_batch
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.distributions import keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
@@ -181,18 +185,6 @@ def _at_init_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.
                          temperature=setup.config.pruning.grasp_temperature)
 
 
-def score_batch(setup: Setup) -> tuple[jax.Array, jax.Array]:
-    """The training examples SNIP / GraSP score on: a class-balanced batch, the first
-    `pruning.score_samples_per_class` examples of every class in a seeded permutation (GraSP's
-    reference: 10 per class), in class order."""
-    per_class = setup.config.pruning.score_samples_per_class
-    order = np.asarray(jax.random.permutation(rng.stream(setup.config.seed, "score_batch"),
-                                              int(setup.data.x_train.shape[0])))
-    labels = np.asarray(setup.data.y_train)[order]
-    picked = np.concatenate([order[labels == c][:per_class] for c in range(setup.dataset.num_classes)])
-    return setup.data.x_train[picked], setup.data.y_train[picked]
-
-
 def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple = ()) -> Mask:
     """The start mask of a sparse-training control of level L (see the module docstring)."""
     target = counts_of(inputs.mask)
@@ -271,12 +263,12 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
     started = time.perf_counter()
     sparse = control.kind == "sparse_training"
     trainer = method_trainer(setup, _method(control)) if sparse else control_trainer(setup, control, level)
-    start_step = int(state.step)
-    state, final, evaluations = train_level(setup, trainer, level, state, mask, hooks or Hooks())
+    start = state
+    state, final, evaluations = train_level(setup, trainer, level, start, mask, hooks or Hooks())
     if sparse:
-        record = sparse_record(setup, _method(control), level, mask, final, start_step, evaluations, None, state)
+        record = sparse_record(setup, _method(control), level, mask, final, start, evaluations, None, state)
     else:
-        cost = fixed_mask_cost(setup, mask, start_step, int(state.step))
+        cost = fixed_mask_cost(setup, mask, int(start.step), int(state.step))
         record = level_record(level, mask, evaluations, compact=record_compact(setup, mask), cost=cost)
     return LevelOutcome({**record, "control": control.name}, final, state, evaluations, time.perf_counter() - started)
 

@@ -17,8 +17,8 @@ the magnitude mask at the density's per-layer counts (`target_counts`: `sparse.d
 `sparse.dense`) and its distances to the queued masks, until `sparse.eb_window` masks are within
 `sparse.eb_epsilon` (`should_stop`); if the rule never holds, the mask at the end of training
 (`earlybird_found` false). (b) The ticket: the EB mask on the run's init (the lottery's rewind to
-iteration 0), trained with a fresh optimiser for the full training length with the density's own
-data order (`data_keys(setup, level)`), as every method's density is.
+iteration 0), trained with a fresh optimiser for the full training length with level 0's data order (the
+search's, `data_keys(setup, 0)`), as every method's density is.
 
 Deviations from the reference, each deliberate:
 - the mask is unstructured magnitude pruning with the run's layer distribution, not the global
@@ -153,9 +153,9 @@ def earlybird_levels(setup: Setup, hooks: Hooks, done: frozenset[int] = frozense
     for level, density in densities.items():
         started = time.perf_counter()
         mask = found[level].mask
-        state = start_state(setup, "earlybird", params0, model_state0, mask, 0, None)
-        state, final, evaluations = train_level(setup, setup.trainer, level, state, mask, hooks)
-        record = {**sparse_record(setup, "earlybird", level, mask, final, 0, evaluations, density, state,
+        start = start_state(setup, "earlybird", params0, model_state0, mask, 0, None)
+        state, final, evaluations = train_level(setup, setup.trainer, level, start, mask, hooks, order_level=0)
+        record = {**sparse_record(setup, "earlybird", level, mask, final, start, evaluations, density, state,
                                   search_iterations=found[level].iteration),
                   **earlybird_record(found[level])}
         yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started + search_seconds)

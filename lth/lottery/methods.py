@@ -5,6 +5,7 @@ Methods (`config.method`; settings in `config.sparse`, see `lth.spec.config.Spar
 
     imp       the lottery (`lth.lottery.levels`), the default
     static    a fixed random mask with the layer distribution's counts (uniform or ERK), trained once
+    snip      SNIP (Lee et al. 2019): a fixed mask, |g * w| top-k per layer at the distribution's counts
     set       SET (Mocanu et al. 2018): the random start mask, drop-and-grow every dt iterations
     rigl      RigL (Evci et al. 2020): as SET, regrowth by the dense gradient, cosine drop fraction
     gradual   Zhu & Gupta (2017): dense at t0, magnitude pruning on the cubic schedule to the target
@@ -12,11 +13,16 @@ Methods (`config.method`; settings in `config.sparse`, see `lth.spec.config.Spar
               Early-Bird ticket), retrained from init (`lth.lottery.earlybird`, its own level loop)
 
 Each density of `config.sparse.densities` is trained from the run's initialisation (iteration 0,
-the same init, data order and schedule as the lottery's level 0) to the end of training: one record
-in the format of a lottery level (density, accuracies, early stop), with `level` = the density's
-position in the list, plus the method, the target density, how many mask updates ran and the
-overlap of the final mask with the initial one. With an N:M `structure` the density is the
-structure's (no `densities`): static is a random N:M mask, gradual ramps every group from M to N.
+the same init, data order and schedule as the lottery's level 0: every density trains with level 0's
+data order, whatever its position) to the end of training: one record in the format of a lottery
+level (density, accuracies, early stop), with `level` = the density's position in the list, plus the
+method, the target density, how many mask updates changed the mask and the overlap of the final mask
+with the initial one. With an N:M `structure` the density is the structure's (no `densities`): static
+is a random N:M mask, gradual ramps every group from M to N.
+
+A mask that changes during training (gradual, set, rigl) is compared at its final mask: the record's
+early stop and best test accuracy look only at evaluations from `final_mask_from` on, the first
+iteration after the last update that moved a weight (`lth.training.mask_updates.final_mask_from`).
 
 Randomness: the start mask of density d is drawn from ``stream(seed, "sparse_mask", kept)`` with
 `kept` its weight count, so a density's mask does not depend on the others in the list.
@@ -30,7 +36,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 
 from lth import rng
 from lth.spec.config import SparseConfig
@@ -43,14 +48,19 @@ from lth.lottery.compact_record import record_compact
 from lth.lottery.cost import (
     forward_flops, gradual_iteration_flops, kept_counts, layer_positions, total_counts, training_cost
 )
-from lth.lottery.setup import Setup, init_params, initial_mask
+from lth.lottery.setup import Setup, init_params, initial_mask, score_batch
 from lth.sparsity import nm
+from lth.sparsity.at_init import prune_at_init
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts, overlap
+from lth.sparsity.pruning import Group
 from lth.training import Trainer, TrainState
+from lth.training.loop import summarize
 from lth.training.mask_updates import (
     DYNAMIC,
     count_updates,
+    due_steps,
+    final_mask_from,
     make_mask_update,
     sparse_state,
 )
@@ -70,16 +80,28 @@ def method_trainer(setup: Setup, method: str) -> Trainer:
     return _method_trainer(setup.trainer, method, setup.config.sparse, method_exclude(setup))
 
 
-def start_mask(setup: Setup, method: str, full: Mask, counts: dict[str, int] | None) -> Mask:
-    """The mask a method starts from: full for gradual; a random mask with `counts` (or a random
+def start_mask(setup: Setup, method: str, full: Mask, counts: dict[str, int] | None,
+               init: tuple[Any, Any] | None = None) -> Mask:
+    """The mask a method starts from: full for gradual; SNIP's (`snip_mask`, scored at `init`, the
+    (params, model state) training starts from, default the run's) for snip; a random mask with `counts` (or a random
     N:M mask) for static, SET and RigL."""
     config = setup.config
     if method == "gradual":
         return full
+    if method == "snip":
+        return snip_mask(setup, *(init or init_params(setup)), full, counts)
     if setup.structure is not None:
         n, m = setup.structure
         return nm.nm_random(full, rng.stream(config.seed, "sparse_mask", n, m), n, m, method_exclude(setup))
     return random_mask(full, counts, rng.stream(config.seed, "sparse_mask", sum(counts.values())))
+
+
+def snip_mask(setup: Setup, params: Any, model_state: Any, full: Mask, counts: dict[str, int]) -> Mask:
+    """SNIP (Lee et al. 2019) at per-layer `counts`: in each layer the `counts[layer]` largest |g * w|,
+    g the gradient of the loss on `score_batch(setup)` at `params` (`lth.sparsity.scores.snip_scores`)."""
+    groups = [Group((name,), keep) for name, keep in counts.items()]
+    return prune_at_init("snip", setup.model, params, model_state, full, score_batch(setup), None, None,
+                         groups=groups)
 
 
 def start_state(setup: Setup, method: str, params: Any, model_state: Any, mask: Mask, step: int,
@@ -116,27 +138,34 @@ def target_counts(setup: Setup, full: Mask, density: float) -> dict[str, int]:
     return keep_counts(full, density, distribution, method_exclude(setup))
 
 
-def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start_step: int,
+def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: Mask, start: TrainState,
                   evaluations: list[dict[str, float]], target: float | None, state: TrainState,
                   search_iterations: int = 0) -> dict[str, Any]:
-    """A level record plus the method, its target density, the mask updates run, the final mask's
-    overlap with the initial one, and its training cost (`method_cost`; `search_iterations`: the dense
-    iterations trained to find its mask first, e.g. an Early-Bird search)."""
-    updates = 0
+    """A level record plus the method, its target density, the mask updates that changed the mask, the
+    final mask's overlap with the initial one, and its training cost (`method_cost` of training from
+    `start` to `state`; `search_iterations`: the dense iterations trained to find its mask first, e.g. an
+    Early-Bird search). A mask that changes during training early-stops only over evaluations under its
+    final mask, from `final_mask_from` on."""
+    begin = int(start.step)
+    cost = method_cost(setup, method, initial, final, state, begin, int(state.step), search_iterations)
+    record = level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost)
+    extra: dict[str, Any] = {"method": method, "mask_updates": 0}
     if method in DYNAMIC:
-        updates = count_updates(method_trainer(setup, method).parts.mask_update, start_step, setup.total_steps)
-    extra = {"method": method, "mask_updates": updates, "overlap_with_initial_mask": overlap(final, initial)}
+        rule = method_trainer(setup, method).parts.mask_update
+        extra["mask_updates"] = count_updates(rule, begin, setup.total_steps, start.sparse)
+        extra["final_mask_from"] = final_mask_from(rule, begin, setup.total_steps, start.sparse)
+        record.update(summarize(evaluations, extra["final_mask_from"]))
+    extra["overlap_with_initial_mask"] = overlap(final, initial)
     if target is not None:
         extra["target_density"] = float(target)
-    cost = method_cost(setup, method, initial, final, state, start_step, int(state.step), search_iterations)
-    return {**level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost), **extra}
+    return {**record, **extra}
 
 
 def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: TrainState, start: int, end: int,
                 search_iterations: int = 0) -> dict[str, int]:
     """Iterations and training FLOPs of a method's training from `start` to `end` (`lth.lottery.cost`):
     gradual pays each iteration's mask in force, RigL the dense weight gradient at its updates; set,
-    static and RigL keep every layer's count, so their forward is the final mask's."""
+    static, snip and RigL keep every layer's count, so their forward is the final mask's."""
     positions = layer_positions(setup)
     sparse_forward = forward_flops(kept_counts(final), positions)
     if method == "gradual":
@@ -148,7 +177,7 @@ def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: Tr
     dense_steps = 0
     if method == "rigl":  # the dense gradient at every due update (computed whether or not the mask moves)
         rule = method_trainer(setup, method).parts.mask_update
-        dense_steps = int(np.sum(np.asarray(rule.due(np.arange(start, end)))))
+        dense_steps = len(due_steps(rule, start, end))
     return training_cost(setup, end - start, per_iteration, dense_gradient_steps=dense_steps,
                          dense_forward=forward_flops(total_counts(final), positions), sparse_forward=sparse_forward,
                          search_iterations=search_iterations)
@@ -186,12 +215,12 @@ def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int]
             continue
         started = time.perf_counter()
         counts = target_counts(setup, full, density) if density is not None else None
-        mask = start_mask(setup, method, full, counts)
-        state = start_state(setup, method, params0, model_state0, mask, 0, counts)
-        state, final, evaluations = train_level(setup, trainer, level, state, mask, hooks)
-        record = sparse_record(setup, method, level, mask, final, 0, evaluations, density, state)
+        mask = start_mask(setup, method, full, counts, (params0, model_state0))
+        start = start_state(setup, method, params0, model_state0, mask, 0, counts)
+        state, final, evaluations = train_level(setup, trainer, level, start, mask, hooks, order_level=0)
+        record = sparse_record(setup, method, level, mask, final, start, evaluations, density, state)
         yield LevelOutcome(record, final, state, evaluations, time.perf_counter() - started)
 
 
-__all__ = ["METHODS", "check_method", "check_schedule", "method_levels", "method_trainer", "sparse_record",
-           "start_mask", "start_state", "target_counts", "validate_method"]
+__all__ = ["METHODS", "check_method", "check_schedule", "method_levels", "method_trainer", "snip_mask",
+           "sparse_record", "start_mask", "start_state", "target_counts", "validate_method"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from lth import rng
 from lth.spec.config import ExperimentConfig, for_replicate, replace
@@ -190,6 +191,18 @@ def data_level(setup: Setup, level: int) -> int:
 def data_keys(setup: Setup, level: int) -> tuple[jax.Array, jax.Array]:
     """(data order key, augmentation key) of `level`: `rng.level_keys` of the run's seed at `data_level`."""
     return rng.level_keys(setup.config.seed, setup.config.data_order, data_level(setup, level))
+
+
+def score_batch(setup: Setup) -> tuple[jax.Array, jax.Array]:
+    """The training examples SNIP / GraSP score on (the snip method, the pruning-at-init controls): a
+    class-balanced batch, the first `pruning.score_samples_per_class` examples of every class in a
+    seeded permutation (GraSP's reference: 10 per class), in class order."""
+    per_class = setup.config.pruning.score_samples_per_class
+    order = np.asarray(jax.random.permutation(rng.stream(setup.config.seed, "score_batch"),
+                                              int(setup.data.x_train.shape[0])))
+    labels = np.asarray(setup.data.y_train)[order]
+    picked = np.concatenate([order[labels == c][:per_class] for c in range(setup.dataset.num_classes)])
+    return setup.data.x_train[picked], setup.data.y_train[picked]
 
 
 def with_start(setup: Setup, start: Start) -> Setup:

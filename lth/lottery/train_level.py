@@ -15,12 +15,13 @@ from lth.training.mask_updates import current_mask
 
 
 def train_level(setup: Setup, trainer: Trainer, level: int, state: TrainState, mask: Mask,
-                hooks: Hooks) -> tuple[TrainState, Mask, list[dict[str, float]]]:
-    """Train from `state` to the end under `mask` (or the state's changing mask), with level (or density
-    index) `level`'s data order (`data_keys`: counted from a ticket's level when the run starts from
-    one); `hooks` see the start and every chunk. Returns the final state and mask, and the evaluations."""
+                hooks: Hooks, order_level: int | None = None) -> tuple[TrainState, Mask, list[dict[str, float]]]:
+    """Train from `state` to the end under `mask` (or the state's changing mask), with the data order of
+    level `order_level` (default `level`; `data_keys`: counted from a ticket's level when the run starts
+    from one); `hooks` see the start and every chunk as `level`'s (a control's level, a method's density
+    index). Returns the final state and mask, and the evaluations."""
     evaluations: list[dict[str, float]] = []
-    order_key, augment_key = data_keys(setup, level)
+    order_key, augment_key = data_keys(setup, level if order_level is None else order_level)
     hooks.level_start(level, state, mask)
     for state, evals in train(trainer, state, mask, setup.data, order_key, augment_key):
         evaluations.extend(evals)

@@ -23,9 +23,13 @@ reference uses for the grow ranking, also puts the lower index first among equal
 |w| leave, so among equal magnitudes the higher index leaves first.
 
 Schedules: RigL drops ``alpha / 2 * (1 + cos(pi t / T_end))`` (rigl's ``cosine_decay`` of the drop
-fraction with begin step 0; paper defaults alpha = 0.3, dt = 100, T_end = 75 % of training); SET a
-constant fraction z (Mocanu et al.'s zeta = 0.3). Mocanu et al. drop the smallest positive and the
-largest negative weights separately; the rigl reference (and this code) drops by |w|.
+fraction with begin step 0; paper defaults alpha = 0.3, dt = 100, T_end = 75 % of training). SET drops
+z under the same cosine by default (``sparse.set_drop`` "cosine": the rigl reference's
+``drop_fraction_anneal='cosine'`` applies to its SET optimizer too), or a constant z
+(``sparse.set_drop`` "constant": Mocanu et al.'s zeta = 0.3 at every update). Mocanu et al. drop the
+smallest positive and the largest negative weights separately; the rigl reference (and this code)
+drops by |w|. Near T_end the cosine can make ``floor(n f)`` 0 in every layer: such an update moves
+no weight (`lth.training.mask_updates.effective_updates` leaves it out of a record's count).
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ def cosine_drop_fraction(t: Any, alpha: float, t_end: int) -> jax.Array:
     return jnp.float32(alpha) / 2 * (1 + jnp.cos(jnp.pi * t / float(t_end)))
 
 
-def drop_count(alive: jax.Array, fraction: Any) -> jax.Array:
-    """floor(active * fraction) (int32), as the rigl reference."""
-    active = jnp.sum(alive, dtype=jnp.int32)
+def drop_count(active: Any, fraction: Any) -> jax.Array:
+    """floor(active * fraction) (int32) of a layer's `active` weight count, as the rigl reference
+    (broadcasts: counts or fractions may be arrays, e.g. host side over a schedule's steps)."""
+    active = jnp.asarray(active, jnp.int32)
     return jnp.floor(active.astype(jnp.float32) * jnp.asarray(fraction, jnp.float32)).astype(jnp.int32)
 
 
@@ -55,7 +60,7 @@ def drop_and_grow(alive: jax.Array, drop_score: jax.Array, grow_score: jax.Array
     """One layer's new mask: drop ``floor(n f)`` lowest `drop_score` entries of `alive`, grow as many
     highest `grow_score` entries among those not kept (just-dropped ones included)."""
     active = jnp.sum(alive, dtype=jnp.int32)
-    n_drop = drop_count(alive, fraction)
+    n_drop = drop_count(active, fraction)
     kept = keep_top([drop_score], [alive], active - n_drop)[0]
     grown = keep_top([grow_score], [~kept], n_drop)[0]
     return kept | grown

@@ -5,7 +5,9 @@ The sparsity follows the cubic schedule
     s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n dt)) ** 3,   t in {t0, t0 + dt, ..., t0 + n dt},
 
 and at each of those n + 1 iterations the smallest-magnitude weights still kept are pruned so that
-the network has sparsity s_t (s_i before t0, s_f from t0 + n dt on). Pruned weights never come back.
+the network has sparsity s_t. The network is dense before t0 (the mask starts full), is pruned to s_i
+at t0 -- with s_i = 0 that first step prunes nothing -- and has s_f from t0 + n dt on. Pruned weights
+never come back.
 
 Per layer, in counts: layer l keeps ``k_l(t) = k_f + round((k_i - k_f) * (1 - (t - t0)/(n dt))**3)``
 weights, where k_i and k_f are its counts at s_i and s_f (from a layer distribution, e.g.
@@ -53,7 +55,8 @@ def ramp(t: Any, t0: int, n: int, dt: int) -> Any:
 
 
 def sparsity_at(t: Any, s_i: float, s_f: float, t0: int, n: int, dt: int) -> Any:
-    """Zhu & Gupta's s_t (s_i before t0, s_f after t0 + n dt)."""
+    """Zhu & Gupta's s_t: s_i up to t0 (the target of the pruning step at t0; the network is dense before
+    it), s_f from t0 + n dt on."""
     return s_f + (s_i - s_f) * ramp(t, t0, n, dt)
 
 

@@ -134,13 +134,15 @@ def validate_method(config: ExperimentConfig) -> None:
             raise ConfigError(f"target density must be in (0, 1], got {d!r}: e.g. --densities 0.2,0.05,0.02")
     if method == "imp":
         if s.densities:
-            raise ConfigError("--densities are for the other methods (gradual, static, set, rigl): IMP's densities "
+            others = ", ".join(name for name in METHODS if name != "imp")
+            raise ConfigError(f"--densities are for the other methods ({others}): IMP's densities "
                               "are its levels (--levels, --prune-fraction)")
         return
     if structure is not None:
         if not REGISTRY[method].structured:
-            raise ConfigError(f"{method} with an N:M structure is not supported (its masks are per weight): "
-                              "use N:M with imp, gradual or static")
+            structured = ", ".join(name for name, m in REGISTRY.items() if m.structured)
+            raise ConfigError(f"{method} with an N:M structure is not supported (it chooses single weights): "
+                              f"use N:M with {structured}")
         if s.densities:
             raise ConfigError(f"the N:M structure {s.structure} fixes the density: drop --densities")
     elif not s.densities:

@@ -149,7 +149,7 @@ class ExperimentConfig:
     init: str = "default"
     initial_mask: str | None = None  # SHA-256 of a starting mask (set by run_lottery when one is given)
     ticket: str | None = None  # SHA-256 of the ticket level 0 starts from (set by run_lottery: --ticket)
-    method: str = "imp"  # imp | gradual | static | set | rigl | earlybird (`sparse` holds the others' settings)
+    method: str = "imp"  # imp | gradual | static | snip | set | rigl | earlybird (`sparse` holds the others' settings)
     sparse: SparseConfig = field(default_factory=SparseConfig)
 
 

@@ -32,6 +32,8 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
            controls=("gradual",), distribution="uniform", dense="none"),
     Method("static", "a random mask fixed through training, per-layer densities by sparse.distribution",
            controls=("static_erk", "static_uniform"), layer_distribution=True),
+    Method("snip", "SNIP (Lee et al. 2019): prune at initialisation by |g * w| on one class-balanced batch, "
+           "per-layer counts from sparse.distribution, then train the fixed mask", structured=False),
     Method("set", "SET: drop the smallest weights, regrow at random (Mocanu et al. 2018)", dynamic=True,
            until_t_end=True, structured=False, controls=("set",)),
     Method("rigl", "RigL: drop the smallest weights, regrow by gradient magnitude (Evci et al. 2020)", dynamic=True,

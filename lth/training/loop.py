@@ -125,18 +125,27 @@ def train(
         yield state, eval_records(metrics, first)
 
 
-def summarize(evaluations: list[dict[str, float]]) -> dict[str, float | int | None]:
+def summarize(evaluations: list[dict[str, float]], from_iteration: int | None = None
+              ) -> dict[str, float | int | None]:
     """Frankle & Carbin's early stopping: the iteration of minimum validation loss (first, if tied),
     the test accuracy there; plus the final and the best test accuracy. Without a validation set
-    (its losses NaN) there is no early stop: those fields are None and `early_stop` says why."""
+    (its losses NaN) there is no early stop: those fields are None and `early_stop` says why.
+
+    `from_iteration` (a run whose mask changes during training: the first iteration under its final
+    mask): the early stop and the best test accuracy look only at evaluations at iterations >= it;
+    with none there, they are None and `early_stop` says why. The final accuracy is the last one's."""
     if not evaluations:
         raise ValueError("no evaluations to summarize")
+    start = -math.inf if from_iteration is None else from_iteration
+    window = [i for i, e in enumerate(evaluations) if e["iteration"] >= start]
     final = {"test_accuracy": evaluations[-1]["test_accuracy"],
-             "best_test_accuracy": max(e["test_accuracy"] for e in evaluations),
+             "best_test_accuracy": max((evaluations[i]["test_accuracy"] for i in window), default=None),
              "final_iteration": int(evaluations[-1]["iteration"])}
-    with_val = [i for i, e in enumerate(evaluations) if math.isfinite(e["val_loss"])]
+    with_val = [i for i in window if math.isfinite(evaluations[i]["val_loss"])]
     if not with_val:
-        return {"early_stop": "none: no validation set", "early_stop_iteration": None, "early_stop_val_loss": None,
+        why = ("none: no validation set" if window else
+               f"none: no evaluation at or after iteration {from_iteration}, the first under the final mask")
+        return {"early_stop": why, "early_stop_iteration": None, "early_stop_val_loss": None,
                 "early_stop_val_accuracy": None, "early_stop_test_accuracy": None, **final}
     best = min(with_val, key=lambda i: (evaluations[i]["val_loss"], i))
     return {

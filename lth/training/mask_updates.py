@@ -15,6 +15,14 @@ already), the optimiser moments are kept only where a weight is active before *a
 connections start with zero moments, as in both references, and so do dropped ones), and then the
 iteration's optimiser step runs under the new mask -- jaxpruner's order for its pruners.
 
+Drop fractions: RigL alpha / 2 (1 + cos(pi t / T_end)); SET z under the same cosine (``sparse.set_drop``
+"cosine", the rigl reference's default ``drop_fraction_anneal='cosine'``, which its SET optimizer
+shares) or a constant z (``set_drop`` "constant", Mocanu et al.). A due update need not move a weight:
+near T_end ``floor(n f)`` can be 0 in every layer, and gradual pruning's first step (t0) prunes nothing
+from a dense start at s_i = 0. `effective_updates` (host side, the rule's own arithmetic) gives the
+iterations whose update changes the mask; records count those (`count_updates`) and early-stop only
+over evaluations after the last one (`lth.lottery.methods.sparse_record`).
+
 One departure, for speed: at a SET / RigL update iteration the rigl reference
 (``cond_mask_update_op(global_step, apply_gradient_op)``) and jaxpruner (``skip_gradients=True``) skip
 that iteration's optimiser step; here it runs (the rigl reference's SET optimizer also takes it, before
@@ -31,12 +39,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lth.spec.config import SparseConfig
 from lth.spec.methods import DYNAMIC  # the methods whose mask changes during training
 from lth.sparsity import dynamic, gradual, nm
-from lth.sparsity.masks import Mask, apply_mask
+from lth.sparsity.masks import Mask, apply_mask, layer_counts
 
 _SET_KEY = 0x5E7  # the SET regrowth stream: fold_in(fold_in(augment_key, _SET_KEY), step)
 
@@ -50,11 +59,13 @@ class SparseState(NamedTuple):
 
 
 class MaskUpdate(NamedTuple):
-    """A mask-update rule: when (`due`) and what (`new_mask`)."""
+    """A mask-update rule: when (`due`), what (`new_mask`), and which due updates move a weight
+    (`changes`, host side: the due iterations in order and the start `SparseState` -> one bool each)."""
 
     method: str
     due: Callable[[jax.Array], jax.Array]  # global iteration -> bool
     new_mask: Callable[..., Mask]  # (sparse, params, grads, step, key) -> mask
+    changes: Callable[[list[int], SparseState], list[bool]]
 
 
 class Schedule(NamedTuple):
@@ -74,24 +85,45 @@ def resolve_schedule(cfg: SparseConfig, total_steps: int) -> Schedule:
     return Schedule(cfg.dt, t_end, cfg.t0, n)
 
 
-def _rigl(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
+def _active(sparse: SparseState, movable: bool = False) -> dict[str, int]:
+    """Per-layer active counts of the sparse state's mask (host side); `movable`: only the layers that
+    are not full (a full layer regrows whatever it drops: a layer kept dense never moves)."""
+    return {name: kept for name, (kept, size) in layer_counts(sparse.mask).items() if not (movable and kept == size)}
+
+
+def _drop_and_grow(method: str, s: Schedule, fraction: Callable[[Any], jax.Array], update: Callable) -> MaskUpdate:
+    """A SET / RigL rule: due every dt iterations up to T_end, dropping ``floor(n fraction(t))`` per
+    layer; an update moves weights iff that is >= 1 in some layer that is not full (the counts never
+    change; a full layer's drop is regrown at once)."""
     def periodic(step):
         return (step % s.dt == 0) & (step <= s.t_end)
 
+    def changes(steps: list[int], sparse: SparseState) -> list[bool]:
+        f = fraction(jnp.asarray(steps, jnp.int32))
+        moved = [np.asarray(dynamic.drop_count(n, f)) >= 1 for n in _active(sparse, movable=True).values()]
+        return [bool(x) for x in np.any(moved, axis=0)] if moved and steps else [False] * len(steps)
+    return MaskUpdate(method, periodic, update, changes)
+
+
+def _rigl(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
+    def fraction(step):
+        return dynamic.cosine_drop_fraction(step, cfg.alpha, s.t_end)
+
     def rigl(sparse, params, grads, step, key):
-        return dynamic.rigl_update(sparse.mask, params, grads, dynamic.cosine_drop_fraction(step, cfg.alpha, s.t_end))
-    return MaskUpdate("rigl", periodic, rigl)
+        return dynamic.rigl_update(sparse.mask, params, grads, fraction(step))
+    return _drop_and_grow("rigl", s, fraction, rigl)
 
 
 def _set(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
-    def periodic(step):
-        return (step % s.dt == 0) & (step <= s.t_end)
+    def fraction(step):
+        if cfg.set_drop == "cosine":
+            return dynamic.cosine_drop_fraction(step, cfg.z, s.t_end)
+        return jnp.full(jnp.shape(step), cfg.z, jnp.float32)
 
     def set_(sparse, params, grads, step, key):
-        fraction = dynamic.cosine_drop_fraction(step, cfg.z, s.t_end) if cfg.set_drop == "cosine" else cfg.z
         return dynamic.set_update(sparse.mask, params, jax.random.fold_in(jax.random.fold_in(key, _SET_KEY), step),
-                                  fraction)
-    return MaskUpdate("set", periodic, set_)
+                                  fraction(step))
+    return _drop_and_grow("set", s, fraction, set_)
 
 
 def _gradual(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUpdate:
@@ -100,15 +132,31 @@ def _gradual(cfg: SparseConfig, s: Schedule, exclude: tuple[str, ...]) -> MaskUp
     def due(step):
         return gradual.is_update_step(step, s.t0, s.n, s.dt)
 
+    def nm_keep(step):  # N:M: the weights each group of M keeps after the update at `step`
+        n, m = structure
+        start = max(n, int(round(m * (1.0 - cfg.s_i))))
+        return n + jnp.round((start - n) * gradual.ramp(step, s.t0, s.n, s.dt)).astype(jnp.int32)
+
     def prune(sparse, params, grads, step, key):
         if structure is None:
             return gradual.gradual_prune(params, sparse.mask, step, sparse.start_counts, sparse.final_counts, s.t0,
                                          s.n, s.dt)
-        n, m = structure
-        start = max(n, int(round(m * (1.0 - cfg.s_i))))
-        keep = n + jnp.round((start - n) * gradual.ramp(step, s.t0, s.n, s.dt)).astype(jnp.int32)
-        return nm.nm_magnitude(params, sparse.mask, keep, m, exclude)
-    return MaskUpdate("gradual", due, prune)
+        return nm.nm_magnitude(params, sparse.mask, nm_keep(step), structure[1], exclude)
+
+    def changes(steps: list[int], sparse: SparseState) -> list[bool]:
+        """Whether each update prunes >= 1 weight: a layer (N:M: a group) keeps min(what it has, the
+        schedule's count), so an update moves weights iff that is below what it had."""
+        if structure is not None:  # gradual starts full: every group keeps M
+            kept = [structure[1], *(int(nm_keep(t)) for t in steps)]
+            return [new < min(kept[:i + 1]) for i, new in enumerate(kept[1:])]
+        have, out = _active(sparse), []
+        for t in steps:
+            target = gradual.counts_at(t, sparse.start_counts, sparse.final_counts, s.t0, s.n, s.dt)
+            new = {name: min(have[name], int(target[name])) for name in target}
+            out.append(any(new[name] < have[name] for name in new))
+            have.update(new)
+        return out
+    return MaskUpdate("gradual", due, prune, changes)
 
 
 # the mask update of every method whose mask changes during training (`lth.spec.methods`: dynamic=True)
@@ -160,10 +208,35 @@ def current_mask(state: Any, mask: Mask) -> Mask:
     return mask if getattr(state, "sparse", None) is None else state.sparse.mask
 
 
-def count_updates(rule: MaskUpdate, start: int, end: int) -> int:
-    """How many iterations in [start, end) update the mask (host side, for records)."""
-    return int(jnp.sum(rule.due(jnp.arange(start, end, dtype=jnp.int32)))) if end > start else 0
+def due_steps(rule: MaskUpdate, start: int, end: int) -> list[int]:
+    """The iterations in [start, end) at which `rule` is due (host side)."""
+    if end <= start:
+        return []
+    due = np.asarray(rule.due(jnp.arange(start, end, dtype=jnp.int32)))
+    return [start + int(i) for i in np.flatnonzero(due)]
+
+
+def effective_updates(rule: MaskUpdate, start: int, end: int, sparse: SparseState) -> list[int]:
+    """The iterations in [start, end) whose update changes the mask, for a run that starts at `start`
+    from `sparse` (host side, with the rule's own arithmetic: SET / RigL `dynamic.drop_count` >= 1 in
+    some layer, gradual pruning >= 1 weight)."""
+    steps = due_steps(rule, start, end)
+    return [step for step, moved in zip(steps, rule.changes(steps, sparse)) if moved]
+
+
+def count_updates(rule: MaskUpdate, start: int, end: int, sparse: SparseState) -> int:
+    """How many iterations in [start, end) change the mask (`effective_updates`; host side, for records)."""
+    return len(effective_updates(rule, start, end, sparse))
+
+
+def final_mask_from(rule: MaskUpdate, start: int, end: int, sparse: SparseState) -> int:
+    """The first evaluation iteration under the final mask: u + 1 for the last effective update u (an
+    update at step u applies before step u's optimiser step; the evaluation at iteration i follows step
+    i - 1), or `start` when no update changes the mask."""
+    updates = effective_updates(rule, start, end, sparse)
+    return updates[-1] + 1 if updates else start
 
 
 __all__ = ["DYNAMIC", "UPDATES", "MaskUpdate", "Schedule", "SparseState", "after_update", "count_updates",
-           "current_mask", "make_mask_update", "resolve_schedule", "sparse_state", "updated"]
+           "current_mask", "due_steps", "effective_updates", "final_mask_from", "make_mask_update",
+           "resolve_schedule", "sparse_state", "updated"]
