@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from lth.spec.config import ExperimentConfig, canonical_json, config_hash, from_dict, replace, to_dict
+from lth.spec.config import ExperimentConfig, from_dict, replace, to_dict
+from lth.spec.hashing import canonical_json, config_hash
 from lth.errors import ConfigError
 from lth.spec.experiments import load_config
 from lth.spec.parse import duration_to_steps, parse_duration

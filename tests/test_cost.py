@@ -28,8 +28,8 @@ def test_conv_positions_and_forward_flops_by_hand():
     layers 1; a forward is 2 FLOPs per kept weight and position."""
     setup = build_setup(tiny_config(model="conv2", **{"data.name": "synthetic_cifar10"}))
     positions = layer_positions(setup)
-    assert positions["conv1/kernel"] == positions["conv2/kernel"] == 32 * 32
-    assert positions["fc1/kernel"] == positions["output/kernel"] == 1
+    assert positions["conv1"] == positions["conv2"] == 32 * 32
+    assert positions["fc1"] == positions["output"] == 1
     counts = {"conv1/kernel": 10, "conv2/kernel": 0, "fc1/kernel": 7, "fc2/kernel": 0, "output/kernel": 3}
     assert forward_flops(counts, positions) == 2 * (10 * 1024 + 7 + 3)
 
@@ -117,3 +117,12 @@ def test_an_early_bird_ticket_pays_its_dense_search_then_its_training(tmp_path):
     kept, dense = sum(_kept(record).values()), sum(SIZES.values())
     assert record["iterations"] == search + 60
     assert record["train_flops"] == 3 * BATCH * 2 * (search * dense + 60 * kept)
+
+
+def test_prunable_biases_cost_one_add_per_kept_bias():
+    """The MNIST-1D MLP prunes its biases (as the notebook): each kept bias is one add per example."""
+    positions = {"fc1": 1, "conv": 9}
+    assert forward_flops({"fc1/kernel": 5, "fc1/bias": 3, "conv/kernel": 2, "conv/bias": 1}, positions) == \
+        2 * 5 + 3 + 2 * 2 * 9 + 9
+    with pytest.raises(ValueError, match="no output positions"):
+        forward_flops({"norm/scale": 1}, positions)

@@ -12,7 +12,8 @@ from helpers import backend_compiles, tiny_config
 
 from lth.errors import ConfigError
 from lth.spec.checks import validate_config
-from lth.spec.config import ExperimentConfig, config_hash
+from lth.spec.config import ExperimentConfig
+from lth.spec.hashing import config_hash
 
 FAST = {"training.length": "140it", "sparse.densities": (0.3, 0.1)}  # 35 iterations an epoch: 4 epochs
 

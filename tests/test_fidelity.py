@@ -15,7 +15,8 @@ import pytest
 from helpers import tiny_config
 
 from lth import rng
-from lth.spec.config import config_hash, replace
+from lth.spec.config import replace
+from lth.spec.hashing import config_hash
 from lth.data import cifar
 from lth.data.dataset import Dataset
 from lth.data.modifiers import modify

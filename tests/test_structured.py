@@ -14,7 +14,8 @@ from lth.lottery import init_params, lottery_levels, prepare
 from lth.lottery.controls import LevelInputs, control_mask, finalize_mask
 from lth.models import get_model
 from lth.models.spaces import unit_spaces
-from lth.spec.config import ExperimentConfig, PruningConfig, config_hash, replace
+from lth.spec.config import ExperimentConfig, PruningConfig, replace
+from lth.spec.hashing import config_hash
 from lth.spec.checks import validate_config
 from lth.spec.controls import check_granularity, parse_control
 from lth.sparsity.masks import apply_mask, mask_leaves, named_leaves

@@ -90,7 +90,8 @@ def test_one_wandb_run_per_replicate_and_branch_with_a_row_per_level(tmp_path, w
 
 
 def cell_hash(config):
-    from lth.spec.config import config_hash, replace
+    from lth.spec.config import replace
+    from lth.spec.hashing import config_hash
 
     return config_hash(replace(config, seed=0))
 

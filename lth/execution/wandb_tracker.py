@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from lth.execution.tracking import Tracker
-from lth.spec.config import config_hash, replace
+from lth.spec.config import replace
+from lth.spec.hashing import config_hash
 from lth.store import RunDir, read_json_list, write_atomic
 from lth.store.records import accuracy, is_finite_number
 

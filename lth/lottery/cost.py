@@ -5,8 +5,9 @@ count them, not measured from the program XLA runs (which computes dense product
 
 * the forward pass of one example costs ``2 * sum_l kept_l * positions_l`` FLOPs (a multiply and an
   add per kept weight of every dense and conv kernel, times the layer's output positions: 1 for a
-  dense layer, H_out * W_out for a convolution); biases, normalisation, activations, pooling and the
-  loss are not counted (well under 1 % of the kernels' FLOPs on the shipped models);
+  dense layer, H_out * W_out for a convolution), plus one add per kept bias and position where biases
+  are prunable (their mask says which are kept); unprunable biases, normalisation, activations,
+  pooling and the loss are not counted (well under 1 % of the kernels' FLOPs on the shipped models);
 * the backward pass costs twice the forward (the gradients with respect to the activations and to the
   kept weights), so a training iteration costs ``3 * forward * batch``;
 * a method that needs the *dense* weight gradient at an iteration (RigL at its mask updates) pays the
@@ -41,17 +42,25 @@ CUMULATIVE_FIELDS = ("cumulative_iterations", "cumulative_train_flops")  # the c
 
 @functools.lru_cache(maxsize=32)
 def _positions(model: str, input_shape: tuple[int, ...]) -> dict[str, int]:
-    return {f"{path}/kernel": n for path, n in output_positions(model_graph(model), input_shape).items()}
+    return dict(output_positions(model_graph(model), input_shape))
 
 
 def layer_positions(setup: Any) -> dict[str, int]:
-    """{kernel path: output positions per example} of the run's model and input shape."""
+    """{layer path: output positions per example} of the run's model and input shape."""
     return _positions(setup.config.model, tuple(setup.dataset.input_shape))
 
 
 def forward_flops(counts: Mapping[str, int], positions: Mapping[str, int]) -> int:
-    """FLOPs of one example's forward with `counts[layer]` weights kept per kernel (2 per MAC)."""
-    return 2 * sum(int(k) * positions[name] for name, k in counts.items())
+    """FLOPs of one example's forward with `counts[leaf]` entries kept per prunable leaf: 2 per kept
+    kernel weight and output position (a multiply-add), 1 per kept bias and output position (an add;
+    a model whose biases are prunable, e.g. the MNIST-1D MLP)."""
+    total = 0
+    for name, k in counts.items():
+        layer, _, leaf = name.rpartition("/")
+        if layer not in positions:
+            raise ValueError(f"no output positions for the prunable leaf {name!r}: not a dense or conv layer's")
+        total += (2 if leaf == "kernel" else 1) * int(k) * positions[layer]
+    return total
 
 
 def kept_counts(mask: Mask) -> dict[str, int]:

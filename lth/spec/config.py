@@ -1,14 +1,13 @@
-"""Experiment configuration: frozen dataclasses, canonical JSON and a content hash.
+"""Experiment configuration: frozen dataclasses and their JSON.
 
-A config is the whole description of a run. Every field has a default, so the canonical JSON
-(every field, sorted keys) is stable and its hash names the run directory.
+A config is the whole description of a run. Every field has a default, so the JSON (every field,
+sorted keys) is stable and its hash (`lth.spec.hashing`) names the run directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import re
@@ -163,46 +162,6 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 # fields added after runs were named by their hash, {dotted name: default}: left out of the hash while
 # at their default, so that those runs keep their directories
-_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1",
-                                         "sparse.eb_epsilon": 0.1, "sparse.eb_window": 5, "sparse.eb_every": "1ep"}
-# fields added after runs existed that only some methods read: hashed when the run's method reads them
-# (its behaviour changed with them) or when not at their default, so other runs keep their directories
-_HASHED_WHEN_USED: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "sparse.set_drop": ("cosine", ("set",)),
-    "sparse.dense": ("reference", ("gradual", "static", "set", "rigl", "snip", "earlybird")),
-}
-# "auto" hashes as the value it stood for before it existed, the old default "erk", except for the methods
-# whose reference default differs (their runs changed)
-_AUTO_DISTRIBUTION_HASH = {"gradual": "uniform"}
-
-
-def canonical_json(config: ExperimentConfig) -> str:
-    """Sorted-key, whitespace-free JSON of every field (those of `_HASHED_ONLY_WHEN_SET` only when not
-    at their default, those of `_HASHED_WHEN_USED` only when not at their default or read by the
-    run's method): equal configs give equal strings."""
-    data = to_dict(config)
-    for name, default in _HASHED_ONLY_WHEN_SET.items():
-        _drop_if(data, name, lambda value, default=default: value == default)
-    for name, (default, users) in _HASHED_WHEN_USED.items():
-        _drop_if(data, name,
-                 lambda value, default=default, users=users: value == default and config.method not in users)
-    if data["sparse"]["distribution"] == "auto":
-        data["sparse"]["distribution"] = _AUTO_DISTRIBUTION_HASH.get(config.method, "erk")
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def _drop_if(data: dict[str, Any], name: str, drop: Any) -> None:
-    *parents, leaf = name.split(".")
-    section = functools.reduce(lambda d, key: d[key], parents, data)
-    if leaf in section and drop(section[leaf]):
-        section.pop(leaf)
-
-
-def config_hash(config: ExperimentConfig, length: int = 8) -> str:
-    """Short content hash of the canonical JSON; any field change gives a new hash."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:length]
-
-
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config field {where or 'root'} must be an object of fields, got {data!r}")

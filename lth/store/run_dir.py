@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from lth.spec.config import ExperimentConfig, config_hash, from_dict, to_dict
+from lth.spec.config import ExperimentConfig, from_dict, to_dict
+from lth.spec.hashing import config_hash
 from lth.errors import LthError, MaskError
 from lth.store.io import directory_token, read_json_list, write_json
 from lth.store.lock import RunLock
