@@ -106,9 +106,11 @@ def test_no_progress_still_prints_the_paths(capsys, runs_dir):
     (run,) = runs_dir.iterdir()
     assert planned == f"run directory: {run}"  # where the dry run said
     assert out.splitlines() == [f"run directory: {run}", f"results: {run / 'results.json'}",
-                                f"plot:    {run / 'accuracy_vs_sparsity.png'}"]
+                                f"plot:    {run / 'accuracy_vs_sparsity.png'}",
+                                f"         {run / 'accuracy_vs_cost.png'}"]
     code, out, err = run_cli(capsys, "control", run.name, "imp+reinit", "--levels", "1", "--no-progress",
                              "--runs", str(runs_dir))
     assert code == 0, err
     assert out.splitlines() == [f"results: {run / 'controls' / 'imp+reinit' / 'results.json'}",
-                                f"plot:    {run / 'accuracy_vs_sparsity.png'}"]
+                                f"plot:    {run / 'accuracy_vs_sparsity.png'}",
+                                f"         {run / 'accuracy_vs_cost.png'}"]

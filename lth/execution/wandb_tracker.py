@@ -223,6 +223,8 @@ class WandbTracker(Tracker):
                                                                 "remaining")}
         if self.run.plot_path.exists():
             values["accuracy_vs_sparsity_png"] = wandb.Image(str(self.run.plot_path))
+        if (self.run.path / "accuracy_vs_cost.png").exists():
+            values["accuracy_vs_cost_png"] = wandb.Image(str(self.run.path / "accuracy_vs_cost.png"))
         barriers = instability_rows(self.run)
         if barriers:
             names = list(barriers[0])

@@ -25,4 +25,5 @@ def report_run_end(run: RunDir, branches: Sequence[str], results: Sequence[Path]
     if summary and replicates > 1:
         print(f"per level, mean +- sample std over {replicates} replicates:")
         print(run_summary(run.path, branches), flush=True)
-    print_paths(("results", results), ("plot", [run.plot_path]))
+    cost = run.path / "accuracy_vs_cost.png"
+    print_paths(("results", results), ("plot", [run.plot_path, *([cost] if cost.exists() else [])]))

@@ -27,6 +27,8 @@ def print_outcome(outcome: SweepOutcome, cells: int) -> None:
         print(outcome.state.summary)
     print(f"sweep: {outcome.path / 'sweep.json'}\nsummary: {outcome.path / 'summary.csv'}\n"
           f"plot: {outcome.path / 'accuracy_vs_sparsity.png'}")
+    if (outcome.path / "accuracy_vs_cost.png").exists():
+        print(f"      {outcome.path / 'accuracy_vs_cost.png'}")
     for cell in outcome.failed:
         print(f"lth: sweep: cell {cell['index']} ({cell['cell'] or 'base'}, seed {cell['seed']}) failed: "
               f"{cell['error']}", file=sys.stderr)
