@@ -126,3 +126,26 @@ def test_prunable_biases_cost_one_add_per_kept_bias():
         2 * 5 + 3 + 2 * 2 * 9 + 9
     with pytest.raises(ValueError, match="no output positions"):
         forward_flops({"norm/scale": 1}, positions)
+
+
+def test_the_ticket_cost_sweeps_routes_cost_what_they_train(tmp_path):
+    """The smoke cells of `ticket_cost_lenet300`, in this process: at one density every method that
+    trains once costs at least the static mask's training, each for its own reason, and IMP's levels
+    cost one training each."""
+    from lth.sweeps.file import load_sweep
+
+    plan = load_sweep("ticket_cost_lenet300", "smoke")
+    out = {cell.config.name: run_lottery(cell.config, runs_root=tmp_path, progress=False, wandb="disabled")
+           for cell in plan.cells}
+    static = out["static"][0]["cumulative_train_flops"]
+    assert all(out[name][0]["weights_remaining"] == out["static"][0]["weights_remaining"]
+               for name in ("earlybird", "gradual", "rigl", "snip"))  # one distribution: the same counts
+    assert out["snip"][0]["cumulative_train_flops"] == static  # a fixed mask, chosen at init
+    assert out["rigl"][0]["cumulative_train_flops"] > static  # + dense gradients at its updates
+    assert out["gradual"][0]["cumulative_train_flops"] > static  # starts dense
+    eb = out["earlybird"][0]
+    assert eb["cumulative_train_flops"] == static + 3 * 60 * 2 * 266200 * eb["earlybird_iteration"]  # + the search
+    imp, oneshot = out["imp_p50"], out["oneshot_25"]
+    assert imp[2]["cumulative_train_flops"] == sum(r["train_flops"] for r in imp)
+    assert oneshot[1]["cumulative_train_flops"] == imp[0]["train_flops"] + oneshot[1]["train_flops"]
+    assert oneshot[1]["weights_remaining"] == imp[2]["weights_remaining"]  # 0.75 at once = 0.5 twice

@@ -161,3 +161,26 @@ def test_structured_sweeps_compare_granularities_with_their_random_control(name,
     smoke = load_sweep(name, "smoke")  # the wiring check: two granularities, 2 levels of a few dozen iterations
     assert len(smoke.cells) == 2 and {c.config.levels for c in smoke.cells} == {2}
     assert all(c.config.training.length in ("40it", "60it") for c in smoke.cells)
+
+
+def test_the_ticket_cost_sweep_compares_every_route_under_one_distribution():
+    """Every cell keeps the output layer dense and prunes the hidden layers alike (IMP by `exclude`
+    and one rate, the methods by uniform + dense output), and the IMP levels and one-shot fractions
+    land at the methods' target densities (worked here from the layer sizes)."""
+    plan = load_sweep("ticket_cost_lenet300")
+    hidden, output = 784 * 300 + 300 * 100, 100 * 10
+    names = [c.config.name for c in plan.cells if c.config.seed == 0]
+    assert names == ["imp_p10", "imp_p20", "imp_p40", "oneshot_20", "oneshot_5", "oneshot_2", "earlybird", "gradual",
+                     "rigl", "snip", "static"]
+    assert sorted({c.config.seed for c in plan.cells}) == [0, 1, 2] and not plan.controls
+    for cell in plan.cells:
+        config = cell.config
+        if config.method == "imp":
+            assert config.pruning.exclude == ("output/kernel",) and config.pruning.layer_fractions == ()
+            density = (hidden * (1 - config.pruning.fraction) ** config.levels + output) / (hidden + output)
+            assert 0.017 < density < 0.022 or config.levels == 1
+            if config.levels == 1:  # one-shot to 20, 5 or 2 % of all weights
+                assert min(abs(density - d) for d in (0.2, 0.05, 0.02)) < 1e-4
+        else:
+            assert config.sparse.densities == (0.2, 0.05, 0.02)
+            assert (config.sparse.distribution, config.sparse.dense) == ("uniform", "output")
