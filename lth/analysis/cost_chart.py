@@ -37,16 +37,20 @@ def cost_figure(series: Mapping[str, Replicates], title: str = "", percent_panel
     panels = 2 if percent_panel else 1
     fig, axes = new_figure(1, panels, 6.0 * panels + legend_width, max(4.5, legend_height))
     handles = []
+    gap = _label_gap([r[COST] for agg in aggs.values() for r in agg if r.get(COST)])
+    labelled: list[tuple[float, float]] = []  # where a percent label went: others that close are left out
     for i, (label, name) in enumerate(zip(aggs, labels)):
         color, marker = series_style(i)
         if percent_panel:
             band(axes[0, 0], points(aggs[label], headline_field, 100), color, marker, name)
         cost = sorted(points(aggs[label], headline_field, 100, x=COST))
         band(axes[0, -1], cost, color, marker, name)
-        if not percent_panel:  # the percent of weights beside each point
+        if not percent_panel:  # the percent of weights beside the points, those too close to the last left out
             for (x, y, _), percent in zip(cost, _percents(aggs[label])):
-                axes[0, -1].annotate(f"{percent:.3g}%", (x, y), textcoords="offset points", xytext=(4, 4),
-                                     fontsize=7, color=color)
+                if all(abs(math.log10(x / lx)) >= gap or abs(y - ly) >= 0.25 for lx, ly in labelled):
+                    axes[0, -1].annotate(f"{percent:.3g}%", (x, y), textcoords="offset points", xytext=(4, 4),
+                                         fontsize=7, color=color)
+                    labelled.append((x, y))
         handles.append(key_line(name, marker=marker, color=color))
     if percent_panel:
         percent_axis(axes[0, 0], [r["percent_remaining"] for agg in aggs.values() for r in agg])
@@ -61,6 +65,12 @@ def cost_figure(series: Mapping[str, Replicates], title: str = "", percent_panel
     legend_outside(axes[0, -1], keys + handles)
     set_title(fig, title)
     return fig
+
+
+def _label_gap(costs: list[float]) -> float:
+    """The least distance (in decades) between two labelled points of a line: 1/20 of the costs' span."""
+    positive = [c for c in costs if c > 0]
+    return math.log10(max(positive) / min(positive)) / 20 if positive else 0.0
 
 
 def _percents(agg: list[dict[str, Any]]) -> list[float]:
