@@ -149,7 +149,8 @@ def test_run_directory_contents(tmp_path):
     records = run_lottery(tiny_config(), runs_root=tmp_path, progress=False)
     (run,) = list(tmp_path.iterdir())
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["accuracy_vs_sparsity.png", "config.json", "lock", "replicate_00", "results.json"]
+    assert names == ["accuracy_vs_cost.png", "accuracy_vs_sparsity.png", "config.json", "lock", "replicate_00",
+                     "results.json"]
     rep = run / "replicate_00"
     assert sorted(p.name for p in rep.iterdir()) == ["checkpoints", "lock", "manifest.json", "masks", "metrics.jsonl",
                                                      "results.json"]
