@@ -17,7 +17,7 @@ from lth.analysis.plots import plot_run
 from lth.spec.config import ExperimentConfig
 from lth.spec.fields import records_planned
 from lth.lottery import Setup, build_setup
-from lth.jobs.report import print_paths
+from lth.jobs.report import print_paths, run_plots
 from lth.lottery.methods import check_method, method_levels
 from lth.execution.progress import warn
 from lth.execution.recorder import Recorder
@@ -83,7 +83,7 @@ def run_method_plan(plan: RunPlan) -> list[dict[str, Any]]:
         plot_run(run.path)
         session.wandb.run_done(run_records(run, reps))
     if plan.progress or plan.show_paths:
-        print_paths(("results", [run.results_path]), ("plot", [run.plot_path]))
+        print_paths(("results", [run.results_path]), ("plot", run_plots(run)))
     return run_records(run, reps)
 
 

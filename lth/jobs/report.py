@@ -25,5 +25,10 @@ def report_run_end(run: RunDir, branches: Sequence[str], results: Sequence[Path]
     if summary and replicates > 1:
         print(f"per level, mean +- sample std over {replicates} replicates:")
         print(run_summary(run.path, branches), flush=True)
+    print_paths(("results", results), ("plot", run_plots(run)))
+
+
+def run_plots(run: RunDir) -> list[Path]:
+    """A run directory's charts: accuracy vs % of weights, and vs training cost where it was drawn."""
     cost = run.path / "accuracy_vs_cost.png"
-    print_paths(("results", results), ("plot", [run.plot_path, *([cost] if cost.exists() else [])]))
+    return [run.plot_path, *([cost] if cost.exists() else [])]
