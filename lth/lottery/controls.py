@@ -28,6 +28,9 @@ transforms (Frankle et al. 2021's sanity checks; Frankle & Carbin 2019's random 
     reinit            the mask kept, fresh initial weights (a new key)
     shuffle           each layer's mask permuted within the layer (per-layer density kept)
     invert            the scores' order reversed: keep the weights the source would prune
+    signflip          the start weights of level L (rewound, or level L-1's trained weights with
+                      lr_rewind / finetune) with each kept weight's sign flipped with probability
+                      0.3, once, before training (`perturb_start`; Gadhikar & Burkholz 2024)
 
 At a structured granularity (`pruning.granularity` neuron / channel / unit / refill,
 `lth.sparsity.structured`) the controls work on whole units, with the ticket's unit counts per
@@ -82,6 +85,7 @@ from lth.sparsity.distributions import keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, layer_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
+from lth.sparsity.signs import perturb_signs
 from lth.sparsity.structured import (
     is_structured, prune_units, random_units, refill_units, shuffle_units, structured_spaces, unit_counts
 )
@@ -229,10 +233,26 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
                               "give LevelInputs.start")
         params, model_state = inputs.start
     step = 0 if at_init else setup.rewind_step
+    if "signflip" in control.transforms:
+        params = perturb_start(setup, level, params, mask)
     if control.kind == "sparse_training":
         final_counts = counts_of(inputs.mask) if inputs is not None else None
         return start_state(setup, _method(control), params, model_state, mask, step, final_counts)
     return setup.trainer.init_state(apply_mask(params, mask), model_state, step)
+
+
+def perturb_start(setup: Setup, level: int, params: Any, mask: Mask) -> Any:
+    """The `signflip` transform: level L's start weights under `mask` with the sign of each kept
+    weight flipped with probability `SIGN_FLIP_FRACTION` (key ``stream(seed, "signflip", L)``).
+
+    Gadhikar & Burkholz's code (AdvaitGadhikar/imp-lrr-lts, main.py `perturb_signs`) draws the same
+    per-weight Bernoulli(0.3) flips over the kept weights of every masked layer (not biases or
+    BN), but applies them inside training, at the start of each epoch e with
+    ``e % perturb_sign_every == perturb_sign_every - 1`` of every prune-train cycle (30 by
+    default: possibly several times per level, and not at its first epoch). Here the flips
+    happen once, on the start weights, after rewinding (WR: the rewind point; LRR: level L-1's
+    trained weights) and before the first step; the optimiser state is fresh either way."""
+    return perturb_signs(apply_mask(params, mask), mask, rng.stream(setup.config.seed, "signflip", level))
 
 
 def control_trainer(setup: Setup, control: Control, level: int) -> Trainer:
@@ -275,4 +295,4 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
 
 __all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_controls", "check_retraining",
                           "control_groups", "control_mask", "control_start", "control_trainer", "train_control_level",
-                          "LevelInputs", "SOURCES", "SPARSE_TRAINING", "TRANSFORMS")
+                          "perturb_start", "LevelInputs", "SOURCES", "SPARSE_TRAINING", "TRANSFORMS")

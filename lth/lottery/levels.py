@@ -49,13 +49,15 @@ class LevelOutcome(NamedTuple):
 
 
 def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *, previous_mask: Mask | None = None,
-                 params_init: Any = None, params_final: Any = None, compact: dict[str, Any] | None = None,
-                 cost: dict[str, int] | None = None) -> dict[str, Any]:
+                 params_init: Any = None, params_final: Any = None, params_previous: Any = None,
+                 compact: dict[str, Any] | None = None, cost: dict[str, int] | None = None) -> dict[str, Any]:
     """The results.json row of a level: density, early-stop and final accuracies, per-layer density,
     what compaction would leave (`compact`: `lth.lottery.compact_record.record_compact`'s units alive
     per layer, compact params and MACs), what it cost to train (`cost`: `lth.lottery.cost`'s
     iterations and training FLOPs), and (when given) the mask's overlap with the previous
-    level's and the fraction of surviving weights whose trained sign equals their sign at init."""
+    level's, the fraction of surviving weights whose trained sign equals their sign at init, and
+    the same against the previous level's trained weights (`params_previous`: 1 - the sign flips of
+    level L's retraining relative to where level L-1 ended; Gadhikar & Burkholz 2024)."""
     counts = layer_counts(mask)
     kept = sum(k for k, _ in counts.values())
     total = sum(n for _, n in counts.values())
@@ -72,6 +74,8 @@ def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *,
         **({"overlap_with_previous": overlap(mask, previous_mask)} if previous_mask is not None else {}),
         **({"sign_agreement_with_init": sign_agreement(params_init, params_final, mask)}
            if params_init is not None and params_final is not None else {}),
+        **({"sign_agreement_with_previous": sign_agreement(params_previous, params_final, mask)}
+           if params_previous is not None and params_final is not None else {}),
     }
 
 
@@ -279,8 +283,10 @@ def lottery_levels_together(
         outcomes = []
         for seed, state, mask, evals in zip(seeds, states, level_masks, evaluations):
             cost = fixed_mask_cost(setups[0], mask, level_first_iteration(setups[0], level), int(state.step))
+            previous = seed.previous.params if seed.previous is not None else None
             record = level_record(level, mask, evals, previous_mask=seed.previous_mask, params_init=seed.params0,
-                                  params_final=state.params, compact=record_compact(setups[0], mask), cost=cost)
+                                  params_final=state.params, params_previous=previous,
+                                  compact=record_compact(setups[0], mask), cost=cost)
             seed.previous, seed.previous_mask = state, mask
             outcomes.append(LevelOutcome(record, mask, state, evals, seconds))
         yield outcomes

@@ -70,6 +70,8 @@ TRANSFORM_REGISTRY: dict[str, Transform] = {t.name: t for t in (
     Transform("reinit", "the mask kept, fresh initial weights (a new key)"),
     Transform("shuffle", "each layer's mask permuted within the layer (per-layer density kept)"),
     Transform("invert", "the scores' order reversed: keep the weights the source would prune"),
+    Transform("signflip", "the start weights' signs flipped, each kept weight with probability 0.3 "
+                          "(Gadhikar & Burkholz 2024)"),
 )}
 
 SOURCES = tuple(SOURCE_REGISTRY)
@@ -119,6 +121,9 @@ def parse_control(text: str) -> Control:
         raise ConfigError("'imp' alone is the main line: add a transform, e.g. imp+reinit or imp+shuffle")
     if SOURCE_REGISTRY[source].kind == "sparse_training" and transforms:
         raise ConfigError(f"{text!r}: the sparse-training controls take no transforms; use {source} alone")
+    if "signflip" in transforms and ("reinit" in transforms or SOURCE_REGISTRY[source].kind == "at_init"):
+        raise ConfigError(f"{text!r}: fresh initial weights have random signs already; flip the signs of "
+                          "rewound or trained weights (imp+signflip, oneshot+signflip, random_layerwise+signflip)")
     if "invert" in transforms and not SOURCE_REGISTRY[source].invertible:
         raise ConfigError(f"{text!r}: inverting random scores is another random mask; drop '+invert'")
     return Control(source, tuple(transforms))
