@@ -129,3 +129,15 @@ def test_the_experiments_lrr_smoke_runs_with_the_control(tmp_path, capsys):
         assert all("sign_agreement_with_previous" in r for r in main_records[1:])
         (control,) = json.loads((run / "replicate_00" / "controls" / "imp+signflip" / "results.json").read_text())
         assert control["level"] == 2 and control["weights_remaining"] == main_records[2]["weights_remaining"]
+
+
+def test_the_sweep_is_wr_against_lrr_with_the_control_three_seeds():
+    from lth.sweeps.file import load_sweep
+
+    plan = load_sweep("lenet300_signs")
+    assert len(plan.cells) == 6 and plan.controls == ("imp+signflip",) and plan.control_levels == "4,8,11,12"
+    assert sorted({(c.config.retraining, c.config.seed) for c in plan.cells}) == [
+        (r, s) for r in ("lr_rewind", "rewind") for s in (0, 1, 2)]
+    assert {(c.config.levels, c.config.optimizer.schedule, c.config.rewind) for c in plan.cells} == {(12, "cosine", "0it")}
+    smoke = load_sweep("lenet300_signs", "smoke")
+    assert len(smoke.cells) == 2 and smoke.control_levels == "2"
