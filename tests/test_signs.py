@@ -138,6 +138,7 @@ def test_the_sweep_is_wr_against_lrr_with_the_control_three_seeds():
     assert len(plan.cells) == 6 and plan.controls == ("imp+signflip",) and plan.control_levels == "4,8,11,12"
     assert sorted({(c.config.retraining, c.config.seed) for c in plan.cells}) == [
         (r, s) for r in ("lr_rewind", "rewind") for s in (0, 1, 2)]
-    assert {(c.config.levels, c.config.optimizer.schedule, c.config.rewind) for c in plan.cells} == {(12, "cosine", "0it")}
+    setups = {(c.config.levels, c.config.optimizer.schedule, c.config.rewind) for c in plan.cells}
+    assert setups == {(12, "cosine", "0it")}
     smoke = load_sweep("lenet300_signs", "smoke")
     assert len(smoke.cells) == 2 and smoke.control_levels == "2"
