@@ -18,12 +18,14 @@ The rule, as lth applies it (`ExperimentConfig.particles` = N > 1, method imp):
 A level trains N networks: its `iterations` and `train_flops` are N times one particle's
 (`scale_cost`), and its record carries ``particles``.
 
-Deviations from the paper (its Algorithm 1; the authors' code could not be fetched here, so the rule
-follows the paper's text):
+Deviations from the paper (neither the authors' code nor the paper's full text could be fetched
+here: the rule follows the paper's abstract -- N particles, same matching ticket, different batch
+orders, weight-averaged into one network that gives the mask -- and its SWA-based method as
+summarised):
 
 - No SWA within a particle: the paper averages each particle's iterates over the last part of
   training (stochastic weight averaging) before averaging the particles; lth averages the particles'
-  final weights only (the paper's ablation without SWA still beats IMP).
+  final weights only.
 - BatchNorm statistics are averaged with the weights, not recomputed on training data for the
   averaged network (the paper's SWA recomputes them); LeNet and the MLPs have none.
 - The per-chunk evaluations (metrics.jsonl, W&B, the progress line) are particle 0's training
