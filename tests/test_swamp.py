@@ -10,7 +10,7 @@ from helpers import backend_compiles, tiny_config
 
 from lth.errors import ConfigError
 from lth.lottery import init_params, lottery_levels, prepare
-from lth.lottery.setup import data_keys
+from lth.lottery.setup import data_keys, data_parallel_setup
 from lth.lottery.swamp import average, particle_keys
 from lth.spec.checks import validate_config
 from lth.spec.config import PruningConfig
@@ -112,3 +112,9 @@ def test_nothing_compiles_after_level_0():
 def test_bad_particle_counts_are_one_line_errors(changes, match):
     with pytest.raises(ConfigError, match=match):
         validate_config(tiny_config(**changes))
+
+
+def test_particles_refuse_a_data_parallel_trainer():
+    setup = data_parallel_setup(prepare(tiny_config(particles=2)))
+    with pytest.raises(ConfigError, match="does not combine with --data-parallel"):
+        next(lottery_levels(setup))

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from lth.data.device import DeviceData
+from lth.errors import ConfigError
 from lth.sparsity.masks import Mask, apply_mask
 from lth.training import Trainer, TrainState
 from lth.training.stacked import stack, train_stacked
@@ -81,6 +82,10 @@ def train_particles(particles: int, train_many: Any = train_stacked) -> Any:
     def train(trainer: Trainer, states: list[TrainState], masks: list[Mask], data: DeviceData,
               order_keys: list[jax.Array], augment_keys: list[jax.Array], *, breaks: Iterable[int] = ()
               ) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
+        if trainer.train_chunk.sharded:
+            raise ConfigError(f"particles={particles} trains the particles as one vmapped program: it does not "
+                              "combine with --data-parallel; drop one of them")
+
         def spread(items: list[Any]) -> list[Any]:
             return [item for item in items for _ in range(particles)]
 
