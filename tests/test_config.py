@@ -39,6 +39,7 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     fields = to_dict(config)
     assert fields["ticket"] is None  # in config.json ...
     fields.pop("ticket")  # ... but not in the hash
+    assert fields.pop("particles") == 1  # SWAMP's particle count: 1 (plain IMP) is not hashed either
     assert fields["pruning"].pop("granularity") == "weight" and fields["pruning"].pop("unit_score") == "l1"
     assert fields["sparse"].pop("dense") == "reference" and fields["sparse"].pop("set_drop") == "cosine"
     assert [fields["sparse"].pop(f) for f in ("eb_epsilon", "eb_window", "eb_every")] == [0.1, 5, "1ep"]
@@ -48,6 +49,7 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     assert config_hash(config) == before
     assert "ticket" not in canonical_json(config) and "ticket" in canonical_json(replace(config, ticket="ab"))
     assert "granularity" in canonical_json(replace(config, **{"pruning.granularity": "neuron"}))
+    assert "particles" in canonical_json(replace(config, particles=4))
     assert "eb_window" in canonical_json(replace(config, **{"sparse.eb_window": 3}))
 
 

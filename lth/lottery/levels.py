@@ -26,6 +26,7 @@ from lth.data.device import DeviceData
 from lth.errors import ConfigError
 from lth.lottery.compact_record import record_compact
 from lth.lottery.cost import fixed_mask_cost
+from lth.lottery.swamp import evaluate_average, scale_cost, train_particles
 from lth.lottery.setup import (
     Setup, data_keys, init_params, initial_mask, level_first_iteration, retrained, start_step
 )
@@ -36,6 +37,7 @@ from lth.sparsity.nm import check_nm_shapes, nm_level_mask
 from lth.sparsity.pruning import prune_magnitude
 from lth.sparsity.structured import is_structured, structured_level_mask, structured_spaces
 from lth.training import Trainer, TrainState, summarize, train
+from lth.training.stacked import train_stacked
 
 
 class LevelOutcome(NamedTuple):
@@ -256,6 +258,9 @@ def lottery_levels_together(
     config, trainer, k = setups[0].config, setups[0].trainer, setups[0].rewind_step
     seeds = [_seed(setup, mask, resume) for setup, mask, resume in zip(setups, masks, resumes)]
     first_level = resume_point(resumes[0])[0]
+    particles = config.particles  # SWAMP (`lth.lottery.swamp`): N particles per replicate, averaged
+    if particles > 1:
+        train_many = train_particles(particles, train_stacked if train_many is train_each else train_many)
 
     for level in range(first_level, config.levels + 1):
         started = time.perf_counter()
@@ -283,10 +288,15 @@ def lottery_levels_together(
         outcomes = []
         for seed, state, mask, evals in zip(seeds, states, level_masks, evaluations):
             cost = fixed_mask_cost(setups[0], mask, level_first_iteration(setups[0], level), int(state.step))
+            if particles > 1:  # the record is the averaged network's; the level trained N networks
+                evals = [evaluate_average(level_trainer, state, mask, setups[0].data)]
+                cost = scale_cost(cost, particles)
             previous = seed.previous.params if seed.previous is not None else None
             record = level_record(level, mask, evals, previous_mask=seed.previous_mask, params_init=seed.params0,
                                   params_final=state.params, params_previous=previous,
                                   compact=record_compact(setups[0], mask), cost=cost)
+            if particles > 1:
+                record["particles"] = particles
             seed.previous, seed.previous_mask = state, mask
             outcomes.append(LevelOutcome(record, mask, state, evals, seconds))
         yield outcomes

@@ -31,6 +31,7 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"batch size must be >= 1, got {config.training.batch_size}")
     if config.retraining not in RETRAINING:
         raise unknown_name("retraining", config.retraining, RETRAINING)
+    _check_particles(config)
     if config.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {config.seed}")
     if config.data_order not in DATA_ORDERS:
@@ -44,6 +45,16 @@ def validate_config(config: ExperimentConfig) -> None:
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
                  *config.optimizer.milestones):
         parse_duration(text)
+
+
+def _check_particles(config: ExperimentConfig) -> None:
+    """SWAMP's particle count: >= 1, and more than one only for IMP (the other methods train one network)."""
+    if config.particles < 1:
+        raise ConfigError(f"particles must be >= 1, got {config.particles}: 1 trains plain IMP, N > 1 averages "
+                          "N particles per level (SWAMP)")
+    if config.particles > 1 and config.method != "imp":
+        raise ConfigError(f"particles={config.particles} (SWAMP) is a retraining of IMP: the method {config.method} "
+                          "trains one network; use --method imp or particles=1")
 
 
 def _check_data(data: DataConfig) -> None:

@@ -138,6 +138,9 @@ class ExperimentConfig:
     # "rewind": weights and schedule rewound to `rewind`; "lr_rewind": final weights kept, the
     # schedule replayed from `rewind`; "finetune": final weights kept, the final learning rate.
     retraining: str = "rewind"
+    # SWAMP (Choi et al. 2024, `lth.lottery.swamp`): every level trains this many particles from the
+    # same start and mask with different data orders and prunes from their average; 1 = plain IMP
+    particles: int = 1
     # "per_level": every level (and every control of it) draws its own data order and augmentation,
     # fold_in(seed stream, level), as both reference codes do; "fixed": one order for all levels
     data_order: str = "per_level"
