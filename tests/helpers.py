@@ -122,3 +122,16 @@ def ticket_file(tmp_path, model="mlp_tiny", shape=(28, 28, 1), density=0.1, trai
     path = ex.save(tmp_path / name, mask, params, state, trained=final,
                    metadata={"model": model, "input_shape": list(shape), "level": 4})
     return path, mask, params, state, final
+
+
+def compiles_after_first_level(setup) -> int:
+    """How many programs are built by a lottery's levels after level 0 (`backend_compiles`)."""
+    from lth.lottery import lottery_levels
+
+    with backend_compiles() as compiles:
+        levels = lottery_levels(setup)
+        next(levels)
+        before = len(compiles)
+        for _ in levels:
+            pass
+    return len(compiles) - before

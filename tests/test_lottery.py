@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import backend_compiles, tiny_config
+from helpers import compiles_after_first_level, tiny_config
 
 from lth.errors import ConfigError, MaskError
 from lth.lottery import Hooks, init_params, lottery_levels, prepare
@@ -97,14 +97,8 @@ def test_same_seed_identical_results(tmp_path):
 def test_no_compilation_after_level_0():
     """Level 0 compiles the pruning program ahead (`warm_pruning`): the first pruned level builds
     nothing that a steady one does not, so it costs no more."""
-    setup = prepare(tiny_config(levels=4, rewind="13it"))
-    with backend_compiles() as compiles:
-        levels = lottery_levels(setup)
-        next(levels)
-        before = len(compiles)
-        for _ in levels:
-            pass
-        assert len(compiles) == before, "levels 1-4 compiled something (the chunk, pruning or anything else)"
+    assert compiles_after_first_level(prepare(tiny_config(levels=4, rewind="13it"))) == 0, \
+        "levels 1-4 compiled something (the chunk, pruning or anything else)"
 
 
 @pytest.mark.parametrize("changes,match", [
