@@ -22,8 +22,8 @@ from lth.sparsity.masks import apply_mask, named_leaves
 # agreement with the init at iteration 0 describe where the level sat in its run, which a ticket does not carry
 # what depends on the branch's history, not on training the level: a ticket's run starts its cumulative
 # cost at the ticket (the levels that found it are not its own)
-NOT_TRAINING = {"level", "overlap_with_previous", "sign_agreement_with_init", "cumulative_iterations",
-                "cumulative_train_flops"}
+NOT_TRAINING = {"level", "overlap_with_previous", "sign_agreement_with_init", "sign_agreement_with_previous",
+                "cumulative_iterations", "cumulative_train_flops"}
 
 
 def cli(capsys, *argv):
