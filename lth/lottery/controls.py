@@ -82,7 +82,7 @@ from lth.lottery.cost import fixed_mask_cost
 from lth.lottery.setup import Setup, retrained, score_batch
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.distributions import keep_counts, random_mask
-from lth.sparsity.masks import Mask, apply_mask, layer_counts
+from lth.sparsity.masks import Mask, apply_mask, kept_counts
 from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
 from lth.sparsity.signs import perturb_signs
@@ -94,8 +94,7 @@ from lth.training import Trainer, TrainState
 # --------------------------------------------------------------------------- masks
 
 
-def counts_of(mask: Mask) -> dict[str, int]:
-    return {name: kept for name, (kept, _) in layer_counts(mask).items()}
+counts_of = kept_counts  # {layer: weights kept}, the name the control rules use
 
 
 def _layer_groups(counts: dict[str, int]) -> list[Group]:

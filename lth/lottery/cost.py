@@ -34,7 +34,8 @@ from typing import Any
 from lth.models.graph import model_graph
 from lth.sparsity import gradual
 from lth.sparsity.alive import output_positions
-from lth.sparsity.masks import Mask, layer_counts
+from lth.sparsity.masks import Mask, kept_counts, layer_counts
+from lth.training.mask_updates import resolve_schedule  # the schedule as the compiled loop resolves it
 
 COST_FIELDS = ("iterations", "train_flops")  # a record's own cost
 CUMULATIVE_FIELDS = ("cumulative_iterations", "cumulative_train_flops")  # the cost of reaching it
@@ -63,11 +64,6 @@ def forward_flops(counts: Mapping[str, int], positions: Mapping[str, int]) -> in
     return total
 
 
-def kept_counts(mask: Mask) -> dict[str, int]:
-    """{layer: weights kept} of a mask."""
-    return {name: kept for name, (kept, _) in layer_counts(mask).items()}
-
-
 def total_counts(mask: Mask) -> dict[str, int]:
     """{layer: all its weights} of a mask (the dense network's counts)."""
     return {name: size for name, (_, size) in layer_counts(mask).items()}
@@ -77,8 +73,6 @@ def gradual_iteration_flops(setup: Any, full: Mask, start_counts: Mapping[str, i
                             final_counts: Mapping[str, int], start: int, end: int) -> int:
     """Forward FLOPs per example summed over iterations [start, end) of gradual pruning: the mask of
     `full` before t0, then each update step's counts (`lth.sparsity.gradual.counts_at`) until the next."""
-    from lth.training.mask_updates import resolve_schedule  # the schedule as the compiled loop resolves it
-
     s = resolve_schedule(setup.config.sparse, setup.total_steps)
     positions = layer_positions(setup)
     steps = [u for u in gradual.update_steps(s.t0, s.n, s.dt) if u < end]

@@ -31,7 +31,7 @@ from lth.lottery.setup import (
     Setup, data_keys, init_params, initial_mask, level_first_iteration, retrained, start_step
 )
 from lth.sparsity.masks import (
-    Mask, apply_mask, connections, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
+    Mask, apply_mask, connections, kept_counts, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
 )
 from lth.sparsity.nm import check_nm_shapes, nm_level_mask
 from lth.sparsity.pruning import prune_magnitude
@@ -52,14 +52,16 @@ class LevelOutcome(NamedTuple):
 
 def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *, previous_mask: Mask | None = None,
                  params_init: Any = None, params_final: Any = None, params_previous: Any = None,
-                 compact: dict[str, Any] | None = None, cost: dict[str, int] | None = None) -> dict[str, Any]:
+                 compact: dict[str, Any] | None = None, cost: dict[str, int] | None = None,
+                 from_iteration: int | None = None) -> dict[str, Any]:
     """The results.json row of a level: density, early-stop and final accuracies, per-layer density,
     what compaction would leave (`compact`: `lth.lottery.compact_record.record_compact`'s units alive
     per layer, compact params and MACs), what it cost to train (`cost`: `lth.lottery.cost`'s
     iterations and training FLOPs), and (when given) the mask's overlap with the previous
     level's, the fraction of surviving weights whose trained sign equals their sign at init, and
     the same against the previous level's trained weights (`params_previous`: 1 - the sign flips of
-    level L's retraining relative to where level L-1 ended; Gadhikar & Burkholz 2024)."""
+    level L's retraining relative to where level L-1 ended; Gadhikar & Burkholz 2024). The early stop
+    and best accuracy look at the evaluations from `from_iteration` on (`lth.training.summarize`)."""
     counts = layer_counts(mask)
     kept = sum(k for k, _ in counts.values())
     total = sum(n for _, n in counts.values())
@@ -69,7 +71,7 @@ def level_record(level: int, mask: Mask, evaluations: list[dict[str, float]], *,
         "percent_remaining": 100.0 * kept / total,
         "weights_remaining": kept,
         "prunable_weights": total,
-        **summarize(evaluations),
+        **summarize(evaluations, from_iteration),
         "layer_density": layer_densities(mask),
         **(compact or {}),
         **(cost or {}),
@@ -160,7 +162,7 @@ def _seed(setup: Setup, mask: Mask | None, resume: Resume | None) -> _Seed:
     mask0 = initial_mask(setup, params0, mask)
     if setup.structure is not None:
         check_nm_shapes(mask0, setup.structure[1], setup.config.pruning.exclude)
-    seed = _Seed(params0, model_state0, mask0, {name: kept for name, (kept, _) in layer_counts(mask0).items()},
+    seed = _Seed(params0, model_state0, mask0, kept_counts(mask0),
                  (params0, model_state0) if setup.rewind_step == start_step(setup) else None)
     if resume is not None:
         seed.previous, seed.previous_mask = resume.previous, resume.previous_mask

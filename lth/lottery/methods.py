@@ -46,16 +46,15 @@ from lth.lottery.method_config import METHODS, check_schedule, validate_method
 from lth.lottery.train_level import train_level
 from lth.lottery.compact_record import record_compact
 from lth.lottery.cost import (
-    forward_flops, gradual_iteration_flops, kept_counts, layer_positions, total_counts, training_cost
+    forward_flops, gradual_iteration_flops, layer_positions, total_counts, training_cost
 )
 from lth.lottery.setup import Setup, init_params, initial_mask, score_batch
 from lth.sparsity import nm
 from lth.sparsity.at_init import prune_at_init
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
-from lth.sparsity.masks import Mask, apply_mask, layer_counts, overlap
+from lth.sparsity.masks import Mask, apply_mask, kept_counts, overlap
 from lth.sparsity.pruning import Group
 from lth.training import Trainer, TrainState
-from lth.training.loop import summarize
 from lth.training.mask_updates import (
     DYNAMIC,
     count_updates,
@@ -111,7 +110,7 @@ def start_state(setup: Setup, method: str, params: Any, model_state: Any, mask: 
     state = setup.trainer.init_state(apply_mask(params, mask), model_state, step)
     if method not in DYNAMIC:
         return state
-    start = {name: kept for name, (kept, _) in layer_counts(mask).items()}
+    start = kept_counts(mask)
     if method == "gradual" and setup.config.sparse.s_i > 0 and final_counts is not None:
         density = 1.0 - setup.config.sparse.s_i
         start = keep_counts(mask, density, layer_distribution(setup.config.sparse.distribution, setup.config.method),
@@ -148,13 +147,13 @@ def sparse_record(setup: Setup, method: str, level: int, initial: Mask, final: M
     final mask, from `final_mask_from` on."""
     begin = int(start.step)
     cost = method_cost(setup, method, initial, final, state, begin, int(state.step), search_iterations)
-    record = level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost)
     extra: dict[str, Any] = {"method": method, "mask_updates": 0}
     if method in DYNAMIC:
         rule = method_trainer(setup, method).parts.mask_update
         extra["mask_updates"] = count_updates(rule, begin, setup.total_steps, start.sparse)
         extra["final_mask_from"] = final_mask_from(rule, begin, setup.total_steps, start.sparse)
-        record.update(summarize(evaluations, extra["final_mask_from"]))
+    record = level_record(level, final, evaluations, compact=record_compact(setup, final), cost=cost,
+                          from_iteration=extra.get("final_mask_from"))
     extra["overlap_with_initial_mask"] = overlap(final, initial)
     if target is not None:
         extra["target_density"] = float(target)

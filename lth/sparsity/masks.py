@@ -159,6 +159,11 @@ def layer_counts(mask: Mask) -> dict[str, tuple[int, int]]:
     return {k: (int(np.count_nonzero(np.asarray(v))), int(np.size(v))) for k, v in mask_leaves(mask).items()}
 
 
+
+def kept_counts(mask: Mask) -> dict[str, int]:
+    """{layer: weights kept} of a mask (`layer_counts` without the sizes)."""
+    return {name: kept for name, (kept, _) in layer_counts(mask).items()}
+
 def count_remaining(mask: Mask) -> int:
     """Number of prunable weights still kept."""
     return sum(kept for kept, _ in layer_counts(mask).values())

@@ -21,7 +21,7 @@ from lth.spec.config import PruningConfig
 from lth.spec.checks import validate_spec
 from lth.errors import ConfigError
 from lth.spec.names import PRUNING_SCHEDULES, PRUNING_STRATEGIES
-from lth.sparsity.masks import Mask, Params, first_match, layer_counts, mask_leaves, named_leaves, path_name
+from lth.sparsity.masks import Mask, Params, first_match, kept_counts, mask_leaves, named_leaves, path_name
 from lth.sparsity.topk import keep_top
 
 STRATEGIES, SCHEDULES = PRUNING_STRATEGIES, PRUNING_SCHEDULES
@@ -161,7 +161,7 @@ def prune_magnitude(
     number, so that densities after L levels are exactly (1-p)^L to within one weight.
     """
     if base_counts is None:
-        base_counts = {name: kept for name, (kept, _) in layer_counts(mask).items()}
+        base_counts = kept_counts(mask)
     groups = plan_groups(base_counts, spec, level)
     values = named_leaves(params)  # |w| is taken inside the one compiled program (`magnitude_scores` eagerly)
     return _keep_in_groups(_keep_by_magnitude, {n: jnp.asarray(values[n]) for g in groups for n in g.names}, mask,
