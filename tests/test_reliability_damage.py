@@ -173,3 +173,26 @@ def test_a_resumed_control_writes_each_row_once(tmp_path, capsys):
     rows = [json.loads(line) for line in (branch / "metrics.jsonl").read_text().splitlines()]
     keys = [(r["level"], r.get("iteration", "done")) for r in rows]
     assert len(keys) == len(set(keys)) == len(full.splitlines())
+
+
+def test_ls_check_keeps_a_finished_method_run_and_reports_what_does_not_verify(tmp_path, capsys):
+    """A method run keeps no level checkpoints: the check verifies its masks against their digests,
+    changes no byte of a sound run, and reports (never drops) a density whose mask does not verify."""
+    from lth.jobs.methods import run_method
+
+    config = tiny_config(method="rigl", **{"sparse.densities": (0.5, 0.3), "sparse.dt": 10})
+    run_method(config, runs_root=tmp_path, progress=False, wandb="disabled")
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != "lock"}
+    assert main(["ls", "--runs", str(tmp_path), "--check"]) == 0
+    assert "2 finished densities verified" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in before} == before
+    history = sorted((run / "replicate_00" / "masks" / "level_01").glob("step_*.npz"))
+    assert history, "RigL keeps its changing mask's history"
+    history[0].write_bytes(history[0].read_bytes()[:50])
+    assert main(["ls", "--runs", str(tmp_path), "--check"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 finished density verified, 1 could not be verified" in out
+    assert f"{history[0]} is missing or does not match its digest" in err and "record is kept" in err
+    assert (run / "replicate_00" / "results.json").read_bytes() == before[run / "replicate_00" / "results.json"]
+    assert main(["ls", "--runs", str(tmp_path)]) == 0 and "2/2" in capsys.readouterr().out

@@ -40,6 +40,9 @@ def assert_clean(code: int, err: str, expect: str | None = None) -> None:
 @pytest.mark.parametrize("assignment,expect", [
     ("training.batch_size=abc", "training.batch_size must be an integer"),
     ("seed=abc", "seed must be an integer"),
+    ("seed=4294967296", "would train the network of seed 0"),  # the PRNG's 32 bits: 2**32 aliases 0
+    ("seed=99999999999999999999", "must be in 0..4294967295"),  # overflows the PRNG
+    ("seed=-1", "seed must be >= 0"),
     ("optimizer.learning_rate=abc", "learning_rate must be a finite number"),
     ("optimizer.learning_rate=NaN", "finite number"),
     ("optimizer.learning_rate=Infinity", "finite number"),
@@ -72,6 +75,7 @@ def test_bad_set_values_are_one_line_and_write_nothing(capsys, tmp_path, assignm
     (("--levels", "1000000000"), "would keep no weight at level"),
     (("--batch-size", "0"), "batch size must be >= 1"),
     (("--replicates", "0"), "replicates must be >= 1"),
+    (("--seed", "4294967294", "--replicates", "3"), "seeds 4294967294-4294967296"),  # the last replicate's
     (("--checkpoint-every", "soon"), "invalid checkpoint period"),
     (("--runs", ""), "the run root is empty"),
     (("--runs", "/dev/null"), "not a directory"),
@@ -82,6 +86,27 @@ def test_bad_flags_are_one_line(capsys, tmp_path, monkeypatch, flags, expect):
     runs = () if "--runs" in flags else ("--runs", str(tmp_path / "runs"))
     code, _, err = run_cli(capsys, *SMOKE, *runs, *flags)
     assert_clean(code, err, expect)
+    assert snapshot(tmp_path) == {}
+
+
+METHOD_SMOKE = ("run", "lenet300_mnist", "--variant", "smoke", "--no-progress")
+
+
+@pytest.mark.parametrize("method", ["static", "snip", "rigl", "earlybird"])
+def test_a_method_density_that_empties_a_kernel_is_refused(capsys, tmp_path, method):
+    """0.03 % under the uniform distribution with no dense layer keeps 0.3 of the output layer's 1,000
+    weights: refused before anything is written, as IMP refuses a level that would keep none."""
+    code, _, err = run_cli(capsys, *METHOD_SMOKE, "--runs", str(tmp_path / "runs"), "--method", method,
+                           "--densities", "0.0003", "--set", "sparse.distribution=uniform",
+                           "--set", "sparse.dense=none")
+    assert_clean(code, err, "would keep no weight of output/kernel under the uniform layer distribution")
+    assert snapshot(tmp_path) == {}
+
+
+def test_a_repeated_density_is_refused(capsys, tmp_path):
+    code, _, err = run_cli(capsys, *METHOD_SMOKE, "--runs", str(tmp_path / "runs"), "--method", "static",
+                           "--densities", "0.5,0.2,0.5")
+    assert_clean(code, err, "--densities repeats 0.5")
     assert snapshot(tmp_path) == {}
 
 

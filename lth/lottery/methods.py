@@ -49,10 +49,11 @@ from lth.lottery.cost import (
     forward_flops, gradual_iteration_flops, layer_positions, total_counts, training_cost
 )
 from lth.lottery.setup import Setup, init_params, initial_mask, score_batch
+from lth.errors import ConfigError
 from lth.sparsity import nm
 from lth.sparsity.at_init import prune_at_init
 from lth.sparsity.distributions import check_density, keep_counts, random_mask
-from lth.sparsity.masks import Mask, apply_mask, kept_counts, overlap
+from lth.sparsity.masks import Mask, apply_mask, connections, kept_counts, named_leaves, overlap
 from lth.sparsity.pruning import Group
 from lth.training import Trainer, TrainState
 from lth.training.mask_updates import (
@@ -184,13 +185,27 @@ def method_cost(setup: Setup, method: str, initial: Mask, final: Mask, state: Tr
 
 def check_method(setup: Setup) -> None:
     """One-line ConfigErrors for what needs the model: a target density the excluded layers alone
-    exceed, N:M groups that do not divide a layer's input dimension."""
+    exceed or whose distribution leaves a kernel empty, N:M groups that do not divide a layer's input
+    dimension."""
     config = setup.config
     full = initial_mask(setup, init_params(setup)[0])
     for density in config.sparse.densities:
         check_density(full, density, method_exclude(setup))
+        _check_no_empty_kernel(setup, full, density)
     if setup.structure is not None:
         nm.check_nm_shapes(full, setup.structure[1], method_exclude(setup))
+
+
+def _check_no_empty_kernel(setup: Setup, full: Mask, density: float) -> None:
+    """A one-line ConfigError if the run's distribution keeps no weight of a kernel at `density` (a
+    bias or norm scale may be emptied: it is only zero; an emptied kernel cuts the network)."""
+    kernels = connections({name: tuple(leaf.shape) for name, leaf in named_leaves(full).items() if leaf is not None})
+    empty = [name for name, kept in target_counts(setup, full, density).items() if not kept and name in kernels]
+    if empty:
+        distribution = layer_distribution(setup.config.sparse.distribution, setup.config.method)
+        raise ConfigError(f"density {density:g} would keep no weight of {', '.join(empty)} under the {distribution} "
+                          "layer distribution (a kernel without weights cuts the network): use a larger density, "
+                          "another sparse.distribution, or keep that layer dense (sparse.dense)")
 
 
 def method_levels(setup: Setup, hooks: Hooks | None = None, done: frozenset[int] = frozenset()

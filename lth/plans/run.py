@@ -57,7 +57,7 @@ def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, dat
     """The checked plan of a run (the arguments of `lth.run_lottery`); a one-line `ConfigError` /
     `MaskError` / `LthError` for anything wrong that needs neither the data nor jax."""
     validate_config(config)
-    check_run_options(replicates, workers, layout)
+    check_run_options(replicates, workers, layout, config.seed)
     every = parse_checkpoint_every(checkpoint_every)
     if config.method != "imp":
         _check_method_options(config.method, mask, data_parallel, layout)

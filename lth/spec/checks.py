@@ -32,8 +32,7 @@ def validate_config(config: ExperimentConfig) -> None:
     if config.retraining not in RETRAINING:
         raise unknown_name("retraining", config.retraining, RETRAINING)
     _check_particles(config)
-    if config.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {config.seed}")
+    check_seeds(config.seed)
     if config.data_order not in DATA_ORDERS:
         raise unknown_name("data_order", config.data_order, DATA_ORDERS)
     _check_data(config.data)
@@ -143,6 +142,10 @@ def validate_method(config: ExperimentConfig) -> None:
     for d in s.densities:
         if not (isinstance(d, (int, float)) and 0.0 < d <= 1.0):
             raise ConfigError(f"target density must be in (0, 1], got {d!r}: e.g. --densities 0.2,0.05,0.02")
+    repeated = sorted({d for d in s.densities if s.densities.count(d) > 1})
+    if repeated:
+        raise ConfigError(f"--densities repeats {', '.join(f'{d:g}' for d in repeated)}: each density is trained "
+                          "once per replicate (more seeds: --replicates)")
     if method == "imp":
         if s.densities:
             others = ", ".join(name for name in METHODS if name != "imp")
@@ -205,11 +208,29 @@ def check_dataset_name(name: str) -> None:
         raise unknown_name("dataset", name, sorted(DATASETS))
 
 
-def check_run_options(replicates: int, workers: int | None = None, layout: str | None = None) -> None:
+SEED_LIMIT = 2**32  # jax's PRNG keys take a 32-bit seed: 2**32 would train the network of seed 0
+
+
+def check_seeds(seed: int, replicates: int = 1) -> None:
+    """A ConfigError unless seeds `seed` .. `seed + replicates - 1` are all seeds the PRNG takes as
+    themselves (0 <= s < 2**32): a larger one aliases a smaller one's network or overflows."""
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+    last = seed + replicates - 1
+    if last >= SEED_LIMIT:
+        what = f"seed {seed}" if replicates == 1 else f"seeds {seed}-{last} (seed + replicates - 1)"
+        raise ConfigError(f"{what} must be in 0..{SEED_LIMIT - 1}: the PRNG takes 32-bit seeds, so a larger one "
+                          f"would train the network of seed {last % SEED_LIMIT}; pick a smaller --seed")
+
+
+def check_run_options(replicates: int, workers: int | None = None, layout: str | None = None,
+                      seed: int = 0) -> None:
     """One-line ConfigErrors for `lth run`'s execution options that need neither data nor jax: the
-    replicate and worker counts and the layout's name (the checkpoint period is parsed by the plan)."""
+    replicate and worker counts, every replicate's seed and the layout's name (the checkpoint
+    period is parsed by the plan)."""
     if replicates < 1:
         raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    check_seeds(seed, replicates)
     check_workers(workers)
     if layout is not None and layout not in LAYOUTS:
         raise unknown_name("replicate layout", layout, LAYOUTS)

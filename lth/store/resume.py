@@ -9,6 +9,7 @@ recorded digest; a damaged mask file is rewritten from its level's checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -132,3 +133,22 @@ def _same_mask_file(rep: ReplicateDir, level: int, mask: Mask) -> bool:
         return False
     want = mask_to_arrays(mask)
     return saved.keys() == want.keys() and all(np.array_equal(saved[k], want[k]) for k in want)
+
+
+def method_level_problem(rep: ReplicateDir, level: int) -> str | None:
+    """What a method run (static, SNIP, SET, RigL, gradual, Early-Bird: no level checkpoints) keeps of
+    a finished density that does not verify, or None: its mask file and its mask history against their
+    digests in the manifest. Reads only: a verification never changes a record."""
+    if not rep.mask_file_ok(level):
+        return f"{rep.mask_path(level)} is missing or does not match its digest in the manifest"
+    history = f"{rep.mask_path(level).stem}/"
+    for key, digest in sorted(rep.read_manifest().get("masks", {}).items()):
+        if key.startswith(history):
+            path = rep.masks_dir / key
+            try:
+                same = hashlib.sha256(path.read_bytes()).hexdigest() == digest
+            except OSError:
+                same = False
+            if not same:
+                return f"{path} is missing or does not match its digest in the manifest"
+    return None
