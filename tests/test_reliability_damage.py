@@ -186,6 +186,10 @@ def test_ls_check_keeps_a_finished_method_run_and_reports_what_does_not_verify(t
     before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != "lock"}
     assert main(["ls", "--runs", str(tmp_path), "--check"]) == 0
     assert "2 finished densities verified" in capsys.readouterr().out
+    for command in (["control", str(run), "reinit"], ["instability", str(run), "--rewind", "0it"]):
+        code = main(command)  # densities are not levels: one line, nothing trained
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "is a rigl run" in err, err
     assert {p: p.read_bytes() for p in before} == before
     history = sorted((run / "replicate_00" / "masks" / "level_01").glob("step_*.npz"))
     assert history, "RigL keeps its changing mask's history"

@@ -206,3 +206,31 @@ def test_replicates_from_a_ticket_in_worker_processes(source, tmp_path):
         {k: v for k, v in run.records[0][2].items() if k not in NOT_TRAINING}
     assert evaluations(many, 0) == evaluations(run.path, 2)
     assert reps[1]["early_stop_val_loss"] != reps[0]["early_stop_val_loss"]  # seed + 1: another data order
+
+
+def test_a_fixed_mask_methods_density_is_a_ticket_that_retrains_to_its_record(tmp_path):
+    """A static run trains every density from init with level 0's data order: its ticket says so
+    (data_level 0, the training schedule) and retrains to the density's evaluations; a RigL density,
+    whose mask moved, has no ticket (one line, nothing written)."""
+    from lth.jobs.methods import run_method
+
+    config = tiny_config(method="static", levels=0, **{"sparse.densities": (0.5, 0.3)})
+    run_method(config, runs_root=tmp_path / "a", wandb="disabled", progress=False)
+    original = load_run(config, root=tmp_path / "a")
+    path = ex.export_from_run(original, 1, out=tmp_path / "t.safetensors")["path"]
+    header = ex.load(path).metadata
+    assert (header["data_level"], header["retrained"], header["start_step"]) == (0, False, 0)
+    imp = replace(config, method="imp", **{"sparse.densities": ()})
+    records = run_lottery(imp, ticket=path, runs_root=tmp_path / "b", wandb="disabled", progress=False)
+    (again,) = (tmp_path / "b").iterdir()
+    assert evaluations(again, 0) == evaluations(original.path, 1)
+    same = ("test_accuracy", "early_stop_test_accuracy", "best_test_accuracy", "weights_remaining", "train_flops")
+    assert {k: records[0][k] for k in same} == {k: original.records[0][1][k] for k in same}
+
+    rigl = replace(config, method="rigl", **{"sparse.dt": 10})
+    run_method(rigl, runs_root=tmp_path / "c", wandb="disabled", progress=False)
+    with pytest.raises(LthError, match="density 1 of a rigl run has no ticket to export: its mask changed"):
+        ex.export_from_run(load_run(rigl, root=tmp_path / "c"), 1, out=tmp_path / "r.safetensors")
+    assert not (tmp_path / "r.safetensors").exists()
+    with pytest.raises(LthError, match="keeps no trained weights"):
+        ex.export_from_run(original, 1, out=tmp_path / "s.safetensors", trained=True)

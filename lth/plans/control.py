@@ -49,6 +49,7 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     path = resolve_run(run, runs_root)
     run_dir = open_run(path)
     config = run_dir.config
+    _check_imp_run(config.method, path, "lth control trains controls of an IMP run's levels")
     for control in parsed:  # before anything trains: a combination without meaning is one line
         check_retraining(control, config.retraining)
         check_granularity(control, config.pruning.granularity)
@@ -58,6 +59,15 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
         chosen = parse_levels(levels, config.levels) if isinstance(levels, str) else sorted(set(levels))
     _check_finished(run_dir.replicates(), chosen, path)
     return ControlPlan(path, run_dir, tuple(parsed), tuple(chosen), wandb_mode, data_root, progress, show_paths)
+
+
+def _check_imp_run(method: str, path: Path, what: str) -> None:
+    """A one-line ConfigError for a method run (`--method static|snip|set|rigl|gradual|earlybird`): its
+    records are target densities, each trained once from init, not levels of a lottery."""
+    if method != "imp":
+        raise ConfigError(f"{what}, but {path.name} is a {method} run (its records are target densities, each "
+                          f"trained once from init): use an IMP run, or compare {method} with IMP as the "
+                          "sparse_methods_lenet300 experiment does (CONTROLS)")
 
 
 def _check_finished(reps: list[ReplicateDir], chosen: list[int], path: Path) -> None:
@@ -98,6 +108,7 @@ def plan_instability(run: PathLike, rewind_steps: str, levels: str = "0", *, rep
     wandb_mode = checked_wandb_mode(wandb)
     path = resolve_run(run, runs_root)
     run_dir = open_run(path)
+    _check_imp_run(run_dir.config.method, path, "lth instability measures the levels of an IMP run")
     chosen = parse_levels(levels, run_dir.config.levels)
     steps = parse_step_list(rewind_steps)
     done_levels = len(run_dir.replicate(replicate).read_results())

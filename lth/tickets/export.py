@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lth.errors import LthError
+from lth.spec.methods import DYNAMIC, REGISTRY
 from lth.lottery import Setup, data_level, init_params, initial_mask, retrained, start_step
 from lth.store import ReplicateDir, load_mask, locate_run, open_run, read_config
 from lth.store.queries import check_level, check_replicate
@@ -35,6 +36,19 @@ def level_start(setup: Setup, rep: ReplicateDir, level: int) -> tuple[Any, Any, 
     return params, model_state, k
 
 
+def check_method_export(method: str, level: int, trained: bool) -> None:
+    """A one-line LthError for a density of a method run that has no ticket: its mask changed during
+    training (no mask and start weights retrain to its record), or trained weights asked for (a
+    method run keeps no level checkpoints)."""
+    if method in DYNAMIC:
+        fixed = ", ".join(name for name in REGISTRY if name not in (*DYNAMIC, "imp"))
+        raise LthError(f"density {level} of a {method} run has no ticket to export: its mask changed during training, "
+                       f"so no mask and start weights retrain to its record; export an IMP level or a density of a "
+                       f"fixed-mask method ({fixed})")
+    if trained:
+        raise LthError(f"a {method} run keeps no trained weights (no level checkpoints): export without --trained")
+
+
 def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.PathLike | None = None,
                     root: str | os.PathLike | None = None, *, trained: bool = False,
                     data_root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -57,9 +71,15 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
     records = rep.read_results()
     check_level(run.path.name, len(records), level, replicate)
     config = run.config
+    if config.method != "imp":
+        check_method_export(config.method, level, trained)
     setup = run_setup(run, data_root).for_replicate(replicate)
-    params, model_state, step = level_start(setup, rep, level)
     params0, model_state0 = init_params(setup)
+    if config.method == "imp":
+        params, model_state, step = level_start(setup, rep, level)
+        retrains, order = retrained(setup, level), data_level(setup, level)
+    else:  # a fixed-mask method trains every density from init, with the training schedule and level 0's data order
+        params, model_state, step, retrains, order = params0, model_state0, start_step(setup), False, 0
     mask = load_mask(rep.mask_path(level), params0)
     final = None
     if trained:
@@ -71,7 +91,7 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
         "model": config.model, "dataset": config.data.name, "input_shape": list(setup.dataset.input_shape),
         "num_classes": setup.dataset.num_classes, "level": level, "replicate": replicate,
         "seed": setup.config.seed, "retraining": config.retraining, "rewind": config.rewind, "start_step": step,
-        "retrained": retrained(setup, level), "data_level": data_level(setup, level), "record": records[level],
+        "retrained": retrains, "data_level": order, "record": records[level],
     }
     path = Path(out) if out is not None else rep.ticket_path(level)
     save(path, mask, params, model_state, metadata=metadata, trained=final)
