@@ -4,6 +4,8 @@ same shapes, resumes and controls of a run from a ticket, and every bad ticket t
 one line, exit code 2, nothing written."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -234,3 +236,27 @@ def test_a_fixed_mask_methods_density_is_a_ticket_that_retrains_to_its_record(tm
     assert not (tmp_path / "r.safetensors").exists()
     with pytest.raises(LthError, match="keeps no trained weights"):
         ex.export_from_run(original, 1, out=tmp_path / "s.safetensors", trained=True)
+
+
+def test_out_paths_are_checked_before_anything_is_written(source, tmp_path, capsys):
+    """--out never replaces a device, FIFO or a run's own records; a symlink is written through."""
+    config, root, run = source
+    records = run.path / "replicate_00" / "results.json"
+    kept = records.read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for out, expect in ((fifo, "is not a regular file"), ("/dev/full", "is not a regular file"),
+                        (records, "inside the run directory"),
+                        (run.path / "mine.safetensors", "inside the run directory"),
+                        (tmp_path, "is a directory")):
+        code, _, err = cli(capsys, "ticket", "export", run.path, "--level", 1, "--out", out)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expect in err, err
+        code, _, err = cli(capsys, "plot", run.path, "--out", out)
+        assert code == 2 and expect in err, err
+    assert records.read_bytes() == kept and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    with pytest.raises(LthError, match="inside the run directory"):
+        ex.export_from_run(run, 1, out=records)
+    target, link = tmp_path / "target.safetensors", tmp_path / "link.safetensors"
+    link.symlink_to(target)
+    code, out, _ = cli(capsys, "ticket", "export", run.path, "--level", 1, "--out", link)
+    assert code == 0 and link.is_symlink() and ex.load(target).metadata["level"] == 1

@@ -24,7 +24,8 @@ from lth.plans.sweep import plan_sweep_options
 from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.experiments import experiment_names, find_sweep, load_experiment, shipped_experiments
 from lth.store import resolve_run
-from lth.store.io import check_output_path, write_json
+from lth.store.io import write_json
+from lth.store.run_dir import check_output_file
 from lth.store.queries import check_finished_level, check_ticket_file, compact_output
 
 
@@ -93,6 +94,8 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         check_ticket_file(args.file)  # before jax; what is in it is checked when it is loaded
     else:
         check_finished_level(resolve_run(args.run, args.runs), args.level, args.replicate)
+        if args.out is not None:
+            check_output_file(args.out)  # before jax: nothing is written for a bad path
         wandb_mode = checked_wandb_mode(args.wandb)
     import lth.tickets  # heavy (jax): after the arguments parse
 
@@ -135,7 +138,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     check_ticket_file(args.file)
     if not math.isfinite(args.budget) or not 0 < args.budget <= 60:
         raise LthError(f"--budget must be a number of seconds in (0, 60], got {args.budget}")
-    out = check_output_path(args.json) if args.json else None  # before jax: nothing is written for a bad path
+    out = check_output_file(args.json) if args.json else None  # before jax: nothing is written for a bad path
     from lth.tickets.bench import bench_text, bench_ticket  # heavy (jax): after the arguments parse
 
     result = bench_ticket(args.file, args.batch, budget=args.budget)
@@ -149,6 +152,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     for name in args.run:
         resolve_run(name, args.runs)  # an unknown run: one line before jax
+    check_output_file(args.out)  # never a run's own files, a device or a directory
     from lth.analysis.plots import plot_runs  # heavy (jax, matplotlib): after the arguments parse
 
     path = plot_runs(args.run, args.out, root=args.runs)

@@ -23,11 +23,17 @@ from lth.spec.files import write_atomic
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """`path` as a file to write, checked first: not a directory, under a directory (made if it is
-    missing) that can be written. A one-line LthError otherwise; nothing is written."""
+    """`path` as a file to write, checked first: not a directory, device, FIFO or socket, under a
+    directory (made if it is missing) that can be written; a symlink is written through (its target
+    is returned). A one-line LthError otherwise; nothing is written. Outputs of commands that may point
+    into a run directory: `lth.store.run_dir.check_output_file`."""
     path = Path(path)
     if not path.name or path.is_dir():
         raise LthError(f"output {path} is a directory: give a file name, e.g. {path / 'out.png'}")
+    if path.is_symlink():  # written through: the link stays, its target gets the bytes
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise LthError(f"output {path} is not a regular file (a device, FIFO or socket): give a file path")
     existing = next(p for p in path.parents if p.exists() or p == Path(p.anchor or "."))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise LthError(f"cannot write {path}: {existing} is not a writable directory")

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lth.errors import DIVERGED_HINT, ConfigError, LthError
-from lth.store.io import check_output_path
 from lth.store.replicate import DamagedFileError, ReplicateDir
-from lth.store.run_dir import RunDir, check_mask_file, replicate_paths
+from lth.store.run_dir import RunDir, check_mask_file, check_output_file, replicate_paths
 
 
 def check_replicate(name: str, count: int, replicate: int) -> None:
@@ -46,10 +45,10 @@ def check_ticket_file(path: str | os.PathLike) -> None:
 
 def compact_output(ticket: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Where `lth ticket compact` writes the compact network of `ticket`: `out`, or
-    ``<stem>.compact.safetensors`` beside the ticket; checked first (`check_output_path`, and never
+    ``<stem>.compact.safetensors`` beside the ticket; checked first (`check_output_file`, and never
     the ticket itself). A one-line LthError otherwise; nothing is written."""
     ticket = Path(ticket)
-    path = check_output_path(out if out is not None else ticket.with_name(f"{ticket.stem}.compact.safetensors"))
+    path = check_output_file(out if out is not None else ticket.with_name(f"{ticket.stem}.compact.safetensors"))
     if path.exists() and ticket.exists() and path.resolve() == ticket.resolve():
         raise LthError(f"output {path} is the ticket file itself: give another --out")
     return path

@@ -35,13 +35,29 @@ import numpy as np
 from lth.spec.config import ExperimentConfig, from_dict, to_dict
 from lth.spec.hashing import config_hash
 from lth.errors import LthError, MaskError
-from lth.store.io import directory_token, read_json_list, write_json
+from lth.store.io import check_output_path, directory_token, read_json_list, write_json
 from lth.store.lock import RunLock
 from lth.store.records import aggregate
 from lth.store.replicate import ReplicateDir
 
 CONFIG_FILE = "config.json"
 _REPLICATE_GLOB = "replicate_[0-9][0-9]"
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`check_output_path`, and never one of a run directory's own files: inside a run directory (a
+    folder with config.json and replicate_XX folders) output goes only to a replicate's tickets/
+    folder, where `lth ticket export` puts tickets by default. A one-line LthError otherwise."""
+    path = check_output_path(path)
+    target = Path(os.path.abspath(path))
+    for parent in target.parents:
+        if (parent / CONFIG_FILE).is_file() and any(parent.glob(_REPLICATE_GLOB)):
+            inside = target.relative_to(parent).parts
+            if not (len(inside) == 3 and Path(inside[0]).match(_REPLICATE_GLOB) and inside[1] == "tickets"):
+                raise LthError(f"output {path} is inside the run directory {parent}, whose files are its records: "
+                               f"write it outside the run, or under {parent / 'replicate_XX' / 'tickets'}")
+            break
+    return path
 
 
 def runs_root(override: str | os.PathLike | None = None) -> Path:

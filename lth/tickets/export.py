@@ -4,7 +4,6 @@ model state there, optionally its trained weights, and where it came from."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from lth.errors import LthError
 from lth.spec.methods import DYNAMIC, REGISTRY
 from lth.lottery import Setup, data_level, init_params, initial_mask, retrained, start_step
 from lth.store import ReplicateDir, load_mask, locate_run, open_run, read_config
+from lth.store.run_dir import check_output_file
 from lth.store.queries import check_level, check_replicate
 from lth.tickets.file import load, save
 from lth.tickets.start import run_setup
@@ -71,6 +71,7 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
     records = rep.read_results()
     check_level(run.path.name, len(records), level, replicate)
     config = run.config
+    path = check_output_file(out) if out is not None else rep.ticket_path(level)
     if config.method != "imp":
         check_method_export(config.method, level, trained)
     setup = run_setup(run, data_root).for_replicate(replicate)
@@ -93,7 +94,6 @@ def export_from_run(run_ref: Any, level: int, replicate: int = 0, out: str | os.
         "seed": setup.config.seed, "retraining": config.retraining, "rewind": config.rewind, "start_step": step,
         "retrained": retrains, "data_level": order, "record": records[level],
     }
-    path = Path(out) if out is not None else rep.ticket_path(level)
     save(path, mask, params, model_state, metadata=metadata, trained=final)
     header = load(path).metadata
     return {"path": path, "level": level, "replicate": replicate, "density": header["density"],
