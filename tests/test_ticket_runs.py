@@ -260,3 +260,44 @@ def test_out_paths_are_checked_before_anything_is_written(source, tmp_path, caps
     link.symlink_to(target)
     code, out, _ = cli(capsys, "ticket", "export", run.path, "--level", 1, "--out", link)
     assert code == 0 and link.is_symlink() and ex.load(target).metadata["level"] == 1
+
+
+def _rewrite_header(path, out, **fields):
+    """The ticket at `path` with header `fields` changed and its header digest made consistent again
+    (what a careful editor, not damage, produces)."""
+    from safetensors.numpy import save as safetensors_bytes
+
+    from lth.tickets.file import METADATA_KEY, read_safetensors
+    from lth.tickets.header import header_digest
+
+    metadata, tensors = read_safetensors(path, "ticket", "")
+    header = {**json.loads(metadata[METADATA_KEY]), **fields}
+    header["sha256"]["header"] = header_digest(header)
+    out.write_bytes(safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(header)}))
+    return out
+
+
+def test_a_ticket_header_that_was_edited_or_is_out_of_range_is_refused(source, tmp_path, capsys):
+    """Training reads header fields the tensors' digest does not cover (start iteration, data order
+    level, schedule, model): a one-byte edit of one fails the header's own digest; a consistent header
+    with a field of the wrong type or range fails its check; both before any run directory exists."""
+    config, root, run = source
+    good = ex.export_from_run(run, 1, out=tmp_path / "good.safetensors")["path"]
+    data = good.read_bytes()
+    field = b'\\"data_level\\":1'  # the header is a JSON string inside safetensors' JSON metadata
+    assert data.count(field) == 1
+    (tmp_path / "edited.safetensors").write_bytes(data.replace(field, field[:-1] + b"9"))
+    cases = [(tmp_path / "edited.safetensors", "its header does not match the SHA-256 in it"),
+             (_rewrite_header(good, tmp_path / "neg.safetensors", data_level=-3), "data_level is -3, not a int >= 0"),
+             (_rewrite_header(good, tmp_path / "str.safetensors", start_step="0"), "start_step is '0'"),
+             (_rewrite_header(good, tmp_path / "bool.safetensors", retrained=1), "retrained is 1, not a bool")]
+    runs = tmp_path / "runs"
+    for path, message in cases:
+        run_it = ("run", "lenet300_mnist", "--variant", "smoke", "--runs", runs, "--set", "model=mlp_tiny", "--ticket")
+        for argv in ((*run_it, path), ("ticket", "inspect", path)):
+            code, out, err = cli(capsys, *argv)
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1 and message in lines[0], (argv, err)
+    assert not runs.exists()
+    code, out, _ = cli(capsys, "ticket", "inspect", good)
+    assert code == 0 and "not covered" not in out

@@ -18,6 +18,7 @@ from safetensors.numpy import save_file as raw_save
 
 import lth
 import lth.tickets as ex
+from lth.tickets.header import header_digest
 from lth.errors import LthError, MaskError
 from lth.models import get_model
 from lth.sparsity.masks import apply_mask, make_mask, mask_leaves, named_leaves
@@ -340,7 +341,7 @@ def test_inconsistent_headers_raise_one_line_errors(lenet, tmp_path):
         t["mask/fc1/kernel"] = np.frombuffer(zlib.compress(np.packbits(np.roll(np.unpackbits(
             np.frombuffer(zlib.decompress(t["mask/fc1/kernel"].tobytes()), np.uint8)), 1)).tobytes()), np.uint8)
 
-    cases = {"shape": (shape, "do not match the SHA-256"), "version": (version, "format version 99"),
+    cases = {"shape": (shape, "its header does not match the SHA-256"), "version": (version, "format version 99"),
              "format": (fmt, "not an lth ticket"), "mask": (mask_bits, "do not match the SHA-256")}
     for name, (change, message) in cases.items():
         bad = _rewrite(path, tmp_path / f"{name}.safetensors", change)
@@ -351,6 +352,7 @@ def test_inconsistent_headers_raise_one_line_errors(lenet, tmp_path):
     def shape_and_digest(h, t):  # a consistent digest over an inconsistent header
         shape(h, t)
         h["sha256"]["ticket"] = ex.file.digest(t, h["leaves"], ex.file.START_PARTS)
+        h["sha256"]["header"] = header_digest(h)
 
     with pytest.raises(LthError) as err:
         ex.load(_rewrite(path, tmp_path / "inconsistent.safetensors", shape_and_digest))

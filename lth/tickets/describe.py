@@ -63,7 +63,9 @@ def describe(path: str | os.PathLike) -> str:
         f"density:  {_percent(h['density'])} ({h['weights_remaining']:,} of {h['weights_prunable']:,} prunable weights)"
         f"; trained weights: {trained}",
         *_accuracies(h.get("record") or {}),
-        f"sha256:   {h['sha256']['ticket']}",
+        f"sha256:   {h['sha256']['ticket']}" + ("" if h["sha256"].get("header") else
+                                                "  (its header is not covered by a digest: written by an older "
+                                                "lth; export it again to protect it)"),
         "",
         *layer_rows(h),
     ]

@@ -14,8 +14,12 @@ A dtype that ``safetensors.numpy`` cannot load (bfloat16, float8) is stored as i
 unsigned integer of its width); the header names the real dtype. The header is the safetensors
 metadata entry ``lth_ticket``: JSON with the format and version, the lth version, density (total
 and per layer), the leaves ({part: [{"path", "dtype", "shape", "kept"}]}), SHA-256 digests of the
-tensors ("ticket": mask, params and model state, which names the ticket; "trained"), and whatever
-the writer adds (`lth.tickets.export`: config, model, dataset, level, record, start iteration).
+tensors ("ticket": mask, params and model state, which names the ticket; "trained") and of the
+header itself ("header": every field but the digests, so that an edit of a field training reads --
+start iteration, data order level, schedule, model -- is refused, not trained), and whatever the
+writer adds (`lth.tickets.export`: config, model, dataset, level, record, start iteration). Fields
+training reads are type- and range-checked on load (`HEADER_FIELDS`). A file written before the
+header digest loads, and `lth ticket inspect` says that its header is not covered.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from lth.store.queries import check_ticket_file
 from lth.errors import LthError
 from lth.sparsity.masks import Mask, check_mask, named_leaves, nest
 from lth.store.io import write_atomic
+from lth.tickets.header import check_header_fields, header_digest
 
 FORMAT = "lth-ticket"
 VERSION = 2  # version 1 was the compressed .npz of `lth export`
@@ -150,6 +155,7 @@ def encode(mask: Mask, params: Any, model_state: Any = None, *, metadata: dict[s
         "sha256": {"ticket": digest(tensors, leaves, START_PARTS),
                    "trained": digest(tensors, leaves, ("trained",)) if trained is not None else None},
     }
+    header["sha256"]["header"] = header_digest(header)
     text = json.dumps(header, sort_keys=True, separators=(",", ":"))
     return safetensors_bytes(tensors, metadata={METADATA_KEY: text})
 
@@ -260,6 +266,10 @@ def _decode_part(part: str, entries: list[dict[str, Any]], tensors: dict[str, np
 
 
 def _check_digests(header: dict[str, Any], tensors: dict[str, np.ndarray], where: str) -> None:
+    expected = header["sha256"].get("header")
+    if expected is not None and header_digest(header) != expected:
+        raise LthError(f"ticket file {where!r}: its header does not match the SHA-256 in it (damaged or edited; "
+                       "e.g. its start iteration or data order level): export the ticket again")
     for name, parts in (("ticket", START_PARTS), ("trained", ("trained",))):
         expected = header["sha256"][name]
         if (expected is not None or name == "ticket") and digest(tensors, header["leaves"], parts) != expected:
@@ -278,6 +288,7 @@ def load(path: str | os.PathLike) -> Ticket:
         _check_digests(header, tensors, where)
     except (KeyError, TypeError, AttributeError):
         raise LthError(inconsistent) from None
+    check_header_fields(header, where)
     try:
         leaves, masks = header["leaves"], {}
         params = _decode_part("params", leaves["params"], tensors, masks)
