@@ -153,3 +153,56 @@ def test_run_controls_stores_results_beside_the_main_line_and_resumes(tmp_path, 
     code = main(["control", run.name, "reinit", "--levels", "0-5", "--runs", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "beyond the run's last level 2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_control_groups_pool_per_module_hand_worked():
+    """random_modulewise's groups: each module's leaves at the default rate pooled (kernel with its
+    bias), a leaf with a rate of its own (tiny_config: output/kernel at 0.15) alone."""
+    from lth.lottery.controls import control_groups
+
+    spec = tiny_config(**{"pruning.prunable": (r".*kernel", r".*bias")}).pruning
+    target = {"fc1/kernel": 900, "fc1/bias": 30, "fc2/kernel": 300, "fc2/bias": 12, "output/kernel": 140,
+              "output/bias": 7}
+    groups = {g.names: g.keep for g in control_groups(spec, target, per_module=True)}
+    assert groups == {("output/kernel",): 140, ("fc1/kernel", "fc1/bias"): 930, ("fc2/kernel", "fc2/bias"): 312,
+                      ("output/bias",): 7}
+    pooled = {g.names: g.keep for g in control_groups(spec, target)}  # random_global: one pool
+    assert pooled == {("output/kernel",): 140,
+                      ("fc1/kernel", "fc1/bias", "fc2/kernel", "fc2/bias", "output/bias"): 900 + 30 + 300 + 12 + 7}
+
+
+def test_random_modulewise_is_numpys_top_k_of_its_scores_per_module():
+    """The MNIST-1D notebook's random pruning (`get_mask(torch.rand(...), p)` on each layer's weight
+    and bias vector): per module, the weights with the highest i.i.d. uniform scores, as many as the
+    ticket keeps in the module; its kernel/bias split is the draw's, not the ticket's. Checked
+    against NumPy's argsort of the same scores; drawn afresh per level (not nested)."""
+    import jax
+
+    from lth import rng
+    from lth.sparsity.scores import random_scores
+
+    config = tiny_config(**{"pruning.strategy": "modulewise", "pruning.prunable": (r".*kernel", r".*bias"),
+                            "pruning.layer_fractions": ()})
+    setup = prepare(config)
+    params0, state0 = init_params(setup)
+    full = jax.tree.map(lambda p: np.ones(np.shape(p), bool), params0)
+    ticket = jax.tree.map(lambda p: np.ones(np.shape(p), bool), params0)  # keeps every bias, half of each kernel
+    for module in ticket:
+        kernel = ticket[module]["kernel"]
+        kernel.reshape(-1)[: kernel.size // 2] = False
+    for level in (3, 4):
+        mask = as_np(control_mask(setup, Control("random_modulewise"), LevelInputs(level, ticket, full),
+                                  params0, state0))
+        scores = random_scores(full, rng.stream(config.seed, "control:random_modulewise", level))
+        for module in ticket:
+            names = (f"{module}/kernel", f"{module}/bias")
+            flat = np.concatenate([np.asarray(scores[n]).reshape(-1) for n in names])
+            keep = sum(int(ticket[module][n.split("/")[1]].sum()) for n in names)
+            expected = np.zeros(flat.size, bool)
+            expected[np.argsort(-flat, kind="stable")[:keep]] = True
+            got = np.concatenate([mask[n].reshape(-1) for n in names])
+            assert np.array_equal(got, expected), (level, module)
+            assert mask[f"{module}/bias"].sum() < ticket[module]["bias"].size  # biases pruned too
+        if level == 3:
+            level3 = mask
+    assert any(not np.array_equal(level3[n], mask[n]) for n in mask)  # a fresh draw per level

@@ -72,3 +72,37 @@ def test_the_readme_run_has_its_reinit_control_at_21_7_and_2_percent_and_only_th
     percent = [100 * (hidden * 0.8 ** level + output * 0.9 ** level) / (hidden + output) for level in levels]
     assert [round(p) for p in percent] == [21, 7, 2]
     assert [load_experiment("lenet300_mnist", v).controls for v in ("default", "smoke")] == [(), ()]
+
+
+def test_mlp_mnist1d_smoke_trains_the_notebooks_random_pruning(tmp_path, capsys):
+    """`lth run mlp_mnist1d --variant smoke` trains random_modulewise (the MNIST-1D notebook's random
+    pruning) and random_layerwise at level 2: both with the ticket's count per module, the former
+    drawing each module's kernel/bias split at random, the latter keeping the ticket's."""
+    import json
+
+    import numpy as np
+
+    from lth.cli import main
+
+    experiment = load_experiment("mlp_mnist1d", "notebook")
+    assert experiment.controls == ("random_modulewise", "random_layerwise")
+    assert experiment.control_levels == "0,79,89,94,96" and experiment.config.levels == 98
+    code = main(["run", "mlp_mnist1d", "--variant", "smoke", "--runs", str(tmp_path), "--no-progress",
+                 "--wandb", "disabled"])
+    assert code == 0, capsys.readouterr().err
+    (replicate,) = [d for d in next(tmp_path.iterdir()).iterdir() if d.name.startswith("replicate")]
+
+    def counts(path):
+        with np.load(path) as masks:
+            return {name: int(masks[name].sum()) for name in masks.files}
+
+    ticket = counts(replicate / "masks" / "level_02.npz")
+    for name in ("random_modulewise", "random_layerwise"):
+        (record,) = json.loads((replicate / "controls" / name / "results.json").read_text())
+        assert record["level"] == 2 and 0.0 <= record["best_test_accuracy"] <= 1.0
+        assert record["best_test_accuracy"] >= record["test_accuracy"]
+        ours = counts(replicate / "controls" / name / "masks" / "level_02.npz")
+        for module in ("fc1", "fc2", "output"):
+            pair = [f"{module}/kernel", f"{module}/bias"]
+            assert sum(ours[n] for n in pair) == sum(ticket[n] for n in pair), (name, module)
+        assert (ours == ticket) == (name == "random_layerwise")

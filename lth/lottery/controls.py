@@ -9,6 +9,8 @@ sources (where the mask of level L comes from)
     oneshot           magnitude pruning of the trained *dense* network straight to level L's counts
     random_layerwise  a uniformly random mask with level L's per-layer counts
     random_global     a uniformly random mask with level L's overall count, spread across layers
+    random_modulewise a uniformly random mask with level L's count per module, a module's leaves
+                      pooled (kernel and bias: the MNIST-1D notebook's random pruning)
     magnitude_init, snip, grasp, synflow
                       pruning at initialisation to level L's counts, trained from init: a layer the
                       main line prunes at its own rate (e.g. the output layer under
@@ -83,7 +85,7 @@ from lth.lottery.setup import Setup, retrained, score_batch
 from lth.sparsity.at_init import prune_at_init, shuffle_mask
 from lth.sparsity.distributions import keep_counts, random_mask
 from lth.sparsity.masks import Mask, apply_mask, kept_counts
-from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, plan_groups, prune_by_scores
+from lth.sparsity.pruning import Group, layer_fraction, magnitude_scores, module_of, plan_groups, prune_by_scores
 from lth.sparsity.scores import random_scores
 from lth.sparsity.signs import perturb_signs
 from lth.sparsity.structured import (
@@ -101,13 +103,18 @@ def _layer_groups(counts: dict[str, int]) -> list[Group]:
     return [Group((name,), keep) for name, keep in counts.items()]
 
 
-def control_groups(spec: Any, target: dict[str, int]) -> list[Group]:
+def control_groups(spec: Any, target: dict[str, int], per_module: bool = False) -> list[Group]:
     """The threshold groups of a global control with the main line's per-layer counts `target`:
     a layer the main line prunes at a rate of its own (an override, or 0 for `exclude`) keeps
-    exactly its count; the layers at the default rate are one pool keeping their total."""
-    pool = [name for name in target if layer_fraction(name, spec) == spec.fraction]
-    own = [Group((name,), target[name]) for name in target if name not in pool]
-    return own + ([Group(tuple(pool), sum(target[name] for name in pool))] if pool else [])
+    exactly its count; the layers at the default rate are one pool keeping their total (with
+    `per_module`, one pool per module: ``fc1/kernel`` with ``fc1/bias``)."""
+    pools: dict[str, list[str]] = {}
+    for name in target:
+        if layer_fraction(name, spec) == spec.fraction:
+            pools.setdefault(module_of(name) if per_module else "", []).append(name)
+    pooled = {name for names in pools.values() for name in names}
+    own = [Group((name,), target[name]) for name in target if name not in pooled]
+    return own + [Group(tuple(names), sum(target[name] for name in names)) for names in pools.values()]
 
 
 @dataclass
@@ -170,8 +177,12 @@ def _random_layerwise_mask(setup: Setup, control: Control, inputs: LevelInputs, 
     return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
 
 
-def _random_global_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
-    groups = control_groups(setup.config.pruning, counts_of(inputs.mask))
+def _random_pooled_mask(setup: Setup, control: Control, inputs: LevelInputs, key: jax.Array, init: tuple) -> Mask:
+    """random_global (one pool) or random_modulewise (a pool per module): uniformly random weights
+    among the level-0 mask's, each pool keeping the main line's total count of it. Drawn afresh at
+    every level (key ``stream(seed, "control:<source>", L)``), not nested in level L-1's mask."""
+    per_module = control.kind == "random_modulewise"
+    groups = control_groups(setup.config.pruning, counts_of(inputs.mask), per_module=per_module)
     return prune_by_scores(random_scores(inputs.full_mask, key), inputs.full_mask, groups)
 
 
@@ -202,7 +213,8 @@ def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key
 
 # The mask rule of each kind of control source (`lth.spec.controls.KINDS`).
 MASK_RULES = {"main": _main_mask, "oneshot": _oneshot_mask, "random_layerwise": _random_layerwise_mask,
-              "random_global": _random_global_mask, "at_init": _at_init_mask, "sparse_training": sparse_control_mask}
+              "random_global": _random_pooled_mask, "random_modulewise": _random_pooled_mask,
+              "at_init": _at_init_mask, "sparse_training": sparse_control_mask}
 
 
 def check_controls(setup: Setup, controls: Iterable[Control]) -> None:

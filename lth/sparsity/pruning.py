@@ -53,7 +53,8 @@ def kept_at(base: int, fraction: float, level: int, schedule: str = "geometric")
     return int(round(base * (1.0 - fraction) ** level))
 
 
-def _parent(name: str) -> str:
+def module_of(name: str) -> str:
+    """The module a leaf belongs to: ``fc1/kernel`` -> ``fc1`` (a name without a ``/`` is its own)."""
     return name.rsplit("/", 1)[0] if "/" in name else name
 
 
@@ -75,7 +76,7 @@ def plan_groups(base_counts: dict[str, int], spec: PruningConfig, level: int) ->
         if spec.strategy == "layerwise" or fraction != spec.fraction:
             groups.append(Group((name,), kept_at(base, fraction, level, spec.schedule)))
         else:
-            pools.setdefault(_parent(name) if spec.strategy == "modulewise" else "", []).append(name)
+            pools.setdefault(module_of(name) if spec.strategy == "modulewise" else "", []).append(name)
     for names in pools.values():
         total = sum(base_counts[n] for n in names)
         groups.append(Group(tuple(names), kept_at(total, spec.fraction, level, spec.schedule)))

@@ -15,7 +15,7 @@ from lth.errors import ConfigError, unknown_name
 from lth.spec.methods import REGISTRY as METHOD_REGISTRY
 from lth.spec.names import STRUCTURED
 
-KINDS = ("main", "oneshot", "random_layerwise", "random_global", "at_init", "sparse_training")
+KINDS = ("main", "oneshot", "random_layerwise", "random_global", "random_modulewise", "at_init", "sparse_training")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ SOURCE_REGISTRY: dict[str, Source] = {s.name: s for s in (
            invertible=False, structured=True),
     Source("random_global", "a uniformly random mask with level L's overall count, spread across layers",
            "random_global", invertible=False),
+    Source("random_modulewise", "a uniformly random mask with level L's count per module, its kernel and bias "
+           "pooled (the MNIST-1D notebook's random pruning)", "random_modulewise", invertible=False),
     Source("magnitude_init", "pruning at initialisation by weight magnitude, to level L's counts", "at_init",
            scorer="magnitude"),
     Source("snip", "pruning at initialisation by SNIP's |g * w| (Lee et al. 2019)", "at_init", scorer="snip"),
