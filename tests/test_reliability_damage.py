@@ -200,3 +200,32 @@ def test_ls_check_keeps_a_finished_method_run_and_reports_what_does_not_verify(t
     assert f"{history[0]} is missing or does not match its digest" in err and "record is kept" in err
     assert (run / "replicate_00" / "results.json").read_bytes() == before[run / "replicate_00" / "results.json"]
     assert main(["ls", "--runs", str(tmp_path)]) == 0 and "2/2" in capsys.readouterr().out
+
+
+def test_a_damaged_manifest_is_reported_and_rebuilt_never_emptied(tmp_path, capsys, reference):
+    """A damaged manifest.json read as {} switched the guards off: an altered (valid) mask file of a
+    finished run was accepted, and a resume could mix numerics. Now: one warning, every mask file
+    without a digest verified against its level checkpoint (the altered one restored), the digests
+    recorded again, and a resume refused until the user vouches for the numerics."""
+    import numpy as np
+
+    run = finished_run(tmp_path)
+    rep = run / "replicate_00"
+    good = (rep / "masks" / "level_01.npz").read_bytes()
+    with np.load(rep / "masks" / "level_01.npz") as f:
+        altered = {k: np.roll(f[k], 1) for k in f.files}  # a valid mask file, other entries kept
+    np.savez_compressed(rep / "masks" / "level_01.npz", **altered)
+    (rep / "manifest.json").write_text('{"masks": {"level_00.npz"')
+    _, err = rerun(tmp_path, capsys)
+    assert "manifest.json is damaged" in err and len(err.strip().splitlines()) == 2, err
+    assert "level_01.npz was damaged or missing; restored from the level's checkpoint" in err
+    assert (rep / "masks" / "level_01.npz").read_bytes() == good and results_bytes(run) == results_bytes(reference)
+    manifest = json.loads((rep / "manifest.json").read_text())
+    assert manifest["rebuilt"] and set(manifest["masks"]) == {"level_00.npz", "level_01.npz", "level_02.npz"}
+
+    interrupt_before(run, 2)
+    (rep / "manifest.json").write_bytes(b"\x00garbage")
+    with pytest.raises(LthError, match="numerics it ran with are unknown.*--allow-mixed-numerics"):
+        rerun(tmp_path, capsys)
+    run_lottery(tiny_config(**CONFIG), runs_root=tmp_path, progress=False, wandb="disabled", allow_mixed_numerics=True)
+    assert results_bytes(run) == results_bytes(reference)

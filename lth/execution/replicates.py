@@ -66,6 +66,10 @@ def _check_numerics(rep: ReplicateDir, replicate: int, resuming: bool, allow_mix
     under; warn when the other replicates of the run ran under another one."""
     current = numerics_context()
     stored = rep.read_manifest().get("numerics")
+    if resuming and stored is None and rep.manifest_lost() and not allow_mixed:
+        raise ConfigError(f"replicate {replicate}'s manifest.json was damaged, so the numerics it ran with are unknown "
+                          "and resuming here could mix two sets of floats: if this is the machine, cores and --layout "
+                          "it ran with, pass --allow-mixed-numerics; or delete the replicate to train it again")
     difference = context_difference(stored, current) if stored and resuming else ""
     if difference and not allow_mixed:
         raise ConfigError(f"replicate {replicate} ran with other numerics ({difference}); resuming it here would mix "

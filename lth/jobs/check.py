@@ -14,7 +14,7 @@ from lth.lottery import init_params
 from lth.execution.progress import warn
 from lth.sparsity.masks import make_mask
 from lth.store import DamagedFileError, load_mask, open_run
-from lth.store.resume import check_finished, method_level_problem
+from lth.store.resume import check_finished, method_level_problem, warn_damaged_manifest
 from lth.tickets import run_setup
 
 
@@ -51,6 +51,7 @@ def check_method_run(run: Any) -> tuple[int, int]:
     sound = checked = 0
     with run.lock():
         for rep in run.replicates():
+            warn_damaged_manifest(rep, warn)
             try:
                 records = rep.read_results()
             except DamagedFileError as err:

@@ -164,24 +164,48 @@ class ReplicateDir:
             return {}
         return value if isinstance(value, dict) else {}
 
+    def manifest_damaged(self) -> bool:
+        """Whether manifest.json exists but is not a JSON object: its digests and numerics are lost."""
+        try:
+            value = json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return False
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return True
+        return not isinstance(value, dict)
+
+    def manifest_lost(self) -> bool:
+        """Whether the manifest is damaged, or was rebuilt after damage (``"rebuilt": true``): a file
+        without a digest in it is then unverified, and the numerics the replicate ran with unknown."""
+        return self.manifest_damaged() or bool(self.read_manifest().get("rebuilt"))
+
     def update_manifest(self, masks: dict[str, str] | None = None, **fields: Any) -> None:
-        """Merge mask digests and other fields (rewind digest, numerics context) into the manifest."""
+        """Merge mask digests and other fields (rewind digest, numerics context) into the manifest; a
+        damaged one is started again, marked ``"rebuilt"`` (what it held is not trusted by default)."""
         if not self.writable:
             return
-        manifest = self.read_manifest()
+        manifest = {"rebuilt": True} if self.manifest_damaged() else self.read_manifest()
         manifest.setdefault("masks", {}).update(masks or {})
         manifest.update(fields)
         write_json(self.manifest_path, manifest)
 
+    def record_mask_digest(self, level: int) -> None:
+        """Record the SHA-256 of masks/level_XX.npz as it is (verified otherwise) in the manifest."""
+        path = self.mask_path(level)
+        self.update_manifest(masks={path.name: hashlib.sha256(path.read_bytes()).hexdigest()})
+
     def mask_file_ok(self, level: int) -> bool:
-        """Whether masks/level_XX.npz exists and matches its digest in the manifest (if recorded)."""
+        """Whether masks/level_XX.npz exists and matches its digest in the manifest (if recorded; with
+        no digest after the manifest was damaged: False, for the caller to verify it otherwise)."""
         path = self.mask_path(level)
         try:
             data = path.read_bytes()
         except OSError:
             return False
         want = self.read_manifest().get("masks", {}).get(path.name)
-        return want is None or hashlib.sha256(data).hexdigest() == want
+        if want is None:  # no digest: a manifest from before digests, or one lost to damage
+            return not self.manifest_lost()
+        return hashlib.sha256(data).hexdigest() == want
 
     # checkpoints ---------------------------------------------------------------------------
 

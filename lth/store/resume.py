@@ -94,6 +94,7 @@ def check_finished(rep: ReplicateDir, template: TrainState, mask_template: Mask,
     digests, checkpoints present); `full` also loads every level checkpoint (its digest) and compares
     its mask with the file. A damaged mask file is rewritten from its checkpoint; from the first level
     that cannot be repaired on, records are dropped (one warning) so that those levels are recomputed."""
+    warn_damaged_manifest(rep, warn)
     records = recover_records(rep, template, mask_template, warn)
     for level in range(len(records)):
         problem = _level_problem(rep, level, template, mask_template, full, warn)
@@ -119,6 +120,9 @@ def _level_problem(rep: ReplicateDir, level: int, template: TrainState, mask_tem
         return str(err)
     if mask_ok and full:
         mask_ok = _same_mask_file(rep, level, mask)
+    if not mask_ok and rep.manifest_lost() and _same_mask_file(rep, level, mask):
+        rep.record_mask_digest(level)  # sound: only its digest was lost with the manifest
+        return None
     if not mask_ok:  # the checkpoint's copy of the mask is sound: restore the file from it
         rep.save_mask(level, mask)
         warn(f"{rep.mask_path(level)} was damaged or missing; restored from the level's checkpoint")
@@ -152,3 +156,11 @@ def method_level_problem(rep: ReplicateDir, level: int) -> str | None:
             if not same:
                 return f"{path} is missing or does not match its digest in the manifest"
     return None
+
+
+def warn_damaged_manifest(rep: ReplicateDir, warn: Warn) -> None:
+    """One warning if the replicate's manifest.json is damaged: what is lost and how it is rebuilt."""
+    if rep.manifest_damaged():
+        warn(f"{rep.manifest_path} is damaged: mask files without their digest are verified against the level "
+             "checkpoints where the run keeps them (and their digests recorded again), reported where it does not; "
+             "the numerics the replicate ran with are unknown")
