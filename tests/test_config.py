@@ -90,3 +90,13 @@ def test_durations():
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         ExperimentConfig().seed = 3
+
+
+def test_equal_durations_spelt_differently_share_a_hash():
+    """rewind 0it and 0ep train the same network: one run directory (and one sweep cell), not two."""
+    base = load_config("lenet300_mnist", "smoke")
+    same = [replace(base, rewind=r) for r in ("0it", "0ep", "000it", " 0 ep")]
+    assert len({config_hash(c) for c in same}) == 1
+    assert config_hash(replace(base, rewind="5ep")) == config_hash(replace(base, rewind="05ep"))
+    assert config_hash(replace(base, rewind="5ep")) != config_hash(base)
+    assert config_hash(replace(base, **{"optimizer.warmup": "0ep"})) == config_hash(base)

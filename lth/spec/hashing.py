@@ -10,7 +10,9 @@ import hashlib
 import json
 from typing import Any
 
+from lth.errors import ConfigError
 from lth.spec.config import ExperimentConfig, to_dict
+from lth.spec.parse import parse_duration
 
 _HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1",
                                          "sparse.eb_epsilon": 0.1, "sparse.eb_window": 5, "sparse.eb_every": "1ep",
@@ -38,7 +40,24 @@ def canonical_json(config: ExperimentConfig) -> str:
                  lambda value, default=default, users=users: value == default and config.method not in users)
     if data["sparse"]["distribution"] == "auto":
         data["sparse"]["distribution"] = _AUTO_DISTRIBUTION_HASH.get(config.method, "erk")
+    for name in _DURATIONS:
+        *parents, leaf = name.split(".")
+        section = functools.reduce(lambda d, key: d[key], parents, data)
+        section[leaf] = _canonical_duration(section[leaf])
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+_DURATIONS = ("rewind", "optimizer.warmup", "training.length", "training.eval_every")
+
+
+def _canonical_duration(text: Any) -> Any:
+    """One spelling per training duration, so that equal trainings share a run directory: "0ep" and
+    "000it" are "0it" (a zero is zero in any unit), "05ep" is "5ep"; an invalid one is left as it is."""
+    try:
+        amount, unit = parse_duration(text)
+    except ConfigError:
+        return text
+    return "0it" if amount == 0 else f"{amount}{unit}"
 
 
 def _drop_if(data: dict[str, Any], name: str, drop: Any) -> None:
