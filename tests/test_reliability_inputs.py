@@ -139,6 +139,14 @@ EXPERIMENT_FILES = {
     "wrong_type": ("def get_config(variant):\n    return {'name': 'x'}\n", "must return an lth.spec.config"),
     "bad_field": ("import lth\ndef get_config(variant):\n    return lth.ExperimentConfig(levels='3')\n",
                   "levels must be an integer"),
+    "exits": ("import sys\nsys.exit(0)\n", "SystemExit: sys.exit(0) called while lth loaded it (line 2)"),
+    "exits_in_get_config": ("def get_config(variant):\n    raise SystemExit\n", "raised SystemExit"),
+    "raises_at_line": ("\n\ndef get_config(variant):\n    raise ValueError('boom')\n", "boom (line 4)"),
+    "variants_string": ("VARIANTS = 'smoke'\ndef get_config(variant):\n    return None\n",
+                        "VARIANTS in"),
+    "controls_string": ("from lth.spec.experiments import load_config\nCONTROLS = 'rigl'\n"
+                        "def get_config(variant):\n    return load_config('lenet300_mnist', 'smoke')\n",
+                        "CONTROLS in"),
 }
 
 

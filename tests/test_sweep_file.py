@@ -117,6 +117,17 @@ def test_bad_sweep_files_are_one_line_errors_before_anything_starts(tmp_path, ca
     ("def get_sweep(variant):\n    return Sweep(name='x y', experiment='lenet300_mnist')\n", "name 'x y' must be"),
     ("def get_sweep(variant):\n    return Sweep(name='x')\n", "give the base as experiment="),
     ("def get_sweep(variant):\n    return Sweep(name='x', experiment='nope')\n", "unknown experiment 'nope'"),
+    # user code: contained as experiment files are, one line naming the file and the line (write_sweep adds 3)
+    ("def get_sweep(variant):\n    return Sweep(name='x'\n", "has a syntax error at line"),
+    ("import no_such_module_lth\n", "ModuleNotFoundError: No module named 'no_such_module_lth' (line 4)"),
+    ("def get_sweep(variant):\n    raise ValueError('boom')\n", "get_sweep('default') of"),
+    ("def get_sweep(variant):\n    raise ValueError('boom')\n", "raised ValueError: boom (line 5)"),
+    ("def get_sweep(a, b):\n    return None\n", "raised TypeError"),
+    ("import sys\nsys.exit(0)\n", "failed to load (SystemExit: sys.exit(0) called while lth loaded it (line 5))"),
+    ("def get_sweep(variant):\n    raise SystemExit(0)\n", "raised SystemExit"),
+    ("VARIANTS = 'default'\ndef get_sweep(variant):\n    return None\n", "VARIANTS in"),
+    ("def get_sweep(variant):\n    return Sweep(name='x', experiment='lenet300_mnist', grid=[('seed', [0, 1])])\n",
+     "grid must be a dict of field -> values"),
 ])
 def test_bad_sweep_file_shapes(tmp_path, capsys, body, message):
     path = write_sweep(tmp_path, body)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 from pathlib import Path
 from typing import NamedTuple
 
@@ -11,6 +9,7 @@ from lth.spec.config import (
     DataConfig, ExperimentConfig, OptimizerConfig, PruningConfig, TrainingConfig, check_types, replace
 )
 from lth.errors import ConfigError, unknown_name
+from lth.spec.user_code import call_user_function, import_user_file, names_constant
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 # a non-editable install carries the repository's experiments/ as lth/experiments/ (setup.py)
@@ -81,8 +80,8 @@ class Experiment(NamedTuple):
 def load_experiment(name_or_path: str, variant: str = "default") -> Experiment:
     """Import the experiment file: its `get_config(variant)`, CONTROLS and CONTROL_LEVELS."""
     module, path = _import(name_or_path)
-    controls = getattr(module, "CONTROLS", ())
-    controls = tuple(controls.get(variant, ()) if isinstance(controls, dict) else controls)
+    controls = names_constant(module, "CONTROLS", (), path, per_variant=True)
+    controls = controls.get(variant, ()) if isinstance(controls, dict) else controls
     levels = getattr(module, "CONTROL_LEVELS", None)
     if isinstance(levels, dict):
         levels = levels.get(variant)
@@ -97,44 +96,23 @@ def load_config(name_or_path: str, variant: str = "default") -> ExperimentConfig
 
 def experiment_variants(name_or_path: str) -> tuple[str, ...]:
     """The variants an experiment file offers (its VARIANTS; ("default",) without one)."""
-    module, _ = _import(name_or_path)
-    return tuple(getattr(module, "VARIANTS", ("default",)))
+    module, path = _import(name_or_path)
+    return names_constant(module, "VARIANTS", ("default",), path)
 
 
 def _import(name_or_path: str):
     path = find_experiment(name_or_path)
-    spec = importlib.util.spec_from_file_location(f"lth_experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as err:
-        raise ConfigError(f"experiment file {str(path)!r} has a syntax error at line {err.lineno} ({err.msg}): "
-                          "fix the file") from None
-    except Exception as err:  # an experiment file is user code: any error it raises is reported in one line
-        raise ConfigError(f"experiment file {str(path)!r} failed to load ({_one_line(err)}): fix the file") from None
-    return module, path
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+    return import_user_file(path, "experiment"), path
 
 
 def _config(module, path: Path, variant: str) -> ExperimentConfig:
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ConfigError(f"experiment file {str(path)!r} defines no function get_config(variant)")
-    variants = getattr(module, "VARIANTS", ("default",))
+    variants = names_constant(module, "VARIANTS", ("default",), path)
     if variant not in variants:
         raise unknown_name("variant", variant, variants, where=f"of experiment {path.stem}")
-    try:
-        params = inspect.signature(get_config).parameters
-        config = get_config(variant) if params else get_config()
-    except ConfigError:
-        raise
-    except Exception as err:  # user code, as above
-        raise ConfigError(f"get_config({variant!r}) of {str(path)!r} raised {_one_line(err)}: fix the file") from None
+    config = call_user_function(get_config, variant, path)
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"get_config() of {str(path)!r} must return an lth.spec.config.ExperimentConfig, "
                           f"not {type(config).__name__}")

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import itertools
 import json
 import re
-import runpy
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from lth.spec.checks import validate_config
 from lth.spec.commands import changed_fields, set_flags
 from lth.spec.fields import value_text
 from lth.spec.parse import parse_levels
+from lth.spec.user_code import call_user_function, import_user_file, names_constant
 from lth.sweeps.fields import with_fields
 from lth.store import run_name
 
@@ -140,14 +139,14 @@ def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:
 
 
 def _call_get_sweep(path: Path, variant: str) -> Sweep:
-    module = runpy.run_path(str(path), run_name=f"lth_sweep_{path.stem}")
-    get_sweep = module.get("get_sweep")
+    module = import_user_file(path, "sweep")
+    get_sweep = getattr(module, "get_sweep", None)
     if not callable(get_sweep):
         raise ConfigError(f"sweep file {str(path)!r} defines no get_sweep(variant)")
-    variants = module.get("VARIANTS", ("default",))
+    variants = names_constant(module, "VARIANTS", ("default",), path)
     if variant not in variants:
         raise unknown_name("variant", variant, variants, where=f"of sweep {path.stem}")
-    sweep = get_sweep(variant) if inspect.signature(get_sweep).parameters else get_sweep()
+    sweep = call_user_function(get_sweep, variant, path)
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"get_sweep() of {str(path)!r} must return an lth.sweeps.file.Sweep")
     return sweep
@@ -173,6 +172,9 @@ def _base(sweep: Sweep, where: str) -> tuple[ExperimentConfig, tuple[str, ...], 
 def _axes(sweep: Sweep, where: str) -> list[str]:
     """The axis names, grid then zip; every axis non-empty, zip axes of equal length, none twice."""
     for kind, axes in (("grid", sweep.grid), ("zip", sweep.zip)):
+        if not isinstance(axes, Mapping):
+            raise ConfigError(f"{where}: {kind} must be a dict of field -> values, e.g. {kind}={{'seed': [0, 1]}}, "
+                              f"got {type(axes).__name__}")
         for name, values in axes.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
                 raise ConfigError(f"{where}: {kind} axis {name!r} must be a list of values, got {values!r}")
