@@ -17,7 +17,7 @@ run: $(STAMP)  ## the README's run command: LeNet-300-100 lottery on the embedde
 
 TEST_WORKERS ?= 2
 test: $(STAMP)  ## the README's test command (slow reproduction runs skipped; test files spread over TEST_WORKERS processes)
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	WANDB_MODE=disabled LTH_SLOW=1 $(BIN)/python -m pytest -q -m slow

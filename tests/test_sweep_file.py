@@ -128,6 +128,8 @@ def test_bad_sweep_files_are_one_line_errors_before_anything_starts(tmp_path, ca
     ("VARIANTS = 'default'\ndef get_sweep(variant):\n    return None\n", "VARIANTS in"),
     ("def get_sweep(variant):\n    return Sweep(name='x', experiment='lenet300_mnist', grid=[('seed', [0, 1])])\n",
      "grid must be a dict of field -> values"),
+    ("def get_sweep(variant):\n    return Sweep(name='x', experiment='lenet300_mnist', grid={'seed': range(1000), "
+     "'levels': range(1000)})\n", "1,000,000 cells (the grid's product x zip x replicates) is more than 10,000"),
 ])
 def test_bad_sweep_file_shapes(tmp_path, capsys, body, message):
     path = write_sweep(tmp_path, body)

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -131,6 +132,7 @@ def load_sweep(name_or_path: str, variant: str = "default") -> SweepPlan:
         parse_controls(controls)
         if control_levels is not None:
             parse_levels(control_levels, 10**6)
+    _check_size(sweep, where)
     cells = _cells(base, sweep, axes, where)
     digest = hashlib.sha256(json.dumps({"runs": sorted(c.run_name for c in cells), "controls": list(controls),
                                         "control_levels": control_levels}, sort_keys=True).encode()).hexdigest()[:8]
@@ -187,6 +189,18 @@ def _axes(sweep: Sweep, where: str) -> list[str]:
     if both:
         raise ConfigError(f"{where}: field(s) {both} given twice (in set, grid or zip): give each once")
     return [*sweep.grid, *sweep.zip]
+
+
+MAX_CELLS = 10_000  # a sweep file's cells; more is a grid written by mistake, or a study to split
+
+
+def _check_size(sweep: Sweep, where: str) -> None:
+    """A one-line ConfigError before any cell is built if the sweep has more than `MAX_CELLS` cells."""
+    zipped = len(next(iter(sweep.zip.values()))) if sweep.zip else 1
+    count = math.prod(len(v) for v in sweep.grid.values()) * zipped * sweep.replicates
+    if count > MAX_CELLS:
+        raise ConfigError(f"{where}: {count:,} cells (the grid's product x zip x replicates) is more than "
+                          f"{MAX_CELLS:,}: check the axes, or split the study into several sweeps")
 
 
 def _points(sweep: Sweep) -> list[dict[str, Any]]:
