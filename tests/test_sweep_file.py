@@ -197,3 +197,25 @@ def test_the_ticket_cost_sweep_compares_every_route_under_one_distribution():
         else:
             assert config.sparse.densities == (0.2, 0.05, 0.02)
             assert (config.sparse.distribution, config.sparse.dense) == ("uniform", "output")
+
+
+def test_a_damaged_cell_is_a_cell_to_run_not_a_blocked_sweep(tmp_path, capsys):
+    """A finished cell whose results.json is damaged no longer stops the sweep (and --dry-run) with
+    exit 2: it counts as to do, its run repairs it as `lth run` does, the other cells go on."""
+    from lth.jobs.lottery import run_lottery
+    from lth.sweeps.driver import cell_finished
+
+    path = write_sweep(tmp_path, """
+        def get_sweep(variant="default"):
+            return Sweep(name="s", experiment="lenet300_mnist", variant="smoke", set={"levels": 1},
+                         grid={"seed": [0, 1]}, controls=())
+    """)
+    plan = load_sweep(str(path))
+    runs = tmp_path / "runs"
+    run_lottery(plan.cells[0].config, runs_root=runs, progress=False, wandb="disabled")
+    assert cell_finished(runs, plan, plan.cells[0])
+    (run_dir,) = runs.iterdir()
+    (run_dir / "replicate_00" / "results.json").write_text("[{not json")
+    assert not cell_finished(runs, plan, plan.cells[0])
+    assert main(["sweep", str(path), "--dry-run", "--runs", str(runs)]) == 0
+    assert capsys.readouterr().out.count(" todo ") == 2

@@ -94,17 +94,19 @@ def sweep_wandb_config(plan: SweepPlan) -> dict[str, Any]:
 
 
 def cell_finished(root: Path, plan: SweepPlan, cell: Cell) -> bool:
-    """Whether a cell's run directory holds every level of its main line and of its controls."""
+    """Whether a cell's run directory holds every level of its main line and of its controls. A cell
+    whose files cannot be read (a damaged results file) is not finished: its run repairs it as `lth
+    run` does (or fails alone, with its error in sweep.json), and the other cells go on."""
     run = RunDir(root, cell.config)
     rep = run.replicate(0)
-    if not run.results_path.exists() or len(rep.read_results()) < records_planned(cell.config):
-        return False
-    levels = control_levels_of(plan.controls, plan.control_levels, cell.config.levels)
-    for name in plan.controls:
-        done = {int(r["level"]) for r in rep.control(name).read_results()}
-        if not set(levels) <= done:
+    try:
+        if not run.results_path.exists() or len(rep.read_results()) < records_planned(cell.config):
             return False
-    return True
+        levels = control_levels_of(plan.controls, plan.control_levels, cell.config.levels)
+        done_by_control = [{int(r["level"]) for r in rep.control(name).read_results()} for name in plan.controls]
+    except LthError:
+        return False
+    return all(set(levels) <= done for done in done_by_control)
 
 
 class _Ledger:
