@@ -227,3 +227,29 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_finished(tmp_path):
     assert not list(tmp_path.rglob("*orbax-checkpoint-tmp*"))  # no half-written checkpoint left
     for results in tmp_path.rglob("replicate_00/results.json"):  # what was finished is intact
         assert isinstance(json.loads(results.read_text()), list)
+
+
+def test_a_fifo_as_ticket_or_mask_is_one_line_not_a_hang(capsys, tmp_path):
+    fifo = tmp_path / "t.safetensors"
+    os.mkfifo(fifo)
+    for argv, expect in ((("ticket", "inspect", str(fifo)), "ticket file"),
+                         ((*SMOKE, "--runs", str(tmp_path / "runs"), "--ticket", str(fifo)), "ticket file"),
+                         ((*SMOKE, "--runs", str(tmp_path / "runs"), "--mask", str(fifo)), "mask file")):
+        code, _, err = run_cli(capsys, *argv)
+        assert_clean(code, err, f"{expect} '{fifo}' is not a regular file")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_json_nested_past_the_recursion_limit_reads_as_damaged(capsys, tmp_path):
+    """A results.json or manifest of 100,000 '[' raised RecursionError (a traceback); now it is damaged."""
+    from lth.store.replicate import DamagedFileError, ReplicateDir
+
+    rep = ReplicateDir(tmp_path / "replicate_00")
+    rep.path.mkdir()
+    rep.results_path.write_text("[" * 100_000)
+    rep.manifest_path.write_text("[" * 100_000)
+    with pytest.raises(DamagedFileError, match="is damaged"):
+        rep.read_results()
+    assert rep.manifest_damaged() and rep.read_manifest() == {}
+    code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path / "runs"), "--set", "levels=" + "[" * 100_000)
+    assert_clean(code, err)

@@ -7,6 +7,7 @@ at the bottom of the layers, so that both use it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -14,6 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+# what json.loads raises for text that is not JSON lth can read: bad syntax, or nesting deeper than Python's
+# recursion limit (a damaged or hostile file)
+UNREADABLE_JSON = (json.JSONDecodeError, RecursionError)
 
 # O_EXCL: a fresh file of ours, never one planted under the temporary name (nor a link to one)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)

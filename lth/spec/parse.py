@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any, NamedTuple
 
+from lth.spec.files import UNREADABLE_JSON
 from lth.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
@@ -143,7 +144,7 @@ def parse_value(text: str) -> Any:
     """A ``--set FIELD=VALUE`` value: JSON if it parses (lists become tuples), else the text."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except UNREADABLE_JSON:
         return text
     return tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lth.errors import LthError
-from lth.spec.files import write_atomic
+from lth.spec.files import UNREADABLE_JSON, write_atomic
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -50,7 +50,7 @@ def read_json_list(path: Path) -> list[dict[str, Any]]:
     can be recomputed; the run store's records use `lth.store.replicate.ReplicateDir.read_results`)."""
     try:
         value = json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, *UNREADABLE_JSON):
         return []
     return value if isinstance(value, list) else []
 
@@ -100,7 +100,7 @@ def read_jsonl(path: Path, on_bad: Callable[[int, str], None] | None = None) -> 
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except UNREADABLE_JSON:
             row = None
         if isinstance(row, dict):
             rows.append(row)

@@ -41,6 +41,9 @@ def check_ticket_file(path: str | os.PathLike) -> None:
         raise LthError(f"ticket file {where!r} not found: export one with `lth ticket export RUN --level L`")
     if Path(path).is_dir():
         raise LthError(f"ticket file {where!r} is a directory: pass a .safetensors file of `lth ticket export`")
+    if not Path(path).is_file():  # opening a FIFO would wait for a writer forever
+        raise LthError(f"ticket file {where!r} is not a regular file (a FIFO, device or socket): pass a .safetensors "
+                       "file of `lth ticket export`")
 
 
 def compact_output(ticket: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:

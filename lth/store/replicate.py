@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lth.spec.files import UNREADABLE_JSON
 from lth.errors import LthError
 from lth.store import checkpoints
 from lth.store.io import npz_bytes, read_json_list, read_jsonl, write_atomic, write_json
@@ -124,7 +125,7 @@ class ReplicateDir:
             raise DamagedFileError(f"{self.results_path} cannot be read ({type(err).__name__})") from None
         try:
             records = json.loads(text)
-        except json.JSONDecodeError:
+        except UNREADABLE_JSON:
             records = None
         levels = [r.get("level") if isinstance(r, dict) else None for r in records] \
             if isinstance(records, list) else None
@@ -160,7 +161,7 @@ class ReplicateDir:
         """manifest.json ({} when missing or damaged: everything in it can be recomputed or skipped)."""
         try:
             value = json.loads(self.manifest_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, *UNREADABLE_JSON):
             return {}
         return value if isinstance(value, dict) else {}
 
@@ -170,7 +171,7 @@ class ReplicateDir:
             value = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
             return False
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, *UNREADABLE_JSON):
             return True
         return not isinstance(value, dict)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from lth.spec.config import ExperimentConfig, from_dict, to_dict
 from lth.spec.hashing import config_hash
+from lth.spec.files import UNREADABLE_JSON
 from lth.errors import LthError, MaskError
 from lth.store.io import check_output_path, directory_token, read_json_list, write_json
 from lth.store.lock import RunLock
@@ -97,7 +98,7 @@ def read_config(run_path: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_path) / CONFIG_FILE
     try:
         value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, *UNREADABLE_JSON):
         raise LthError(f"{Path(run_path)} is not a run directory (no readable {CONFIG_FILE})") from None
     if not isinstance(value, dict):
         raise LthError(f"{path} does not hold a config (a JSON object)")
@@ -181,6 +182,9 @@ def check_mask_file(path: str | os.PathLike) -> None:
     """A one-line MaskError if there is no mask file at `path` (what is in it needs the model)."""
     if not Path(path).exists():
         raise MaskError(f"mask file {str(path)!r} not found: "
+                        "pass a runs/<run>/replicate_XX/masks/level_XX.npz file")
+    if not Path(path).is_file():  # a directory, or a FIFO that would wait for a writer forever
+        raise MaskError(f"mask file {str(path)!r} is not a regular file: "
                         "pass a runs/<run>/replicate_XX/masks/level_XX.npz file")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from safetensors.numpy import save as safetensors_bytes
 
+from lth.spec.files import UNREADABLE_JSON
 from lth.errors import LthError
 from lth.sparsity.masks import named_leaves
 from lth.store.io import write_atomic
@@ -80,7 +81,7 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
     metadata, tensors = read_safetensors(path, "compact network file", "write it again with `lth ticket compact`")
     try:
         header = json.loads(metadata[METADATA_KEY])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, *UNREADABLE_JSON):
         raise LthError(f"{where!r} has no readable {METADATA_KEY!r} header: it is not an lth compact network "
                        "(`lth ticket compact` writes one)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:

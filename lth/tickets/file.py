@@ -40,6 +40,7 @@ from safetensors import safe_open
 from safetensors.numpy import save as safetensors_bytes
 
 from lth.store.queries import check_ticket_file
+from lth.spec.files import UNREADABLE_JSON
 from lth.errors import LthError
 from lth.sparsity.masks import Mask, check_mask, named_leaves, nest
 from lth.store.io import write_atomic
@@ -208,7 +209,7 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray
                        "(`lth ticket export` writes one)")
     try:
         header = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError:
+    except UNREADABLE_JSON:
         raise LthError(f"ticket file {where!r} has a damaged header: export the ticket again") from None
     found = header.get("format") if isinstance(header, dict) else None
     if found != FORMAT:
