@@ -229,3 +229,20 @@ def test_a_damaged_manifest_is_reported_and_rebuilt_never_emptied(tmp_path, caps
         rerun(tmp_path, capsys)
     run_lottery(tiny_config(**CONFIG), runs_root=tmp_path, progress=False, wandb="disabled", allow_mixed_numerics=True)
     assert results_bytes(run) == results_bytes(reference)
+
+
+def test_ls_flags_a_foreign_config_and_replicates_that_are_not_directories(tmp_path, capsys):
+    run = finished_run(tmp_path)
+    copy = tmp_path / "tiny-00000000"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "replicate_00")
+    (copy / "replicate_00").write_text("x")
+    loop = tmp_path / "tiny-11111111"
+    shutil.copytree(run, loop)
+    shutil.rmtree(loop / "replicate_00")
+    (loop / "replicate_00").symlink_to(loop / "replicate_00")
+    assert main(["ls", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"its config.json names run {run.name}, not this directory") == 2
+    assert out.count("replicate_00 is not a directory") == 2
+    assert out.count("damaged:") == 4  # the run itself is clean

@@ -15,7 +15,7 @@ from lth.spec.fields import differing_fields, records_planned, short_text
 from lth.store.queries import divergence
 from lth.store.records import aggregate, best_ticket
 from lth.store.replicate import DamagedFileError, ReplicateDir
-from lth.store.run_dir import CONFIG_FILE, read_config, replicate_paths, run_name, runs_root
+from lth.store.run_dir import CONFIG_FILE, read_config, replicate_paths, run_name, runs_root, stray_replicates
 
 
 def _run_paths(root: Path) -> list[Path]:
@@ -39,8 +39,15 @@ def describe_run(path: Path) -> dict[str, Any]:
         row["config"] = read_config(path)
         config = from_dict(row["config"])
         row["name"], row["levels_planned"] = config.name, records_planned(config)
+        if run_name(config) != path.name:
+            row["problems"].append(f"its config.json names run {run_name(config)}, not this directory (copied or "
+                                   "moved here, or named by an older lth): `lth run` of that config trains in "
+                                   f"{run_name(config)}, not here")
     except (LthError, TypeError, ValueError) as err:
         row["problems"].append(str(err))
+    for stray in stray_replicates(path):
+        row["problems"].append(f"{stray.name} is not a directory (a file, or a symlink that leads nowhere or "
+                               "loops): remove it")
     per_replicate = []
     for r, rep_path in enumerate(replicate_paths(path)):
         rep = ReplicateDir(rep_path, writable=False)

@@ -110,6 +110,11 @@ def replicate_paths(run_path: str | os.PathLike) -> list[Path]:
     return [p for p in sorted(Path(run_path).glob(_REPLICATE_GLOB)) if p.is_dir()]
 
 
+def stray_replicates(run_path: str | os.PathLike) -> list[Path]:
+    """Entries named like replicates that are not directories (a file, a broken or looping symlink)."""
+    return [p for p in sorted(Path(run_path).glob(_REPLICATE_GLOB)) if not p.is_dir()]
+
+
 # --------------------------------------------------------------------------- the run
 
 
