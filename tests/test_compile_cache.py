@@ -4,6 +4,7 @@ numbers bit for bit, and `LTH_CACHE=off` / `--no-compile-cache` turn it off."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +27,16 @@ sys.exit(code)
 
 def _run(runs: Path, cache: str, *extra: str) -> int:
     """`lth run mlp_mnist1d --variant smoke` in a fresh process; the persistent-cache hits it had."""
+    return _run_with_stderr(runs, cache, *extra)[0]
+
+
+def _run_with_stderr(runs: Path, cache: str, *extra: str) -> tuple[int, str]:
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), "LTH_CACHE": cache}
     proc = subprocess.run([sys.executable, "-c", COUNTING_RUN, "run", "mlp_mnist1d", "--variant", "smoke",
                            "--no-progress", "--runs", str(runs), *extra], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return int(proc.stdout.rsplit("CACHE HITS", 1)[1])
+    return int(proc.stdout.rsplit("CACHE HITS", 1)[1]), proc.stderr
 
 
 def test_cache_directory_from_the_environment(monkeypatch, tmp_path):
@@ -57,3 +62,16 @@ def test_a_second_process_loads_the_programs_and_computes_the_same(tmp_path):
     (first,), (second,), (uncached,) = (list((tmp_path / d).glob("*/replicate_00/results.json"))
                                         for d in ("first", "second", "uncached"))
     assert first.read_bytes() == second.read_bytes() == uncached.read_bytes()
+    # a damaged entry: JAX would read it, warn and never rewrite it; lth drops it once, the run writes it again
+    victim = max((p for p in cache.glob("jit_*-cache")), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[:100])
+    _, err = _run_with_stderr(tmp_path / "third", str(cache))
+    assert "removed 1 damaged compilation-cache entry" in err and "Error reading" not in err, err
+    assert victim.exists() and len(victim.read_bytes()) > 100  # compiled and written afresh
+    _, err = _run_with_stderr(tmp_path / "fourth", str(cache))
+    assert "damaged" not in err and "Error reading" not in err, err
+    # the cache copied elsewhere is read as it is: its keys do not depend on its path
+    moved = tmp_path / "moved"
+    shutil.copytree(cache, moved)
+    assert _run(tmp_path / "fifth", str(moved)) >= second_hits
+
