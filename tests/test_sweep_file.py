@@ -147,9 +147,15 @@ def test_bad_sweep_file_shapes(tmp_path, capsys, body, message):
     (["sweep", "lenet300_rewinding", "--max-retries", "-1"], "max retries must be >= 0"),
     (["sweep", "lenet300_rewinding", "--checkpoint-every", "often"], "invalid checkpoint period"),
     (["sweep", "lenet300_rewinding", "--address", "127.0.0.1:9"], "no Ray cluster answers at 127.0.0.1:9"),
+    # checked before Ray starts (it took 12-20 s to say so after)
+    (["sweep", "lenet300_rewinding", "--cpus-per-run", "4096"], "the local Ray cluster this sweep starts has"),
+    (["sweep", "lenet300_rewinding", "--runs", "/dev/null"], "is not usable: /dev/null is not a directory"),
+    (["sweep", "lenet300_rewinding", "--filesystem", "local", "--worker-dir", "/proc/lth"],
+     "--worker-dir /proc/lth cannot be written"),
 ])
 def test_bad_sweep_options(tmp_path, capsys, argv, message):
-    assert main([*argv, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 2
+    runs = [] if "--runs" in argv else ["--runs", str(tmp_path / "runs")]
+    assert main([*argv, *runs, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()
