@@ -253,3 +253,15 @@ def test_failing_cells_are_retried_reported_and_the_others_finish(tmp_path, two_
     runs = [read_run(f, wait=10) for f in find_run_files(root / cells[0]["run"] / "wandb")]
     assert runs and all(set(r["tags"]) == {"sweep:faults", f"sweep:faults-{plan.hash}"} for r in runs)
     assert all(r["config"]["data"]["validation_size"] is None and r["config"]["rewind"] == "0it" for r in runs)
+
+
+def test_a_local_cluster_starts_without_rays_token_notice(tmp_path):
+    """Every local sweep printed Ray's "Token authentication is enabled" warning: lth's own cluster is
+    started without it (the warning that authentication is off still passes)."""
+    code = ("from lth.sweeps.cluster import ray_cluster\n"
+            "with ray_cluster(None, 1) as ray:\n    print('cpus', ray.cluster_resources().get('CPU'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**env, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and "cpus 1.0" in done.stdout, done.stderr[-2000:]
+    assert "Token authentication is enabled" not in done.stderr, done.stderr

@@ -43,6 +43,15 @@ def import_ray() -> Any:
     return ray
 
 
+_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_enabled_notice(record: logging.LogRecord) -> bool:
+    """False for Ray's notice that token authentication is on (printed by every local sweep); the
+    warning that it is off, which matters, passes."""
+    return "Token authentication is enabled" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
     """Connected to Ray for the block: a new local cluster (`num_cpus`: default all of this
@@ -53,7 +62,12 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield ray
         return
     if address is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        notice = logging.getLogger(_TOKEN_NOTICE_LOGGER)
+        notice.addFilter(_drop_token_enabled_notice)  # lth's own local cluster: token auth on is no news
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        finally:
+            notice.removeFilter(_drop_token_enabled_notice)
     else:
         if address == "auto" and os.environ.get("RAY_ADDRESS"):
             _check_reachable(os.environ["RAY_ADDRESS"])
