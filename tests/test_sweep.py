@@ -265,3 +265,55 @@ def test_a_local_cluster_starts_without_rays_token_notice(tmp_path):
                           env={**env, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0 and "cpus 1.0" in done.stdout, done.stderr[-2000:]
     assert "Token authentication is enabled" not in done.stderr, done.stderr
+
+
+def ray_processes() -> set[int]:
+    """PIDs of the Ray processes of this machine (raylet, GCS, workers, agents)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = stat.read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"ray::" in text or b"/ray/core/src/ray" in text or b"ray/_private/" in text or b"raylet" in text:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_a_signal_ends_a_local_sweep_in_one_line_and_says_so(tmp_path):
+    """SIGTERM (what SLURM sends) and SIGHUP reached Ray's handlers (a C++ stack dump, exit 15, 134, 129
+    or 1, sweep.json left "running"): now exit 130, one line, sweep.json "interrupted", every cell that
+    was out marked so, and the local cluster's processes stopped; a second signal does not cut it short.
+    (SIGHUP and SIGINT take the same path: checked by hand, 2026-12-07.)"""
+    sig = signal.SIGTERM
+    before = ray_processes()
+    path = tmp_path / "slow.py"
+    path.write_text(textwrap.dedent("""
+        from lth.sweeps.file import Sweep
+        def get_sweep(variant="default"):
+            return Sweep(name="slow", experiment="lenet300_mnist", variant="smoke",
+                         set={"training.length": "100000it", "levels": 1}, grid={"seed": [0, 1, 2]}, controls=())
+    """))
+    root = tmp_path / "runs"
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads while the cells train
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "lth.cli", "sweep", str(path), "--runs", str(root),
+                                 "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 120  # until a cell trains: its evaluations reach its metrics file
+        metrics = root.glob("*/replicate_00/metrics.jsonl")
+        while time.monotonic() < deadline and not any(p.stat().st_size for p in metrics):
+            time.sleep(0.5)
+            metrics = root.glob("*/replicate_00/metrics.jsonl")
+        proc.send_signal(sig)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    err = log.read_text()
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines() == ["lth: interrupted; finished levels are kept in the run directory"], err
+    state = sweep_state(root)
+    assert state["status"] == "interrupted" and state["counts"]["failed"] == 3
+    assert {c["error"] for c in state["cells"]} == {"interrupted"}
+    assert_stopped(ray_processes() - before)
+

@@ -182,7 +182,7 @@ def cmd_experiments(args: argparse.Namespace) -> int:
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends a run as Ctrl-C does: one line, locks released, workers stopped
+    raise KeyboardInterrupt  # SIGTERM / SIGHUP end a run as Ctrl-C does: one line, locks released, workers stopped
 
 
 def _os_error(err: OSError) -> str:
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
                "ticket": cmd_ticket, "plot": cmd_plot, "experiments": cmd_experiments,
                "sweep": cmd_sweep}[args.command]
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return handler(args)
     except LthError as err:
@@ -213,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("lth: interrupted; finished levels are kept in the run directory", file=sys.stderr)
+        if argv is None:  # the `lth` process itself: a second signal must not kill its exit (-15 for 130)
+            previous = dict.fromkeys(previous, signal.SIG_IGN)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

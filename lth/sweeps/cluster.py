@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,16 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():  # already connected (a notebook, a test): use it and leave it be
         yield ray
         return
+    with kept_signal_handlers():
+        _connect(ray, address, num_cpus)
+    try:
+        yield ray
+    finally:
+        with signals_ignored():  # stopping the local cluster's processes is not cut short by a second signal
+            ray.shutdown()
+
+
+def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:
     if address is None:
         notice = logging.getLogger(_TOKEN_NOTICE_LOGGER)
         notice.addFilter(_drop_token_enabled_notice)  # lth's own local cluster: token auth on is no news
@@ -77,10 +89,39 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = first_line(err)
             raise LthError(f"could not join the Ray cluster at {address}: {first}") from None
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """The process's Python signal handlers as they were before the block: `ray.init` installs its
+    own (SIGTERM printed a C++ stack dump and exited 15, 134 or 1), and lth's end a sweep as Ctrl-C
+    does (one line, exit 130, sweep.json saying so). Only the main thread can set handlers."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS} if main_thread else {}
     try:
-        yield ray
+        yield
     finally:
-        ray.shutdown()
+        for sig, handler in before.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP ignored for the block (the cleanup of an interrupted sweep: a second
+    Ctrl-C must not cut it short); the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def describe(ray: Any) -> dict[str, Any]:

@@ -178,13 +178,17 @@ class _Driver:
                     self._finish(ref, shared)
                 if ready:
                     self.state.write()
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM (SLURM), SIGHUP: sweep.json says so
+            self.state.interrupted = True
+            raise
         finally:
-            for ref, (cell, _) in self.pending.items():  # interrupted: stop what is out, keep what is finished
-                with contextlib.suppress(Exception):
-                    self.ray.cancel(ref, force=True)
-                self.state.mark_failed(cell.index, "interrupted")
-            for index in list(self.locks):
-                self._release(index)
+            with cluster.signals_ignored():  # a second signal must not cut the cleanup short
+                for ref, (cell, _) in self.pending.items():  # stop what is out, keep what is finished
+                    with contextlib.suppress(Exception):
+                        self.ray.cancel(ref, force=True)
+                    self.state.mark_failed(cell.index, "interrupted")
+                for index in list(self.locks):
+                    self._release(index)
 
     def _check_resources(self, info: dict[str, Any]) -> None:
         o = self.options

@@ -30,6 +30,7 @@ class SweepState:
         self.cluster: dict[str, Any] = {}
         self.started = _now()
         self.summary = ""
+        self.interrupted = False  # a signal stopped the sweep (its unfinished cells: failed, "interrupted")
         self.table: Table | None = None  # the summary table, once written
         self.timing: dict[str, float] = {}  # connect_s, cells_s (first probe to last result), disconnect_s
         self.cells = [{
@@ -79,6 +80,12 @@ class SweepState:
 
     # queries ------------------------------------------------------------------------------
 
+    def status(self) -> str:
+        """"interrupted" (by a signal), "running" (cells pending, queued or running) or "finished"."""
+        if self.interrupted:
+            return "interrupted"
+        return "running" if any(c["status"] in ("pending", "queued", "running") for c in self.cells) else "finished"
+
     def failed(self) -> list[dict[str, Any]]:
         return [c for c in self.cells if c["status"] == "failed"]
 
@@ -87,6 +94,7 @@ class SweepState:
         return {"name": p.name, "hash": p.hash, "sweep_file": p.source, "variant": p.variant, "axes": list(p.axes),
                 "controls": list(p.controls), "control_levels": p.control_levels, "runs_root": str(self.root),
                 "cluster": self.cluster, "timing": self.timing, "started": self.started, "updated": _now(),
+                "status": self.status(),
                 "counts": {s: sum(c["status"] == s for c in self.cells)
                            for s in ("pending", "queued", "running", "done", "failed")},
                 "cells": self.cells}
