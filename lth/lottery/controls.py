@@ -7,6 +7,8 @@ A control is written ``SOURCE[+TRANSFORM...]``:
 sources (where the mask of level L comes from)
     imp               the main line's mask of level L (only with a transform)
     oneshot           magnitude pruning of the trained *dense* network straight to level L's counts
+    oneshot_early     the same of the dense network at iteration `pruning.oneshot_early_at` of level 0
+                      (trained again from the seed; Minegishi et al. 2023's memorisation-phase masks)
     random_layerwise  a uniformly random mask with level L's per-layer counts
     random_global     a uniformly random mask with level L's overall count, spread across layers
     magnitude_init, snip, grasp, synflow
@@ -68,6 +70,7 @@ import jax
 
 from lth import rng
 from lth.spec.config import replace
+from lth.spec.parse import duration_to_steps
 from lth.spec.methods import REGISTRY, SPARSE_TRAINING, method_of_control
 from lth.spec.controls import (
     SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_granularity, check_retraining, parse_control, parse_controls
@@ -117,7 +120,7 @@ class LevelInputs:
     level: int
     mask: Mask  # the main line's mask of level L
     full_mask: Mask  # the level-0 mask
-    dense_final: Any | None = None  # params at the end of level 0 (oneshot)
+    dense_final: Any | None = None  # params at the end of level 0 (oneshot), or part-way (oneshot_early)
     previous_final: Any | None = None  # params at the end of level L - 1 (imp+invert)
     previous_mask: Mask | None = None
     start: tuple[Any, Any] | None = None  # (params, model state) to retrain from, for lr_rewind / finetune
@@ -200,14 +203,25 @@ def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key
     return random_mask(inputs.full_mask, target, key)
 
 
-# The mask rule of each kind of control source (`lth.spec.controls.KINDS`).
-MASK_RULES = {"main": _main_mask, "oneshot": _oneshot_mask, "random_layerwise": _random_layerwise_mask,
-              "random_global": _random_global_mask, "at_init": _at_init_mask, "sparse_training": sparse_control_mask}
+# The mask rule of each kind of control source (`lth.spec.controls.KINDS`): oneshot_early is oneshot's
+# rule on level 0's weights at iteration `pruning.oneshot_early_at` (`LevelInputs.dense_final`)
+MASK_RULES = {"main": _main_mask, "oneshot": _oneshot_mask, "oneshot_early": _oneshot_mask,
+              "random_layerwise": _random_layerwise_mask, "random_global": _random_global_mask,
+              "at_init": _at_init_mask, "sparse_training": sparse_control_mask}
+
+
+def oneshot_early_step(setup: Setup) -> int:
+    """The iteration of level 0 whose dense weights the oneshot_early control prunes."""
+    return duration_to_steps(setup.config.pruning.oneshot_early_at, setup.trainer.steps_per_epoch)
 
 
 def check_controls(setup: Setup, controls: Iterable[Control]) -> None:
-    """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training."""
+    """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training,
+    and for an oneshot_early iteration past level 0's end."""
     for control in controls:
+        if control.kind == "oneshot_early" and oneshot_early_step(setup) > setup.total_steps:
+            raise ConfigError(f"control {control.name} prunes level 0 at iteration {oneshot_early_step(setup)}, "
+                              f"after its last ({setup.total_steps}): choose a smaller pruning.oneshot_early_at")
         if control.kind == "sparse_training" and REGISTRY[method_of_control(control.source)].dynamic:
             check_schedule(replace(setup.config, method=method_of_control(control.source)), setup.total_steps)
 
@@ -293,5 +307,6 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
 
 
 __all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_controls", "check_retraining",
-                          "control_groups", "control_mask", "control_start", "control_trainer", "train_control_level",
-                          "perturb_start", "LevelInputs", "SOURCES", "SPARSE_TRAINING", "TRANSFORMS")
+                          "oneshot_early_step", "control_groups", "control_mask", "control_start", "control_trainer",
+                          "train_control_level", "perturb_start", "LevelInputs", "SOURCES", "SPARSE_TRAINING",
+                          "TRANSFORMS")
