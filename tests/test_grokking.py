@@ -141,3 +141,24 @@ def test_the_aggregate_of_first_reach_is_over_the_replicates_that_reached_and_co
         2 ** 0.5 * 100)
     (none,) = aggregate([[{"level": 0, "first_test_95_iteration": None}]])
     assert none["first_test_95_iteration"] is None and none["first_test_95_iteration_count"] == 0
+
+
+def test_the_grokking_experiment_runs_its_dense_ticket_and_controls_in_one_command(tmp_path, capsys):
+    """`lth run grokking_tickets --variant smoke`: the main line, then every control of the paper at level 1,
+    each record with its first-reach field (None at 40 iterations: nothing generalises that soon)."""
+    from lth.cli import main
+    from lth.spec.experiments import load_experiment
+
+    experiment = load_experiment("grokking_tickets", "smoke")
+    assert set(experiment.controls) == {"oneshot_early", "random_global", "snip", "grasp", "synflow"}
+    code = main(["run", "grokking_tickets", "--variant", "smoke", "--runs", str(tmp_path), "--no-progress",
+                 "--wandb", "disabled"])
+    assert code == 0, capsys.readouterr().err
+    (run,) = list(tmp_path.iterdir())
+    main_records = json.loads((run / "replicate_00" / "results.json").read_text())
+    assert [r["level"] for r in main_records] == [0, 1, 2]
+    assert main_records[1]["density"] == pytest.approx(0.4, abs=1e-5)  # 60 % of the four matrices pruned, globally
+    for name in experiment.controls:
+        (record,) = json.loads((run / "replicate_00" / "controls" / name / "results.json").read_text())
+        assert record["level"] == 1 and record["weights_remaining"] == main_records[1]["weights_remaining"], name
+        assert "first_test_95_iteration" in record and record["final_iteration"] == 40, name
