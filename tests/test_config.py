@@ -41,6 +41,7 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     fields.pop("ticket")  # ... but not in the hash
     assert fields.pop("particles") == 1  # SWAMP's particle count: 1 (plain IMP) is not hashed either
     assert fields["pruning"].pop("granularity") == "weight" and fields["pruning"].pop("unit_score") == "l1"
+    assert fields["pruning"].pop("oneshot_early_at") == ""  # the oneshot_early control's iteration: unset
     assert fields["sparse"].pop("dense") == "reference" and fields["sparse"].pop("set_drop") == "cosine"
     assert [fields["sparse"].pop(f) for f in ("eb_epsilon", "eb_window", "eb_every")] == [0.1, 5, "1ep"]
     assert fields["sparse"]["distribution"] == "auto"
@@ -51,6 +52,7 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     assert "granularity" in canonical_json(replace(config, **{"pruning.granularity": "neuron"}))
     assert "particles" in canonical_json(replace(config, particles=4))
     assert "eb_window" in canonical_json(replace(config, **{"sparse.eb_window": 3}))
+    assert "oneshot_early_at" in canonical_json(replace(config, **{"pruning.oneshot_early_at": "2000it"}))
 
 
 def test_method_runs_whose_defaults_changed_get_new_hashes_and_imp_runs_keep_theirs():

@@ -17,7 +17,7 @@ from lth.sparsity.masks import named_leaves
 # small inputs where the architecture allows (the forward is the same function at any size)
 SHAPES = {"lenet300_100": (28, 28, 1), "lenet300_100_bn": (28, 28, 1), "mlp_tiny": (8, 8, 1), "mlp_mnist1d": (40,),
           "lenet5": (28, 28, 1), "conv2": (8, 8, 3), "conv4": (8, 8, 3), "conv6": (8, 8, 3), "vgg11": (32, 32, 3),
-          "resnet20": (8, 8, 3), "cnn_mnist1d": (40,)}
+          "resnet20": (8, 8, 3), "cnn_mnist1d": (40,), "embed_mlp": (67,)}
 
 
 def test_every_registered_model_has_a_graph():

@@ -9,6 +9,7 @@ from lth.data.dataset import Dataset, data_dir
 from lth.data.embedded import mnist1d, mnist5k
 from lth.data.idx import fashion_mnist, mnist
 from lth.data.modifiers import modify
+from lth.data.modular import modular_addition
 from lth.data.synthetic import random_mnist, synthetic_cifar10, synthetic_mnist
 from lth.spec.checks import check_dataset_name
 from lth.errors import ConfigError
@@ -23,6 +24,7 @@ _REGISTRY = {
     "synthetic_mnist": synthetic_mnist,
     "synthetic_cifar10": synthetic_cifar10,
     "random_mnist": random_mnist,
+    "modular_addition": modular_addition,
 }
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from lth.analysis.plots import plot_run
 from lth.lottery import Setup, init_params
+from lth.lottery.levels import level0_at
 from lth.lottery.controls import (
-    Control, LevelInputs, check_controls, control_mask, control_start, finalize_mask,
+    Control, LevelInputs, check_controls, control_mask, control_start, finalize_mask, oneshot_early_step,
     train_control_level,
 )
 from lth.jobs.report import report_run_end
@@ -36,6 +37,7 @@ class MainLine:
         self.full_mask = load_mask(rep.mask_path(0), self.params0)
         self.rewind_point = (self.params0, self.model_state0) if setup.rewind_step == 0 else self._rewind()
         self._finals: dict[int, Any] = {}
+        self._early: Any = None
 
     def _rewind(self) -> tuple[Any, Any]:
         """The main line's rewind weights; a damaged checkpoint is recomputed from the seed (as the
@@ -56,11 +58,20 @@ class MainLine:
             self._finals[level] = (state.params, state.model_state)
         return self._finals[level]
 
+    def early(self) -> Any:
+        """Level 0's params at iteration `pruning.oneshot_early_at`, trained again from the seed (not
+        stored by the main line; bit-identical to its own on the same machine and thread count)."""
+        if self._early is None:
+            self._early = level0_at(self.setup, oneshot_early_step(self.setup), self.full_mask)[0]
+        return self._early
+
     def inputs(self, control: Control, level: int) -> LevelInputs:
         """The main-line inputs of `control` at `level` (only what its source needs is loaded)."""
         inputs = LevelInputs(level, self.mask(level), self.full_mask)
         if control.source == "oneshot":
             inputs.dense_final = self.final(0)[0]
+        if control.kind == "oneshot_early":
+            inputs.dense_final = self.early()
         if control.source == "imp" and "invert" in control.transforms and level > 0:
             inputs.previous_final = self.final(level - 1)[0]
             inputs.previous_mask = self.mask(level - 1)
@@ -144,8 +155,9 @@ def _cost_base(line: MainLine, control: Control) -> Any:
     setup = line.setup
     main = {int(r["level"]): r for r in line.rep.read_results()}
     dense = fixed_mask_cost(setup, line.full_mask, 0, 1)["train_flops"]
+    early = oneshot_early_step(setup) if control.kind == "oneshot_early" else 0
     return lambda records, record: control_base(control.kind, int(record["level"]), setup.config.retraining, main,
-                                                setup.rewind_step, dense)
+                                                max(setup.rewind_step, early), dense)
 
 
 def _branch_recorder(session: Session, rep: ReplicateDir, control: Control, replicate: int,

@@ -7,6 +7,8 @@ A control is written ``SOURCE[+TRANSFORM...]``:
 sources (where the mask of level L comes from)
     imp               the main line's mask of level L (only with a transform)
     oneshot           magnitude pruning of the trained *dense* network straight to level L's counts
+    oneshot_early     the same of the dense network at iteration `pruning.oneshot_early_at` of level 0
+                      (trained again from the seed; Minegishi et al. 2023's memorisation-phase masks)
     random_layerwise  a uniformly random mask with level L's per-layer counts
     random_global     a uniformly random mask with level L's overall count, spread across layers
     random_modulewise a uniformly random mask with level L's count per module, a module's leaves
@@ -70,6 +72,7 @@ import jax
 
 from lth import rng
 from lth.spec.config import replace
+from lth.spec.parse import duration_to_steps
 from lth.spec.methods import REGISTRY, SPARSE_TRAINING, method_of_control
 from lth.spec.controls import (
     SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_granularity, check_retraining, parse_control, parse_controls
@@ -124,7 +127,7 @@ class LevelInputs:
     level: int
     mask: Mask  # the main line's mask of level L
     full_mask: Mask  # the level-0 mask
-    dense_final: Any | None = None  # params at the end of level 0 (oneshot)
+    dense_final: Any | None = None  # params at the end of level 0 (oneshot), or part-way (oneshot_early)
     previous_final: Any | None = None  # params at the end of level L - 1 (imp+invert)
     previous_mask: Mask | None = None
     start: tuple[Any, Any] | None = None  # (params, model state) to retrain from, for lr_rewind / finetune
@@ -211,15 +214,26 @@ def sparse_control_mask(setup: Setup, control: Control, inputs: LevelInputs, key
     return random_mask(inputs.full_mask, target, key)
 
 
-# The mask rule of each kind of control source (`lth.spec.controls.KINDS`).
-MASK_RULES = {"main": _main_mask, "oneshot": _oneshot_mask, "random_layerwise": _random_layerwise_mask,
-              "random_global": _random_pooled_mask, "random_modulewise": _random_pooled_mask,
-              "at_init": _at_init_mask, "sparse_training": sparse_control_mask}
+# The mask rule of each kind of control source (`lth.spec.controls.KINDS`): oneshot_early is oneshot's
+# rule on level 0's weights at iteration `pruning.oneshot_early_at` (`LevelInputs.dense_final`)
+MASK_RULES = {"main": _main_mask, "oneshot": _oneshot_mask, "oneshot_early": _oneshot_mask,
+              "random_layerwise": _random_layerwise_mask, "random_global": _random_pooled_mask,
+              "random_modulewise": _random_pooled_mask, "at_init": _at_init_mask,
+              "sparse_training": sparse_control_mask}
+
+
+def oneshot_early_step(setup: Setup) -> int:
+    """The iteration of level 0 whose dense weights the oneshot_early control prunes."""
+    return duration_to_steps(setup.config.pruning.oneshot_early_at, setup.trainer.steps_per_epoch)
 
 
 def check_controls(setup: Setup, controls: Iterable[Control]) -> None:
-    """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training."""
+    """One-line ConfigErrors for sparse-training controls whose schedule does not fit the run's training,
+    and for an oneshot_early iteration past level 0's end."""
     for control in controls:
+        if control.kind == "oneshot_early" and oneshot_early_step(setup) > setup.total_steps:
+            raise ConfigError(f"control {control.name} prunes level 0 at iteration {oneshot_early_step(setup)}, "
+                              f"after its last ({setup.total_steps}): choose a smaller pruning.oneshot_early_at")
         if control.kind == "sparse_training" and REGISTRY[method_of_control(control.source)].dynamic:
             check_schedule(replace(setup.config, method=method_of_control(control.source)), setup.total_steps)
 
@@ -253,16 +267,11 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
 
 
 def perturb_start(setup: Setup, level: int, params: Any, mask: Mask) -> Any:
-    """The `signflip` transform: level L's start weights under `mask` with the sign of each kept
-    weight flipped with probability `SIGN_FLIP_FRACTION` (key ``stream(seed, "signflip", L)``).
-
-    Gadhikar & Burkholz's code (AdvaitGadhikar/imp-lrr-lts, main.py `perturb_signs`) draws the same
-    per-weight Bernoulli(0.3) flips over the kept weights of every masked layer (not biases or
-    BN), but applies them inside training, at the start of each epoch e with
-    ``e % perturb_sign_every == perturb_sign_every - 1`` of every prune-train cycle (30 by
-    default: possibly several times per level, and not at its first epoch). Here the flips
-    happen once, on the start weights, after rewinding (WR: the rewind point; LRR: level L-1's
-    trained weights) and before the first step; the optimiser state is fresh either way."""
+    """The `signflip` transform: level L's start weights under `mask`, each kept weight's sign flipped
+    with probability `SIGN_FLIP_FRACTION` (key ``stream(seed, "signflip", L)``), once, after rewinding
+    and before the first step. Gadhikar & Burkholz's code (AdvaitGadhikar/imp-lrr-lts, main.py
+    `perturb_signs`) draws the same Bernoulli(0.3) flips of the masked layers' kept weights, but inside
+    training, every `perturb_sign_every` (30) epochs of each prune-train cycle."""
     return perturb_signs(apply_mask(params, mask), mask, rng.stream(setup.config.seed, "signflip", level))
 
 
@@ -305,5 +314,6 @@ def train_control_level(setup: Setup, control: Control, level: int, state: Train
 
 
 __all__: Sequence[str] = ("Control", "parse_control", "parse_controls", "check_controls", "check_retraining",
-                          "control_groups", "control_mask", "control_start", "control_trainer", "train_control_level",
-                          "perturb_start", "LevelInputs", "SOURCES", "SPARSE_TRAINING", "TRANSFORMS")
+                          "oneshot_early_step", "control_groups", "control_mask", "control_start", "control_trainer",
+                          "train_control_level", "perturb_start", "LevelInputs", "SOURCES", "SPARSE_TRAINING",
+                          "TRANSFORMS")

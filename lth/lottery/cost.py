@@ -129,8 +129,9 @@ def main_line_base(records: Mapping[int, dict[str, Any]], record: dict[str, Any]
 def control_base(kind: str, level: int, retraining: str, main: Mapping[int, dict[str, Any]], rewind_step: int,
                  dense_flops_per_iteration: int) -> dict[str, Any] | None:
     """The cost a control of `level` builds on (module docstring): `kind` its source's kind
-    (`lth.spec.controls.KINDS`), `main` the main line's records by level, `dense_flops_per_iteration`
-    the dense network's training FLOPs per iteration."""
+    (`lth.spec.controls.KINDS`), `main` the main line's records by level, `rewind_step` the iterations
+    of level 0 it starts from (the rewind point; for oneshot_early the later of that and the iteration
+    whose weights it prunes), `dense_flops_per_iteration` the dense network's training FLOPs per iteration."""
     if kind == "at_init":  # a mask of the initial weights, trained from iteration 0
         return None
     if level > 0 and kind == "oneshot":

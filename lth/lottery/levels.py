@@ -197,7 +197,12 @@ def recompute_rewind(setup: Setup, mask: Mask | None = None) -> tuple[Any, Any]:
     """(params, model state) at the rewind step k, trained again from the seed exactly as level 0
     trained them (the same chunks, data order and augmentation): bit-identical on the same machine
     and thread count, so a damaged rewind checkpoint can be replaced and checked against its digest."""
-    k = setup.rewind_step
+    return level0_at(setup, setup.rewind_step, mask)
+
+
+def level0_at(setup: Setup, k: int, mask: Mask | None = None) -> tuple[Any, Any]:
+    """(params, model state) of level 0 at iteration k, trained again from the seed as level 0 trained
+    them (see `recompute_rewind`; the oneshot_early control prunes these)."""
     if k == 0:
         return init_params(setup)
     seed = _seed(setup, mask, None)

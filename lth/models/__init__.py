@@ -8,6 +8,7 @@ from lth.spec.checks import check_model_name
 from lth.models.base import Model, from_functions, from_linen, from_nnx
 from lth.models.conv import CNN1D, ConvNet, LeNet5
 from lth.models.mlp import MLP
+from lth.models.modular import EmbedMLP
 from lth.models.resnet import resnet
 from lth.models.vgg import vgg
 
@@ -30,6 +31,7 @@ _REGISTRY: dict[str, Callable[[Sequence[int], int], Model]] = {
     "resnet20": lambda shape, k: from_linen("resnet20", resnet(20, k), shape),
     "resnet56": lambda shape, k: from_linen("resnet56", resnet(56, k), shape),
     "cnn_mnist1d": lambda shape, k: from_linen("cnn_mnist1d", CNN1D(k), shape),
+    "embed_mlp": lambda shape, k: from_linen("embed_mlp", EmbedMLP(k), shape),
 }
 
 

@@ -105,6 +105,12 @@ def _cnn_mnist1d() -> list[Layer]:
     return [{"op": "channels"}, *convs, {"op": "flatten"}, _dense("output", None)]
 
 
+def _embed_mlp() -> list[Layer]:
+    """Grokking Tickets' MLP (`lth.models.modular`): only the middle projection has an activation."""
+    return [{"op": "flatten"}, _dense("embed", None), _dense("inproj"), _dense("outproj", None),
+            _dense("unembed", None)]
+
+
 _GRAPHS: dict[str, Callable[[], list[Layer]]] = {
     "lenet300_100": lambda: _mlp(2),
     "lenet300_100_bn": lambda: _mlp(2, batch_norm=True),
@@ -118,6 +124,7 @@ _GRAPHS: dict[str, Callable[[], list[Layer]]] = {
     "resnet20": lambda: _resnet(20),
     "resnet56": lambda: _resnet(56),
     "cnn_mnist1d": _cnn_mnist1d,
+    "embed_mlp": _embed_mlp,
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from lth.errors import ConfigError
 from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.checks import check_bn_state
-from lth.spec.controls import Control, check_granularity, check_retraining, parse_controls
+from lth.spec.controls import Control, check_control, parse_controls
 from lth.spec.parse import parse_levels, parse_step_list
 from lth.store import ReplicateDir, RunDir, open_run, resolve_run
 from lth.store.queries import unfinished_text
@@ -51,8 +51,7 @@ def plan_controls(run: PathLike, controls: Iterable[str | Control] | str, levels
     config = run_dir.config
     _check_imp_run(config.method, path, "lth control trains controls of an IMP run's levels")
     for control in parsed:  # before anything trains: a combination without meaning is one line
-        check_retraining(control, config.retraining)
-        check_granularity(control, config.pruning.granularity)
+        check_control(control, config)
     if levels is None:
         chosen = list(range(config.levels + 1))
     else:

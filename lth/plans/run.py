@@ -12,7 +12,7 @@ from lth.errors import ConfigError
 from lth.plans.wandb_mode import checked_wandb_mode
 from lth.spec.checks import check_run_options, validate_config
 from lth.spec.config import ExperimentConfig
-from lth.spec.controls import Control, parse_controls
+from lth.spec.controls import Control, check_control, parse_controls
 from lth.spec.parse import CheckpointEvery, parse_checkpoint_every, parse_levels
 from lth.plans.ticket_source import check_ticket_artifact
 from lth.store.queries import check_start_files
@@ -65,6 +65,8 @@ def plan_run(config: ExperimentConfig, *, runs_root: PathLike | None = None, dat
     artifact = check_ticket_artifact(ticket, wandb_mode)  # downloaded when the run starts
     check_start_files(mask, ticket, config.initial_mask, ticket_is_file=not artifact)
     parsed = tuple(c if isinstance(c, Control) else parse_controls([c])[0] for c in controls)
+    for control in parsed:  # before the main line trains: a control without meaning in this run is one line
+        check_control(control, config)
     return RunPlan(config, replicates, layout, workers, every, wandb_mode, parsed,
                    control_levels_of(parsed, control_levels, config.levels), mask, ticket, data_parallel,
                    allow_mixed_numerics, progress, show_paths, runs_root, data_root, tuple(trackers or ()))

@@ -54,6 +54,8 @@ MODEL_REGISTRY: dict[str, ModelEntry] = {m.name: m for m in (
     ModelEntry("vgg19", "OpenLTH's cifar_vgg_19 (BatchNorm)", "cifar10"),
     ModelEntry("resnet20", "OpenLTH's cifar_resnet_20 (BatchNorm, 1x1-conv shortcuts): 272,474 parameters", "cifar10"),
     ModelEntry("resnet56", "OpenLTH's cifar_resnet_56: 855,770 parameters", "cifar10"),
+    ModelEntry("embed_mlp", "Grokking Tickets' MLP: embed 500, project 48, ReLU, 48-500-p, no biases: 115,000",
+               "modular_addition"),
     ModelEntry("cnn_mnist1d", "the MNIST-1D paper's CNN, three 1-D convs of 25 channels: 5,210 parameters", "mnist1d"),
 )}
 
@@ -71,6 +73,8 @@ DATASET_REGISTRY: dict[str, DatasetEntry] = {d.name: d for d in (
                  "generated"),
     DatasetEntry("synthetic_cifar10", "learnable synthetic CIFAR-shaped images for smoke tests", (32, 32, 3), 10,
                  "generated"),
+    DatasetEntry("modular_addition", "(a + b) mod 67 on the 2,278 pairs a <= b (one-hot a + one-hot b): 911 train, "
+                 "1,367 test", (67,), 67, "generated"),
     DatasetEntry("random_mnist", "MNIST-sized uniform random images and labels, for timing", (28, 28, 1), 10,
                  "generated"),
 )}

@@ -42,7 +42,7 @@ def validate_config(config: ExperimentConfig) -> None:
     validate_method(config)
     check_granularity(config)
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
-                 *config.optimizer.milestones):
+                 *config.optimizer.milestones, *filter(None, [config.pruning.oneshot_early_at])):
         parse_duration(text)
 
 

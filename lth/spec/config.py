@@ -67,6 +67,9 @@ class PruningConfig:
     grasp_temperature: float = 200.0
     granularity: str = "weight"  # weight | neuron | channel | unit | refill
     unit_score: str = "l1"  # l1 | l2: the norm ranking units at a structured granularity
+    # the oneshot_early control (`lth.spec.controls`): the iteration of level 0 whose dense weights it
+    # prunes, a duration ("2000it"); "" when the run has no such control
+    oneshot_early_at: str = ""
 
 
 @dataclass(frozen=True)

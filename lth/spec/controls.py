@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lth.errors import ConfigError, unknown_name
+from lth.spec.config import ExperimentConfig
 from lth.spec.methods import REGISTRY as METHOD_REGISTRY
 from lth.spec.names import STRUCTURED
 
-KINDS = ("main", "oneshot", "random_layerwise", "random_global", "random_modulewise", "at_init", "sparse_training")
+KINDS = ("main", "oneshot", "oneshot_early", "random_layerwise", "random_global", "random_modulewise", "at_init",
+         "sparse_training")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ SOURCE_REGISTRY: dict[str, Source] = {s.name: s for s in (
     Source("imp", "the main line's mask of level L (only with a transform)", "main", structured=True),
     Source("oneshot", "magnitude pruning of the trained dense network straight to level L's counts", "oneshot",
            structured=True),
+    Source("oneshot_early", "magnitude pruning of the dense network at iteration pruning.oneshot_early_at of level 0 "
+           "(e.g. its memorisation phase) straight to level L's counts", "oneshot_early", structured=True),
     Source("random_layerwise", "a uniformly random mask with level L's per-layer counts", "random_layerwise",
            invertible=False, structured=True),
     Source("random_global", "a uniformly random mask with level L's overall count, spread across layers",
@@ -156,12 +160,24 @@ def check_granularity(control: Control, granularity: str) -> None:
                           "inverse order; drop '+invert'")
 
 
+def check_control(control: Control, config: ExperimentConfig) -> None:
+    """One-line ConfigErrors, before anything trains, for a control that has no meaning in a run of
+    `config`: its retraining (`check_retraining`), its granularity (`check_granularity`), or an
+    oneshot_early control without the iteration it prunes at."""
+    check_retraining(control, config.retraining)
+    check_granularity(control, config.pruning.granularity)
+    if control.kind == "oneshot_early" and not config.pruning.oneshot_early_at:
+        raise ConfigError(f"control {control.name} prunes the dense network at an iteration of level 0: set it, "
+                          "e.g. --set pruning.oneshot_early_at=2000it")
+
+
 def check_retraining(control: Control, retraining: str) -> None:
     """A one-line ConfigError for a control that has no meaning under the run's retraining."""
     if retraining == "rewind":
         return
-    if control.kind in ("at_init", "sparse_training") or "reinit" in control.transforms:
+    if control.kind in ("at_init", "sparse_training", "oneshot_early") or "reinit" in control.transforms:
         what = ("trains from initialisation" if control.kind == "at_init" else
+                "prunes level 0 part-way and rewinds" if control.kind == "oneshot_early" else
                 "trains a sparse network with its own mask schedule" if control.kind == "sparse_training" else
                 "draws fresh weights")
         raise ConfigError(f"control {control.name} {what}, but this run retrains with {retraining} (trained "

@@ -15,6 +15,7 @@ from lth.spec.config import ExperimentConfig, to_dict
 from lth.spec.parse import parse_duration
 
 _HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1",
+                                         "pruning.oneshot_early_at": "",
                                          "sparse.eb_epsilon": 0.1, "sparse.eb_window": 5, "sparse.eb_every": "1ep",
                                          "particles": 1}
 # fields added after runs existed that only some methods read: hashed when the run's method reads them

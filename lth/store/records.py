@@ -8,7 +8,11 @@ from typing import Any
 
 AGGREGATED = ("density", "percent_remaining", "weights_remaining", "test_accuracy", "early_stop_iteration",
               "early_stop_test_accuracy", "early_stop_val_loss", "best_test_accuracy", "compact_params", "compact_macs",
-              "iterations", "train_flops", "cumulative_iterations", "cumulative_train_flops")
+              "iterations", "train_flops", "cumulative_iterations", "cumulative_train_flops",
+              "first_test_95_iteration")
+# fields that are null where a replicate never got there: their mean is over those that did, so the
+# aggregate also counts them, in ``<field>_count``
+COUNTED = ("first_test_95_iteration",)
 SPREAD = "sample_std"
 """The spread of a field over replicates, in ``<field>_sample_std``: the sample standard deviation
 (ddof=1, what an error bar over seeds estimates); null with fewer than two replicates."""
@@ -23,7 +27,7 @@ def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]
     """Mean and sample standard deviation (ddof=1) per level over the replicates that finished it.
     Levels are matched by their `level` field, so replicates may hold different sets of levels. A
     field a record lacks or holds as null (the early stop of a run without a validation set) is
-    left out of its mean; null when no replicate has it."""
+    left out of its mean; null when no replicate has it (`COUNTED` fields say how many had it)."""
     by_level: dict[int, list[dict[str, Any]]] = {}
     for records in per_replicate:
         for row in records:
@@ -36,6 +40,8 @@ def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]
             values = [float(row[key]) for row in rows if row.get(key) is not None]
             record[key] = statistics.fmean(values) if values else None
             record[f"{key}_{SPREAD}"] = statistics.stdev(values) if len(values) > 1 else None
+            if key in COUNTED:
+                record[f"{key}_count"] = len(values)
         out.append(record)
     return out
 

@@ -125,10 +125,21 @@ def train(
         yield state, eval_records(metrics, first)
 
 
+REACH = 0.95  # the accuracy whose first evaluation at or above it a record gives (`first_test_95_iteration`)
+
+
+def first_reach(evaluations: list[dict[str, float]], key: str, threshold: float) -> int | None:
+    """The iteration of the first evaluation whose `key` is >= `threshold` (None if none is): how
+    soon a network generalises (Minegishi et al. 2023 compare the epoch test accuracy first reaches
+    95 %). Evaluations are `training.eval_every` apart, so the crossing lies in the period before it."""
+    return next((int(e["iteration"]) for e in evaluations if e[key] >= threshold), None)
+
+
 def summarize(evaluations: list[dict[str, float]], from_iteration: int | None = None
               ) -> dict[str, float | int | None]:
     """Frankle & Carbin's early stopping: the iteration of minimum validation loss (first, if tied),
-    the test accuracy there; plus the final and the best test accuracy. Without a validation set
+    the test accuracy there; plus the final and the best test accuracy and the first iteration at
+    which test accuracy reaches 95 % (`first_reach`; None if it never does). Without a validation set
     (its losses NaN) there is no early stop: those fields are None and `early_stop` says why.
 
     `from_iteration` (a run whose mask changes during training: the first iteration under its final
@@ -140,6 +151,7 @@ def summarize(evaluations: list[dict[str, float]], from_iteration: int | None = 
     window = [i for i, e in enumerate(evaluations) if e["iteration"] >= start]
     final = {"test_accuracy": evaluations[-1]["test_accuracy"],
              "best_test_accuracy": max((evaluations[i]["test_accuracy"] for i in window), default=None),
+             "first_test_95_iteration": first_reach([evaluations[i] for i in window], "test_accuracy", REACH),
              "final_iteration": int(evaluations[-1]["iteration"])}
     with_val = [i for i in window if math.isfinite(evaluations[i]["val_loss"])]
     if not with_val:
