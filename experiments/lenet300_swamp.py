@@ -20,8 +20,9 @@ networks in one vmapped program: ~27 s a level when the cores were free, ~60 s u
 Expected outcome (the paper, on CIFAR-10/100 and ImageNet with WRN / VGG / ResNet; it has no
 LeNet/MNIST run): SWAMP "consistently outperforms existing baselines across different sparsities",
 "comparable to an ensemble of two IMP solutions" at one network's inference cost (N times IMP's
-training). Only the paper's abstract and summaries could be read here (neither its full text nor
-the authors' code was reachable), so no per-sparsity numbers of the paper are quoted.
+training). Only the paper's abstract and summaries could be read here, and the authors' code is
+not public (Papers with Code listed no implementation when checked, 2026-12-07), so the rule follows
+the paper's description and no per-sparsity numbers of the paper are quoted.
 
 Measured (end-of-training test accuracy, mean +- std (ddof 0) of 3 seeds, 1,000 test digits; the record's
 accuracy is the averaged network's):
