@@ -33,8 +33,10 @@ def _origin(h: dict[str, Any]) -> list[str]:
 def _accuracies(record: dict[str, Any]) -> list[str]:
     if not record:
         return []
-    return [f"record:   early-stop test accuracy {_percent(record.get('early_stop_test_accuracy'))} at iteration "
-            f"{record.get('early_stop_iteration', '-')}, final test accuracy {_percent(record.get('test_accuracy'))}, "
+    early = record.get("early_stop_iteration")
+    stop = "no early stop (no validation set)" if early is None else \
+        f"early-stop test accuracy {_percent(record.get('early_stop_test_accuracy'))} at iteration {early}"
+    return [f"record:   {stop}, final test accuracy {_percent(record.get('test_accuracy'))}, "
             f"best {_percent(record.get('best_test_accuracy'))}"]
 
 
