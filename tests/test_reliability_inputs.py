@@ -253,3 +253,18 @@ def test_json_nested_past_the_recursion_limit_reads_as_damaged(capsys, tmp_path)
     assert rep.manifest_damaged() and rep.read_manifest() == {}
     code, _, err = run_cli(capsys, *SMOKE, "--runs", str(tmp_path / "runs"), "--set", "levels=" + "[" * 100_000)
     assert_clean(code, err)
+
+
+def test_control_levels_past_the_runs_last_level_are_said_not_skipped_in_silence(capsys, tmp_path):
+    """lenet300_mnist's quick variant trains imp+reinit at levels 7, 12, 17: with --levels 2 none
+    exists; the run says so (one note), and with all its levels it says nothing."""
+    quick = ("run", "lenet300_mnist", "--variant", "quick", "--dry-run", "--runs", str(tmp_path / "runs"))
+    code, _, err = run_cli(capsys, *quick, "--levels", "2")
+    assert code == 0 and err.strip().splitlines() == [
+        "lth: note: the experiment's controls (imp+reinit) at level(s) 7, 12, 17 lie past this run's last level 2: "
+        "not trained (run more levels, or `lth control RUN NAME --levels L` for levels it has)"], err
+    code, _, err = run_cli(capsys, *quick, "--levels", "12")
+    assert code == 0 and "level(s) 17 lie past" in err
+    code, _, err = run_cli(capsys, *quick)
+    assert code == 0 and err == ""
+    assert not (tmp_path / "runs").exists()

@@ -17,7 +17,7 @@ from typing import Any
 
 from lth.cli.listing import print_runs
 from lth.cli.parser import build_parser
-from lth.cli.run_args import dry_run, run_plan_from_args
+from lth.cli.run_args import dry_run, note_controls_beyond, run_plan_from_args
 from lth.errors import ConfigError, LthError
 from lth.plans.control import plan_controls, plan_instability
 from lth.plans.sweep import plan_sweep_options
@@ -32,6 +32,7 @@ from lth.store.queries import check_finished_level, check_ticket_file, compact_o
 def cmd_run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.variant)
     plan = run_plan_from_args(args, experiment)  # bad names, values, options and files answer before jax is imported
+    note_controls_beyond(plan, experiment)
     if args.dry_run:
         dry_run(args, plan, experiment)
         return 0

@@ -84,10 +84,18 @@ def _check_method_options(method: str, mask: Any, data_parallel: bool, layout: s
 def control_levels_of(controls: tuple[Any, ...], control_levels: Any, levels: int) -> tuple[int, ...]:
     """The main-line levels an experiment's (or a sweep's) controls train: `control_levels` (a level
     list or levels; None: all) of a run of `levels` levels, those beyond it (--levels) left out."""
+    return tuple(level for level in _wanted_levels(controls, control_levels, levels) if level <= levels)
+
+
+def control_levels_beyond(controls: tuple[Any, ...], control_levels: Any, levels: int) -> tuple[int, ...]:
+    """The levels of `control_levels` past a run of `levels` levels (`control_levels_of` leaves them
+    out: the command line says so, rather than training nothing in silence)."""
+    return tuple(level for level in _wanted_levels(controls, control_levels, levels) if level > levels)
+
+
+def _wanted_levels(controls: tuple[Any, ...], control_levels: Any, levels: int) -> tuple[int, ...]:
     if not controls:
         return ()
     wanted = control_levels if control_levels is not None else f"0-{levels}"
-    if isinstance(wanted, str):
-        wanted = parse_levels(wanted, 10**6)
-    return tuple(level for level in wanted if level <= levels)
+    return tuple(parse_levels(wanted, 10**6) if isinstance(wanted, str) else wanted)
 
