@@ -220,8 +220,8 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_finished(tmp_path):
         "sys.exit(main(sys.argv[1:]))\n")
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", script, "run", "mlp_mnist1d", "--variant", "quick", "--levels", "3",
-                           "--no-progress", "--runs", str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=600)
+                           "--no-controls", "--no-progress", "--runs", str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=600)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "lth: error: no room to write" in lines[0], proc.stderr[-3000:]
     assert not list(tmp_path.rglob("*orbax-checkpoint-tmp*"))  # no half-written checkpoint left

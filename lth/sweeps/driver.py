@@ -189,6 +189,7 @@ class _Driver:
                     self.state.mark_failed(cell.index, "interrupted")
                 for index in list(self.locks):
                     self._release(index)
+                self.state.write()  # before the cluster's shutdown: sweep.json says what happened whatever follows
 
     def _check_resources(self, info: dict[str, Any]) -> None:
         o = self.options
