@@ -75,7 +75,7 @@ from lth.spec.config import replace
 from lth.spec.parse import duration_to_steps
 from lth.spec.methods import REGISTRY, SPARSE_TRAINING, method_of_control
 from lth.spec.controls import (
-    SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_granularity, check_retraining, parse_control, parse_controls
+    SOURCE_REGISTRY, SOURCES, TRANSFORMS, Control, check_control, check_retraining, parse_control, parse_controls
 )
 from lth.errors import ConfigError
 from lth.lottery.levels import Hooks, LevelOutcome, level_record
@@ -246,8 +246,7 @@ def control_start(setup: Setup, control: Control, level: int, mask: Mask, params
     """The initial state of a control level, as the main line's level starts (see the module
     docstring): masked, fresh optimiser, schedule at the start step. Sparse-training controls carry
     their mask in the state (gradual pruning ends at the level's counts, those of `inputs.mask`)."""
-    check_retraining(control, setup.config.retraining)
-    check_granularity(control, setup.config.pruning.granularity)
+    check_control(control, setup.config)
     at_init = control.kind == "at_init"
     params, model_state = (params0, model_state0) if at_init else rewind_point
     if "reinit" in control.transforms:

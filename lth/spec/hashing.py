@@ -42,8 +42,7 @@ def canonical_json(config: ExperimentConfig) -> str:
     if data["sparse"]["distribution"] == "auto":
         data["sparse"]["distribution"] = _AUTO_DISTRIBUTION_HASH.get(config.method, "erk")
     for name in _DURATIONS:
-        *parents, leaf = name.split(".")
-        section = functools.reduce(lambda d, key: d[key], parents, data)
+        section, leaf = _section(data, name)
         section[leaf] = _canonical_duration(section[leaf])
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
@@ -61,9 +60,14 @@ def _canonical_duration(text: Any) -> Any:
     return "0it" if amount == 0 else f"{amount}{unit}"
 
 
-def _drop_if(data: dict[str, Any], name: str, drop: Any) -> None:
+def _section(data: dict[str, Any], name: str) -> tuple[dict[str, Any], str]:
+    """(the dict that holds dotted field `name`, its last key)."""
     *parents, leaf = name.split(".")
-    section = functools.reduce(lambda d, key: d[key], parents, data)
+    return functools.reduce(lambda d, key: d[key], parents, data), leaf
+
+
+def _drop_if(data: dict[str, Any], name: str, drop: Any) -> None:
+    section, leaf = _section(data, name)
     if leaf in section and drop(section[leaf]):
         section.pop(leaf)
 

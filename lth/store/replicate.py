@@ -157,35 +157,38 @@ class ReplicateDir:
 
     # the manifest --------------------------------------------------------------------------
 
-    def read_manifest(self) -> dict[str, Any]:
-        """manifest.json ({} when missing or damaged: everything in it can be recomputed or skipped)."""
-        try:
-            value = json.loads(self.manifest_path.read_text())
-        except (OSError, UnicodeDecodeError, *UNREADABLE_JSON):
-            return {}
-        return value if isinstance(value, dict) else {}
-
-    def manifest_damaged(self) -> bool:
-        """Whether manifest.json exists but is not a JSON object: its digests and numerics are lost."""
+    def _manifest(self) -> tuple[dict[str, Any], bool]:
+        """(manifest.json as a dict, whether it exists but is not a JSON object), read once."""
         try:
             value = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
-            return False
+            return {}, False
         except (OSError, UnicodeDecodeError, *UNREADABLE_JSON):
-            return True
-        return not isinstance(value, dict)
+            return {}, True
+        return (value, False) if isinstance(value, dict) else ({}, True)
 
-    def manifest_lost(self) -> bool:
+    def read_manifest(self) -> dict[str, Any]:
+        """manifest.json ({} when missing or damaged: everything in it can be recomputed or skipped)."""
+        return self._manifest()[0]
+
+    def manifest_damaged(self) -> bool:
+        """Whether manifest.json exists but is not a JSON object: its digests and numerics are lost."""
+        return self._manifest()[1]
+
+    def manifest_lost(self, manifest: tuple[dict[str, Any], bool] | None = None) -> bool:
         """Whether the manifest is damaged, or was rebuilt after damage (``"rebuilt": true``): a file
-        without a digest in it is then unverified, and the numerics the replicate ran with unknown."""
-        return self.manifest_damaged() or bool(self.read_manifest().get("rebuilt"))
+        without a digest in it is then unverified, and the numerics the replicate ran with unknown.
+        `manifest`: what `_manifest` read, if the caller has it."""
+        value, damaged = manifest or self._manifest()
+        return damaged or bool(value.get("rebuilt"))
 
     def update_manifest(self, masks: dict[str, str] | None = None, **fields: Any) -> None:
         """Merge mask digests and other fields (rewind digest, numerics context) into the manifest; a
         damaged one is started again, marked ``"rebuilt"`` (what it held is not trusted by default)."""
         if not self.writable:
             return
-        manifest = {"rebuilt": True} if self.manifest_damaged() else self.read_manifest()
+        manifest, damaged = self._manifest()
+        manifest = {"rebuilt": True} if damaged else manifest
         manifest.setdefault("masks", {}).update(masks or {})
         manifest.update(fields)
         write_json(self.manifest_path, manifest)
@@ -203,9 +206,10 @@ class ReplicateDir:
             data = path.read_bytes()
         except OSError:
             return False
-        want = self.read_manifest().get("masks", {}).get(path.name)
+        manifest = self._manifest()
+        want = manifest[0].get("masks", {}).get(path.name)
         if want is None:  # no digest: a manifest from before digests, or one lost to damage
-            return not self.manifest_lost()
+            return not self.manifest_lost(manifest)
         return hashlib.sha256(data).hexdigest() == want
 
     # checkpoints ---------------------------------------------------------------------------
