@@ -143,8 +143,9 @@ def matmul_probe(n: int, repeats: int = 3):
 # --------------------------------------------------------------------------- 2. lth training
 
 
-def random_mnist(seed: int, eval_size: int) -> Dataset:
-    """MNIST-shaped random data: standard-normal float32 images (as normalised MNIST), int32 labels."""
+def random_mnist(seed: int, eval_size: int, num_train: int = NUM_TRAIN) -> Dataset:
+    """MNIST-shaped random data: standard-normal float32 images (as normalised MNIST), int32 labels;
+    `num_train` training images (60,000 by default, as MNIST)."""
     rng = np.random.default_rng(seed)
 
     def split(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +153,7 @@ def random_mnist(seed: int, eval_size: int) -> Dataset:
         y = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
         return x, y
 
-    x_train, y_train = split(NUM_TRAIN)
+    x_train, y_train = split(num_train)
     x_val, y_val = split(eval_size)
     x_test, y_test = split(eval_size)
     return Dataset("random_mnist", x_train, y_train, x_val, y_val, x_test, y_test, NUM_CLASSES)
@@ -174,16 +175,17 @@ def random_mask(params: Any, keep: float, seed: int) -> Any:
     return jax.tree.map(leaf, full, is_leaf=lambda x: x is None)
 
 
-def chunk_caller(trainer, augment_key: jax.Array):
-    """(state, mask, data, order, offset) -> trainer.train_chunk(..., length=one epoch), passing the
-    augmentation key where this version of `train_chunk` takes one (unused without augmentation)."""
+def chunk_caller(trainer, augment_key: jax.Array, length: int = STEPS_PER_EPOCH):
+    """(state, mask, data, order, offset) -> trainer.train_chunk(..., length=`length` steps, by default one
+    60k epoch), passing the augmentation key where this version of `train_chunk` takes one (unused
+    without augmentation)."""
     try:
         takes_key = "augment_key" in inspect.signature(trainer.train_chunk).parameters
     except (TypeError, ValueError):
         takes_key = False
     if takes_key:
-        return lambda s, m, d, o, off: trainer.train_chunk(s, m, d, o, off, augment_key, length=STEPS_PER_EPOCH)
-    return lambda s, m, d, o, off: trainer.train_chunk(s, m, d, o, off, length=STEPS_PER_EPOCH)
+        return lambda s, m, d, o, off: trainer.train_chunk(s, m, d, o, off, augment_key, length=length)
+    return lambda s, m, d, o, off: trainer.train_chunk(s, m, d, o, off, length=length)
 
 
 def train_throughput(
@@ -196,11 +198,13 @@ def train_throughput(
     repeats: int,
     augment_key: jax.Array,
     probe,
+    steps: int = STEPS_PER_EPOCH,
 ) -> dict[str, Any]:
     """First call (compile + 1 epoch), 1 warm-up epoch, then `repeats` timed epochs, chained as in
-    `lth.training.train` (each epoch continues from the previous state with its own batch order)."""
-    chunk = chunk_caller(trainer, augment_key)
-    flops = 6 * LENET_WEIGHTS * BATCH * STEPS_PER_EPOCH
+    `lth.training.train` (each epoch continues from the previous state with its own batch order);
+    an "epoch" is `steps` iterations (default 1000: 60,000 examples)."""
+    chunk = chunk_caller(trainer, augment_key, steps)
+    flops = 6 * LENET_WEIGHTS * BATCH * steps
     state = trainer.init_state(apply_mask(params, mask), model_state)
     offset = jnp.int32(0)
     compiles_before = backend_compiles()
@@ -226,7 +230,7 @@ def train_throughput(
         "epoch_s": walls,
         "median_epoch_s": median,
         "min_epoch_s": min(walls),
-        "samples_per_s": BATCH * STEPS_PER_EPOCH / median,
+        "samples_per_s": BATCH * steps / median,
         "gflop_per_epoch": flops / 1e9,
         "gflops": flops / median / 1e9,
         "cores_used": statistics.median(c / w for c, w in zip(cpus, walls)),
