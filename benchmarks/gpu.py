@@ -27,14 +27,19 @@ the default where there is no GPU). Every figure is measured in this one process
 
 A section that fails is recorded with its error and the others still run; the exit status is then 1.
 
-Why the GPU sizes fit 8 minutes (estimated from FLOPs; no GPU was lent when this was written):
-the FLOPs are about 1.3 TFLOP (section 1: 14 LeNet chunks of 96 GFLOP) + 23 TFLOP (matmul peaks:
-2 x 9 calls at n = 2048, 4096, 8192) + 162 TFLOP (section 2: 1,690 seed-chunks of 96 GFLOP) +
-19 TFLOP (section 3: 2 x 300 iterations x 128 images x ~0.25 GFLOP) = ~205 TFLOP; at a pessimistic
-5 TFLOP/s (1 % of an H100's TF32 peak) that is 41 s. Compilation is the larger part: ~12 programs
-(LeNet chunk, 4 vmapped chunks, ResNet-20's chunk and evaluation, pruning, ~4 inference forwards per
-batch) at <= 10 s each on a GPU is <= 2 minutes, plus ~30 s of data generation and ~1 minute of
-latency timing (`budget` seconds per variant and batch): ~4 minutes, 2x under the bound.
+Why the GPU sizes fit 8 minutes (an estimate from FLOPs and step counts; no GPU was lent when this was
+written). Training work: section 1 runs 14 LeNet chunks (2 masks x (compile + warm-up + 5 timed)) of
+1,000 steps = 1.3 TFLOP; section 2 runs 1,690 seed-chunks (5 chunks per R for R = 1 + 16 + 64 + 256 and
+5 single ones) = 162 TFLOP; section 3 2 x 300 iterations x 128 images x 0.245 GFLOP (ResNet-20's
+training FLOPs per image as `lth.lottery.cost` counts them) = 19 TFLOP. At a pessimistic 5 TFLOP/s
+(1 % of an H100's dense TF32 peak), and with a floor of 0.5 ms per step for the small single-seed
+steps (kernel launches, not FLOPs), that is ~7 s + ~38 s (R = 256: 5 chunks of 24.5 TFLOP) + ~4 s.
+Matmul work (the peaks: 2 passes x 9 calls at n = 2048, 4096, 8192; the paired probes: 6 calls at the best n
+around each timed LeNet chunk) is ~90 TFLOP at the matmul rate, seconds. Compilation is the larger part:
+~12 programs (LeNet chunk, 4 vmapped chunks, ResNet-20's chunk, evaluation and pruning, the inference
+forwards per batch) at <= 10 s each, plus ResNet-20's init, which runs op by op (~120 small compilations):
+<= 3 minutes; data generation ~30 s; latency timing (`budget` = 0.5 s per variant and batch, 4 densities x
+3 batches x 4 variants, and bench_ticket's per-layer kernels) ~1 minute. Total ~5 minutes at worst.
 """
 
 from __future__ import annotations
@@ -95,8 +100,7 @@ class Sizes:
 
 SIZES = {
     "tiny": Sizes((256,), 3, 1_200, 20, 1, (1, 2), 20, 1, 8, 2, (0.05,), (16,), 0.01),
-    "cpu": Sizes((1024, 2048), 5, 60_000, 1_000, 3, (1, 4, 16), 200, 2, 128, 10, (1.0, 0.2, 0.05, 0.01),
-                 (1, 64, 1024), 0.2),
+    "cpu": Sizes((1024, 2048), 5, 60_000, 1_000, 3, (1, 4, 16), 100, 2, 128, 5, (0.2, 0.05, 0.01), (1, 1024), 0.2),
     "gpu": Sizes((2048, 4096, 8192), 7, 60_000, 1_000, 5, (1, 16, 64, 256), 1_000, 3, 128, 300,
                  (1.0, 0.2, 0.05, 0.01), (1, 64, 1024), 0.5),
 }

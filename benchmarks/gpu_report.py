@@ -10,6 +10,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _ms(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
@@ -46,7 +50,7 @@ def resnet_table(s: dict[str, Any]) -> list[str]:
     for r in s["levels"]:
         note = " (compiles)" if r["level"] == 0 else " (pruned, rewound)"
         lines.append(f"| lth level {r['level']}{note} | {_pct(r['density'])} | {r['level_s']:.2f} | {r['train_s']:.2f} "
-                     f"| {r['images_per_s']:,.0f} | {r['tflops']:.3f} | {_pct(r['fraction_of_peak'])} |")
+                     f"| {_rate(r['images_per_s'])} | {r['tflops']:.3g} | {_pct(r['fraction_of_peak'])} |")
     lines.append(f"| reference: {ab['name']}, {ab['device']}, {100 * ab['accuracy']:.2f} % in {ab['seconds']} s | - "
                  f"| {ab['seconds']} | - | >= {ab['images_per_s']:,.0f} | {ab['tflops']:.0f} | - |")
     lines += ["", f"Reference: {ab['source']}; {ab['train_images']:,} training images in {ab['seconds']} s (which "
