@@ -23,23 +23,13 @@ the default where there is no GPU). Every figure is measured in this one process
    network, precision and GPU -- a reference point, not a like-for-like comparison);
 4. **inference latency**: LeNet-300-100 tickets (random init, layerwise random masks, `sparse.py`'s
    `random_cases`) written with `lth.tickets.save` and timed by `lth.tickets.bench.bench_ticket`
-   (the `lth ticket bench` path): dense (masked) vs. compact vs. BCOO forwards per batch.
+   (the `lth ticket bench` path): dense (masked) vs. compact vs. BCOO forwards per batch; BCOO twice,
+   with JAX's default lowering and with `jax_bcoo_cusparse_lowering` on (cuSPARSE on CUDA).
 
 A section that fails is recorded with its error and the others still run; the exit status is then 1.
 
-Why the GPU sizes fit 8 minutes (an estimate from FLOPs and step counts; no GPU was lent when this was
-written). Training work: section 1 runs 14 LeNet chunks (2 masks x (compile + warm-up + 5 timed)) of
-1,000 steps = 1.3 TFLOP; section 2 runs 1,690 seed-chunks (5 chunks per R for R = 1 + 16 + 64 + 256 and
-5 single ones) = 162 TFLOP; section 3 2 x 300 iterations x 128 images x 0.245 GFLOP (ResNet-20's
-training FLOPs per image as `lth.lottery.cost` counts them) = 19 TFLOP. At a pessimistic 5 TFLOP/s
-(1 % of an H100's dense TF32 peak), and with a floor of 0.5 ms per step for the small single-seed
-steps (kernel launches, not FLOPs), that is ~7 s + ~38 s (R = 256: 5 chunks of 24.5 TFLOP) + ~4 s.
-Matmul work (the peaks: 2 passes x 9 calls at n = 2048, 4096, 8192; the paired probes: 6 calls at the best n
-around each timed LeNet chunk) is ~90 TFLOP at the matmul rate, seconds. Compilation is the larger part:
-~12 programs (LeNet chunk, 4 vmapped chunks, ResNet-20's chunk, evaluation and pruning, the inference
-forwards per batch) at <= 10 s each, plus ResNet-20's init, which runs op by op (~120 small compilations):
-<= 3 minutes; data generation ~30 s; latency timing (`budget` = 0.5 s per variant and batch, 4 densities x
-3 batches x 4 variants, and bench_ticket's per-layer kernels) ~1 minute. Total ~5 minutes at worst.
+Why the GPU sizes should fit the 8 minutes (an estimate from FLOPs, step counts and compilations; no GPU
+has run this yet): benchmarks/README.md, "One GPU script".
 """
 
 from __future__ import annotations
@@ -64,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import replicates as rp  # noqa: E402
 import sparse as sparse_bench  # noqa: E402
 import throughput as tp  # noqa: E402
-from gpu_report import markdown  # noqa: E402
+from gpu_report import AIRBENCH, markdown  # noqa: E402
 
 from lth.data.device import epoch_order, to_device  # noqa: E402
 from lth.lottery import prepare  # noqa: E402
@@ -105,26 +95,6 @@ SIZES = {
                  (1.0, 0.2, 0.05, 0.01), (1, 64, 1024), 0.5),
 }
 SPARSE_DENSITY = 0.05  # the masked case of section 1
-
-# airbench94 (Keller Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498, 2024;
-# github.com/KellerJordan/cifar10-airbench): `airbench94.py` reaches 94.01 % in 3.83 s on an NVIDIA
-# A100-SXM4-80GB (the script's header, the README and the paper agree), 0.36 PFLOP, training 9.9 epochs
-# of 50,000 // 1024 = 48 batches of 1,024: ceil(48 x 9.9) = 476 steps = 487,424 training images. The
-# 3.83 s also hold the whitening layer's init and a 6-view test-time-augmented evaluation of 10,000
-# images, so 487,424 / 3.83 s is a lower bound of its training rate.
-AIRBENCH = {
-    "name": "airbench94 (airbench94.py)",
-    "source": "Jordan 2024, arXiv:2404.00498; github.com/KellerJordan/cifar10-airbench (airbench94.py header, README)",
-    "device": "NVIDIA A100-SXM4-80GB",
-    "precision": "float16 weights and activations, channels_last, PyTorch 2.1.2 eager + cuDNN",
-    "model": "8 convs (widths 24 whitening, 64, 256, 256) + linear; not ResNet-20",
-    "accuracy": 0.9401,
-    "seconds": 3.83,
-    "train_images": 476 * 1024,
-    "pflop": 0.36,
-}
-AIRBENCH["images_per_s"] = AIRBENCH["train_images"] / AIRBENCH["seconds"]
-AIRBENCH["tflops"] = AIRBENCH["pflop"] * 1e3 / AIRBENCH["seconds"]
 
 
 # --------------------------------------------------------------------------- 1. LeNet vs. the peak
@@ -226,6 +196,29 @@ def resnet_level(sizes: Sizes, peak_gflops: float | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 4. inference latency
 
 
+CUSPARSE_FLAG = "jax_bcoo_cusparse_lowering"  # off by default (jax 0.10); lowers BCOO products to cuSPARSE on CUDA
+
+
+def with_cusparse(path: Path, sizes: Sizes, seed: int) -> dict[str, Any]:
+    """`bench_ticket` with JAX's cuSPARSE lowering of BCOO products turned on. It is registered for CUDA
+    and ROCm only: on CPU the same gather/scatter program runs (measured anyway, so the path is tested)."""
+    before = getattr(jax.config, CUSPARSE_FLAG)
+    jax.config.update(CUSPARSE_FLAG, True)
+    try:
+        return bench_ticket(path, sizes.batches, sizes.budget, seed)
+    finally:
+        jax.config.update(CUSPARSE_FLAG, before)
+
+
+def one_ticket(path: Path, sizes: Sizes, seed: int) -> dict[str, Any]:
+    """A ticket's forwards (dense, compact, BCOO, scipy CSR; BCOO again through cuSPARSE) per batch."""
+    result = bench_ticket(path, sizes.batches, sizes.budget, seed)
+    cusparse = with_cusparse(path, sizes, seed)
+    rows = result["rows"] + [{**r, "variant": "bcoo_cusparse"} for r in cusparse["rows"] if r["variant"] == "bcoo"]
+    diffs = {**result["max_abs_diff_by_variant"], "bcoo_cusparse": cusparse["max_abs_diff_by_variant"]["bcoo"]}
+    return {"rows": rows, "max_abs_diff": diffs, "compact_units": result["compact_units"], "layers": result["layers"]}
+
+
 def inference(sizes: Sizes, seed: int) -> dict[str, Any]:
     """Section 4: dense vs. compact vs. BCOO forwards of LeNet-300-100 tickets, per density and batch."""
     out = []
@@ -234,14 +227,12 @@ def inference(sizes: Sizes, seed: int) -> dict[str, Any]:
             d = density(mask)
             path = save(Path(tmp) / f"lenet_{d:.4f}.safetensors", mask, params,
                         metadata={"model": "lenet300_100", "input_shape": list(tp.INPUT_SHAPE)})
-            result = bench_ticket(path, sizes.batches, sizes.budget, seed)
-            out.append({"density": d, "rows": result["rows"], "max_abs_diff": result["max_abs_diff_by_variant"],
-                        "compact_units": result["compact_units"], "layers": result["layers"]})
+            out.append({"density": d, **one_ticket(path, sizes, seed)})
             print(f"  density {100 * d:.3g} %: " + ", ".join(
-                f"{r['variant']} {r['median_ms']:.3f} ms" for r in result["rows"] if r["batch"] == sizes.batches[-1]),
+                f"{r['variant']} {r['median_ms']:.3f} ms" for r in out[-1]["rows"] if r["batch"] == sizes.batches[-1]),
                 flush=True)
     return {"source": "LeNet-300-100, random init, layerwise random masks", "batches": list(sizes.batches),
-            "tickets": out}
+            "cusparse_flag": CUSPARSE_FLAG, "tickets": out}
 
 
 # --------------------------------------------------------------------------- driver
