@@ -91,10 +91,13 @@ def inference_table(s: dict[str, Any]) -> list[str]:
         by = {(r["variant"], r["batch"]): r["median_ms"] for r in t["rows"]}
         units = ", ".join(f"{name} {alive}/{total}" for name, (alive, total) in (t.get("compact_units") or {}).items())
         for batch in s["batches"]:
-            dense, compact, bcoo, cus = (by[(v, batch)] for v in ("dense", "compact", "bcoo", "bcoo_cusparse"))
-            lines.append(f"| {_pct(t['density'])} | {batch} | {_ms(dense)} | {_ms(compact)} | {_ms(bcoo)} | {_ms(cus)} "
-                         f"| {compact / dense:.2f}x | {bcoo / dense:.2f}x | {cus / dense:.2f}x | {units} |")
-    return lines
+            dense, compact, bcoo = (by[(v, batch)] for v in ("dense", "compact", "bcoo"))
+            cus = by.get(("bcoo_cusparse", batch))
+            cus_ms, cus_ratio = ("failed", "-") if cus is None else (_ms(cus), f"{cus / dense:.2f}x")
+            lines.append(f"| {_pct(t['density'])} | {batch} | {_ms(dense)} | {_ms(compact)} | {_ms(bcoo)} | {cus_ms} "
+                         f"| {compact / dense:.2f}x | {bcoo / dense:.2f}x | {cus_ratio} | {units} |")
+    failed = {t["cusparse_error"] for t in s["tickets"] if "cusparse_error" in t}
+    return lines + [f"BCOO with the cuSPARSE flag failed: {error}" for error in sorted(failed)]
 
 
 TABLES = {

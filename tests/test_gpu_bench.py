@@ -103,3 +103,24 @@ def test_a_failing_section_is_recorded_and_shown(monkeypatch):
     gpu.run_section(report, "inference", "boom", lambda: 1 / 0)
     assert report["sections"]["inference"]["error"].startswith("ZeroDivisionError")
     assert "FAILED: ZeroDivisionError" in markdown(report)
+
+
+def test_a_failing_cusparse_lowering_keeps_the_other_figures(monkeypatch, tmp_path):
+    from helpers import ticket_file
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu
+    from gpu_report import inference_table
+
+    def broken(*args):
+        raise RuntimeError("cusparse says no")
+
+    monkeypatch.setattr(gpu, "with_cusparse", broken)
+    path = ticket_file(tmp_path, density=0.2)[0]
+    sizes = gpu.Sizes((8,), 1, 60, 1, 1, (1,), 1, 1, 8, 1, (0.2,), (2,), 0.001)
+    ticket = {"density": 0.2, **gpu.one_ticket(path, sizes, 0)}
+    assert ticket["cusparse_error"] == "RuntimeError: cusparse says no"
+    assert {r["variant"] for r in ticket["rows"]} >= {"dense", "compact", "bcoo"}
+    assert "bcoo_cusparse" not in {r["variant"] for r in ticket["rows"]}
+    table = inference_table({"source": "s", "cusparse_flag": gpu.CUSPARSE_FLAG, "batches": [2], "tickets": [ticket]})
+    assert "| failed |" in table[-2] and table[-1].endswith("RuntimeError: cusparse says no")
