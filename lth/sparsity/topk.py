@@ -56,7 +56,8 @@ def keep_lowest(code: jax.Array, keep: jax.Array, low: Any = 0, high: Any = 0xFF
         return (state[2] < 32) & ~state[3]
 
     # keep = 0: nothing to search (the empty selection is exact)
-    start = (jnp.asarray(low, jnp.uint32), jnp.asarray(high, jnp.uint32), jnp.int32(0), keep <= 0, jnp.uint32(0))
+    start = (jnp.asarray(low, jnp.uint32), jnp.asarray(high, jnp.uint32), jnp.int32(0), jnp.asarray(keep <= 0),
+             jnp.uint32(0))
     threshold, _, _, split_found, split = jax.lax.while_loop(searching, halve, start)
 
     def by_ties():
