@@ -102,8 +102,8 @@ def random_positions(eligible: jax.Array, count: jax.Array, key: jax.Array) -> j
 def _likely_range(count: jax.Array, eligible: jax.Array, top: int) -> tuple[jax.Array, jax.Array]:
     """Codes [low, high] that hold the count-th lowest of `eligible` i.i.d. uniform codes in [0, top]
     but for a small chance (its Beta(count, eligible - count + 1) law's mean +- 6 standard deviations,
-    one code wider each side: ~1e-9 for counts in the hundreds, ~1e-3 for a count of 1, whose law is
-    skewed; a miss costs only the full range's passes)."""
+    one code wider each side: a miss is rare for counts in the hundreds, ~1e-3 for a count of 1, whose
+    law is skewed; a miss costs only the full range's passes)."""
     k, m = count.astype(jnp.float32), eligible.astype(jnp.float32)
     mean = k / (m + 1)
     sd = jnp.sqrt(k * (m - k + 1) / ((m + 1) ** 2 * (m + 2)))
