@@ -193,3 +193,25 @@ def test_keep_top_equals_a_stable_sort_on_hard_scores(seed):
         got = np.concatenate([np.asarray(k).ravel() for k in keep_top(
             [jnp.asarray(x) for x in scores], [jnp.asarray(a) for a in alive], jnp.int32(keep))])
         np.testing.assert_array_equal(got, want, err_msg=f"keep={keep}")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_keep_lowest_equals_a_stable_sort_of_codes_within_any_valid_range(seed):
+    """`keep_lowest` on uint32 codes with many ties keeps what a stable ascending sort keeps, from
+    the full range or any [low, high] that holds the keep-th code, and says when a tie at the
+    threshold was split by index."""
+    from lth.sparsity.topk import keep_lowest
+
+    lowest = jax.jit(keep_lowest)
+    rng = np.random.default_rng(seed)
+    code = rng.integers(0, 2**32, size=500, dtype=np.uint32) >> np.uint32(rng.choice([0, 20, 26]))
+    order = np.argsort(code, kind="stable")
+    for keep in (0, 1, 7, 250, 499, 500):
+        want = np.zeros(code.size, bool)
+        want[order[:keep]] = True
+        kth = int(np.sort(code)[keep - 1]) if keep else 0
+        split = keep > 0 and (code <= kth).sum() > keep  # more at or below the keep-th code than kept
+        for low, high in ((0, 0xFFFFFFFF), (kth, kth), (kth // 2, min(2 * kth + 1, 0xFFFFFFFF))):
+            got = lowest(jnp.asarray(code).reshape(20, 25), jnp.int32(keep), jnp.uint32(low), jnp.uint32(high))
+            np.testing.assert_array_equal(np.asarray(got.kept).reshape(-1), want, err_msg=f"keep={keep}")
+            assert bool(got.tie_split) == split, (keep, low, high)

@@ -16,6 +16,7 @@ from lth.errors import ConfigError
 from lth.sparsity import distributions as dist
 from lth.sparsity import dynamic, gradual, nm
 from lth.sparsity.masks import layer_counts, make_mask, mask_leaves
+from lth.sparsity.topk import keep_top
 
 SHAPES = {"a/kernel": (10, 10), "b/kernel": (10, 4), "c/kernel": (4, 1)}
 
@@ -253,6 +254,59 @@ def test_set_keeps_counts_and_drops_the_smallest():
         assert (old & ~m).sum() <= n_drop
     again = dynamic.set_update(mask, params, jax.random.key(7), 0.3)
     assert all(np.array_equal(a, b) for a, b in zip(mask_leaves(new).values(), mask_leaves(again).values()))
+
+
+def _uniform_ranking(eligible, count, key):
+    """SET's regrowth before `random_positions`: rank a float32 uniform draw (ties: lower index)."""
+    return keep_top([jax.random.uniform(key, eligible.shape)], [eligible], count)[0]
+
+
+@pytest.mark.parametrize("shape, density", [((784, 300), 0.1), ((300, 100), 0.5), ((10,), 0.0), ((7, 3), 0.9)])
+def test_random_positions_are_those_of_the_uniform_ranking(shape, density):
+    """Bit for bit the positions of ranking ``jax.random.uniform(key)`` (SET's draw before), for
+    counts 0, 1, some and every eligible position: runs keep their masks."""
+    rng = np.random.default_rng(len(shape))
+    eligible = jnp.asarray(rng.random(shape) >= density)
+    m = int(eligible.sum())
+    draw = jax.jit(dynamic.random_positions)
+    for i, count in enumerate(sorted({0, min(1, m), m // 30, m // 3, m})):
+        key = jax.random.fold_in(jax.random.key(11), i)
+        got = np.asarray(draw(eligible, jnp.int32(count), key))
+        np.testing.assert_array_equal(got, np.asarray(_uniform_ranking(eligible, jnp.int32(count), key)))
+        assert got.sum() == count and not (got & ~np.asarray(eligible)).any()
+
+
+def test_random_positions_are_uniform_and_deterministic():
+    """4,000 draws of 6 of 25 eligible positions (of 40): every eligible position is drawn as often
+    as the others (chi-square, 24 degrees of freedom, below its 0.9999 quantile 59.2), every pair
+    too (its frequency 6 * 5 / (25 * 24) within 5 standard deviations), never an ineligible one,
+    always 6; the same key gives the same draw."""
+    eligible = jnp.asarray(np.random.default_rng(0).permutation(40) < 25)
+    keys = jax.random.split(jax.random.key(3), 4000)
+    draws = np.asarray(jax.jit(jax.vmap(dynamic.random_positions, in_axes=(None, None, 0)))(
+        eligible, jnp.int32(6), keys))
+    assert (draws.sum(axis=1) == 6).all() and not draws[:, ~np.asarray(eligible)].any()
+    counts = draws[:, np.asarray(eligible)].sum(axis=0)
+    expected = 4000 * 6 / 25
+    assert ((counts - expected) ** 2 / expected).sum() < 59.2
+    pairs = draws[:, np.asarray(eligible)].astype(np.int64)
+    together = (pairs.T @ pairs)[np.triu_indices(25, 1)] / 4000
+    p = 6 * 5 / (25 * 24)
+    assert np.abs(together - p).max() < 5 * np.sqrt(p * (1 - p) / 4000)
+    np.testing.assert_array_equal(np.asarray(dynamic.random_positions(eligible, jnp.int32(6), keys[7])), draws[7])
+    assert len({draw.tobytes() for draw in draws[:50]}) > 45
+
+
+def test_set_grows_only_where_not_kept_and_just_dropped_weights_can_return():
+    """SET's grown positions are never kept ones (the count stays exact), and over many keys a
+    just-dropped position regrows as often as any other eligible one."""
+    alive = jnp.array([True] * 10 + [False] * 10)
+    w = jnp.arange(1.0, 21.0) * alive  # |w| smallest at index 0, 1, 2: dropped at f = 0.3
+    keys = jax.random.split(jax.random.key(5), 3000)
+    new = np.asarray(jax.jit(jax.vmap(lambda k: dynamic.set_drop_and_grow(alive, jnp.abs(w), k, 0.3)))(keys))
+    assert (new.sum(axis=1) == 10).all() and new[:, 3:10].all()  # the 7 largest are kept
+    grown = new[:, [0, 1, 2, *range(10, 20)]].mean(axis=0)  # 3 of the 13 not kept
+    np.testing.assert_allclose(grown, 3 / 13, atol=5 * np.sqrt(3 / 13 * 10 / 13 / 3000))
 
 
 def test_cosine_drop_fraction():
