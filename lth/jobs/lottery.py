@@ -14,6 +14,7 @@ from lth.jobs.controls import train_control_plan
 from lth.jobs.methods import run_method_plan
 from lth.jobs.report import report_run_end
 from lth.lottery import Setup, build_setup, init_params, initial_mask
+from lth.lottery.ahead import start_ahead
 from lth.lottery.setup import data_parallel_setup
 from lth.plans.control import plan_controls
 from lth.plans.run import RunPlan, plan_run
@@ -105,10 +106,11 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
         return run_method_plan(plan)
     main = jax.process_index() == 0
     _check_processes(plan)
-    setup = build_setup(plan.config, plan.data_root)
+    layout, _ = choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before anything is written
+    # this process trains the main line itself: its start-up work runs in threads while the data goes to the device
+    setup = build_setup(plan.config, plan.data_root, ahead=start_ahead if layout == "sequential" and not plan.data_parallel else None)
     if plan.data_parallel:
         setup = data_parallel_setup(setup)
-    choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before anything is written
     every = plan.checkpoint_every.period(setup.trainer.steps_per_epoch)
     setup, mask, ticket = start_from_ticket(setup, plan.ticket, plan.mask, plan.runs_root)
     if ticket is None:
