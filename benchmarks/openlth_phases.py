@@ -73,12 +73,15 @@ class PhaseClock:
             self.ends.append(time.perf_counter())
             return out
 
-        levels_module._level_start, levels_module.prune_level, levels_module.train = level_start, prune_level, timed_train
+        names = ("_level_start", "prune_level", "train")
+        for name, wrapper in zip(names, (level_start, prune_level, timed_train)):
+            setattr(levels_module, name, wrapper)
         Recorder.level_done = level_done
         try:
             yield
         finally:
-            levels_module._level_start, levels_module.prune_level, levels_module.train = originals[:3]
+            for name, original in zip(names, originals):
+                setattr(levels_module, name, original)
             Recorder.level_done = done
 
 

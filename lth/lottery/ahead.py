@@ -2,19 +2,21 @@
 
 A cold process used to do, one after the other before its first training step: put the data on the
 device, run the model's init (eager ops, each compiled on first use), warm the pruning program up
-(`lth.lottery.levels.warm_pruning`), and compile `epoch_order` and the training chunk. Only the data
-and the init need each other's results... not even that: the init needs none of the data, and the
-compilations need only the data's shapes (`lth.data.device.device_shapes`). `start_ahead` starts,
-as soon as the data is loaded on the host, two threads:
+(`lth.lottery.levels.warm_pruning`), and compile `epoch_order` and the training chunk. None of these
+needs another's result: the init needs no data, and the compilations need only the data's shapes
+(`lth.data.device.device_shapes`). `start_ahead` starts, as soon as the data is loaded on the host,
+three threads:
 
 * the compiler: `epoch_order`, then the scan chunk of every length that level 0 and level 1 use
   (`lth.training.chunks.Chunk.compile_ahead`, on `jax.ShapeDtypeStruct`s);
 * the initialiser: the seed's initial params and model state (`lth.lottery.setup.fresh_init`, the
-  ops `Setup.initial` runs: the same bytes), then the pruning warm-up on them.
+  ops `Setup.initial` runs: the same bytes; jitting them would change the bits);
+* the pruner: the pruning warm-up, on zeros of the params' shapes (its program depends on the
+  shapes alone).
 
 Whoever needs a result waits for it: the first chunk of a length, `Setup.initial` (by seed), and
 `warm_pruning` (which then has nothing left to do). XLA compiles with the GIL released, so on
-two cores the two threads and the main thread's data transfer overlap; nothing is compiled twice
+two cores the threads and the main thread's data transfer overlap; nothing is compiled twice
 (`tests/test_ahead.py` counts the compilations). A job that failed is done again where it is
 needed, which raises its error there as before.
 """
@@ -37,11 +39,11 @@ from lth.training.loop import chunk_plan
 
 
 class Ahead:
-    """Named jobs in two single-thread queues, "compile" and "init"; `result` waits for one."""
+    """Named jobs in three single-thread queues, "compile", "init" and "prune"; `result` waits for one."""
 
     def __init__(self) -> None:
         self.queues = {name: ThreadPoolExecutor(1, thread_name_prefix=f"lth-ahead-{name}")
-                       for name in ("compile", "init")}
+                       for name in ("compile", "init", "prune")}
         self._jobs: dict[Hashable, Future] = {}
 
     def submit(self, queue: str, name: Hashable, job: Callable[[], Any]) -> None:
@@ -78,7 +80,7 @@ def start_ahead(setup: Setup) -> Ahead:
     if setup.start is None:
         ahead.submit("init", ("initial", setup.config.seed), functools.partial(fresh_init, setup.model,
                                                                                setup.config.seed))
-    ahead.submit("init", "pruning", functools.partial(_warm_pruning, setup, ahead))
+    ahead.submit("prune", "pruning", functools.partial(_warm_pruning, setup))
     ahead.close()
     return ahead
 
@@ -89,9 +91,14 @@ def _compile_epoch_order(setup: Setup) -> None:
     epoch_order.lower(order_key, epoch, int(setup.data.x_train.shape[0]), setup.trainer.batch_size).compile()
 
 
+def _initial_shapes(setup: Setup) -> tuple[Any, Any]:
+    """The initial (params, model state) as `jax.ShapeDtypeStruct`s (traced, nothing run)."""
+    return jax.eval_shape(lambda: fresh_init(setup.model, setup.config.seed))
+
+
 def _chunk_arguments(setup: Setup, trainer: Any, first: int) -> tuple:
     """Abstract (state, mask, data, order, offset, augment_key) of a chunk of `trainer` from `first`."""
-    params, model_state = jax.eval_shape(lambda: fresh_init(setup.model, setup.config.seed))
+    params, model_state = _initial_shapes(setup)
     mask = jax.eval_shape(lambda p: initial_mask(setup, p), params)
     state = jax.eval_shape(lambda p, s: trainer.init_state(p, s, first), params, model_state)
     _, augment_key = jax.eval_shape(lambda: data_keys(setup, 0))
@@ -99,11 +106,12 @@ def _chunk_arguments(setup: Setup, trainer: Any, first: int) -> tuple:
     return state, mask, setup.data, order, jax.ShapeDtypeStruct((), jnp.int32), augment_key
 
 
-def _warm_pruning(setup: Setup, ahead: Ahead) -> bool:
-    """`lth.lottery.levels.warm_pruning` on the initial params (the start's, or the seed's made ahead)."""
+def _warm_pruning(setup: Setup) -> bool:
+    """`lth.lottery.levels.warm_pruning` on zeros of the initial params' shapes: the program depends on
+    the shapes alone (the keep counts are traced), so it need not wait for the init."""
     if setup.config.levels == 0:
         return False
-    params = setup.start.params if setup.start is not None else ahead.result(("initial", setup.config.seed))[0]
+    params = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), _initial_shapes(setup)[0])
     mask = initial_mask(setup, params)
     jax.block_until_ready(prune_level(setup, params, mask, 1, kept_counts(mask)))
     return True
