@@ -23,7 +23,7 @@ from lth.execution.recorder import Recorder
 from lth.jobs.lottery import run_plan
 from lth.lottery.setup import build_setup
 from lth.sparsity.masks import make_mask
-from throughput import LENET_WEIGHTS, matmul_peak
+from throughput import LENET_WEIGHTS, matmul_peak, matmul_probe
 
 PHASES = ("prune", "rewind", "train", "evaluate", "save", "rest")
 
@@ -33,7 +33,10 @@ class PhaseClock:
 
     def __init__(self) -> None:
         self.levels: list[dict[str, float]] = []
-        self.ends: list[float] = []
+        self.ends: list[float] = []  # when each level was done, less the probes run before
+        self.paired: list[float] = []  # the matmul probe's GFLOP/s right after each level
+        self._probe = matmul_probe(1024)
+        self._probing = 0.0
 
     def current(self) -> dict[str, float]:
         return self.levels[-1]
@@ -70,7 +73,10 @@ class PhaseClock:
             began = time.perf_counter()
             out = done(recorder, outcome)
             self.current()["save"] = time.perf_counter() - began
-            self.ends.append(time.perf_counter())
+            self.ends.append(time.perf_counter() - self._probing)
+            probing = time.perf_counter()
+            self.paired.append(self._probe())  # the matmul rate under the load of this moment
+            self._probing += time.perf_counter() - probing
             return out
 
         names = ("_level_start", "prune_level", "train")
@@ -141,6 +147,7 @@ def report_phases(argv: list[str]) -> None:
         row = {"wall": wall, "prune": phases["prune"], "rewind": phases["rewind"], "train": phases["train"] - evaluate,
                "evaluate": evaluate, "save": phases["save"], "evaluations": phases["evaluations"]}
         row["rest"] = wall - sum(row[p] for p in PHASES if p != "rest")
+        row["paired"] = max(clock.paired[level - 1], clock.paired[level])  # the probes before and after it
         rows.append(row)
     medians = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     peak = max(peaks)
@@ -149,11 +156,13 @@ def report_phases(argv: list[str]) -> None:
           + f"; level {medians['wall']:.3f} s, {medians['evaluations']:.0f} evaluations")
     flops_6n = costs["train_6n"] + costs["eval_6n"] * medians["evaluations"]
     flops_xla = costs["train_xla"] + costs["eval_xla"] * medians["evaluations"]
-    print(f"matmul peak {peaks[0]:.0f} / {peaks[1]:.0f} GFLOP/s before / after -> {peak:.0f}")
+    print(f"matmul peak {peaks[0]:.0f} / {peaks[1]:.0f} GFLOP/s before / after the run -> {peak:.0f}; "
+          f"paired (n = 1024 right before and after each level, the higher): median {medians['paired']:.0f}")
     for name, flops in (("6N convention", flops_6n), ("XLA cost analysis", flops_xla)):
         bound = flops / (peak * 1e9)
-        print(f"  {name}: {flops / 1e9:.1f} GFLOP per level, matmul-bound {bound:.3f} s, "
-              f"level / bound {medians['wall'] / bound:.2f}x")
+        paired = statistics.median(r["wall"] / (flops / (r["paired"] * 1e9)) for r in rows)
+        print(f"  {name}: {flops / 1e9:.1f} GFLOP per level, matmul-bound {bound:.3f} s, level / bound "
+              f"{medians['wall'] / bound:.2f}x (paired: {paired:.2f}x)")
 
 
 def _load() -> str:
