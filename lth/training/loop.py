@@ -91,9 +91,10 @@ def run_chunks(chunk: Callable, trainer: Trainer, state: Any, mask: Any, data: D
                ) -> Iterator[tuple[Any, int, ChunkMetrics]]:
     """Run `chunk` over the plan from `start` to the end; yields (state, first iteration, metrics).
 
-    The next epoch's order is dispatched right after a chunk, before the caller blocks on that
-    chunk's metrics: it is ready when the next chunk starts (the same order: it is a function of
-    the epoch alone), instead of being computed between two chunks."""
+    The next epoch's order is dispatched right after a chunk, before the caller waits for that
+    chunk's metrics (the same order: a function of the epoch alone). The CPU device runs programs in
+    the order they are dispatched, so it still runs after the chunk; but it runs while the host
+    fetches the metrics and calls the hooks, instead of after them."""
     plan = chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks)
     order = {plan[0].epoch: orders(plan[0].epoch)} if plan else {}
     for span, after in zip(plan, [*plan[1:], None]):
