@@ -68,15 +68,14 @@ def start_ahead(setup: Setup) -> Ahead:
     read) in the background; see the module docstring. Replicate 0's seed is initialised."""
     ahead = Ahead()
     ahead.submit("compile", "epoch_order", functools.partial(_compile_epoch_order, setup))
-    arguments = functools.cache(functools.partial(_chunk_arguments, setup))
     levels = [(setup.trainer, start_step(setup), 0)]
     if setup.config.levels > 0:
         levels.append((setup.retrain_trainer, setup.rewind_step, 1))
     for trainer, first, level in levels:
+        arguments = functools.cache(functools.partial(_chunk_arguments, setup, trainer, first))  # traced once
         breaks = (setup.rewind_step,) if level == 0 and setup.rewind_step > first else ()
         for span in chunk_plan(first, trainer.total_steps, trainer.steps_per_epoch, breaks):
-            trainer.train_chunk.compile_ahead(ahead.queues["compile"], functools.partial(arguments, trainer, first),
-                                              length=span.length)
+            trainer.train_chunk.compile_ahead(ahead.queues["compile"], arguments, length=span.length)
     if setup.start is None:
         ahead.submit("init", ("initial", setup.config.seed), functools.partial(fresh_init, setup.model,
                                                                                setup.config.seed))
