@@ -10,8 +10,23 @@ pairs of level 0, level 1 (the first pruned level) and a steady level (the media
 and of the time to the first training step, taken as the time from the process's start to the end of
 level 0 (the moment its `level_done` line reaches metrics.jsonl, polled) less a steady level's time.
 
+Then, in this process (`--phases`, default on), one more run of the setup with every level's
+phases timed (issue 29, item 2), steady levels (2 and up; with `--levels 1`, level 1) reported:
+*prune* (`prune_level`, waited for), *rewind* (the rest of the level's start: masking the rewind
+weights, the optimiser's init), *train* (the level's chunks and host loop, less the evaluations),
+*evaluate* (the level's evaluations: their count x the median time of one `evaluate_all` of the
+test set, timed alone), *save* (the recorder's `level_done`: host copies handed to the background
+writer, metrics.jsonl, results) and *rest* (the level's wall time less all these: its record,
+the generator, other host work). The level's **matmul-bound time** is its FLOPs over the matmul peak
+of `throughput.matmul_peak` measured before and after the run in this process (the higher):
+training 6 x 266,200 weights per example, evaluation 2 x 266,200 per evaluated image (the 6N
+convention of `throughput.py`, which the 1.3x target uses), and also by XLA's cost analysis of one
+compiled batch-128 update and one 1,000-image forward (which counts no input gradient of the first
+layer: ~0.7x of 6N, see benchmarks/README.md).
+
     .venv/bin/python benchmarks/openlth_setup.py --repeats 3             # 3 pruned levels
     .venv/bin/python benchmarks/openlth_setup.py --repeats 3 --levels 1  # the 1-level process
+    .venv/bin/python benchmarks/openlth_setup.py --repeats 0 --levels 4  # only the phases, levels 2-4
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SETUP = ["lenet300_mnist", "--variant", "quick", "--dataset", "random_mnist",
          "--set", "optimizer.name=sgd", "--lr", "0.1", "--batch-size", "128", "--epochs", "3",
          "--eval-every", "1ep", "--set", "pruning.layer_fractions=[]", "--set", 'pruning.exclude=["output/kernel"]',
@@ -60,7 +76,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--levels", type=int, default=3, help="pruned levels after level 0 (default 3)")
+    parser.add_argument("--no-phases", dest="phases", action="store_false", help="skip the in-process phase run")
     args = parser.parse_args()
+    if args.repeats > 0:
+        processes(args)
+    if args.phases:
+        from openlth_phases import report_phases  # imports jax: after the processes are timed
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report_phases([*SETUP, "--levels", str(args.levels), "--runs", tmp])
+
+
+def processes(args: argparse.Namespace) -> None:
+    """The cold and warm processes, `args.repeats` interleaved pairs, medians printed."""
     results: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):

@@ -28,12 +28,18 @@ class DeviceData(NamedTuple):
     pad_value: jax.Array  # per channel: the value of a black pixel after normalisation (crop padding)
 
 
+def eval_layout(n: int, batch_size: int = 1000) -> tuple[int, int]:
+    """(batches, batch) of an evaluation split of `n` examples: whole batches of at most `batch_size`,
+    at least one batch of one row (an empty split)."""
+    batch = max(1, min(batch_size, n))
+    return max(1, -(-n // batch)), batch
+
+
 def eval_set(x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> EvalSet:
     """Pad to a whole number of batches (padding has weight 0) and reshape. An empty split (no
     validation set) becomes one batch of one weight-0 row: its loss and accuracy evaluate to NaN."""
     n = len(y)
-    batch = max(1, min(batch_size, n))
-    batches = max(1, -(-n // batch))
+    batches, batch = eval_layout(n, batch_size)
     pad = batches * batch - n
     xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
     yp = np.concatenate([y, np.zeros(pad, y.dtype)]) if pad else y
@@ -57,6 +63,24 @@ def to_device(ds: Dataset, eval_batch_size: int = 1000) -> DeviceData:
         jnp.asarray(ds.x_train.reshape(-1, ds.x_train.shape[-1]).min(axis=0) if ds.x_train.ndim == 4
                     else np.zeros(1, np.float32)),
     )
+
+
+def device_shapes(ds: Dataset, eval_batch_size: int = 1000) -> DeviceData:
+    """The shapes and dtypes of `to_device(ds)` as `jax.ShapeDtypeStruct`s, nothing moved: to compile
+    the programs that take the data while it is being put on the device."""
+
+    def like(shape: tuple[int, ...], dtype: np.dtype) -> jax.ShapeDtypeStruct:
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(dtype))
+
+    def split(x: np.ndarray, y: np.ndarray) -> EvalSet:
+        batches, batch = eval_layout(len(y), eval_batch_size)
+        return EvalSet(like((batches, batch, *x.shape[1:]), x.dtype), like((batches, batch), y.dtype),
+                       like((batches, batch), np.dtype(np.float32)))
+
+    channels = ds.x_train.shape[-1] if ds.x_train.ndim == 4 else 1
+    pad_dtype = ds.x_train.dtype if ds.x_train.ndim == 4 else np.dtype(np.float32)
+    return DeviceData(like(ds.x_train.shape, ds.x_train.dtype), like(ds.y_train.shape, ds.y_train.dtype),
+                      split(ds.x_val, ds.y_val), split(ds.x_test, ds.y_test), like((channels,), pad_dtype))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))

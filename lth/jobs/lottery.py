@@ -3,17 +3,20 @@ for a checked plan (`lth.plans.run`)."""
 
 from __future__ import annotations
 
+import importlib
+import threading
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from lth.analysis.plots import plot_run
+from lth.analysis.plots import plot_run, pyplot
 from lth.errors import ConfigError
 from lth.jobs.controls import train_control_plan
 from lth.jobs.methods import run_method_plan
 from lth.jobs.report import report_run_end
 from lth.lottery import Setup, build_setup, init_params, initial_mask
+from lth.lottery.ahead import start_ahead
 from lth.lottery.setup import data_parallel_setup
 from lth.plans.control import plan_controls
 from lth.plans.run import RunPlan, plan_run
@@ -105,10 +108,12 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
         return run_method_plan(plan)
     main = jax.process_index() == 0
     _check_processes(plan)
-    setup = build_setup(plan.config, plan.data_root)
+    layout, _ = choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before any writing
+    # when this process trains the main line itself, its start-up work runs in threads (`lth.lottery.ahead`)
+    itself = layout == "sequential" and not plan.data_parallel
+    setup = build_setup(plan.config, plan.data_root, ahead=start_ahead if itself else None)
     if plan.data_parallel:
         setup = data_parallel_setup(setup)
-    choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before anything is written
     every = plan.checkpoint_every.period(setup.trainer.steps_per_epoch)
     setup, mask, ticket = start_from_ticket(setup, plan.ticket, plan.mask, plan.runs_root)
     if ticket is None:
@@ -157,6 +162,8 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
     # the layout follows from the replicates asked for, not from how many are left: a replicate
     # resumes under the numerics it started with
     layout, workers = choose_layout(plan.layout, plan.workers, len(reps), plan.data_parallel)
+    if main:  # the plot at the end imports matplotlib (~0.5 s): done in a thread while the levels train
+        threading.Thread(target=_import_plotting, name="lth-import-plotting", daemon=True).start()
     with open_session(run, wandb_mode, levels=config.levels, total_steps=setup.total_steps, replicates=len(reps),
                       progress=plan.progress and main, show_paths=plan.show_paths and main,
                       trackers=plan.trackers) as session:
@@ -172,6 +179,13 @@ def _train_replicates(run: RunDir, reps: list[ReplicateDir], setup: Setup, mask:
             plot_run(run.path)
             session.run_done(run_records(run, reps))
     return per_replicate, session.wandb
+
+
+def _import_plotting() -> None:
+    """Import what `plot_run` draws with (pyplot and its Agg backend, the figure modules)."""
+    pyplot()
+    importlib.import_module("lth.analysis.cost_chart")
+    importlib.import_module("matplotlib.figure")
 
 
 def _each_replicate(session: Session, setup: Setup, reps: list[ReplicateDir], mask: Mask | None,

@@ -230,7 +230,10 @@ def prune_level(setup: Setup, params: Any, mask: Mask, level: int, base_counts: 
 def warm_pruning(setup: Setup, seed: _Seed) -> None:
     """Compile the pruned levels' pruning program during level 0, on its shapes (run once, the mask
     discarded): its keep counts are traced, so level 1 and every later level reuse it, and the first
-    pruned level costs what a steady one does (rewinding and the optimiser's init are level 0's programs)."""
+    pruned level costs what a steady one does (rewinding and the optimiser's init are level 0's programs).
+    Nothing to do when the run's start-up work did it (`lth.lottery.ahead`: the same shapes)."""
+    if setup.ahead is not None and setup.ahead.result("pruning"):
+        return
     jax.block_until_ready(prune_level(setup, seed.params0, seed.mask0, 1, seed.base_counts))
 
 

@@ -20,7 +20,7 @@ from lth import rng
 from lth.spec.config import ExperimentConfig, for_replicate, replace
 from lth.spec.checks import validate_config
 from lth.data import Dataset, load_dataset
-from lth.data.device import DeviceData, to_device
+from lth.data.device import DeviceData, device_shapes, to_device
 from lth.errors import ConfigError, MaskError
 from lth.lottery.method_config import check_schedule
 from lth.models import Model, get_model
@@ -55,10 +55,12 @@ class Setup:
 
     @functools.cached_property
     def initial(self) -> tuple[Any, Any]:
-        """The initial (params, model state): see `init_params`."""
+        """The initial (params, model state): see `init_params` (made ahead in a thread when the run
+        started its start-up work there: `lth.lottery.ahead`)."""
         if self.start is not None:
             return self.start.params, self.start.model_state
-        return self.model.init(rng.stream(self.config.seed, "init"))
+        made = self.ahead.result(("initial", self.config.seed)) if self.ahead is not None else None
+        return made if made is not None else fresh_init(self.model, self.config.seed)
 
     config: ExperimentConfig
     dataset: Dataset
@@ -70,6 +72,7 @@ class Setup:
     retrain_trainer: Trainer  # levels >= 1: `trainer`, or a constant final-LR one for fine-tuning
     start: Start | None = None  # level 0 from given weights (a ticket) instead of the seed's init
     structure: tuple[int, int] | None = None  # `config.sparse.structure` parsed: (N, M), or None (unstructured)
+    ahead: Any = dataclasses.field(default=None, compare=False)  # start-up work in threads (`lth.lottery.ahead.Ahead`)
 
     def for_replicate(self, replicate: int) -> Setup:
         """The setup of replicate r: the same programs and data, seed ``config.seed + r``."""
@@ -78,6 +81,12 @@ class Setup:
     def with_config(self, config: ExperimentConfig) -> Setup:
         """The same programs and data under another config of the same shapes (e.g. a seed)."""
         return dataclasses.replace(self, config=config)
+
+
+def fresh_init(model: Model, seed: int) -> tuple[Any, Any]:
+    """The (params, model state) the seed initialises `model` to (eager ops: `jax.jit` of the same init
+    gives other bits, so it is not jitted)."""
+    return model.init(rng.stream(seed, "init"))
 
 
 def check_levels(config: ExperimentConfig, base_counts: dict[str, int], kernels: set[str]) -> None:
@@ -107,10 +116,13 @@ def prepare(config: ExperimentConfig, data_root: str | Path | None = None) -> Se
     return build_setup(config, data_root)
 
 
-def build_setup(config: ExperimentConfig, data_root: str | Path | None = None) -> Setup:
+def build_setup(config: ExperimentConfig, data_root: str | Path | None = None,
+                ahead: Callable[[Setup], Any] | None = None) -> Setup:
     """Load the data and build the model and the compiled trainer of a validated `config` (a plan's:
     `lth.plans`), its programs from the persistent compilation cache when an earlier process compiled
-    them (`enable_compile_cache`); the checks that need the data (lengths, the rewind point, batch size)."""
+    them (`enable_compile_cache`); the checks that need the data (lengths, the rewind point, batch size).
+    `ahead` (`lth.lottery.ahead.start_ahead`) starts the start-up work in threads as soon as the data's
+    shapes are known, before the data goes to the device."""
     enable_compile_cache()
     dataset = load_dataset(config.data.name, config.data.validation_size, data_root,
                            random_labels_fraction=config.data.random_labels_fraction,
@@ -154,8 +166,11 @@ def build_setup(config: ExperimentConfig, data_root: str | Path | None = None) -
         final_lr = float(trainer.schedule(total - 1))
         retrain_trainer = build(replace(config.optimizer, schedule="constant", learning_rate=final_lr,
                                         warmup="0it", milestones=()))
-    return Setup(config, dataset, to_device(dataset), model, trainer, total, rewind, retrain_trainer,
-                 structure=parse_nm(config.sparse.structure))
+    setup = Setup(config, dataset, device_shapes(dataset), model, trainer, total, rewind, retrain_trainer,
+                  structure=parse_nm(config.sparse.structure))
+    if ahead is not None:
+        setup = dataclasses.replace(setup, ahead=ahead(setup))
+    return dataclasses.replace(setup, data=to_device(dataset))
 
 
 def init_params(setup: Setup) -> tuple[Any, Any]:

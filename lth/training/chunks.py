@@ -22,6 +22,7 @@ deadlock in the all-reduce rendezvous (measured here; a whole-chunk scan does no
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import jax
@@ -68,8 +69,21 @@ class Chunk:
             self._compiled = jax.jit(scan_chunk, static_argnums=6, **jit_options)
         else:
             self._compiled = jax.jit(one_step, **jit_options)
+        self._ahead: dict[int, Future] = {}
+
+    def compile_ahead(self, executor: Executor, arguments: Callable[[], tuple], *, length: int) -> None:
+        """Compile the scan chunk of `length` iterations in `executor`'s thread, for the arguments
+        (state, mask, data, order, offset, augment_key) that `arguments()` gives there
+        (`jax.ShapeDtypeStruct`s will do). The first call of that length waits for it and runs the
+        program it built (jit's cache holds it) instead of compiling it a second time. The "steps"
+        loop and sharded chunks compile on first use, as before."""
+        if self.loop == "scan" and not self.sharded and length not in self._ahead:
+            self._ahead[length] = executor.submit(lambda: self._compiled.lower(*arguments(), length).compile())
 
     def __call__(self, state, mask, data, order, offset, augment_key, *, length: int):
+        ahead = self._ahead.pop(length, None)
+        if ahead is not None:
+            ahead.exception()  # wait; had it failed, the call below compiles (and raises) as usual
         args = self._place(state, mask, data, order, offset, augment_key)
         if self.loop == "scan":
             return self._compiled(*args, length)

@@ -89,11 +89,20 @@ def eval_records(metrics: ChunkMetrics, first_step: int) -> list[dict[str, float
 def run_chunks(chunk: Callable, trainer: Trainer, state: Any, mask: Any, data: DeviceData,
                orders: Callable[[int], jax.Array], augment_key: Any, start: int, breaks: Iterable[int] = ()
                ) -> Iterator[tuple[Any, int, ChunkMetrics]]:
-    """Run `chunk` over the plan from `start` to the end; yields (state, first iteration, metrics)."""
-    for span in chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks):
+    """Run `chunk` over the plan from `start` to the end; yields (state, first iteration, metrics).
+
+    The next epoch's order is dispatched right after a chunk, before the caller waits for that
+    chunk's metrics (the same order: a function of the epoch alone). The CPU device runs programs in
+    the order they are dispatched, so it still runs after the chunk; but it runs while the host
+    fetches the metrics and calls the hooks, instead of after them."""
+    plan = chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks)
+    order = {plan[0].epoch: orders(plan[0].epoch)} if plan else {}
+    for span, after in zip(plan, [*plan[1:], None]):
         first = span.epoch * trainer.steps_per_epoch + span.offset
-        state, metrics = chunk(state, mask, data, orders(span.epoch), jnp.int32(span.offset), augment_key,
+        state, metrics = chunk(state, mask, data, order[span.epoch], jnp.int32(span.offset), augment_key,
                                length=span.length)
+        if after is not None and after.epoch not in order:
+            order = {after.epoch: orders(after.epoch)}
         yield state, first, metrics
 
 

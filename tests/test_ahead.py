@@ -1,0 +1,71 @@
+"""A run's start-up work in threads (`lth.lottery.ahead`): each program is built once, the results
+are those of the run without it, and the next epoch's order is dispatched before a chunk's metrics
+are waited for (`lth.training.loop.run_chunks`)."""
+
+from collections import Counter
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+from helpers import tiny_config
+
+from lth.lottery import lottery_levels
+from lth.lottery.ahead import start_ahead
+from lth.lottery.setup import build_setup, fresh_init
+from lth.training.loop import chunk_plan, run_chunks
+
+
+def _record_compiles(names: list[str]):
+    def on_duration(event, duration, fun_name=None, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":  # a compile or a persistent-cache load
+            names.append(fun_name)
+
+    return on_duration
+
+
+def test_start_up_work_builds_each_program_once_and_changes_no_bit():
+    config = tiny_config(levels=2, rewind="13it")  # level 0 is cut at the rewind step: two chunk lengths there
+    names: list[str] = []
+    listener = _record_compiles(names)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        setup = build_setup(config, ahead=start_ahead)
+        ahead_outcomes = list(lottery_levels(setup))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    plain_outcomes = list(lottery_levels(build_setup(config)))
+
+    trainer = setup.trainer
+    lengths = {s.length for first, breaks in ((0, (13,)), (13, ()))
+               for s in chunk_plan(first, trainer.total_steps, trainer.steps_per_epoch, breaks)}
+    built = Counter(names)
+    assert lengths == {13, 22} and built["jit(scan_chunk)"] == 2, built  # 13 + 22 at level 0, 22 at level 1
+    assert built["jit(epoch_order)"] <= 1 and built["jit(<lambda>)"] <= 1, built  # module-level: maybe built before
+    assert setup.ahead.result("pruning") is True  # level 0 found the pruning program warmed up ahead
+    made = setup.ahead.result(("initial", config.seed))
+    for got, want in zip(jax.tree.leaves(made), jax.tree.leaves(fresh_init(setup.model, config.seed))):
+        assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
+    for a, b in zip(ahead_outcomes, plain_outcomes):
+        assert a.record == b.record and a.evaluations == b.evaluations
+        for got, want in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+            assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
+
+
+def test_the_next_order_is_dispatched_before_the_caller_waits_for_a_chunk():
+    events: list[str] = []
+    trainer = SimpleNamespace(total_steps=25, steps_per_epoch=10)
+
+    def orders(epoch):
+        events.append(f"order {epoch}")
+        return epoch
+
+    def chunk(state, mask, data, order, offset, augment_key, *, length):
+        events.append(f"chunk of epoch {order} from {int(offset)}")
+        return state, None
+
+    for _, first, _ in run_chunks(chunk, trainer, None, None, None, orders, None, 0, breaks=(4,)):
+        events.append(f"caller gets {first}")
+    assert events == ["order 0", "chunk of epoch 0 from 0", "caller gets 0",  # the rest of epoch 0: same order
+                      "chunk of epoch 0 from 4", "order 1", "caller gets 4",
+                      "chunk of epoch 1 from 0", "order 2", "caller gets 10",
+                      "chunk of epoch 2 from 0", "caller gets 20"]
