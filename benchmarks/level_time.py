@@ -18,6 +18,10 @@ not depend on the pixel values). Three measurements of `--levels` + 1 levels eac
   evaluation at the end, no hooks, no files) from a fresh state, timed after a warm-up level.
 
 Overhead = (A - C) / A: evaluation (A - B) plus pruning, checkpointing, logging and host work (B - C).
+
+``--test-at every_evaluation,validation_minimum`` times A under each test protocol
+(`training.test_at`), alternating them `--rounds` times (interleaved, same process), and prints each
+protocol's evaluation share (A - B) / A and how many test evaluations a level made.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class LevelClock:
 
     def __init__(self):
         self.done: list[float] = []
+        self.tests: list[int] = []  # per level: the evaluations whose test set was evaluated
 
     def level_start(self, *args):
         pass
@@ -72,6 +77,7 @@ class LevelClock:
 
     def level_done(self, replicate, record, evaluations):
         self.done.append(time.perf_counter())
+        self.tests.append(sum(1 for e in evaluations if np.isfinite(e["test_accuracy"])))
 
     def run_done(self, *args):
         pass
@@ -80,10 +86,14 @@ class LevelClock:
         pass
 
 
-def level_walls(config, root: Path) -> list[float]:
+def level_walls(config, root: Path, tests: list[int] | None = None) -> list[float]:
+    """The wall times of levels 1.. of a real run (level 0 has compilation); `tests` gets each
+    level's count of test evaluations."""
     clock = LevelClock()
     run_lottery(config, runs_root=root, progress=False, wandb="disabled", trackers=[clock], layout="sequential")
-    return list(np.diff(clock.done))  # levels 1.. (level 0 has compilation)
+    if tests is not None:
+        tests.extend(clock.tests)
+    return list(np.diff(clock.done))
 
 
 def training_alone(config, levels: int) -> list[float]:
@@ -101,13 +111,28 @@ def training_alone(config, levels: int) -> list[float]:
     return walls[1:]
 
 
+def protocol_levels(config, protocols: list[str], rounds: int, tmp: Path) -> dict[str, tuple[list[float], list[int]]]:
+    """{protocol: (level walls, test evaluations per level)} of real runs (A), the protocols alternating
+    `rounds` times."""
+    out: dict[str, tuple[list[float], list[int]]] = {p: ([], []) for p in protocols}
+    for r in range(rounds):
+        for protocol in protocols:
+            walls, tests = out[protocol]
+            walls += level_walls(replace(config, **{"training.test_at": protocol}), tmp / f"a-{protocol}-{r}", tests)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="default", choices=("default", "quick"))
     parser.add_argument("--levels", type=int, default=2, help="levels after level 0 (timed); default 2")
     parser.add_argument("--iterations", type=int, help="training length per level (default: the variant's)")
     parser.add_argument("--eval-every", help="evaluation period, e.g. 1000it (default: the variant's)")
+    parser.add_argument("--test-at", default="every_evaluation",
+                        help="test protocol(s) of A, comma-separated: every_evaluation, validation_minimum")
+    parser.add_argument("--rounds", type=int, default=1, help="A runs per protocol, alternating (default 1)")
     args = parser.parse_args(argv)
+    protocols = args.test_at.split(",")
     config = replace(load_config("lenet300_mnist", args.variant), levels=args.levels)
     if args.variant == "default":
         lth_data._REGISTRY["random_mnist_full"] = random_mnist_full
@@ -122,16 +147,21 @@ def main(argv: list[str] | None = None) -> int:
           f"per level, {len(setup.dataset.y_train):,} training examples, evaluation every "
           f"{config.training.eval_every} of {n_eval:,} images; jax {jax.__version__} on {jax.default_backend()}")
     with tempfile.TemporaryDirectory() as tmp:
-        a = level_walls(config, Path(tmp) / "a")
+        a = protocol_levels(config, protocols, args.rounds, Path(tmp))
         once = replace(config, **{"training.eval_every": config.training.length})
         b = level_walls(once, Path(tmp) / "b")
     c = training_alone(once, args.levels)
-    A, B, C = (statistics.median(x) for x in (a, b, c))
-    print(f"A real level      {A:7.2f} s  (levels 1-{args.levels}: {', '.join(f'{x:.2f}' for x in a)})")
+    B, C = (statistics.median(x) for x in (b, c))
+    for protocol, (walls, tests) in a.items():
+        A = statistics.median(walls)
+        print(f"A real level      {A:7.2f} s  test_at={protocol}, test evaluated {statistics.median(tests):.0f} times "
+              f"per level (levels: {', '.join(f'{x:.2f}' for x in walls)})")
     print(f"B one evaluation  {B:7.2f} s  ({', '.join(f'{x:.2f}' for x in b)})")
     print(f"C training alone  {C:7.2f} s  ({', '.join(f'{x:.2f}' for x in c)})")
-    print(f"overhead (A - C) / A = {100 * (A - C) / A:.1f} %: evaluations {100 * (A - B) / A:.1f} %, "
-          f"pruning + checkpoint + logging + host {100 * (B - C) / A:.1f} %")
+    for protocol, (walls, _) in a.items():
+        A = statistics.median(walls)
+        print(f"test_at={protocol}: overhead (A - C) / A = {100 * (A - C) / A:.1f} %: evaluations "
+              f"{100 * (A - B) / A:.1f} %, pruning + checkpoint + logging + host {100 * (B - C) / A:.1f} %")
     return 0
 
 

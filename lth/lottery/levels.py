@@ -285,8 +285,9 @@ def lottery_levels_together(
         breaks = (k,) if level == 0 and k > 0 else ()
         level_trainer = setups[0].retrain_trainer if retrained(setups[0], level) else trainer
         order_keys, augment_keys = zip(*(data_keys(setup, level) for setup in setups))
+        val_mins = [val_minimum(e) for e in evaluations]  # a level resumed mid-way: its evaluations so far
         for states, evals in train_many(level_trainer, states, level_masks, setups[0].data, list(order_keys),
-                                        list(augment_keys), breaks=breaks, val_mins=list(map(val_minimum, evaluations))):
+                                        list(augment_keys), breaks=breaks, val_mins=val_mins):
             for r, (seed, state) in enumerate(zip(seeds, states)):
                 if level == 0 and k > 0 and int(state.step) == k:
                     seed.rewind_point = (state.params, state.model_state)
