@@ -9,7 +9,8 @@ argument, never a constant, so one compiled program serves every level.
 
 An iteration is made of two parts (`Parts`): `update`, the masked optimisation step on one batch
 (gather, augmentation, gradient, optimiser), and `evaluate_all`, the validation and test
-evaluation. `iteration` composes them with the schedule of evaluations. For several networks at
+evaluation (`evaluate_set`, one set: the "validation_minimum" test protocol evaluates test only at
+new minima of the validation loss, `iteration`). `iteration` composes them with the schedule of evaluations. For several networks at
 once, `stacked_parts` vmaps both parts over a leading axis and `iteration` composes them the same
 way: the iteration counter stays one shared scalar, so "evaluate now?" stays one `lax.cond` (a
 predicate batched by `vmap` would turn it into a select and evaluate at every iteration).
@@ -203,8 +204,9 @@ def iteration(parts: Parts) -> Callable:
     (loss, due, evals))``: one update, then the evaluation if one is due (every `eval_every`
     iterations and at the end); `evals` is NaN where none ran.
 
-    `parts.test_at` "every_evaluation" (Frankle & Carbin's protocol as their code runs it, the
-    default) evaluates validation and test at every evaluation; "validation_minimum" evaluates the
+    `parts.test_at` "every_evaluation" (the default; lth's protocol before the option existed, as
+    Frankle & Carbin describe it: validation and test every `eval_every` iterations) evaluates both
+    at every evaluation; "validation_minimum" evaluates the
     test set only where the validation loss reaches a new minimum of the level and at the last
     iteration (`evaluate_at_minima`), carrying the running minimum `val_min` (shape of the loss; NaN:
     no evaluation yet) from iteration to iteration: the early stop (the first minimum of the
