@@ -10,10 +10,11 @@ argument, never a constant, so one compiled program serves every level.
 An iteration is made of two parts (`Parts`): `update`, the masked optimisation step on one batch
 (gather, augmentation, gradient, optimiser), and `evaluate_all`, the validation and test
 evaluation (`evaluate_set`, one set: the "validation_minimum" test protocol evaluates test only at
-new minima of the validation loss, `iteration`). `iteration` composes them with the schedule of evaluations. For several networks at
-once, `stacked_parts` vmaps both parts over a leading axis and `iteration` composes them the same
-way: the iteration counter stays one shared scalar, so "evaluate now?" stays one `lax.cond` (a
-predicate batched by `vmap` would turn it into a select and evaluate at every iteration).
+new minima of the validation loss, `iteration`). `iteration` composes them with the schedule of
+evaluations. For several networks at once, `stacked_parts` vmaps both parts over a leading axis
+and `iteration` composes them the same way: the iteration counter stays one shared scalar, so
+"evaluate now?" stays one `lax.cond` (a predicate batched by `vmap` would turn it into a select
+and evaluate at every iteration).
 """
 
 from __future__ import annotations
