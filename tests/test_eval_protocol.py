@@ -232,3 +232,14 @@ def test_command_line_flag_sets_the_field():
 
     args = build_parser().parse_args(["run", "lenet300_mnist", "--test-at", CHEAP])
     assert config_changes(args)["training.test_at"] == ("--test-at validation_minimum", CHEAP)
+
+
+def test_a_changing_mask_falls_back_to_the_full_protocol():
+    """A dynamic method's control in an IMP run: its trainer evaluates test at every evaluation."""
+    from lth.spec.config import SparseConfig
+    from lth.training.mask_updates import make_mask_update
+    from lth.training.trainer import with_mask_update
+
+    trainer, _, _ = run_training(CHEAP, total=8)
+    moving = with_mask_update(trainer, make_mask_update("set", SparseConfig(dt=2), 8))
+    assert trainer.parts.test_at == CHEAP and moving.parts.test_at == FULL
