@@ -40,6 +40,7 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     assert fields["ticket"] is None  # in config.json ...
     fields.pop("ticket")  # ... but not in the hash
     assert fields.pop("particles") == 1  # SWAMP's particle count: 1 (plain IMP) is not hashed either
+    assert fields["training"].pop("test_at") == "every_evaluation"  # the full test protocol: not hashed
     assert fields["pruning"].pop("granularity") == "weight" and fields["pruning"].pop("unit_score") == "l1"
     assert fields["pruning"].pop("oneshot_early_at") == ""  # the oneshot_early control's iteration: unset
     assert fields["sparse"].pop("dense") == "reference" and fields["sparse"].pop("set_drop") == "cosine"
@@ -51,6 +52,7 @@ def test_an_unset_ticket_leaves_the_hash_of_runs_named_before_the_field():
     assert "ticket" not in canonical_json(config) and "ticket" in canonical_json(replace(config, ticket="ab"))
     assert "granularity" in canonical_json(replace(config, **{"pruning.granularity": "neuron"}))
     assert "particles" in canonical_json(replace(config, particles=4))
+    assert "test_at" in canonical_json(replace(config, **{"training.test_at": "validation_minimum"}))
     assert "eb_window" in canonical_json(replace(config, **{"sparse.eb_window": 3}))
     assert "oneshot_early_at" in canonical_json(replace(config, **{"pruning.oneshot_early_at": "2000it"}))
 

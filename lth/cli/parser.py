@@ -14,7 +14,7 @@ from lth.errors import closest
 from lth.spec.catalog import datasets_help
 from lth.spec.controls import controls_help
 from lth.spec.methods import methods_help
-from lth.spec.names import FILESYSTEMS, PRUNING_STRATEGIES, RETRAINING, WANDB_MODES
+from lth.spec.names import FILESYSTEMS, PRUNING_STRATEGIES, RETRAINING, TEST_AT, WANDB_MODES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,6 +130,9 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=int)
     run.add_argument("--lr", type=float, help="learning rate")
     run.add_argument("--eval-every", help="evaluation period, e.g. 100it or 1ep")
+    run.add_argument("--test-at", choices=TEST_AT,
+                     help="when test is evaluated: every_evaluation (default) or validation_minimum (only where the "
+                     "validation loss reaches a new minimum, and at the end: the same early-stop records)")
     run.add_argument("--dataset", help=f"dataset: {datasets_help()}")
     run.add_argument("--mask", help="start level 0 from this saved mask (runs/<run>/masks/level_XX.npz)")
     run.add_argument("--ticket", help="start level 0 from this ticket file (`lth ticket export`): its mask and weights")

@@ -27,6 +27,7 @@ FLAG_FIELDS = {  # the option's dest -> the config field it sets
     "batch_size": "training.batch_size",
     "lr": "optimizer.learning_rate",
     "eval_every": "training.eval_every",
+    "test_at": "training.test_at",
     "dataset": "data.name",
     "method": "method",
     "epochs": "training.length",

@@ -14,6 +14,7 @@ belong to its `Hooks` (`lth.execution` wires them to the run directory, W&B and 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from lth.sparsity.nm import check_nm_shapes, nm_level_mask
 from lth.sparsity.pruning import prune_magnitude
 from lth.sparsity.structured import is_structured, structured_level_mask, structured_spaces
 from lth.training import Trainer, TrainState, summarize, train
+from lth.training.loop import val_minimum
 from lth.training.stacked import train_stacked
 
 
@@ -134,13 +136,14 @@ TrainMany = Callable[..., Iterator[tuple[list[TrainState], list[list[dict[str, f
 
 
 def train_each(trainer: Trainer, states: list[TrainState], masks: list[Mask], data: DeviceData,
-               order_keys: list[jax.Array], augment_keys: list[jax.Array], *,
-               breaks: Iterable[int] = ()) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
+               order_keys: list[jax.Array], augment_keys: list[jax.Array], *, breaks: Iterable[int] = (),
+               val_mins: list[float] | None = None) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
     """`lth.training.train` for a single replicate, in the (states, evaluations) per-replicate form of
     `lottery_levels_together` (one replicate only: several are trained by `lth.training.stacked`)."""
     if len(states) != 1:
         raise ValueError("train_each trains one replicate; use lth.training.stacked.train_stacked for several")
-    for state, evals in train(trainer, states[0], masks[0], data, order_keys[0], augment_keys[0], breaks=breaks):
+    for state, evals in train(trainer, states[0], masks[0], data, order_keys[0], augment_keys[0], breaks=breaks,
+                              val_min=val_mins[0] if val_mins else math.nan):
         yield [state], [evals]
 
 
@@ -285,8 +288,9 @@ def lottery_levels_together(
         breaks = (k,) if level == 0 and k > 0 else ()
         level_trainer = setups[0].retrain_trainer if retrained(setups[0], level) else trainer
         order_keys, augment_keys = zip(*(data_keys(setup, level) for setup in setups))
-        for states, evals in train_many(level_trainer, states, level_masks, setups[0].data,
-                                        list(order_keys), list(augment_keys), breaks=breaks):
+        val_mins = [val_minimum(e) for e in evaluations]  # a level resumed mid-way: its evaluations so far
+        for states, evals in train_many(level_trainer, states, level_masks, setups[0].data, list(order_keys),
+                                        list(augment_keys), breaks=breaks, val_mins=val_mins):
             for r, (seed, state) in enumerate(zip(seeds, states)):
                 if level == 0 and k > 0 and int(state.step) == k:
                     seed.rewind_point = (state.params, state.model_state)

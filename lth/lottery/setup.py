@@ -159,7 +159,7 @@ def build_setup(config: ExperimentConfig, data_root: str | Path | None = None,
     build = functools.partial(make_trainer, model, total_steps=total, steps_per_epoch=steps_per_epoch,
                               batch_size=batch, eval_every=eval_every,
                               augmentation=config.data.augmentation or dataset.augmentation,
-                              loop=choose_loop(model, dataset.input_shape))
+                              loop=choose_loop(model, dataset.input_shape), test_at=config.training.test_at)
     trainer = build(config.optimizer)
     retrain_trainer = trainer
     if config.retraining == "finetune":

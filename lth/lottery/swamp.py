@@ -80,8 +80,8 @@ def train_particles(particles: int, train_many: Any = train_stacked) -> Any:
     (`lth.training.stacked.train_stacked`, bound to a mesh or not)."""
 
     def train(trainer: Trainer, states: list[TrainState], masks: list[Mask], data: DeviceData,
-              order_keys: list[jax.Array], augment_keys: list[jax.Array], *, breaks: Iterable[int] = ()
-              ) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
+              order_keys: list[jax.Array], augment_keys: list[jax.Array], *, breaks: Iterable[int] = (),
+              val_mins: list[float] | None = None) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
         if trainer.train_chunk.sharded:
             raise ConfigError(f"particles={particles} trains the particles as one vmapped program: it does not "
                               "combine with --data-parallel; drop one of them")
@@ -90,7 +90,8 @@ def train_particles(particles: int, train_many: Any = train_stacked) -> Any:
             return [item for item in items for _ in range(particles)]
 
         keys = [[k for key in ks for k in particle_keys(key, particles)] for ks in (order_keys, augment_keys)]
-        for all_states, all_evals in train_many(trainer, spread(states), spread(masks), data, *keys, breaks=breaks):
+        for all_states, all_evals in train_many(trainer, spread(states), spread(masks), data, *keys, breaks=breaks,
+                                                val_mins=spread(val_mins) if val_mins else None):
             groups = [all_states[r * particles:(r + 1) * particles] for r in range(len(states))]
             yield [average_states(g) for g in groups], all_evals[::particles]
 

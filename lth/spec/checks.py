@@ -10,7 +10,7 @@ from lth.spec.config import DataConfig, ExperimentConfig, OptimizerConfig, Pruni
 from lth.errors import ConfigError, unknown_name
 from lth.spec.names import (
     BN_STATES, DATA_ORDERS, DATASETS, DISTRIBUTIONS, FILESYSTEMS, GRANULARITIES, LAYOUTS, LR_SCHEDULES, METHODS,
-    MODELS, OPTIMIZERS, PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING, STRUCTURED, UNIT_SCORES
+    MODELS, OPTIMIZERS, PRUNING_SCHEDULES, PRUNING_STRATEGIES, RETRAINING, STRUCTURED, TEST_AT, UNIT_SCORES
 )
 from lth.spec.methods import DENSE_CHOICES, REGISTRY, SET_DROPS
 from lth.spec.parse import parse_checkpoint_period, parse_duration, parse_nm
@@ -40,10 +40,22 @@ def validate_config(config: ExperimentConfig) -> None:
     check_model_name(config.model, config.init)
     check_dataset_name(config.data.name)
     validate_method(config)
+    _check_test_at(config)
     check_granularity(config)
     for text in (config.training.length, config.training.eval_every, config.rewind, config.optimizer.warmup,
                  *config.optimizer.milestones, *filter(None, [config.pruning.oneshot_early_at])):
         parse_duration(text)
+
+
+def _check_test_at(config: ExperimentConfig) -> None:
+    """`training.test_at`: a known protocol; "validation_minimum" only where the mask is fixed during
+    training (a changing mask early-stops under its final mask only, whose first iteration is known
+    only once trained: its minima there need not be minima of the level)."""
+    if config.training.test_at not in TEST_AT:
+        raise unknown_name("training.test_at", config.training.test_at, TEST_AT)
+    if config.training.test_at != TEST_AT[0] and REGISTRY[config.method].dynamic:
+        raise ConfigError(f"training.test_at={config.training.test_at} needs a mask fixed during training; the "
+                          f"method {config.method} changes it: use training.test_at={TEST_AT[0]}")
 
 
 def _check_particles(config: ExperimentConfig) -> None:

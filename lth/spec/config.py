@@ -77,6 +77,7 @@ class TrainingConfig:
     batch_size: int = 60
     length: str = "50000it"  # training length of every level: "50000it" or "20ep"
     eval_every: str = "100it"  # validation + test evaluation period
+    test_at: str = "every_evaluation"  # or "validation_minimum": test only at new validation-loss minima + the end
 
 
 @dataclass(frozen=True)

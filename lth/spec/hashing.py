@@ -17,7 +17,7 @@ from lth.spec.parse import parse_duration
 _HASHED_ONLY_WHEN_SET: dict[str, Any] = {"ticket": None, "pruning.granularity": "weight", "pruning.unit_score": "l1",
                                          "pruning.oneshot_early_at": "",
                                          "sparse.eb_epsilon": 0.1, "sparse.eb_window": 5, "sparse.eb_every": "1ep",
-                                         "particles": 1}
+                                         "particles": 1, "training.test_at": "every_evaluation"}
 # fields added after runs existed that only some methods read: hashed when the run's method reads them
 # (its behaviour changed with them) or when not at their default, so other runs keep their directories
 _HASHED_WHEN_USED: dict[str, tuple[Any, tuple[str, ...]]] = {

@@ -19,6 +19,7 @@ STRUCTURED = GRANULARITIES[1:]  # the granularities whose masks remove whole uni
 UNIT_SCORES = ("l1", "l2")
 RETRAINING = ("rewind", "lr_rewind", "finetune")
 DATA_ORDERS = ("per_level", "fixed")
+TEST_AT = ("every_evaluation", "validation_minimum")  # when the test set is evaluated (`training.test_at`)
 DISTRIBUTIONS = ("uniform", "erk")
 LAYOUTS = ("sequential", "workers", "vmap", "devices")  # how the replicates of a run are laid out
 BN_STATES = ("interpolate", "a", "average", "reestimate")  # BatchNorm statistics along a path (`lth.lottery.path`)

@@ -9,10 +9,12 @@ argument, never a constant, so one compiled program serves every level.
 
 An iteration is made of two parts (`Parts`): `update`, the masked optimisation step on one batch
 (gather, augmentation, gradient, optimiser), and `evaluate_all`, the validation and test
-evaluation. `iteration` composes them with the schedule of evaluations. For several networks at
-once, `stacked_parts` vmaps both parts over a leading axis and `iteration` composes them the same
-way: the iteration counter stays one shared scalar, so "evaluate now?" stays one `lax.cond` (a
-predicate batched by `vmap` would turn it into a select and evaluate at every iteration).
+evaluation (`evaluate_set`, one set: the "validation_minimum" test protocol evaluates test only at
+new minima of the validation loss, `iteration`). `iteration` composes them with the schedule of
+evaluations. For several networks at once, `stacked_parts` vmaps both parts over a leading axis
+and `iteration` composes them the same way: the iteration counter stays one shared scalar, so
+"evaluate now?" stays one `lax.cond` (a predicate batched by `vmap` would turn it into a select
+and evaluate at every iteration).
 """
 
 from __future__ import annotations
@@ -91,11 +93,15 @@ class Parts(NamedTuple):
     eval_every: int
     total_steps: int
     mask_update: MaskUpdate | None = None  # gradual / SET / RigL: the mask changes in the loop (state.sparse)
+    evaluate_set: Callable | None = None  # (params, model_state, EvalSet) -> [loss, acc]
+    test_at: str = "every_evaluation"  # or "validation_minimum" (`iteration`)
 
 
 def make_parts(model: Model, tx: optax.GradientTransformation, schedule: Callable[[jax.Array], jax.Array], *,
-               augmentation: str, eval_every: int, total_steps: int, mask_update: MaskUpdate | None = None) -> Parts:
-    """The update and the evaluation of one network (see the module docstring).
+               augmentation: str, eval_every: int, total_steps: int, mask_update: MaskUpdate | None = None,
+               test_at: str = "every_evaluation") -> Parts:
+    """The update and the evaluation of one network (see the module docstring); `test_at`: when the
+    test set is evaluated (`iteration`).
 
     `augmentation` ("none" or "crop_flip") is applied to every training batch with the key
     ``fold_in(augment_key, iteration)``: reproducible, and the same at every level. With a
@@ -150,7 +156,10 @@ def make_parts(model: Model, tx: optax.GradientTransformation, schedule: Callabl
         tl, ta = evaluate(params, model_state, data.test)
         return jnp.stack([vl, va, tl, ta])
 
-    return Parts(update, evaluate_all, eval_every, total_steps, mask_update)
+    def evaluate_set(params: Any, model_state: Any, split: EvalSet) -> jax.Array:
+        return jnp.stack(evaluate(params, model_state, split))
+
+    return Parts(update, evaluate_all, eval_every, total_steps, mask_update, evaluate_set, test_at)
 
 
 def stacked_parts(parts: Parts) -> Parts:
@@ -158,19 +167,64 @@ def stacked_parts(parts: Parts) -> Parts:
     indices and the augmentation key has a leading axis N; the data and the iteration are shared."""
     update = jax.vmap(parts.update, in_axes=(STACKED_AXES, 0, None, 0, 0), out_axes=(STACKED_AXES, 0))
     evaluate_all = jax.vmap(parts.evaluate_all, in_axes=(0, 0, None))
-    return parts._replace(update=update, evaluate_all=evaluate_all)
+    evaluate_set = jax.vmap(parts.evaluate_set, in_axes=(0, 0, None))
+    return parts._replace(update=update, evaluate_all=evaluate_all, evaluate_set=evaluate_set)
+
+
+def new_minimum(val_loss: jax.Array, val_min: jax.Array) -> jax.Array:
+    """Whether an evaluation's validation loss is a new minimum of the level: strictly below the
+    running minimum `val_min` of the finite ones so far (NaN: none yet), as `lth.training.summarize`
+    picks the first of tied minima; a loss that is not finite (no validation set) counts as one, so
+    that without a validation set the test set is evaluated every time."""
+    return ~jnp.isfinite(val_loss) | jnp.isnan(val_min) | (val_loss < val_min)
+
+
+def running_minimum(val_loss: jax.Array, val_min: jax.Array) -> jax.Array:
+    """`val_min` after an evaluation: the minimum of the finite validation losses (NaN while none)."""
+    lower = jnp.isfinite(val_loss) & (jnp.isnan(val_min) | (val_loss < val_min))
+    return jnp.where(lower, val_loss, val_min)
+
+
+def evaluate_at_minima(parts: Parts, state: TrainState, data: DeviceData, val_min: jax.Array
+                       ) -> tuple[jax.Array, jax.Array]:
+    """The "validation_minimum" evaluation: validation, then test only where the validation loss is a
+    new minimum (`new_minimum`) or at the last iteration, NaN elsewhere; returns ([..., 4], new
+    running minimum). Stacked networks share one `lax.cond` (a vmapped predicate would be a select
+    that evaluates always): the test set is evaluated when any network needs it, and its results kept
+    only for those that do, so each network's rows are those of training it alone."""
+    val = parts.evaluate_set(state.params, state.model_state, data.val)
+    needs_test = new_minimum(val[..., 0], val_min) | (state.step == parts.total_steps)
+    test = jax.lax.cond(jnp.any(needs_test), lambda: parts.evaluate_set(state.params, state.model_state, data.test),
+                        lambda: jnp.full(val.shape, jnp.nan, jnp.float32))
+    test = jnp.where(needs_test[..., None], test, jnp.nan)
+    return jnp.concatenate([val, test], axis=-1), running_minimum(val[..., 0], val_min)
 
 
 def iteration(parts: Parts) -> Callable:
-    """The masked iteration: ``(state, mask, data, idx, augment_key) -> (state, (loss, due, evals))``:
-    one update, then the evaluation if one is due (every `eval_every` iterations and at the end);
-    `evals` is NaN where none ran."""
+    """The masked iteration: ``((state, val_min), mask, data, idx, augment_key) -> ((state, val_min),
+    (loss, due, evals))``: one update, then the evaluation if one is due (every `eval_every`
+    iterations and at the end); `evals` is NaN where none ran.
 
-    def one_iteration(state: TrainState, mask: Mask, data: DeviceData, idx: jax.Array, augment_key: jax.Array):
+    `parts.test_at` "every_evaluation" (the default; lth's protocol before the option existed, as
+    Frankle & Carbin describe it: validation and test every `eval_every` iterations) evaluates both
+    at every evaluation; "validation_minimum" evaluates the
+    test set only where the validation loss reaches a new minimum of the level and at the last
+    iteration (`evaluate_at_minima`), carrying the running minimum `val_min` (shape of the loss; NaN:
+    no evaluation yet) from iteration to iteration: the early stop (the first minimum of the
+    validation loss) and the final test accuracy are the same, the test curve is thinner."""
+
+    def one_iteration(carry: tuple[TrainState, jax.Array], mask: Mask, data: DeviceData, idx: jax.Array,
+                      augment_key: jax.Array):
+        state, val_min = carry
         state, loss = parts.update(state, mask, data, idx, augment_key)
         due = (state.step % parts.eval_every == 0) | (state.step == parts.total_steps)
-        evals = jax.lax.cond(due, lambda: parts.evaluate_all(state.params, state.model_state, data),
-                             lambda: jnp.full((*jnp.shape(loss), 4), jnp.nan, jnp.float32))
-        return state, (loss, due, evals)
+        skipped = jnp.full((*jnp.shape(loss), 4), jnp.nan, jnp.float32)
+        if parts.test_at == "every_evaluation":
+            evals = jax.lax.cond(due, lambda: parts.evaluate_all(state.params, state.model_state, data),
+                                 lambda: skipped)
+        else:
+            evals, val_min = jax.lax.cond(due, lambda: evaluate_at_minima(parts, state, data, val_min),
+                                          lambda: (skipped, val_min))
+        return (state, val_min), (loss, due, evals)
 
     return one_iteration

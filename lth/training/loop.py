@@ -86,23 +86,44 @@ def eval_records(metrics: ChunkMetrics, first_step: int) -> list[dict[str, float
     return rows
 
 
+def val_minimum(evaluations: Iterable[dict[str, float]]) -> float:
+    """The minimum of the finite validation losses of `evaluations` (a level's so far), NaN if none:
+    the running minimum a chunk of the "validation_minimum" test protocol starts from."""
+    finite = [e["val_loss"] for e in evaluations if math.isfinite(e["val_loss"])]
+    return min(finite) if finite else math.nan
+
+
+def chunk_val_minimum(val_min: Any, metrics: ChunkMetrics) -> np.ndarray:
+    """`val_min` (one per network) after a chunk: the minimum with its finite validation losses
+    (`lth.training.iteration.running_minimum` over the chunk, on the host; a minimum is exact)."""
+    losses = np.asarray(jax.device_get(metrics.val_loss), np.float32)
+    candidates = np.concatenate([np.asarray(val_min, np.float32)[None], np.where(np.isfinite(losses), losses, np.nan)])
+    return np.fmin.reduce(candidates, axis=0)
+
+
 def run_chunks(chunk: Callable, trainer: Trainer, state: Any, mask: Any, data: DeviceData,
-               orders: Callable[[int], jax.Array], augment_key: Any, start: int, breaks: Iterable[int] = ()
-               ) -> Iterator[tuple[Any, int, ChunkMetrics]]:
+               orders: Callable[[int], jax.Array], augment_key: Any, start: int, breaks: Iterable[int] = (),
+               val_min: Any = math.nan) -> Iterator[tuple[Any, int, ChunkMetrics]]:
     """Run `chunk` over the plan from `start` to the end; yields (state, first iteration, metrics).
+    `val_min`: the running minimum of the validation loss before `start` (`val_minimum` of the level's
+    evaluations so far; one per network, or one for all), carried from chunk to chunk when the
+    trainer evaluates test only at new minima (`lth.training.iteration.iteration`).
 
     The next epoch's order is dispatched right after a chunk, before the caller waits for that
     chunk's metrics (the same order: a function of the epoch alone). The CPU device runs programs in
     the order they are dispatched, so it still runs after the chunk; but it runs while the host
     fetches the metrics and calls the hooks, instead of after them."""
+    carried = trainer.parts.test_at != "every_evaluation"
     plan = chunk_plan(start, trainer.total_steps, trainer.steps_per_epoch, breaks)
     order = {plan[0].epoch: orders(plan[0].epoch)} if plan else {}
     for span, after in zip(plan, [*plan[1:], None]):
         first = span.epoch * trainer.steps_per_epoch + span.offset
         state, metrics = chunk(state, mask, data, order[span.epoch], jnp.int32(span.offset), augment_key,
-                               length=span.length)
+                               length=span.length, val_min=val_min if carried else None)
         if after is not None and after.epoch not in order:
             order = {after.epoch: orders(after.epoch)}
+        if carried:
+            val_min = chunk_val_minimum(val_min, metrics)
         yield state, first, metrics
 
 
@@ -115,10 +136,13 @@ def train(
     augment_key: jax.Array | None = None,
     *,
     breaks: Iterable[int] = (),
+    val_min: float = math.nan,
 ) -> Iterator[tuple[TrainState, list[dict[str, float]]]]:
     """Train from `state.step` to the trainer's end, yielding (state, evaluations) after every chunk.
 
     Chunks are epochs, cut at `breaks` too, so that a caller can save the state at a rewind step.
+    `val_min`: the level's running minimum of the validation loss before `state.step` (`val_minimum`
+    of its evaluations so far: a level resumed mid-way evaluates test where an uninterrupted one does).
     The data order of epoch e is a function of (order_key, e) only: rerunning from any step replays it.
     A non-finite or blown-up training loss raises a one-line `DivergedError`.
     """
@@ -130,7 +154,7 @@ def train(
         return epoch_order(order_key, epoch, num_examples, trainer.batch_size)
 
     for state, first, metrics in run_chunks(trainer.train_chunk, trainer, state, mask, data, orders, augment_key,
-                                            int(state.step), breaks):
+                                            int(state.step), breaks, val_min):
         yield state, eval_records(metrics, first)
 
 
@@ -151,6 +175,11 @@ def summarize(evaluations: list[dict[str, float]], from_iteration: int | None = 
     which test accuracy reaches 95 % (`first_reach`; None if it never does). Without a validation set
     (its losses NaN) there is no early stop: those fields are None and `early_stop` says why.
 
+    Evaluations whose test set was not evaluated (test NaN: the "validation_minimum" protocol,
+    `training.test_at`, evaluates it only at new minima of the validation loss and at the end) do not
+    count for the best and the 95 % iteration: those are over the test evaluations done. The early
+    stop and the final accuracy always have theirs (the early stop is a new minimum).
+
     `from_iteration` (a run whose mask changes during training: the first iteration under its final
     mask): the early stop and the best test accuracy look only at evaluations at iterations >= it;
     with none there, they are None and `early_stop` says why. The final accuracy is the last one's."""
@@ -159,7 +188,8 @@ def summarize(evaluations: list[dict[str, float]], from_iteration: int | None = 
     start = -math.inf if from_iteration is None else from_iteration
     window = [i for i, e in enumerate(evaluations) if e["iteration"] >= start]
     final = {"test_accuracy": evaluations[-1]["test_accuracy"],
-             "best_test_accuracy": max((evaluations[i]["test_accuracy"] for i in window), default=None),
+             "best_test_accuracy": max((evaluations[i]["test_accuracy"] for i in window
+                                        if not math.isnan(evaluations[i]["test_accuracy"])), default=None),
              "first_test_95_iteration": first_reach([evaluations[i] for i in window], "test_accuracy", REACH),
              "final_iteration": int(evaluations[-1]["iteration"])}
     with_val = [i for i in window if math.isfinite(evaluations[i]["val_loss"])]

@@ -166,12 +166,12 @@ def data_parallel(trainer: Trainer, data: DeviceData, mesh: Mesh | None = None) 
     check_batch_size(trainer.batch_size, mesh)
     rep, split = replicated(mesh), order_sharding(mesh)
 
-    def inputs(state, mask, data, order, position, key):
+    def inputs(state, mask, data, order, position, key, val_min):
         return (replicate(state, mesh), replicate(mask, mesh), shard_data(data, mesh),
-                place(order, split), place(position, rep), place(key, rep))
+                place(order, split), place(position, rep), place(key, rep), place(val_min, rep))
 
-    chunk = Chunk(iteration(trainer.parts), trainer.loop, shardings=((rep, rep, data_shardings(mesh), split, rep, rep),
-                                                                      rep),
+    chunk = Chunk(iteration(trainer.parts), trainer.loop,
+                  shardings=((rep, rep, data_shardings(mesh), split, rep, rep, rep), rep),
                   place=inputs, place_index=lambda i: place(np.int32(i), rep))
     evaluate_compiled = jax.jit(make_evaluate(trainer.model), out_shardings=rep)
 

@@ -115,7 +115,7 @@ def stacked_chunk(trainer: Trainer, mesh: Mesh | None = None) -> Chunk:
     if mesh is not None:
         split, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
         state = TrainState(split, split, split, rep, split)
-        shardings = ((state, split, rep, split, rep, split), None)
+        shardings = ((state, split, rep, split, rep, split, split), None)  # the last: the running val minima [N]
     return Chunk(iteration(stacked_parts(trainer.parts)), trainer.loop, order_axis=1, shardings=shardings)
 
 
@@ -132,11 +132,13 @@ def train_stacked(
     *,
     breaks: Iterable[int] = (),
     mesh: Mesh | None = None,
+    val_mins: Sequence[float] | None = None,
 ) -> Iterator[tuple[list[TrainState], list[list[dict[str, float]]]]]:
     """`lth.training.loop.train` for N networks at once (all at the same iteration): yields, after
     every chunk, each network's state and evaluations. `mesh` spreads them over its devices (`data`
     placed there already, replicated, as `lth.lottery` does once per run); None keeps them on the
-    default device."""
+    default device. `val_mins`: each network's running validation minimum before its state
+    (`lth.training.loop.val_minimum`; default none yet)."""
     stacked = stack_states(states)
     chunk = stacked_chunk(trainer, mesh)
     order_keys_N = stack(order_keys)
@@ -147,5 +149,7 @@ def train_stacked(
 
     stacked = place_state(stacked, mesh)
     for stacked, first, metrics in run_chunks(chunk, trainer, stacked, place(stack(masks), mesh), data, orders,
-                                              place(stack(augment_keys), mesh), int(stacked.step), breaks):
+                                              place(stack(augment_keys), mesh), int(stacked.step), breaks,
+                                              np.asarray(val_mins if val_mins is not None else [np.nan] * len(states),
+                                                         np.float32)):
         yield unstack_states(stacked), [eval_records(m, first) for m in split_metrics(metrics)]

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from lth.spec.config import OptimizerConfig
+from lth.spec.names import TEST_AT
 from lth.data.device import AUGMENTATIONS
 from lth.errors import unknown_name
 from lth.models.base import Model
@@ -54,6 +55,7 @@ def make_trainer(
     augmentation: str = "none",
     loop: str = "scan",
     mask_update: MaskUpdate | None = None,
+    test_at: str = "every_evaluation",
 ) -> Trainer:
     """Build the trainer for `model` (its programs compile on first use).
 
@@ -61,15 +63,18 @@ def make_trainer(
     chunk. `loop`: "scan" (a chunk is one `lax.scan`) or "steps" (one dispatch per iteration, for
     convolutional models on CPU); `choose_loop` picks. `mask_update`: the mask changes inside the
     loop (gradual, SET, RigL; `lth.training.mask_updates`), carried in the state's `sparse`.
+    `test_at`: "every_evaluation" or "validation_minimum" (`lth.training.iteration.iteration`).
     """
     if loop not in LOOPS:
         raise unknown_name("training loop", loop, LOOPS)
+    if test_at not in TEST_AT:
+        raise unknown_name("test_at", test_at, TEST_AT)
     if augmentation not in AUGMENTATIONS:
         raise unknown_name("augmentation", augmentation, AUGMENTATIONS)
     tx = make_optimizer(optimizer)
     schedule = make_schedule(optimizer, total_steps, steps_per_epoch)
     parts = make_parts(model, tx, schedule, augmentation=augmentation, eval_every=eval_every,
-                       total_steps=total_steps, mask_update=mask_update)
+                       total_steps=total_steps, mask_update=mask_update, test_at=test_at)
     return Trainer(
         model=model, optimizer=tx, schedule=schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
         batch_size=batch_size, eval_every=eval_every, augmentation=augmentation,
@@ -78,7 +83,11 @@ def make_trainer(
 
 
 def with_mask_update(trainer: Trainer, mask_update: MaskUpdate) -> Trainer:
-    """The same training setup (optimiser, schedule, lengths, loop) with `mask_update` in its iteration."""
+    """The same training setup (optimiser, schedule, lengths, loop) with `mask_update` in its iteration,
+    evaluating test at every evaluation: a changing mask early-stops under its final mask only
+    (`lth.training.summarize`'s `from_iteration`), whose minima need not be minima of the level, so
+    the "validation_minimum" protocol would miss them (a method run refuses it; a control of a
+    dynamic method, e.g. in an IMP run, falls back to the full protocol here)."""
     parts = make_parts(trainer.model, trainer.optimizer, trainer.schedule, augmentation=trainer.augmentation,
                        eval_every=trainer.eval_every, total_steps=trainer.total_steps, mask_update=mask_update)
     return trainer._replace(parts=parts, train_chunk=Chunk(iteration(parts), trainer.loop))
