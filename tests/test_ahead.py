@@ -53,13 +53,13 @@ def test_start_up_work_builds_each_program_once_and_changes_no_bit():
 
 def test_the_next_order_is_dispatched_before_the_caller_waits_for_a_chunk():
     events: list[str] = []
-    trainer = SimpleNamespace(total_steps=25, steps_per_epoch=10)
+    trainer = SimpleNamespace(total_steps=25, steps_per_epoch=10, parts=SimpleNamespace(test_at="every_evaluation"))
 
     def orders(epoch):
         events.append(f"order {epoch}")
         return epoch
 
-    def chunk(state, mask, data, order, offset, augment_key, *, length):
+    def chunk(state, mask, data, order, offset, augment_key, *, length, val_min):
         events.append(f"chunk of epoch {order} from {int(offset)}")
         return state, None
 
