@@ -3,6 +3,7 @@ the summary's paths, and a worker-local run root that cannot be written."""
 
 from __future__ import annotations
 
+import signal
 import textwrap
 from pathlib import Path
 
@@ -74,3 +75,37 @@ def test_a_worker_local_run_root_that_cannot_be_written_is_one_line_naming_the_o
                                           r"--worker-dir"):
         train_cell(job)
     assert not (tmp_path / "runs").exists()
+
+
+def _disposition(sig: int) -> int:
+    """The kernel's disposition of `sig` for this process (0: SIG_DFL, 1: SIG_IGN, else a handler's
+    address): what Python's signal.getsignal, which reports its own record, does not see."""
+    import ctypes
+
+    class SigAction(ctypes.Structure):
+        _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                    ("restorer", ctypes.c_void_p)]
+
+    action = SigAction()
+    assert ctypes.CDLL(None, use_errno=True).sigaction(sig, None, ctypes.byref(action)) == 0
+    return action.handler or 0
+
+
+def test_rays_shutdown_leaves_the_signals_lth_ignores_ignored(monkeypatch):
+    """Class 8's last gap: Ray's driver reset SIGTERM to SIG_DFL inside `ray.shutdown()` (absl's
+    failure signal handler, uninstalled), under lth's SIG_IGN: a second SIGTERM during the shutdown of
+    an interrupted sweep ended the process with -15 instead of 130."""
+    from lth.sweeps import cluster
+
+    ray = cluster.import_ray()
+    assert not ray.is_initialized()
+    real, seen = ray.shutdown, []
+
+    def shutdown(*args, **kwargs):
+        real(*args, **kwargs)
+        seen.append(_disposition(signal.SIGTERM))
+
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    with cluster.ray_cluster(None, 1):
+        pass
+    assert seen == [1]  # SIG_IGN, as `signals_ignored` set it for the shutdown
