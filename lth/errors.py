@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -46,3 +47,19 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (at most `limit` characters), else its type's name:
     for one-line errors and warnings that quote a library's failure."""
     return (str(err).splitlines() or [type(err).__name__])[0][:limit]
+
+
+def os_error_text(err: OSError) -> str:
+    """The one line for an OSError, wherever it happened (this process, a worker process, a sweep
+    cell): a full disk says so and that finished levels are kept; anything else names the path."""
+    what = err.strerror or type(err).__name__
+    where = f" ({err.filename})" if err.filename else ""
+    if no_room(err):
+        return f"no room to write{where} ({what}): free some space, or use --runs / --data-dir elsewhere; " \
+               "finished levels are kept"
+    return f"{what}{where}: check the path and its permissions"
+
+
+def no_room(err: BaseException) -> bool:
+    """Whether `err` is a write that failed for want of space (a full disk, a file-size limit, a quota)."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)

@@ -246,3 +246,86 @@ def test_ls_flags_a_foreign_config_and_replicates_that_are_not_directories(tmp_p
     assert out.count(f"its config.json names run {run.name}, not this directory") == 2
     assert out.count("replicate_00 is not a directory") == 2
     assert out.count("damaged:") == 4  # the run itself is clean
+
+
+def _edit_record(path: Path, level: int, field: str, text: str) -> None:
+    """Set `field` of level `level`'s record in a results.json to the JSON literal `text` (NaN and
+    Infinity as Python's json writes them)."""
+    records = json.loads(path.read_text())
+    records[level][field] = "__EDIT__"
+    path.write_text(json.dumps(records, indent=2, sort_keys=True).replace('"__EDIT__"', text) + "\n")
+
+
+@pytest.mark.parametrize("field,text", [("test_accuracy", "NaN"), ("test_accuracy", "Infinity"),
+                                        ("test_accuracy", '"0.9"'), ("test_accuracy", "1.5"),
+                                        ("test_accuracy", "null"), ("density", "-Infinity"),
+                                        ("best_test_accuracy", "NaN")])
+def test_a_record_edited_to_a_number_that_cannot_be_is_damage_rebuilt_from_the_checkpoints(
+        tmp_path, capsys, reference, field, text):
+    """A results.json whose numbers were edited to NaN, Infinity or a string was read as it was: `lth
+    ls` showed the NaN, a rerun said "all levels done", a plot drew nothing where the level was."""
+    run = Path(shutil.copytree(reference, tmp_path / reference.name))
+    rows = evaluation_rows(run)
+    _edit_record(run / "replicate_00" / "results.json", 1, field, text)
+    assert main(["ls", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "replicate_00/results.json is damaged" in out and "nan" not in out.lower(), out
+    assert main(["plot", str(run)]) == 2  # a plot of it is the one line, not a gap where the level was
+    assert "results.json is damaged (level 1" in capsys.readouterr().err
+    _, err = rerun(tmp_path, capsys)
+    assert f"results.json is damaged (level 1: {field} is" in err and "rebuilt it from the checkpoints" in err, err
+    assert results_bytes(run) == results_bytes(reference)
+    assert evaluation_rows(run) == rows  # nothing trained again
+
+
+def test_ls_check_and_the_runs_mean_never_take_a_non_finite_record(tmp_path, capsys, reference):
+    from lth.store.run_dir import open_run
+
+    run = finished_run(tmp_path)
+    mean = json.loads((run / "results.json").read_text())
+    _edit_record(run / "results.json", 2, "test_accuracy", "NaN")  # the mean over replicates: computed again
+    assert open_run(run, writable=False).read_aggregate() == mean
+    _edit_record(run / "replicate_00" / "results.json", 2, "test_accuracy", "Infinity")
+    assert main(["ls", "--runs", str(tmp_path), "--check"]) == 0
+    captured = capsys.readouterr()
+    assert "level 2: test_accuracy is inf, not a finite number" in captured.err, captured.err
+    assert "3 finished level(s) sound" in captured.out, captured.out
+    assert results_bytes(run) == results_bytes(reference)
+    assert json.loads((run / "results.json").read_text()) == mean
+
+
+def test_a_run_without_a_validation_set_keeps_its_null_early_stop_fields(tmp_path, capsys):
+    """Not damage: without a validation set lth itself writes the early-stop fields as null (and NaN
+    validation losses only into metrics.jsonl)."""
+    run_lottery(tiny_config(levels=1, **{"data.validation_size": 0}), runs_root=tmp_path, progress=False,
+                wandb="disabled")
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    records = json.loads((run / "replicate_00" / "results.json").read_text())
+    assert records[0]["early_stop_test_accuracy"] is None and records[0]["early_stop_val_loss"] is None
+    assert main(["ls", "--runs", str(tmp_path), "--check"]) == 0
+    captured = capsys.readouterr()
+    assert "damaged" not in captured.out + captured.err and "2 finished level(s) sound" in captured.out, captured
+
+
+def test_a_second_failed_read_of_a_damaged_checkpoint_adds_no_traceback():
+    """A race (1 of 3 tries under load in the torture test): after lth's one line for a damaged
+    checkpoint, orbax's read coroutine of a second array raised as it was closed, and Python printed
+    "Exception ignored in: <coroutine ...>" with 30 lines of TensorStore spec. Only that is dropped."""
+    from types import SimpleNamespace
+
+    from lth.store.checkpoints import _closed_loop_filter
+
+    async def _read_array_index_and_device_put():
+        return None
+
+    async def other():
+        return None
+
+    seen: list = []
+    hook = _closed_loop_filter(seen.append)
+    for coroutine, message in ((_read_array_index_and_device_put(), "Encountered error while reading array index: "
+                                "(slice(0, 500, 1),)"), (other(), "Encountered error while reading array index"),
+                               (_read_array_index_and_device_put(), "something else")):
+        hook(SimpleNamespace(exc_value=Exception(message), object=coroutine))
+        coroutine.close()
+    assert [str(u.exc_value) for u in seen] == ["Encountered error while reading array index", "something else"]

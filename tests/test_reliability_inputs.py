@@ -3,6 +3,7 @@ stderr, exit code 2, nothing written, nothing already there touched (docs/reliab
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -14,7 +15,9 @@ import pytest
 from helpers import run_cli
 
 from lth.spec.parse import parse_levels
-from lth.errors import ConfigError
+from lth.errors import ConfigError, os_error_text
+from lth.execution.workers import error_text
+from lth.spec.files import replacing
 from lth.store import best_ticket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,23 +213,62 @@ def test_control_online_without_credentials_fails_at_once(capsys, tmp_path, monk
     assert snapshot(run) == before
 
 
-def test_a_full_disk_is_one_line_and_keeps_what_was_finished(tmp_path):
-    """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes writes fail as a full disk does."""
+def _run_with_a_full_disk(runs: Path, *args: str) -> subprocess.CompletedProcess:
+    """`lth run` under a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored; both inherited by worker
+    processes), which makes writes fail as a full disk does. The dataset is cached first and the
+    compilation cache is off, so that the writes that fail are the run's own."""
     script = (
         "import resource, signal, sys\n"
+        "from lth.data import load_dataset\n"
+        "from lth.spec.experiments import load_config\n"
+        "data = load_config('mlp_mnist1d', 'quick').data\n"
+        "load_dataset(data.name, data.validation_size)\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
         "from lth.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n")
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", script, "run", "mlp_mnist1d", "--variant", "quick", "--levels", "3",
-                           "--no-controls", "--no-progress", "--runs", str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), "LTH_CACHE": "off"}
+    return subprocess.run([sys.executable, "-c", script, "run", "mlp_mnist1d", "--variant", "quick", "--no-controls",
+                           "--no-progress", "--runs", str(runs), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_finished(tmp_path):
+    proc = _run_with_a_full_disk(tmp_path, "--levels", "3")
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "lth: error: no room to write" in lines[0], proc.stderr[-3000:]
+    assert proc.returncode == 2 and len(lines) == 1 and "error: no room to write (" in lines[0], proc.stderr[-3000:]
+    assert "replicate_00" in lines[0]  # a write of the run's own, named
     assert not list(tmp_path.rglob("*orbax-checkpoint-tmp*"))  # no half-written checkpoint left
     for results in tmp_path.rglob("replicate_00/results.json"):  # what was finished is intact
         assert isinstance(json.loads(results.read_text()), list)
+
+
+def test_a_full_disk_in_worker_processes_is_the_same_one_line(tmp_path):
+    """A worker's OSError crossed back to the parent as "OSError: [Errno 27] File too large: ..."."""
+    proc = _run_with_a_full_disk(tmp_path, "--levels", "1", "--replicates", "2", "--workers", "2")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("lth: error: replicate 0: no room to write (") and "Errno" not in lines[0], lines
+    assert "replicate 1: no room to write (" in lines[0] and "finished levels are kept" in lines[0], lines
+    assert not list(tmp_path.rglob("*orbax-checkpoint-tmp*"))
+
+
+def test_a_failed_atomic_write_names_its_file_not_the_temporary_one(tmp_path):
+    """A full disk while a dataset cache was written said "no room to write (File too large)": no path."""
+    target = tmp_path / "cache.npz"
+    with pytest.raises(OSError) as caught, replacing(target):
+        raise OSError(errno.EFBIG, "File too large")
+    assert caught.value.errno == errno.EFBIG and caught.value.filename == str(target)
+    assert os_error_text(caught.value).startswith(f"no room to write ({target}) (File too large)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_workers_error_reads_as_the_cli_would_print_it():
+    assert error_text(OSError(errno.ENOSPC, "No space left on device", "/r/x")) == os_error_text(
+        OSError(errno.ENOSPC, "No space left on device", "/r/x"))
+    assert error_text(OSError(errno.EACCES, "Permission denied", "/r")).startswith("Permission denied (/r): check")
+    assert error_text(ConfigError("bad")) == "bad"
+    assert error_text(RuntimeError("one\ntwo")) == "RuntimeError: one"
 
 
 def test_a_fifo_as_ticket_or_mask_is_one_line_not_a_hang(capsys, tmp_path):

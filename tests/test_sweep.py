@@ -284,9 +284,8 @@ def test_a_signal_ends_a_local_sweep_in_one_line_and_says_so(tmp_path):
     """SIGTERM (what SLURM sends) and SIGHUP reached Ray's handlers (a C++ stack dump, exit 15, 134, 129
     or 1, sweep.json left "running"): now exit 130, one line, sweep.json "interrupted", every cell that
     was out marked so, and the local cluster's processes stopped. (SIGHUP and SIGINT take the same
-    path: checked by hand, 2026-12-07. A second signal is ignored while the cells are cancelled, but
-    one that arrives during `ray.shutdown()` can still end the process with -15: Ray's core worker
-    resets the SIGTERM disposition as it shuts down; sweep.json is written before that.)"""
+    path: checked by hand, 2026-12-07. A second signal is ignored while the cells are cancelled and
+    during `ray.shutdown()`: tests/test_reliability_sweeps.py checks the kernel's disposition there.)"""
     sig = signal.SIGTERM
     before = ray_processes()
     path = tmp_path / "slow.py"

@@ -7,7 +7,6 @@ command imports what it runs (jax, the runner) only once its arguments are known
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import signal
@@ -18,7 +17,7 @@ from typing import Any
 from lth.cli.listing import print_runs
 from lth.cli.parser import build_parser
 from lth.cli.run_args import dry_run, note_controls_beyond, run_plan_from_args
-from lth.errors import ConfigError, LthError
+from lth.errors import ConfigError, LthError, os_error_text
 from lth.plans.control import plan_controls, plan_instability
 from lth.plans.sweep import plan_sweep_options
 from lth.plans.wandb_mode import checked_wandb_mode
@@ -186,15 +185,6 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM / SIGHUP end a run as Ctrl-C does: one line, locks released, workers stopped
 
 
-def _os_error(err: OSError) -> str:
-    what = err.strerror or type(err).__name__
-    where = f" ({err.filename})" if err.filename else ""
-    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return f"no room to write{where} ({what}): free some space, or use --runs / --data-dir elsewhere; " \
-               "finished levels are kept"
-    return f"{what}{where}: check the path and its permissions"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
@@ -210,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 0
     except OSError as err:  # a full disk, a path that cannot be written: one line, what is done is kept
-        print(f"lth: error: {_os_error(err)}", file=sys.stderr)
+        print(f"lth: error: {os_error_text(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lth: interrupted; finished levels are kept in the run directory", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from lth.errors import ConfigError
-from lth.plans.run import RunPlan, control_levels_beyond, plan_run
+from lth.plans.run import RunPlan, controls_beyond_note, plan_run
 from lth.spec.config import ExperimentConfig, replace
 from lth.spec.experiments import Experiment, load_experiment
 from lth.spec.fields import flat_fields, value_text
@@ -125,10 +125,7 @@ def _directory_text(root: Any, plan: RunPlan) -> str:
 def note_controls_beyond(plan: RunPlan, experiment: Experiment) -> None:
     """One note on stderr when the experiment's control levels lie past the run's last level (a
     shorter `--levels`): those controls are not trained, and the user hears so."""
-    beyond = control_levels_beyond(plan.controls, experiment.control_levels, plan.config.levels)
-    if beyond:
-        names = ", ".join(c.name for c in plan.controls)
-        print(f"lth: note: the experiment's controls ({names}) at level(s) {', '.join(map(str, beyond))} lie past "
-              f"this run's last level {plan.config.levels}: not trained (run more levels, or `lth control RUN "
-              "NAME --levels L` for levels it has)", file=sys.stderr)
+    note = controls_beyond_note([c.name for c in plan.controls], experiment.control_levels, [plan.config.levels])
+    if note:
+        print(f"lth: note: {note}", file=sys.stderr)
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lth.spec.config import from_dict, to_dict
-from lth.errors import LthError
+from lth.errors import LthError, first_line, os_error_text
 from lth.lottery import init_params
 from lth.spec.parse import CheckpointPeriod
 from lth.execution.progress import FollowerProgress, LevelProgress
@@ -63,10 +63,19 @@ def _worker(parent: int, core: int, tasks: Any, results: Any, job: dict[str, Any
         try:
             results.put(("done", replicate, _replicate_job(replicate, results, **job), None))
         except BaseException as err:  # noqa: BLE001 - reported to the parent, one line
-            message = f"{type(err).__name__}: {err}" if not isinstance(err, LthError) else str(err)
-            results.put(("done", replicate, 0, message))
+            results.put(("done", replicate, 0, error_text(err)))
             if not isinstance(err, Exception):
                 return
+
+
+def error_text(err: BaseException) -> str:
+    """A worker's error as the parent prints it: the one line the CLI prints for the same error in
+    its own process (an LthError's message; an OSError, a full disk above all, as `os_error_text`)."""
+    if isinstance(err, LthError):
+        return str(err)
+    if isinstance(err, OSError):
+        return os_error_text(err)
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 class ForwardedEvents(Tracker):
@@ -143,7 +152,7 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, data_r
             proc.start()
         for replicate, levels, error in _results(results, procs, len(todo), trackers, reporter):
             if error:
-                errors.append(f"replicate {replicate}: {error}")
+                errors.append((replicate, error))
             else:
                 reporter.note(f"replicate {replicate}: {levels} levels done")
     finally:
@@ -152,7 +161,7 @@ def run_replicates_in_workers(run: RunDir, todo: list[int], workers: int, data_r
                 proc.terminate()
             proc.join()
     if errors:
-        raise LthError("; ".join(errors))
+        raise LthError("; ".join(f"replicate {replicate}: {error}" for replicate, error in sorted(errors)))
 
 
 def _results(results: Any, procs: list[Any], count: int, trackers: Sequence[Any], reporter: LevelProgress

@@ -5,6 +5,7 @@ parsed into typed values before anything heavy is imported or anything is writte
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,24 @@ def control_levels_beyond(controls: tuple[Any, ...], control_levels: Any, levels
     """The levels of `control_levels` past a run of `levels` levels (`control_levels_of` leaves them
     out: the command line says so, rather than training nothing in silence)."""
     return tuple(level for level in _wanted_levels(controls, control_levels, levels) if level > levels)
+
+
+def controls_beyond_note(names: Sequence[str], control_levels: Any, levels: Sequence[int],
+                         whose: str = "the experiment's") -> str:
+    """The note for controls at levels past the last level of runs of `levels` levels (one run: `lth
+    run`; a sweep's cells), naming those runs; "" when every run reaches them."""
+    short = {index: beyond for index, n in enumerate(levels)
+             if (beyond := control_levels_beyond(tuple(names), control_levels, n))}
+    if not short:
+        return ""
+    if len(levels) == 1:
+        where = f"this run's last level {levels[0]}"
+    else:
+        cells = ", ".join(map(str, list(short)[:5])) + (", ..." if len(short) > 5 else "")
+        where = f"the last level of {len(short)} of {len(levels)} cells ({cells})"
+    beyond = sorted(set().union(*short.values()))
+    return (f"{whose} controls ({', '.join(names)}) at level(s) {', '.join(map(str, beyond))} lie past {where}: "
+            "not trained (run more levels, or `lth control RUN NAME --levels L` for levels it has)")
 
 
 def _wanted_levels(controls: tuple[Any, ...], control_levels: Any, levels: int) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from lth.spec.checks import check_sweep_options
 from lth.errors import ConfigError
 from lth.store import runs_root
 from lth.store.run_dir import check_run_root
+from lth.store.sweeps import check_worker_dir
 
 
 class SweepOptions(NamedTuple):
@@ -52,13 +53,5 @@ def _check_local_cluster(cpus_per_run: float, local_cpus: int, worker_dir: Any) 
         raise ConfigError(f"each cell asks for {cpus_per_run:g} CPU(s), and the local Ray cluster this sweep starts "
                           f"has {local_cpus} (this machine's cores): lower --cpus-per-run, or join a larger cluster "
                           "(--address)")
-    if worker_dir is not None:  # the workers' run root, on this machine: made and written to once, now
-        try:
-            Path(worker_dir).mkdir(parents=True, exist_ok=True)
-            probe = Path(worker_dir) / f".lth-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise ConfigError(f"--worker-dir {worker_dir} cannot be written ({err.strerror or type(err).__name__}): "
-                              "choose another --worker-dir, or drop --filesystem local") from None
-
+    if worker_dir is not None:  # the workers' run root, on this machine: checked now, not per cell after Ray started
+        check_worker_dir(worker_dir)

@@ -28,8 +28,9 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) |
 def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file object whose bytes become `path` at the end of the block: written to a temporary
     file beside it, fsynced, then renamed over it, so a crash never leaves a half-written file under
-    its name (an error in the block leaves `path` as it was). A new file gets 0666 less the umask
-    (0644 under umask 022, 0600 under 077), as `open` would give it; a file replaced keeps its mode."""
+    its name (an error in the block leaves `path` as it was; an OSError of the write names `path`). A
+    new file gets 0666 less the umask (0644 under umask 022, 0600 under 077), as `open` would give it;
+    a file replaced keeps its mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_beside(path)
@@ -40,6 +41,11 @@ def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a failed write (a full disk) names the file it was for, never the temporary one
+        tmp.unlink(missing_ok=True)
+        if err.filename is None or str(err.filename) == str(tmp):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -18,9 +18,34 @@ SPREAD = "sample_std"
 (ddof=1, what an error bar over seeds estimates); null with fewer than two replicates."""
 
 
+# fractions: finite and in [0, 1] wherever they are not null
+FRACTIONS = ("density", "test_accuracy", "best_test_accuracy", "early_stop_test_accuracy", "early_stop_val_accuracy")
+
+
 def is_finite_number(value: Any) -> bool:
     """A real number (not a bool), finite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_problem(record: Any) -> str | None:
+    """Why a level record (a replicate's, or the mean over replicates) cannot be one lth wrote, or
+    None: lth writes every number of a record finite (a run that diverges writes no record; a run
+    without a validation set writes its early-stop fields as null, and only metrics.jsonl holds its
+    NaN validation losses). A test accuracy that is null, a number that is NaN, infinite or a
+    string, or a fraction (accuracy, density) outside [0, 1] is damage, never a point to plot."""
+    if not isinstance(record, dict):
+        return "not a record"
+    if "test_accuracy" in record and record["test_accuracy"] is None:
+        return "test_accuracy is null"
+    for key in dict.fromkeys((*FRACTIONS, *AGGREGATED, *(f"{key}_{SPREAD}" for key in AGGREGATED))):
+        value = record.get(key)
+        if value is None:
+            continue
+        if not is_finite_number(value):
+            return f"{key} is {value!r}, not a finite number"
+        if key in FRACTIONS and not 0 <= value <= 1:
+            return f"{key} is {value!r}, outside [0, 1]"
+    return None
 
 
 def aggregate(per_replicate: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

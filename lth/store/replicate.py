@@ -33,6 +33,7 @@ from lth.errors import LthError
 from lth.store import checkpoints
 from lth.store.io import npz_bytes, read_json_list, read_jsonl, write_atomic, write_json
 from lth.store.lock import RunLock
+from lth.store.records import record_problem
 
 if TYPE_CHECKING:  # reading records and manifests needs no jax (`lth ls`): jax is imported by what loads arrays
     from lth.sparsity.masks import Mask
@@ -132,6 +133,9 @@ class ReplicateDir:
         if levels is None or not all(isinstance(level, int) for level in levels) or \
                 levels != (sorted(set(levels)) if self.branch else list(range(len(levels)))):
             raise DamagedFileError(f"{self.results_path} is damaged (not the list of level records lth writes)")
+        for record in records:  # numbers edited to NaN, Infinity, a string: damage, never a point to plot
+            if (problem := record_problem(record)) is not None:
+                raise DamagedFileError(f"{self.results_path} is damaged (level {record['level']}: {problem})")
         return records
 
     def write_results(self, records: list[dict[str, Any]]) -> None:

@@ -38,7 +38,7 @@ from lth.spec.files import UNREADABLE_JSON
 from lth.errors import LthError, MaskError
 from lth.store.io import check_output_path, directory_token, read_json_list, write_json
 from lth.store.lock import RunLock
-from lth.store.records import aggregate
+from lth.store.records import aggregate, record_problem
 from lth.store.replicate import ReplicateDir
 
 CONFIG_FILE = "config.json"
@@ -173,8 +173,12 @@ class RunDir:
         return records
 
     def read_aggregate(self) -> list[dict[str, Any]]:
-        """The run's results.json (mean and std per level over the replicates)."""
-        return read_json_list(self.results_path)
+        """The run's results.json (mean and std per level over the replicates); computed again from
+        the replicates' records (not written) when a number in it cannot be right (`record_problem`)."""
+        records = read_json_list(self.results_path)
+        if all(record_problem(record) is None for record in records):
+            return records
+        return aggregate([ReplicateDir(p, writable=False).read_results() for p in replicate_paths(self.path)])
 
 
 def open_run(path: str | os.PathLike, writable: bool = True) -> RunDir:

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lth.errors import ConfigError
 from lth.store.io import directory_token, write_atomic, write_json
 from lth.store.run_dir import runs_root
 
@@ -51,6 +52,19 @@ class SweepDir:
 
     def write_probe(self, token: str) -> None:
         write_json(self.probe_path, {"token": token})
+
+
+def check_worker_dir(path: str | os.PathLike, where: str = "") -> None:
+    """One line if the workers' run root (`--worker-dir`, a worker-local filesystem) cannot be written
+    (`where`: on which host): made and written to once, because `os.access` says yes to /proc as root."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe = Path(path) / f".lth-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--worker-dir {path} cannot be written{where} ({err.strerror or type(err).__name__}): "
+                          "choose another --worker-dir, or drop --filesystem local") from None
 
 
 def sees_probe(probe_path: str | os.PathLike, token: str) -> bool:

@@ -72,7 +72,19 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.shutdown()
 
 
+def _without_failure_signal_handler() -> None:
+    """Ray's driver installs absl's failure signal handler (SIGTERM included: a C++ stack dump) and
+    `ray.shutdown()` resets those signals to SIG_DFL, under lth's SIG_IGN: a second SIGTERM during the
+    shutdown ended the process with -15. Ray's own switch for it (RAY_DISABLE_FAILURE_SIGNAL_HANDLER,
+    read from `ray._private.ray_constants` when the driver connects) is set in this process only: the
+    cluster's workers, started with the environment, keep their handler."""
+    from ray._private import ray_constants  # optional dependency: see import_ray
+
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+
+
 def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:
+    _without_failure_signal_handler()
     if address is None:
         notice = logging.getLogger(_TOKEN_NOTICE_LOGGER)
         notice.addFilter(_drop_token_enabled_notice)  # lth's own local cluster: token auth on is no news

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from lth.spec.config import to_dict
 from lth.spec.fields import records_planned
-from lth.errors import LthError
+from lth.errors import LthError, no_room, os_error_text
 from lth.sweeps import cluster
 from lth.plans.run import control_levels_of
 from lth.sweeps.file import Cell, SweepPlan
@@ -132,6 +132,8 @@ def failure_text(err: BaseException) -> tuple[str, bool, bool]:
         first = (str(cause).strip().splitlines() or [""])[0][:300]
         if isinstance(cause, LthError):
             return first, False, False
+        if no_room(cause):  # a full disk in a cell: the line `lth run` prints
+            return os_error_text(cause), True, False
         return f"{type(cause).__name__}: {first}", True, False
     first = (str(err).strip().splitlines() or [""])[0][:300]
     return f"{type(err).__name__}: {first}", True, True

@@ -24,7 +24,7 @@ from lth.errors import LthError
 from lth.jobs.lottery import run_lottery
 from lth.execution.wandb_tracker import SWEEP_ENV
 from lth.store import RunDir
-from lth.store.sweeps import pack_run_dir, sees_probe
+from lth.store.sweeps import check_worker_dir, pack_run_dir, sees_probe
 
 
 class CellJob(NamedTuple):
@@ -53,6 +53,8 @@ def node_info() -> dict[str, Any]:
     try:
         import ray  # optional: only inside a Ray worker
 
+        if not ray.is_initialized():  # get_runtime_context would start a local Ray instance (~40 s)
+            return info
         context = ray.get_runtime_context()
         info["node_id"] = context.get_node_id()
         info["node_ip"] = ray.util.get_node_ip_address()
@@ -94,6 +96,8 @@ def train_cell(job: CellJob, ledger: Any = None) -> dict[str, Any]:
         raise LthError(f"{info['host']} does not see the driver's run root {job.runs_root}: mount it on every node, "
                        "or run the sweep with --filesystem local (run directories shipped back)")
     root = Path(job.runs_root) if shared else Path(job.worker_dir or default_worker_dir())
+    if not shared:  # a worker-local run root this node cannot write: one line naming the option, not an OSError
+        check_worker_dir(root, f" on {info['host']}")
     config = from_dict(job.config)
     run = RunDir(root, config)
     started = time.perf_counter()
