@@ -310,7 +310,8 @@ def test_a_run_without_a_validation_set_keeps_its_null_early_stop_fields(tmp_pat
 def test_a_second_failed_read_of_a_damaged_checkpoint_adds_no_traceback():
     """A race (1 of 3 tries under load in the torture test): after lth's one line for a damaged
     checkpoint, orbax's read coroutine of a second array raised as it was closed, and Python printed
-    "Exception ignored in: <coroutine ...>" with 30 lines of TensorStore spec. Only that is dropped."""
+    "Exception ignored in: <coroutine ...>" with 30 lines of TensorStore spec. Failed array reads
+    (from any object: the torture run met more than that coroutine) are dropped, nothing else."""
     from types import SimpleNamespace
 
     from lth.store.checkpoints import _closed_loop_filter
@@ -328,7 +329,7 @@ def test_a_second_failed_read_of_a_damaged_checkpoint_adds_no_traceback():
                                (_read_array_index_and_device_put(), "something else")):
         hook(SimpleNamespace(exc_value=Exception(message), object=coroutine))
         coroutine.close()
-    assert [str(u.exc_value) for u in seen] == ["Encountered error while reading array index", "something else"]
+    assert [str(u.exc_value) for u in seen] == ["something else"]  # a failed array read, from any object
 
 
 def test_a_leftover_read_task_of_a_damaged_checkpoint_logs_nothing(caplog):
@@ -346,6 +347,7 @@ def test_a_leftover_read_task_of_a_damaged_checkpoint_logs_nothing(caplog):
         raise ValueError(message)
 
     for message in ('OUT_OF_RANGE: Error reading "state.opt_state.mu.fc1.bias/0" in OCDBT database at local file',
+                    "Encountered error while reading array index: (slice(0, 500, 1),). See full TensorStore details",
                     "something else went wrong"):
         loop = asyncio.new_event_loop()
         task = loop.create_task(fails(message))

@@ -52,9 +52,7 @@ def _closed_loop_filter(hook: Any) -> Any:
         value = unraisable.exc_value
         if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
             return
-        code = getattr(unraisable.object, "cr_code", None)
-        if getattr(code, "co_name", "") == "_read_array_index_and_device_put" and \
-                str(value).startswith("Encountered error while reading array index"):
+        if _leftover_read_error(value):
             return
         hook(unraisable)
 
@@ -67,12 +65,21 @@ class _LeftoverReadFilter(logging.Filter):
     task of a damaged checkpoint that failed after `load` had given up is garbage-collected later,
     and asyncio logs "Task exception was never retrieved" with TensorStore's error ("OUT_OF_RANGE:
     Error reading ... in OCDBT database ...") after lth's one line. Those, and only those, are
-    dropped from the "asyncio" logger."""
+    dropped from the "asyncio" logger (in either words, `_leftover_read_error`: the torture run met
+    orbax's too)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (str(record.msg).startswith("Task exception was never retrieved") and error is not None
-                    and "Error reading" in str(error) and "OCDBT database" in str(error))
+        return not (str(record.msg).startswith("Task exception was never retrieved") and _leftover_read_error(error))
+
+
+def _leftover_read_error(error: BaseException | None) -> bool:
+    """Whether `error` is a failed read of a checkpoint's array, in either of the words it comes in:
+    orbax's ("Encountered error while reading array index ...") or TensorStore's ("Error reading ...
+    in OCDBT database ...")."""
+    text = str(error) if error is not None else ""
+    return text.startswith("Encountered error while reading array index") or (
+        "Error reading" in text and "OCDBT database" in text)
 
 
 @contextlib.contextmanager
