@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lth.models.live_ops import without_dead_ops
+
 
 class Model(NamedTuple):
     """A network as two pure functions."""
@@ -38,6 +40,7 @@ def from_linen(name: str, module: Any, input_shape: Sequence[int]) -> Model:
     """
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
 
+    @without_dead_ops  # flax's init runs the forward pass for the shapes: not its ops (`lth.models.live_ops`)
     def init(key: jax.Array) -> tuple[Any, Any]:
         variables = dict(module.init(key, dummy, train=False))
         params = variables.pop("params")
