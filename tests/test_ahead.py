@@ -2,6 +2,7 @@
 are those of the run without it, and the next epoch's order is dispatched before a chunk's metrics
 are waited for (`lth.training.loop.run_chunks`)."""
 
+import threading
 from collections import Counter
 from types import SimpleNamespace
 
@@ -10,15 +11,17 @@ import numpy as np
 from helpers import tiny_config
 
 from lth.lottery import lottery_levels
-from lth.lottery.ahead import start_ahead
+from lth.lottery.ahead import Ahead, start_ahead
 from lth.lottery.setup import build_setup, fresh_init
 from lth.training.loop import chunk_plan, run_chunks
 
 
-def _record_compiles(names: list[str]):
+def _record_compiles(names: list[str], main_thread: list[str] | None = None):
     def on_duration(event, duration, fun_name=None, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":  # a compile or a persistent-cache load
             names.append(fun_name)
+            if main_thread is not None and threading.current_thread() is threading.main_thread():
+                main_thread.append(fun_name)
 
     return on_duration
 
@@ -26,10 +29,12 @@ def _record_compiles(names: list[str]):
 def test_start_up_work_builds_each_program_once_and_changes_no_bit():
     config = tiny_config(levels=2, rewind="13it")  # level 0 is cut at the rewind step: two chunk lengths there
     names: list[str] = []
-    listener = _record_compiles(names)
+    on_main: list[str] = []
+    listener = _record_compiles(names, on_main)
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         setup = build_setup(config, ahead=start_ahead)
+        del on_main[:]  # the levels: every program they run was built in the threads
         ahead_outcomes = list(lottery_levels(setup))
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
@@ -41,6 +46,7 @@ def test_start_up_work_builds_each_program_once_and_changes_no_bit():
     built = Counter(names)
     assert lengths == {13, 22} and built["jit(scan_chunk)"] == 2, built  # 13 + 22 at level 0, 22 at level 1
     assert built["jit(epoch_order)"] <= 1 and built["jit(<lambda>)"] <= 1, built  # module-level: maybe built before
+    assert on_main == [], on_main  # the init's masking and the optimiser's init included (`_initialise`)
     assert setup.ahead.result("pruning") is True  # level 0 found the pruning program warmed up ahead
     made = setup.ahead.result(("initial", config.seed))
     for got, want in zip(jax.tree.leaves(made), jax.tree.leaves(fresh_init(setup.model, config.seed))):
@@ -69,3 +75,23 @@ def test_the_next_order_is_dispatched_before_the_caller_waits_for_a_chunk():
                       "chunk of epoch 0 from 4", "order 1", "caller gets 4",
                       "chunk of epoch 1 from 0", "order 2", "caller gets 10",
                       "chunk of epoch 2 from 0", "caller gets 20"]
+
+
+def test_cancelled_compiles_give_no_result_and_the_running_one_finishes():
+    ahead = Ahead()
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(10)
+        return "compiled"
+
+    ahead.submit("compile", "first", slow)
+    ahead.submit("compile", "second", lambda: "never")
+    ahead.submit("init", "initial", lambda: "params")
+    started.wait(10)
+    ahead.cancel_compiles()  # a finished run: nothing queued behind the running compile is wanted
+    release.set()
+    assert ahead.result("first") == "compiled" and ahead.result("second") is None
+    assert ahead.result("initial") == "params"  # the init queue is not touched
+    ahead.close()

@@ -144,6 +144,8 @@ def _finished(setup: Setup, run: RunDir, reps: list[ReplicateDir], mask: Mask | 
     levels = setup.config.levels + 1
     if not run.config_path.is_file() or any(levels_done(rep) < levels for rep in reps):
         return False
+    if setup.ahead is not None:  # nothing to train, most likely: the programs compiled ahead would go unused
+        setup.ahead.cancel_compiles()
     params0, model_state0 = init_params(setup)
     template, mask0 = setup.trainer.init_state(params0, model_state0), initial_mask(setup, params0, mask)
     with run.lock():

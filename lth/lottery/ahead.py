@@ -5,20 +5,22 @@ device, run the model's init (eager ops, each compiled on first use), warm the p
 (`lth.lottery.levels.warm_pruning`), and compile `epoch_order` and the training chunk. None of these
 needs another's result: the init needs no data, and the compilations need only the data's shapes
 (`lth.data.device.device_shapes`). `start_ahead` starts, as soon as the data is loaded on the host,
-three threads:
+two threads (one per core of a small machine: a third, tried, only slowed the init, the longest job):
 
 * the compiler: `epoch_order`, then the scan chunk of every length that level 0 and level 1 use
-  (`lth.training.chunks.Chunk.compile_ahead`, on `jax.ShapeDtypeStruct`s);
+  (`lth.training.chunks.Chunk.compile_ahead`, on `jax.ShapeDtypeStruct`s), then the pruning
+  warm-up, on zeros of the params' shapes (its program depends on the shapes alone; it is needed
+  at the end of level 0 only, so it comes last);
 * the initialiser: the seed's initial params and model state (`lth.lottery.setup.fresh_init`, the
-  ops `Setup.initial` runs: the same bytes; jitting them would change the bits);
-* the pruner: the pruning warm-up, on zeros of the params' shapes (its program depends on the
-  shapes alone).
+  ops `Setup.initial` runs: the same bytes; jitting them would change the bits), then level 0's
+  first eager ops once on them (masking, the optimiser's init), so that the main thread finds
+  them compiled.
 
 Whoever needs a result waits for it: the first chunk of a length, `Setup.initial` (by seed), and
 `warm_pruning` (which then has nothing left to do). XLA compiles with the GIL released, so on
-two cores the threads and the main thread's data transfer overlap; nothing is compiled twice
-(`tests/test_ahead.py` counts the compilations). A job that failed is done again where it is
-needed, which raises its error there as before.
+two cores the two threads overlap (and the main thread's data transfer, a plain copy); nothing is
+compiled twice, and the levels build no program in the main thread (`tests/test_ahead.py` counts
+them). A job that failed is done again where it is needed, which raises its error there as before.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ import jax.numpy as jnp
 from lth.data.device import epoch_order
 from lth.lottery.levels import prune_level
 from lth.lottery.setup import Setup, data_keys, fresh_init, initial_mask, start_step
-from lth.sparsity.masks import kept_counts
+from lth.sparsity.masks import apply_mask, kept_counts
 from lth.training.loop import chunk_plan
 
 
 class Ahead:
-    """Named jobs in three single-thread queues, "compile", "init" and "prune"; `result` waits for one."""
+    """Named jobs in two single-thread queues, "compile" and "init"; `result` waits for one."""
 
     def __init__(self) -> None:
         self.queues = {name: ThreadPoolExecutor(1, thread_name_prefix=f"lth-ahead-{name}")
-                       for name in ("compile", "init", "prune")}
+                       for name in ("compile", "init")}
         self._jobs: dict[Hashable, Future] = {}
 
     def submit(self, queue: str, name: Hashable, job: Callable[[], Any]) -> None:
@@ -53,9 +55,14 @@ class Ahead:
     def result(self, name: Hashable) -> Any:
         """The result of the job `name`, once it is done; None if there is none or it failed."""
         job = self._jobs.get(name)
-        if job is None or job.exception() is not None:
+        if job is None or job.cancelled() or job.exception() is not None:
             return None
         return job.result()
+
+    def cancel_compiles(self) -> None:
+        """Drop the compile jobs not started yet (a run found finished needs none of them; one being
+        compiled is finished: the process waits for it at exit)."""
+        self.queues["compile"].shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Let the threads end once their queues are done (nothing waits for them here)."""
@@ -77,11 +84,18 @@ def start_ahead(setup: Setup) -> Ahead:
         for span in chunk_plan(first, trainer.total_steps, trainer.steps_per_epoch, breaks):
             trainer.train_chunk.compile_ahead(ahead.queues["compile"], arguments, length=span.length)
     if setup.start is None:
-        ahead.submit("init", ("initial", setup.config.seed), functools.partial(fresh_init, setup.model,
-                                                                               setup.config.seed))
-    ahead.submit("prune", "pruning", functools.partial(_warm_pruning, setup))
+        ahead.submit("init", ("initial", setup.config.seed), functools.partial(_initialise, setup))
+    ahead.submit("compile", "pruning", functools.partial(_warm_pruning, setup))  # needed at level 0's end only
     ahead.close()
     return ahead
+
+
+def _initialise(setup: Setup) -> tuple[Any, Any]:
+    """The seed's (params, model state) (`fresh_init`), and level 0's first eager ops run once on them
+    (masking, the optimiser's init: compiled here, found in jit's cache by the main thread)."""
+    params, model_state = fresh_init(setup.model, setup.config.seed)
+    setup.trainer.init_state(apply_mask(params, initial_mask(setup, params)), model_state, start_step(setup))
+    return params, model_state
 
 
 def _compile_epoch_order(setup: Setup) -> None:
