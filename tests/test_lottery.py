@@ -37,10 +37,17 @@ def assert_rewound(start_state, mask, rewind_params):
             assert np.all(value[~m] == 0.0)
 
 
-def test_rewind_to_init_restores_initial_values():
+@pytest.fixture(scope="module")
+def three_levels():
+    """(setup, Recorder, outcomes) of a 3-level tiny lottery rewinding to init, trained once for the
+    tests that read it (the hooks only record: the outcomes are those of a run without them)."""
     setup = prepare(tiny_config(levels=3))
     hooks = Recorder()
-    outcomes = list(lottery_levels(setup, hooks=hooks))
+    return setup, hooks, list(lottery_levels(setup, hooks=hooks))
+
+
+def test_rewind_to_init_restores_initial_values(three_levels):
+    setup, hooks, outcomes = three_levels
     params0, _ = init_params(setup)
     for level in range(1, 4):
         state, mask = hooks.starts[level]
@@ -67,8 +74,8 @@ def test_rewind_to_step_k_restores_step_k_and_fresh_optimizer():
     assert (1, 35) in hooks.at_step and (1, 13) not in hooks.at_step  # level 1 trains 13 -> 35
 
 
-def test_records_and_densities():
-    records = [o.record for o in lottery_levels(prepare(tiny_config(levels=3)))]
+def test_records_and_densities(three_levels):
+    records = [o.record for o in three_levels[2]]
     assert [r["level"] for r in records] == [0, 1, 2, 3]
     assert records[0]["density"] == 1.0
     # mlp_tiny on 40 inputs: fc1 40x32, fc2 32x16 at 30 %, output 16x10 at 15 % per level
