@@ -89,11 +89,17 @@ def test_records_and_densities(three_levels):
         assert r["early_stop_iteration"] in (10, 20, 30, 35)
 
 
-def test_same_seed_identical_results(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """(runs root, records) of one finished run of `tiny_config()`, read only (copy it to change it)."""
+    root = tmp_path_factory.mktemp("tiny-run")
+    return root, run_lottery(tiny_config(), runs_root=root, progress=False)
+
+
+def test_same_seed_identical_results(tmp_path, tiny_run):
     config = tiny_config()
-    run_lottery(config, runs_root=tmp_path / "a", progress=False)
-    run_lottery(config, runs_root=tmp_path / "b", progress=False)
-    (a,), (b,) = (list((tmp_path / x).glob("*/replicate_00/results.json")) for x in "ab")
+    run_lottery(config, runs_root=tmp_path / "b", progress=False)  # a second training of the module's run
+    (a,), (b,) = (list(root.glob("*/replicate_00/results.json")) for root in (tiny_run[0], tmp_path / "b"))
     assert a.read_bytes() == b.read_bytes()
     assert a.parent.name == b.parent.name  # same config -> same directory name
     run_lottery(tiny_config(seed=1), runs_root=tmp_path / "c", progress=False)
@@ -146,8 +152,12 @@ def test_starting_mask_is_trained_and_gets_its_own_run(tmp_path):
     assert records[1]["weights_remaining"] < records[0]["weights_remaining"]
 
 
-def test_run_directory_contents(tmp_path):
-    records = run_lottery(tiny_config(), runs_root=tmp_path, progress=False)
+def test_run_directory_contents(tmp_path, tiny_run):
+    import shutil
+
+    root, records = tiny_run
+    (trained,) = list(root.iterdir())
+    shutil.copytree(trained, tmp_path / trained.name)  # what training it under tmp_path writes
     (run,) = list(tmp_path.iterdir())
     names = sorted(p.name for p in run.iterdir())
     assert names == ["accuracy_vs_cost.png", "accuracy_vs_sparsity.png", "config.json", "lock", "replicate_00",
