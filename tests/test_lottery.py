@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import compiles_after_first_level, tiny_config
+from helpers import compiles_after_first_level, copy_run, tiny_config
 
 from lth.errors import ConfigError, MaskError
 from lth.lottery import Hooks, init_params, lottery_levels, prepare
@@ -89,17 +89,11 @@ def test_records_and_densities(three_levels):
         assert r["early_stop_iteration"] in (10, 20, 30, 35)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """(runs root, records) of one finished run of `tiny_config()`, read only (copy it to change it)."""
-    root = tmp_path_factory.mktemp("tiny-run")
-    return root, run_lottery(tiny_config(), runs_root=root, progress=False)
-
-
-def test_same_seed_identical_results(tmp_path, tiny_run):
+def test_same_seed_identical_results(tmp_path, finished_tiny_run):
     config = tiny_config()
-    run_lottery(config, runs_root=tmp_path / "b", progress=False)  # a second training of the module's run
-    (a,), (b,) = (list(root.glob("*/replicate_00/results.json")) for root in (tiny_run[0], tmp_path / "b"))
+    run_lottery(config, runs_root=tmp_path / "b", progress=False)  # a second training of the session's run
+    a = finished_tiny_run[0] / "replicate_00" / "results.json"
+    (b,) = list((tmp_path / "b").glob("*/replicate_00/results.json"))
     assert a.read_bytes() == b.read_bytes()
     assert a.parent.name == b.parent.name  # same config -> same directory name
     run_lottery(tiny_config(seed=1), runs_root=tmp_path / "c", progress=False)
@@ -152,12 +146,9 @@ def test_starting_mask_is_trained_and_gets_its_own_run(tmp_path):
     assert records[1]["weights_remaining"] < records[0]["weights_remaining"]
 
 
-def test_run_directory_contents(tmp_path, tiny_run):
-    import shutil
-
-    root, records = tiny_run
-    (trained,) = list(root.iterdir())
-    shutil.copytree(trained, tmp_path / trained.name)  # what training it under tmp_path writes
+def test_run_directory_contents(tmp_path, finished_tiny_run):
+    trained, records = finished_tiny_run
+    copy_run(trained, tmp_path)  # the session's finished run of tiny_config(): what training it here writes
     (run,) = list(tmp_path.iterdir())
     names = sorted(p.name for p in run.iterdir())
     assert names == ["accuracy_vs_cost.png", "accuracy_vs_sparsity.png", "config.json", "lock", "replicate_00",
