@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config
+from helpers import copy_run, tiny_config
 
 from lth.cli import main
 from lth.errors import LthError
@@ -24,10 +24,9 @@ def train_run(root: Path) -> Path:
 
 
 def finished_run(root: Path, reference: Path) -> Path:
-    """The finished run under `root`: a copy of the module's `reference` (what training it under `root`
-    writes; only orbax's commit markers name their path, and only their existence is read), so that
-    each test damages its own copy and the config is trained once per module."""
-    return Path(shutil.copytree(reference, root / reference.name))
+    """The finished run under `root`: a copy of the module's `reference` (`copy_run`), so that each test
+    damages its own copy and the config is trained once per module."""
+    return copy_run(reference, root)
 
 
 def interrupt_before(run: Path, level: int) -> None:
