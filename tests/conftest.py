@@ -67,4 +67,3 @@ def finished_tiny_run(tmp_path_factory, _data_dir, _compile_cache):
     records = run_lottery(tiny_config(), runs_root=root, progress=False, wandb="disabled")
     (run,) = list(root.iterdir())
     return run, records
-
