@@ -52,3 +52,18 @@ def runs_dir(tmp_path, monkeypatch):
     path = tmp_path / "runs"
     monkeypatch.setenv("LTH_RUNS", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory, _data_dir, _compile_cache):
+    """(run directory, records) of one finished run of `helpers.tiny_config()` (2 levels, wandb disabled),
+    trained once per test process for the tests that only read it: a test that changes a run copies
+    it first (`copy_run`)."""
+    from helpers import tiny_config
+
+    from lth.jobs.lottery import run_lottery
+
+    root = tmp_path_factory.mktemp("finished-tiny-run")
+    records = run_lottery(tiny_config(), runs_root=root, progress=False, wandb="disabled")
+    (run,) = list(root.iterdir())
+    return run, records

@@ -59,6 +59,14 @@ def backend_compiles():
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def copy_run(run: Path, root: Path) -> Path:
+    """A copy of the finished run directory `run` under the runs root `root` (what training its config
+    under `root` writes: only orbax's commit markers name their path, and only their existence is read)."""
+    import shutil
+
+    return Path(shutil.copytree(run, root / run.name))
+
+
 def start_script(script: str, args: list[str], devices: int, extra_env: dict[str, str] | None = None
                  ) -> subprocess.Popen:
     """A test file run as a script (its ``__main__`` dispatches on ``args[0]``) with `devices`

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import copy_run, tiny_config
 
 from lth.errors import ConfigError
 from lth.lottery import init_params, lottery_levels, prepare
@@ -20,7 +20,6 @@ from lth.lottery.controls import (
 )
 from lth.spec.parse import parse_levels
 from lth.jobs.controls import run_controls
-from lth.jobs.lottery import run_lottery
 from lth.sparsity.masks import mask_leaves, named_leaves
 
 
@@ -131,11 +130,12 @@ def test_oneshot_equals_magnitude_pruning_of_the_dense_network(main_line):
     assert all(np.array_equal(a, b) for a, b in zip(as_np(level1).values(), as_np(outcomes[1].mask).values()))
 
 
-def test_run_controls_stores_results_beside_the_main_line_and_resumes(tmp_path, capsys):
+def test_run_controls_stores_results_beside_the_main_line_and_resumes(tmp_path, capsys, finished_tiny_run):
     from lth.cli import main
 
-    config = tiny_config(levels=2)
-    main_records = run_lottery(config, runs_root=tmp_path, wandb="disabled", progress=False)
+    assert tiny_config(levels=2) == tiny_config()  # the session's finished run (copied: controls are added)
+    trained, main_records = finished_tiny_run
+    copy_run(trained, tmp_path)
     (run,) = list(tmp_path.iterdir())
     results = run_controls(run, "reinit,random_layerwise", "1-2", wandb="disabled", progress=False)
     assert sorted(results) == ["imp+reinit", "random_layerwise"]

@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from helpers import tiny_config  # noqa: E402
+from helpers import copy_run, tiny_config  # noqa: E402
 from lth import run_controls, run_lottery  # noqa: E402
 from lth.lottery.cost import control_base, cumulative, forward_flops, layer_positions  # noqa: E402
 from lth.lottery.setup import build_setup  # noqa: E402
@@ -34,8 +34,10 @@ def test_conv_positions_and_forward_flops_by_hand():
     assert forward_flops(counts, positions) == 2 * (10 * 1024 + 7 + 3)
 
 
-def test_lottery_levels_cost_three_forwards_per_kept_weight_and_sum_to_the_cumulative(tmp_path):
-    records = run_lottery(tiny_config(levels=2), runs_root=tmp_path, progress=False, wandb="disabled")
+def test_lottery_levels_cost_three_forwards_per_kept_weight_and_sum_to_the_cumulative(tmp_path, finished_tiny_run):
+    assert tiny_config(levels=2) == tiny_config()  # the session's finished run (copied: controls are added)
+    trained, records = finished_tiny_run
+    copy_run(trained, tmp_path)
     total = 0
     for record in records:
         kept = sum(_kept(record).values())

@@ -67,14 +67,19 @@ def test_score_batch_is_class_balanced_and_sized_by_the_config():
     assert np.array_equal(np.asarray(again[0]), np.asarray(x))  # a function of the seed
 
 
+@pytest.fixture(scope="module")
+def excluding_line():
+    """A main line (2 levels of 10 iterations) that never prunes fc2 (read only: every source's control
+    below is drawn from the same ticket)."""
+    setup = prepare(tiny_config(levels=2, **{"pruning.exclude": ("fc2/kernel",), "training.length": "10it"}))
+    return setup, list(lottery_levels(setup)), *init_params(setup)
+
+
 @pytest.mark.parametrize("source", ["random_global", "magnitude_init", "snip", "grasp", "synflow"])
-def test_global_controls_keep_the_main_lines_own_rate_layers(source):
+def test_global_controls_keep_the_main_lines_own_rate_layers(source, excluding_line):
     """Layers the main line prunes at a rate of their own (an override, or none when excluded) keep
     exactly the ticket's count in a global control; the pooled layers keep the ticket's total."""
-    config = tiny_config(levels=2, **{"pruning.exclude": ("fc2/kernel",), "training.length": "10it"})
-    setup = prepare(config)
-    outcomes = list(lottery_levels(setup))
-    params0, state0 = init_params(setup)
+    setup, outcomes, params0, state0 = excluding_line
     ticket = counts_of(outcomes[2].mask)
     assert ticket["fc2/kernel"] == 512  # excluded: never pruned
     inputs = LevelInputs(2, outcomes[2].mask, outcomes[0].mask)

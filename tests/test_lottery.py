@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import compiles_after_first_level, tiny_config
+from helpers import compiles_after_first_level, copy_run, tiny_config
 
 from lth.errors import ConfigError, MaskError
 from lth.lottery import Hooks, init_params, lottery_levels, prepare
@@ -37,10 +37,17 @@ def assert_rewound(start_state, mask, rewind_params):
             assert np.all(value[~m] == 0.0)
 
 
-def test_rewind_to_init_restores_initial_values():
+@pytest.fixture(scope="module")
+def three_levels():
+    """(setup, Recorder, outcomes) of a 3-level tiny lottery rewinding to init, trained once for the
+    tests that read it (the hooks only record: the outcomes are those of a run without them)."""
     setup = prepare(tiny_config(levels=3))
     hooks = Recorder()
-    outcomes = list(lottery_levels(setup, hooks=hooks))
+    return setup, hooks, list(lottery_levels(setup, hooks=hooks))
+
+
+def test_rewind_to_init_restores_initial_values(three_levels):
+    setup, hooks, outcomes = three_levels
     params0, _ = init_params(setup)
     for level in range(1, 4):
         state, mask = hooks.starts[level]
@@ -67,8 +74,8 @@ def test_rewind_to_step_k_restores_step_k_and_fresh_optimizer():
     assert (1, 35) in hooks.at_step and (1, 13) not in hooks.at_step  # level 1 trains 13 -> 35
 
 
-def test_records_and_densities():
-    records = [o.record for o in lottery_levels(prepare(tiny_config(levels=3)))]
+def test_records_and_densities(three_levels):
+    records = [o.record for o in three_levels[2]]
     assert [r["level"] for r in records] == [0, 1, 2, 3]
     assert records[0]["density"] == 1.0
     # mlp_tiny on 40 inputs: fc1 40x32, fc2 32x16 at 30 %, output 16x10 at 15 % per level
@@ -82,11 +89,11 @@ def test_records_and_densities():
         assert r["early_stop_iteration"] in (10, 20, 30, 35)
 
 
-def test_same_seed_identical_results(tmp_path):
+def test_same_seed_identical_results(tmp_path, finished_tiny_run):
     config = tiny_config()
-    run_lottery(config, runs_root=tmp_path / "a", progress=False)
-    run_lottery(config, runs_root=tmp_path / "b", progress=False)
-    (a,), (b,) = (list((tmp_path / x).glob("*/replicate_00/results.json")) for x in "ab")
+    run_lottery(config, runs_root=tmp_path / "b", progress=False)  # a second training of the session's run
+    a = finished_tiny_run[0] / "replicate_00" / "results.json"
+    (b,) = list((tmp_path / "b").glob("*/replicate_00/results.json"))
     assert a.read_bytes() == b.read_bytes()
     assert a.parent.name == b.parent.name  # same config -> same directory name
     run_lottery(tiny_config(seed=1), runs_root=tmp_path / "c", progress=False)
@@ -139,8 +146,9 @@ def test_starting_mask_is_trained_and_gets_its_own_run(tmp_path):
     assert records[1]["weights_remaining"] < records[0]["weights_remaining"]
 
 
-def test_run_directory_contents(tmp_path):
-    records = run_lottery(tiny_config(), runs_root=tmp_path, progress=False)
+def test_run_directory_contents(tmp_path, finished_tiny_run):
+    trained, records = finished_tiny_run
+    copy_run(trained, tmp_path)  # the session's finished run of tiny_config(): what training it here writes
     (run,) = list(tmp_path.iterdir())
     names = sorted(p.name for p in run.iterdir())
     assert names == ["accuracy_vs_cost.png", "accuracy_vs_sparsity.png", "config.json", "lock", "replicate_00",

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config
+from helpers import copy_run, tiny_config
 
 from lth.cli import main
 from lth.errors import LthError
@@ -17,10 +17,16 @@ from lth.jobs.lottery import run_lottery
 CONFIG = dict(levels=2, rewind="13it")
 
 
-def finished_run(root: Path) -> Path:
+def train_run(root: Path) -> Path:
     run_lottery(tiny_config(**CONFIG), runs_root=root, progress=False, wandb="disabled")
     (run,) = [p for p in root.iterdir() if p.is_dir()]
     return run
+
+
+def finished_run(root: Path, reference: Path) -> Path:
+    """The finished run under `root`: a copy of the module's `reference` (`copy_run`), so that each test
+    damages its own copy and the config is trained once per module."""
+    return copy_run(reference, root)
 
 
 def interrupt_before(run: Path, level: int) -> None:
@@ -49,7 +55,7 @@ def evaluation_rows(run: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    return finished_run(tmp_path_factory.mktemp("reference"))
+    return train_run(tmp_path_factory.mktemp("reference"))
 
 
 def results_bytes(run: Path) -> bytes:
@@ -57,7 +63,7 @@ def results_bytes(run: Path) -> bytes:
 
 
 def test_a_damaged_results_file_of_a_finished_run_is_rebuilt_without_retraining(tmp_path, capsys, reference):
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     rows = evaluation_rows(run)
     path = run / "replicate_00" / "results.json"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncate -s 50%
@@ -68,8 +74,8 @@ def test_a_damaged_results_file_of_a_finished_run_is_rebuilt_without_retraining(
     assert (run / "replicate_00" / "masks" / "level_02.npz").exists()
 
 
-def test_results_from_an_older_lth_without_records_in_checkpoints_are_refused(tmp_path, capsys):
-    run = finished_run(tmp_path)
+def test_results_from_an_older_lth_without_records_in_checkpoints_are_refused(tmp_path, capsys, reference):
+    run = finished_run(tmp_path, reference)
     for metadata in (run / "replicate_00" / "checkpoints").glob("level_*/final/record/metadata"):
         record = json.loads(metadata.read_text())
         record.pop("record")
@@ -83,7 +89,7 @@ def test_results_from_an_older_lth_without_records_in_checkpoints_are_refused(tm
 
 
 def test_a_bad_metrics_line_loses_no_later_line(tmp_path, capsys, reference):
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     interrupt_before(run, 2)
     path = run / "replicate_00" / "metrics.jsonl"
     lines = path.read_text().splitlines()
@@ -98,7 +104,7 @@ def test_a_bad_metrics_line_loses_no_later_line(tmp_path, capsys, reference):
 
 
 def test_a_damaged_rewind_checkpoint_is_recomputed_bit_for_bit(tmp_path, capsys, reference):
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     interrupt_before(run, 2)
     level_rows = [r for r in evaluation_rows(run) if r["level"] < 2]
     data = run / "replicate_00" / "checkpoints" / "rewind" / "tree" / "manifest.ocdbt"
@@ -111,7 +117,7 @@ def test_a_damaged_rewind_checkpoint_is_recomputed_bit_for_bit(tmp_path, capsys,
 
 
 def test_a_damaged_checkpoint_is_one_line_and_its_level_recomputed(tmp_path, capsys, reference):
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     interrupt_before(run, 2)
     manifest = run / "replicate_00" / "checkpoints" / "level_01" / "final" / "tree" / "manifest.ocdbt"
     manifest.write_bytes(manifest.read_bytes()[:20])  # the damage that made orbax print ~25 tracebacks
@@ -122,7 +128,7 @@ def test_a_damaged_checkpoint_is_one_line_and_its_level_recomputed(tmp_path, cap
 
 
 def test_a_finished_run_is_checked_and_repaired_on_rerun(tmp_path, capsys, reference):
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     mask = run / "replicate_00" / "masks" / "level_01.npz"
     mask.write_bytes(mask.read_bytes()[:100])
     _, err = rerun(tmp_path, capsys)
@@ -137,7 +143,7 @@ def test_a_finished_run_is_checked_and_repaired_on_rerun(tmp_path, capsys, refer
 
 
 def test_ls_check_verifies_every_checkpoint(tmp_path, capsys, reference):
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     data_dir = run / "replicate_00" / "checkpoints" / "level_02" / "final" / "tree"
     manifest = data_dir / "manifest.ocdbt"
     manifest.write_bytes(manifest.read_bytes()[:20])  # not seen by the cheap check of a rerun
@@ -148,8 +154,8 @@ def test_ls_check_verifies_every_checkpoint(tmp_path, capsys, reference):
     assert results_bytes(run) == results_bytes(reference)
 
 
-def test_ls_shows_unfinished_and_damaged_runs(tmp_path, capsys):
-    run = finished_run(tmp_path)
+def test_ls_shows_unfinished_and_damaged_runs(tmp_path, capsys, reference):
+    run = finished_run(tmp_path, reference)
     interrupt_before(run, 1)
     broken = tmp_path / "broken-00000000"
     broken.mkdir()
@@ -160,10 +166,10 @@ def test_ls_shows_unfinished_and_damaged_runs(tmp_path, capsys):
     assert "broken" in out and "damaged:" in out and "config.json" in out
 
 
-def test_a_resumed_control_writes_each_row_once(tmp_path, capsys):
+def test_a_resumed_control_writes_each_row_once(tmp_path, capsys, reference):
     from lth.jobs.controls import run_controls
 
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     run_controls(run, "reinit", "0-2", progress=False, wandb="disabled")
     branch = run / "replicate_00" / "controls" / "imp+reinit"
     full = (branch / "metrics.jsonl").read_text()
@@ -209,7 +215,7 @@ def test_a_damaged_manifest_is_reported_and_rebuilt_never_emptied(tmp_path, caps
     recorded again, and a resume refused until the user vouches for the numerics."""
     import numpy as np
 
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     rep = run / "replicate_00"
     good = (rep / "masks" / "level_01.npz").read_bytes()
     with np.load(rep / "masks" / "level_01.npz") as f:
@@ -231,8 +237,8 @@ def test_a_damaged_manifest_is_reported_and_rebuilt_never_emptied(tmp_path, caps
     assert results_bytes(run) == results_bytes(reference)
 
 
-def test_ls_flags_a_foreign_config_and_replicates_that_are_not_directories(tmp_path, capsys):
-    run = finished_run(tmp_path)
+def test_ls_flags_a_foreign_config_and_replicates_that_are_not_directories(tmp_path, capsys, reference):
+    run = finished_run(tmp_path, reference)
     copy = tmp_path / "tiny-00000000"
     shutil.copytree(run, copy)
     shutil.rmtree(copy / "replicate_00")
@@ -264,7 +270,7 @@ def test_a_record_edited_to_a_number_that_cannot_be_is_damage_rebuilt_from_the_c
         tmp_path, capsys, reference, field, text):
     """A results.json whose numbers were edited to NaN, Infinity or a string was read as it was: `lth
     ls` showed the NaN, a rerun said "all levels done", a plot drew nothing where the level was."""
-    run = Path(shutil.copytree(reference, tmp_path / reference.name))
+    run = finished_run(tmp_path, reference)
     rows = evaluation_rows(run)
     _edit_record(run / "replicate_00" / "results.json", 1, field, text)
     assert main(["ls", "--runs", str(tmp_path)]) == 0
@@ -281,7 +287,7 @@ def test_a_record_edited_to_a_number_that_cannot_be_is_damage_rebuilt_from_the_c
 def test_ls_check_and_the_runs_mean_never_take_a_non_finite_record(tmp_path, capsys, reference):
     from lth.store.run_dir import open_run
 
-    run = finished_run(tmp_path)
+    run = finished_run(tmp_path, reference)
     mean = json.loads((run / "results.json").read_text())
     _edit_record(run / "results.json", 2, "test_accuracy", "NaN")  # the mean over replicates: computed again
     assert open_run(run, writable=False).read_aggregate() == mean

@@ -47,11 +47,17 @@ def start_child(root):
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-@pytest.mark.parametrize("kill_when", ["mid_level_1", "level_2_started"])
-def test_sigkill_then_rerun_is_bit_identical(tmp_path, kill_when):
-    reference = tmp_path / "reference"
+@pytest.fixture(scope="module")
+def resumable_reference(tmp_path_factory):
+    """The uninterrupted run of `resumable_config()` (read only): the record both kills are compared to."""
+    reference = tmp_path_factory.mktemp("reference")
     run_lottery(resumable_config(), runs_root=reference, checkpoint_every="1ep", progress=False)
+    return reference
 
+
+@pytest.mark.parametrize("kill_when", ["mid_level_1", "level_2_started"])
+def test_sigkill_then_rerun_is_bit_identical(tmp_path, kill_when, resumable_reference):
+    reference = resumable_reference
     killed = tmp_path / "killed"
     child = start_child(killed)
     deadline = time.time() + 120
@@ -84,11 +90,13 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path, kill_when):
 # orbax's background readers of the deliberately damaged file report to an already closed event loop
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_damaged_checkpoint_is_reported_and_the_level_resumes_from_the_previous_one(tmp_path, capsys):
+    import shutil
+
     reference = tmp_path / "reference"
     run_lottery(resumable_config(levels=1), runs_root=reference, checkpoint_every="1ep", progress=False)
 
     root = tmp_path / "damaged"
-    run_lottery(resumable_config(levels=1), runs_root=root, checkpoint_every="1ep", progress=False)
+    shutil.copytree(reference, root)  # the same finished run (training it again writes these bytes)
     (rep,) = list(root.glob("*/replicate_00"))
     # simulate a crash during level 1 after two mid-level checkpoints, the newest one truncated
     results = json.loads((rep / "results.json").read_text())
@@ -96,8 +104,6 @@ def test_damaged_checkpoint_is_reported_and_the_level_resumes_from_the_previous_
     level1 = rep / "checkpoints" / "level_01"
     # the final state of level 1 becomes a mid-level checkpoint, then is damaged: the level must
     # report it and start again from its beginning (no older good checkpoint)
-    import shutil
-
     shutil.copytree(level1 / "final", level1 / "step_000000105")
     shutil.rmtree(level1 / "final")
     data_files = [p for p in (level1 / "step_000000105").rglob("*") if p.is_file() and p.parent.name == "d"]
