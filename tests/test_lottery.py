@@ -95,7 +95,7 @@ def test_same_seed_identical_results(tmp_path, finished_tiny_run):
     a = finished_tiny_run[0] / "replicate_00" / "results.json"
     (b,) = list((tmp_path / "b").glob("*/replicate_00/results.json"))
     assert a.read_bytes() == b.read_bytes()
-    assert a.parent.name == b.parent.name  # same config -> same directory name
+    assert a.parent.parent.name == b.parent.parent.name  # same config -> same run directory name
     run_lottery(tiny_config(seed=1), runs_root=tmp_path / "c", progress=False)
     (c,) = list((tmp_path / "c").glob("*/replicate_00/results.json"))
     assert c.read_bytes() != a.read_bytes()

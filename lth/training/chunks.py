@@ -96,7 +96,7 @@ class Chunk:
 
     def __call__(self, state, mask, data, order, offset, augment_key, *, length: int, val_min: Any = None):
         ahead = self._ahead.pop(length, None)
-        if ahead is not None:
+        if ahead is not None and not ahead.cancelled():  # cancelled (`Ahead.cancel_compiles`): compiled below
             ahead.exception()  # wait; had it failed, the call below compiles (and raises) as usual
         args = self._place(state, mask, data, order, offset, augment_key, self._val_min(order, val_min))
         if self.loop == "scan":
