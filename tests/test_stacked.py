@@ -133,11 +133,9 @@ class InterruptAt:
 
 
 def test_interrupted_vmapped_run_resumes_bit_identical(tmp_path):
-    """3 epochs of 40 iterations per level: cut at iteration 80 of level 1, after its checkpoint at
-    iteration 40 (the checkpoint at 80 is due after the evaluation that stops the run)."""
     from lth.jobs.lottery import run_lottery
 
-    config = tiny_config(**{"training.length": "3ep", "rewind": "13it", "levels": 2})
+    config = tiny_config(**{"training.length": "4ep", "rewind": "13it", "levels": 2})
     options = dict(replicates=2, layout="vmap", checkpoint_every="1ep", progress=False, wandb="disabled")
     run_lottery(config, runs_root=tmp_path / "whole", **options)
     with pytest.raises(Interrupt):
