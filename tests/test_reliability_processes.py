@@ -90,10 +90,11 @@ def test_workers_die_with_their_parent(tmp_path, how):
 
 
 def test_a_worker_replicate_equals_that_replicate_trained_alone_on_one_core(tmp_path):
+    """The main lines compared: the smoke variant's random controls are left out of both runs."""
     both = _lth("run", "mlp_mnist1d", "--variant", "smoke", "--replicates", "2", "--layout", "workers",
-                "--no-progress", "--runs", str(tmp_path / "workers"))
+                "--no-controls", "--no-progress", "--runs", str(tmp_path / "workers"))
     assert both.wait(timeout=300) == 0, both.communicate()[1][-3000:]
-    alone = _lth("run", "mlp_mnist1d", "--variant", "smoke", "--seed", "1", "--no-progress",
+    alone = _lth("run", "mlp_mnist1d", "--variant", "smoke", "--seed", "1", "--no-controls", "--no-progress",
                  "--runs", str(tmp_path / "alone"), cores={min(os.sched_getaffinity(0))})
     assert alone.wait(timeout=300) == 0, alone.communicate()[1][-3000:]
     (worker,) = (tmp_path / "workers").glob("*/replicate_01/results.json")

@@ -12,7 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from helpers import backend_compiles, start_script
 from helpers import finish_scripts as _finish
 
@@ -32,40 +34,58 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_over_loopback():
-    """2 processes x 2 virtual devices = one 4-device mesh, via jax.distributed (gloo collectives)."""
+SMOKE_RUN = ["run", "mlp_mnist1d", "--variant", "smoke", "--wandb", "disabled", "--no-controls"]
+
+
+def _launch_two(check: list[str], runs: Path) -> list[str]:
+    """`lth run SMOKE_RUN --data-parallel` launched as 2 processes of 2 virtual devices each over
+    loopback (after `check`, a script check run first in the same processes); their outputs."""
     port = _free_port()
-    procs = [_start(["two_processes"], devices=2,
-                    extra_env={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
-                               "JAX_PROCESS_ID": str(i)}) for i in range(2)]
-    outs = _finish(*procs, timeout=180)
+    env = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2"}
+    procs = [_start([*check, "lth_run", str(runs), *SMOKE_RUN, "--data-parallel"], devices=2,
+                    extra_env={**env, "JAX_PROCESS_ID": str(i)})
+             for i in range(2)]
+    return _finish(*procs, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def two_process_launch(tmp_path_factory) -> tuple[list[str], Path]:
+    """One 2-process launch shared by the two tests below (starting 2 jax processes and their
+    coordinator is most of either's time): the loopback check, then `lth run --data-parallel` in the
+    same processes. Its outputs and the run root."""
+    runs = tmp_path_factory.mktemp("multi")
+    return _launch_two(["two_processes"], runs), runs
+
+
+def test_two_processes_over_loopback(two_process_launch):
+    """2 processes x 2 virtual devices = one 4-device mesh, via jax.distributed (gloo collectives)."""
+    outs, _ = two_process_launch
     assert "process 0 of 2" in outs[0] and "process 1 of 2" in outs[1]
 
 
-def test_lth_run_in_two_processes_writes_once_and_resumes(tmp_path):
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory) -> Path:
+    """`lth run mlp_mnist1d --variant smoke --no-controls` on this process's one device: the reference
+    both `--data-parallel` tests compare with (trained once for the file)."""
+    from lth.cli import main
+
+    root = tmp_path_factory.mktemp("single")
+    assert main([*SMOKE_RUN, "--no-progress", "--runs", str(root)]) == 0
+    (single,) = root.iterdir()
+    return single
+
+
+def test_lth_run_in_two_processes_writes_once_and_resumes(two_process_launch, single_run):
     """`lth run --data-parallel` launched as 2 processes (2 virtual devices each): one run directory,
     written by process 0 alone, records equal to a single-process run; and a resume in which both
     processes restore process 0's checkpoint ends bit-identical."""
     import json
 
-    from lth.cli import main
-
-    args = ["run", "mlp_mnist1d", "--variant", "smoke", "--wandb", "disabled", "--no-controls"]
-    assert main([*args, "--no-progress", "--runs", str(tmp_path / "single")]) == 0
-    (single,) = (tmp_path / "single").iterdir()
-
-    def launch() -> list[str]:
-        port = _free_port()
-        env = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2"}
-        procs = [_start(["lth_run", str(tmp_path / "multi"), *args, "--data-parallel"], devices=2,
-                        extra_env={**env, "JAX_PROCESS_ID": str(i)})
-                 for i in range(2)]
-        return _finish(*procs, timeout=240)
-
-    outs = launch()
+    single = single_run
+    outs, runs = two_process_launch
     assert "results:" in outs[0] and "results:" not in outs[1]  # output from process 0 only
     assert "100.00" in outs[0] and "100.00" not in outs[1]  # the level table too
-    (multi,) = (tmp_path / "multi").iterdir()
+    (multi,) = runs.iterdir()
     rep = multi / "replicate_00"
     want = json.loads((single / "replicate_00/results.json").read_text())
     got = json.loads((rep / "results.json").read_text())
@@ -79,7 +99,7 @@ def test_lth_run_in_two_processes_writes_once_and_resumes(tmp_path):
     # forget the last level; both processes restore level 1's checkpoint and retrain level 2
     whole = (rep / "results.json").read_bytes()
     (rep / "results.json").write_text(json.dumps(got[:2]))
-    outs = launch()
+    outs = _launch_two([], runs)
     assert "resuming replicate 0 at level 2" in outs[0]
     assert (rep / "results.json").read_bytes() == whole
 
@@ -270,10 +290,10 @@ def worker_two_processes() -> None:
 
 
 def worker_lth_run() -> None:
-    """`lth run <args>` in this process, under the runs directory given first."""
+    """`lth run <args>` in this process, under the runs directory given first (after `lth_run`)."""
     from lth.cli import main
 
-    runs, *args = sys.argv[2:]
+    runs, *args = sys.argv[sys.argv.index("lth_run") + 1:]
     code = main([*args, "--runs", runs])
     import jax
 
@@ -284,22 +304,25 @@ def worker_lth_run() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "disabled")
+    # one check, or "two_processes lth_run ...": the loopback check, then `lth run` in the same processes
     {"single_host": worker_single_host, "two_processes": worker_two_processes,
      "lth_run": worker_lth_run}[sys.argv[1]]()
+    if sys.argv[1] == "two_processes" and "lth_run" in sys.argv:
+        worker_lth_run()
 
 
-def test_cli_data_parallel_flag_on_the_local_devices(tmp_path, capsys):
-    """`lth run --data-parallel` wires lth.training.sharded into the lottery (here over this process's devices)."""
+def test_cli_data_parallel_flag_on_the_local_devices(tmp_path, capsys, single_run):
+    """`lth run --data-parallel` wires lth.training.sharded into the lottery (here over this process's
+    devices). Its main line is compared with the single-device run (`single_run`); the smoke
+    variant's random controls are left out of both (nothing here reads them)."""
     import json
 
     from lth.cli import main
 
-    for flag, root in (([], tmp_path / "single"), (["--data-parallel"], tmp_path / "parallel")):
-        code = main(["run", "mlp_mnist1d", "--variant", "smoke", "--no-progress", "--wandb", "disabled",
-                     "--runs", str(root), *flag])
-        assert code == 0, capsys.readouterr().err
+    code = main([*SMOKE_RUN, "--no-progress", "--runs", str(tmp_path / "parallel"), "--data-parallel"])
+    assert code == 0, capsys.readouterr().err
     single, parallel = (json.loads(next(r.glob("*/replicate_00/results.json")).read_text())
-                        for r in (tmp_path / "single", tmp_path / "parallel"))
+                        for r in (single_run.parent, tmp_path / "parallel"))
     assert [r["weights_remaining"] for r in single] == [r["weights_remaining"] for r in parallel]
     for a, b in zip(single, parallel):
         assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 2e-3
