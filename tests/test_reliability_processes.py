@@ -29,10 +29,15 @@ def _lth(*args: str, cores: set[int] | None = None, **kwargs) -> subprocess.Pope
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """The child processes of `pid`, whichever of its threads started them (a task's `children` file
+    lists only the children that thread forked)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread or the process is gone
+            pass
+    return children
 
 
 def _cmdline(pid: int) -> str:
