@@ -5,7 +5,7 @@ device, run the model's init (eager ops, each compiled on first use), warm the p
 (`lth.lottery.levels.warm_pruning`), and compile `epoch_order` and the training chunk. None of these
 needs another's result: the init needs no data, and the compilations need only the data's shapes
 (`lth.data.device.device_shapes`). `start_ahead` starts, as soon as the data is loaded on the host,
-two threads (one per core of a small machine: a third, tried, only slowed the init, the longest job):
+two threads (one per core of a small machine: a third, for the pruning warm-up, measured no faster):
 
 * the compiler: `epoch_order`, then the scan chunk of every length that level 0 and level 1 use
   (`lth.training.chunks.Chunk.compile_ahead`, on `jax.ShapeDtypeStruct`s), then the pruning
