@@ -14,17 +14,7 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="run slow reproduction tests")
 
 
-# The files that take longest, longest first (per-file times of a whole run): `make test` hands whole files
-# to its 2 processes in collection order (`--dist loadfile`), so a long file collected late (test_sweep.py,
-# alphabetically) ran alone at the end while the other process idled. Only the order changes.
-LONGEST_FIRST = ("test_sweep.py", "test_notebooks.py", "test_experiments.py", "test_runs.py", "test_stacked.py",
-                 "test_sharded.py", "test_cost.py", "test_reliability_processes.py", "test_graph.py",
-                 "test_methods.py", "test_compact.py", "test_compile_cache.py")
-
-
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the other files keep their order
     if config.getoption("--runslow") or os.environ.get("LTH_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow reproduction run: set LTH_SLOW=1 or pass --runslow")
