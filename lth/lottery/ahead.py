@@ -74,18 +74,19 @@ def start_ahead(setup: Setup) -> Ahead:
     """Start the start-up work of `setup` (whose `data` may still be `device_shapes`: only shapes are
     read) in the background; see the module docstring. Replicate 0's seed is initialised."""
     ahead = Ahead()
+    shapes = functools.cache(functools.partial(_initial_shapes, setup))  # traced once, in the compiler's thread
     ahead.submit("compile", "epoch_order", functools.partial(_compile_epoch_order, setup))
     levels = [(setup.trainer, start_step(setup), 0)]
     if setup.config.levels > 0:
         levels.append((setup.retrain_trainer, setup.rewind_step, 1))
     for trainer, first, level in levels:
-        arguments = functools.cache(functools.partial(_chunk_arguments, setup, trainer, first))  # traced once
+        arguments = functools.cache(functools.partial(_chunk_arguments, setup, shapes, trainer, first))
         breaks = (setup.rewind_step,) if level == 0 and setup.rewind_step > first else ()
         for span in chunk_plan(first, trainer.total_steps, trainer.steps_per_epoch, breaks):
             trainer.train_chunk.compile_ahead(ahead.queues["compile"], arguments, length=span.length)
     if setup.start is None:
         ahead.submit("init", ("initial", setup.config.seed), functools.partial(_initialise, setup))
-    ahead.submit("compile", "pruning", functools.partial(_warm_pruning, setup))  # needed at level 0's end only
+    ahead.submit("compile", "pruning", functools.partial(_warm_pruning, setup, shapes))  # needed at level 0's end
     ahead.close()
     return ahead
 
@@ -109,9 +110,10 @@ def _initial_shapes(setup: Setup) -> tuple[Any, Any]:
     return jax.eval_shape(lambda: fresh_init(setup.model, setup.config.seed))
 
 
-def _chunk_arguments(setup: Setup, trainer: Any, first: int) -> tuple:
-    """Abstract (state, mask, data, order, offset, augment_key) of a chunk of `trainer` from `first`."""
-    params, model_state = _initial_shapes(setup)
+def _chunk_arguments(setup: Setup, shapes: Callable[[], tuple[Any, Any]], trainer: Any, first: int) -> tuple:
+    """Abstract (state, mask, data, order, offset, augment_key) of a chunk of `trainer` from `first`;
+    `shapes()`: `_initial_shapes(setup)`."""
+    params, model_state = shapes()
     mask = jax.eval_shape(lambda p: initial_mask(setup, p), params)
     state = jax.eval_shape(lambda p, s: trainer.init_state(p, s, first), params, model_state)
     _, augment_key = jax.eval_shape(lambda: data_keys(setup, 0))
@@ -119,12 +121,12 @@ def _chunk_arguments(setup: Setup, trainer: Any, first: int) -> tuple:
     return state, mask, setup.data, order, jax.ShapeDtypeStruct((), jnp.int32), augment_key
 
 
-def _warm_pruning(setup: Setup) -> bool:
+def _warm_pruning(setup: Setup, shapes: Callable[[], tuple[Any, Any]]) -> bool:
     """`lth.lottery.levels.warm_pruning` on zeros of the initial params' shapes: the program depends on
     the shapes alone (the keep counts are traced), so it need not wait for the init."""
     if setup.config.levels == 0:
         return False
-    params = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), _initial_shapes(setup)[0])
+    params = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), shapes()[0])
     mask = initial_mask(setup, params)
     jax.block_until_ready(prune_level(setup, params, mask, 1, kept_counts(mask)))
     return True
