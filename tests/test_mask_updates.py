@@ -145,6 +145,22 @@ def _advance(trainer, setup, state, mask, order, key, until):
     return trainer.train_chunk(state, mask, setup.data, order, jnp.int32(start), key, length=until - start)[0]
 
 
+@pytest.mark.parametrize("method", ["set", "rigl", "gradual"])
+def test_between_updates_a_dynamic_method_trains_bit_for_bit_as_the_static_trainer(method):
+    """Where no update is due, the iteration of a method whose mask changes is the plain masked
+    iteration under the mask in force: the same params and moments, bit for bit, as `setup.trainer`
+    (the update and its moment reset run only under the `lax.cond` of an update iteration)."""
+    setup, state, mask, _ = _start(_setup(method, t0=0) if method == "gradual" else _setup(method))
+    order = epoch_order(rng.stream(0, "data_order"), 0, int(setup.data.x_train.shape[0]), 100)
+    key = rng.stream(0, "augmentation")
+    state = _advance(method_trainer(setup, method), setup, state, mask, order, key, 1)  # the update at 0
+    dynamic_run = _advance(method_trainer(setup, method), setup, state, mask, order, key, 10)
+    static_run = _advance(setup.trainer, setup, state._replace(sparse=None), state.sparse.mask, order, key, 10)
+    for a, b in zip(jax.tree.leaves((dynamic_run.params, dynamic_run.opt_state)),
+                    jax.tree.leaves((static_run.params, static_run.opt_state))):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
 def test_one_compiled_program_per_run():
     """After the first chunk (a whole epoch of 35 iterations), nothing compiles: not the later chunks
     with their mask updates, not a second target density (its counts are traced, in the state).
