@@ -37,8 +37,8 @@ level L cost L + 1 trainings.
 
 Measured outcome (that run, 2026-12-07, after the update's `lax.cond` took the params and moments:
 gradual, RigL and SET moved within their seeds' spread from the run before, whose rounding of the
-moments differed in the last bits; IMP, static and SNIP are unchanged; test accuracy %, seeds 0-2). Dense: 95.0 +- 0.3 at the end of training,
-93.7 +- 0.4 at the early stop.
+moments differed in the last bits; IMP, static and SNIP are unchanged; test accuracy %, seeds 0-2).
+Dense: 95.0 +- 0.3 at the end of training, 93.7 +- 0.4 at the early stop.
 
     end of training (mean+-sample std):
     % weights          imp      gradual         rigl          set  static_unif   static_erk         snip
@@ -63,14 +63,14 @@ Cumulative training FLOPs of reaching each (the records' `cumulative_train_flops
 Under one distribution, at the end of training: IMP and gradual pruning stay within ~1 point of
 dense down to 3.2 % (94.0 and 94.4), RigL 0.7 point below IMP there (93.3), SET 1.3 points (92.7),
 SNIP 1.6 (92.4), the static masks ~3 points (91.1 uniform, 91.4 ERK: at this density the two
-distributions of fc1 / fc2 differ by less than the seeds do). Gradual pruning matches IMP's ticket at
-~1/20 of its training FLOPs, RigL comes within a point at ~1/100. The early-stop column of gradual,
-RigL and SET is the first evaluation under the final mask (at 3.2 %: iteration 3,800 for gradual
-pruning, 3,700 for RigL and SET) in every seed: on 3,500 training examples the validation loss rises from a few hundred iterations
-on, so the earliest allowed evaluation is the lowest; their early-stop accuracies therefore say
-little more than their final ones. An earlier one-seed run (2026-12-02) compared the methods under
-different distributions and let gradual pruning early-stop while it was still denser; its table is
-superseded by this one.
+distributions of fc1 / fc2 differ by less than the seeds do). Gradual pruning matches IMP's ticket
+at ~1/20 of its training FLOPs, RigL comes within a point at ~1/100. The early-stop column of
+gradual, RigL and SET is the first evaluation under the final mask (at 3.2 %: iteration 3,800 for
+gradual pruning, 3,700 for RigL and SET) in every seed: on 3,500 training examples the validation
+loss rises from a few hundred iterations on, so the earliest allowed evaluation is the lowest; their
+early-stop accuracies therefore say little more than their final ones. An earlier one-seed run
+(2026-12-02) compared the methods under different distributions and let gradual pruning early-stop
+while it was still denser; its table is superseded by this one.
 """
 
 from lth.spec.config import replace
