@@ -35,8 +35,8 @@ import jax.numpy as jnp
 
 from lth.data.device import epoch_order
 from lth.lottery.levels import prune_level
-from lth.lottery.setup import Setup, data_keys, fresh_init, initial_mask, start_step
-from lth.sparsity.masks import apply_mask, kept_counts
+from lth.lottery.setup import Setup, data_keys, fresh_init, initial_mask, level0_state, start_step
+from lth.sparsity.masks import kept_counts
 from lth.training.loop import chunk_plan
 
 
@@ -95,7 +95,7 @@ def _initialise(setup: Setup) -> tuple[Any, Any]:
     """The seed's (params, model state) (`fresh_init`), and level 0's first eager ops run once on them
     (masking, the optimiser's init: compiled here, found in jit's cache by the main thread)."""
     params, model_state = fresh_init(setup.model, setup.config.seed)
-    setup.trainer.init_state(apply_mask(params, initial_mask(setup, params)), model_state, start_step(setup))
+    level0_state(setup, params, model_state, initial_mask(setup, params))
     return params, model_state
 
 

@@ -29,7 +29,7 @@ from lth.lottery.compact_record import record_compact
 from lth.lottery.cost import fixed_mask_cost
 from lth.lottery.swamp import evaluate_average, scale_cost, train_particles
 from lth.lottery.setup import (
-    Setup, data_keys, init_params, initial_mask, level_first_iteration, retrained, start_step
+    Setup, data_keys, init_params, initial_mask, level0_state, level_first_iteration, retrained, start_step
 )
 from lth.sparsity.masks import (
     Mask, apply_mask, connections, kept_counts, layer_counts, layer_densities, mask_leaves, overlap, sign_agreement
@@ -180,8 +180,7 @@ def _level_start(setup: Setup, seed: _Seed, level: int, resume: Resume | None
     if resume is not None and level == resume.level and resume.state is not None:
         return resume.state, resume.mask, list(resume.evaluations)
     if level == 0:  # from the seed's init at 0, or from a start (a ticket) at its step
-        state = trainer.init_state(apply_mask(seed.params0, seed.mask0), seed.model_state0, start_step(setup))
-        return state, seed.mask0, []
+        return level0_state(setup, seed.params0, seed.model_state0, seed.mask0), seed.mask0, []
     assert seed.previous is not None and seed.rewind_point is not None
     mask = prune_level(setup, seed.previous.params, seed.previous_mask, level, seed.base_counts)
     kernels = connections({name: tuple(np.shape(m)) for name, m in mask_leaves(mask).items()})

@@ -26,7 +26,8 @@ from lth.lottery.method_config import check_schedule
 from lth.models import Model, get_model
 from lth.spec.names import RETRAINING as RETRAINING  # re-exported (lth.lottery)
 from lth.spec.parse import duration_to_steps, parse_nm
-from lth.sparsity.masks import Mask, check_mask, connections, layer_counts, make_mask, prunable_shapes
+from lth.sparsity.masks import (Mask, apply_mask, check_mask, connections, layer_counts, make_mask,
+                                prunable_shapes)
 from lth.sparsity.pruning import first_empty_level, layer_fraction
 from lth.sparsity.structured import check_unit_levels, is_structured, structured_mask, structured_spaces
 from lth.training.compile_cache import enable_compile_cache
@@ -182,6 +183,11 @@ def init_params(setup: Setup) -> tuple[Any, Any]:
 def start_step(setup: Setup) -> int:
     """The iteration level 0 starts at: 0, or a start's (its rewind step)."""
     return 0 if setup.start is None else setup.start.step
+
+
+def level0_state(setup: Setup, params: Any, model_state: Any, mask: Mask) -> Any:
+    """Level 0's starting train state: the seed's init (or a start's weights) masked, at `start_step`."""
+    return setup.trainer.init_state(apply_mask(params, mask), model_state, start_step(setup))
 
 
 def level_first_iteration(setup: Setup, level: int) -> int:

@@ -30,7 +30,7 @@ import optax
 from lth.data.device import DeviceData, EvalSet, crop_flip
 from lth.models.base import Model, cross_entropy
 from lth.sparsity.masks import Mask, apply_mask
-from lth.training.mask_updates import MaskUpdate, after_update
+from lth.training.mask_updates import MaskUpdate, after_update, updated
 
 
 class TrainState(NamedTuple):
@@ -165,19 +165,18 @@ def mask_in_force(tx: optax.GradientTransformation, mask_update: MaskUpdate, sta
     where it is used, measured on CPU (benchmarks/README.md, "Mask updates of SET and RigL"): the
     first takes SET's updates in one network's LeNet-300-100 epoch from ~+11 % to ~+4 % of a static
     epoch, and makes 4 vmapped RigL seeds' epoch ~12 % slower."""
-    old = state.sparse.mask
     due = mask_update.due(state.step)
     if stacked:
+        old = state.sparse.mask
         new = jax.lax.cond(due, lambda: mask_update.new_mask(state.sparse, state.params, grads, state.step, key),
                            lambda: old)
         params, opt_state = after_update(tx, state.params, state.opt_state, old, new)
+        sparse = state.sparse._replace(mask=new)
     else:
-        def update_now():
-            new = mask_update.new_mask(state.sparse, state.params, grads, state.step, key)
-            return (*after_update(tx, state.params, state.opt_state, old, new), new)
-
-        params, opt_state, new = jax.lax.cond(due, update_now, lambda: (state.params, state.opt_state, old))
-    return state._replace(params=params, opt_state=opt_state, sparse=state.sparse._replace(mask=new)), new
+        params, opt_state, sparse = jax.lax.cond(
+            due, lambda: updated(mask_update, tx, state.params, state.opt_state, state.sparse, grads, state.step, key),
+            lambda: (state.params, state.opt_state, state.sparse))
+    return state._replace(params=params, opt_state=opt_state, sparse=sparse), sparse.mask
 
 
 def stacked_parts(parts: Parts) -> Parts:
