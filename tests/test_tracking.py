@@ -280,6 +280,18 @@ def test_an_exported_ticket_is_a_version_of_the_runs_ticket_artifact(tmp_path, w
         f"ticket-{run.name}:{alias}"}
 
 
+def test_no_progress_still_says_how_to_upload_the_offline_run(tmp_path, capsys, wandb_offline):
+    """`--no-progress` drops the bars and the tables, not the paths to act on: the W&B sync command
+    printed after them, as with progress (it was left out)."""
+    code = main(["run", "lenet300_mnist", "--variant", "smoke", "--levels", "0", "--no-controls", "--wandb", "offline",
+                 "--runs", str(tmp_path / "runs"), "--no-progress"])
+    out = capsys.readouterr().out
+    (run,) = list((tmp_path / "runs").iterdir())
+    (line,) = [line for line in out.splitlines() if line.startswith("W&B (offline): upload with  wandb sync ")]
+    assert code == 0 and "\r" not in out and f"{run}/wandb/offline-run-" in line, out
+    assert find_run_files(run / "wandb")  # the offline files it names are there
+
+
 def test_an_artifact_name_as_ticket_needs_online_mode(tmp_path, capsys):
     """`--ticket NAME:ALIAS` (not a file) offline: one line saying how to get the file; nothing written."""
     code = main(["run", "lenet300_mnist", "--variant", "smoke", "--ticket", "ticket-lenet300_mnist-0a1b2c3d:best",

@@ -170,7 +170,8 @@ def _add_run_execution(run: argparse.ArgumentParser) -> None:
                      help="resume a replicate under another numerics context (cores, devices, versions) than it "
                           "started with; its numbers then mix two contexts")
     run.add_argument("--no-progress", action="store_true",
-                     help="no progress bars or table (the run directory and result paths are still printed)")
+                     help="no progress bars or table (the run directory, result paths and W&B sync command "
+                          "are still printed)")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="compile every program in this process (default: load them from $LTH_CACHE, "
                           "~/.cache/lth/compile, where an earlier process compiled them)")

@@ -130,7 +130,7 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     wandb_mode = plan.wandb if main else "disabled"
     per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, every, plan, wandb_mode)
     _run_controls(run, plan, report=(plan.progress or plan.show_paths) and main)
-    if plan.progress and main:
+    if (plan.progress or plan.show_paths) and main:  # a path to act on, as the run's: also with --no-progress
         if wandb_tracker.sync_command() and wandb_tracker.active:
             print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     if not main:  # process 0 may still be writing the files: the same records, from memory

@@ -27,7 +27,7 @@ class RunPlan:
     checkpoint period (parsed), the W&B mode (resolved, credentials checked), the controls (parsed)
     and the main-line levels they train, the start (a mask or ticket: a pytree, a `Ticket` or a file
     that exists), the roots, and the extra trackers. `progress`: bars and table; `show_paths`: the
-    run directory and result paths printed even without progress (the command line's --no-progress)."""
+    run directory, result paths and W&B sync command printed even without progress (--no-progress)."""
 
     config: ExperimentConfig
     replicates: int = 1
