@@ -107,6 +107,7 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     if plan.config.method != "imp":  # gradual, static, SET, RigL: one record per target density
         return run_method_plan(plan)
     main = jax.process_index() == 0
+    report = (plan.progress or plan.show_paths) and main  # the paths to act on: also with --no-progress
     _check_processes(plan)
     layout, _ = choose_layout(plan.layout, plan.workers, plan.replicates, plan.data_parallel)  # before any writing
     # when this process trains the main line itself, its start-up work runs in threads (`lth.lottery.ahead`)
@@ -121,18 +122,17 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     run = RunDir(check_run_root(plan.runs_root), setup.config, writable=main)  # several processes: process 0 writes
     reps = [run.replicate(r) for r in range(plan.replicates)]
     if _finished(setup, run, reps, mask):
-        if (plan.progress or plan.show_paths) and main:
+        if report:
             print(f"{run.path}: all {setup.config.levels + 1} levels of {plan.replicates} replicate(s) done")
-        _run_controls(run, plan, report=(plan.progress or plan.show_paths) and main)
+        _run_controls(run, plan, report=report)
         return run_records(run, reps)
     if ticket is not None:
         keep_ticket(run, ticket)
     wandb_mode = plan.wandb if main else "disabled"
     per_replicate, wandb_tracker = _train_replicates(run, reps, setup, mask, every, plan, wandb_mode)
-    _run_controls(run, plan, report=(plan.progress or plan.show_paths) and main)
-    if (plan.progress or plan.show_paths) and main:  # a path to act on, as the run's: also with --no-progress
-        if wandb_tracker.sync_command() and wandb_tracker.active:
-            print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
+    _run_controls(run, plan, report=report)
+    if report and wandb_tracker.sync_command() and wandb_tracker.active:
+        print(f"W&B (offline): upload with  {wandb_tracker.sync_command()}")
     if not main:  # process 0 may still be writing the files: the same records, from memory
         return per_replicate[0] if plan.replicates == 1 else aggregate(per_replicate)
     return run_records(run, reps)
