@@ -3,12 +3,13 @@ are those of the run without it, and the next epoch's order is dispatched before
 are waited for (`lth.training.loop.run_chunks`)."""
 
 import threading
+import time
 from collections import Counter
 from types import SimpleNamespace
 
 import jax
 import numpy as np
-from helpers import tiny_config
+from helpers import ticket_file, tiny_config
 
 from lth.lottery import lottery_levels
 from lth.lottery.ahead import Ahead, start_ahead
@@ -95,3 +96,39 @@ def test_cancelled_compiles_give_no_result_and_the_running_one_finishes():
     assert ahead.result("first") == "compiled" and ahead.result("second") is None
     assert ahead.result("initial") == "params"  # the init queue is not touched
     ahead.close()
+
+
+def test_a_run_stopped_by_bad_input_leaves_no_start_up_work_running(tmp_path):
+    """The ticket is checked once the data is loaded, when the start-up threads are already compiling:
+    the error stops them (queued jobs dropped, the running one awaited), so nothing goes on compiling
+    behind the caller's back (the CLI process used to exit seconds after printing its error)."""
+    import pytest
+
+    from lth.errors import LthError
+    from lth.jobs.lottery import run_lottery
+
+    path = ticket_file(tmp_path)[0]  # mlp_tiny on 28x28 images: tiny_config's inputs are MNIST-1D's 40 values
+    with pytest.raises(LthError, match="does not fit the model"):
+        run_lottery(tiny_config(), ticket=path, runs_root=tmp_path / "runs", progress=False, wandb="disabled")
+    assert [t.name for t in threading.enumerate() if t.name.startswith("lth-ahead")] == []
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cancel_drops_every_queued_job_and_waits_for_the_running_one():
+    ahead = Ahead()
+    started, finished = threading.Event(), threading.Event()
+
+    def running():
+        started.set()
+        time.sleep(0.2)
+        finished.set()
+        return "compiled"
+
+    ahead.submit("compile", "first", running)
+    ahead.submit("compile", "second", lambda: "never")
+    ahead.submit("init", "initial", lambda: started.wait(10) and "params")
+    ahead.submit("init", "more", lambda: "never")
+    started.wait(10)
+    ahead.cancel()
+    assert finished.is_set()  # returned only once the running job was done
+    assert ahead.result("first") == "compiled" and ahead.result("second") is None and ahead.result("more") is None

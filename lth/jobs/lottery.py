@@ -113,6 +113,15 @@ def run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     # when this process trains the main line itself, its start-up work runs in threads (`lth.lottery.ahead`)
     itself = layout == "sequential" and not plan.data_parallel
     setup = build_setup(plan.config, plan.data_root, ahead=start_ahead if itself else None)
+    try:
+        return _run_setup(plan, setup, main, report)
+    finally:  # done, or stopped by bad input (a ticket or mask that does not fit): no start-up work left to do
+        if setup.ahead is not None:
+            setup.ahead.cancel()
+
+
+def _run_setup(plan: RunPlan, setup: Setup, main: bool, report: bool) -> list[dict[str, Any]]:
+    """`run_plan` once the setup is built (and its start-up work started)."""
     if plan.data_parallel:
         setup = data_parallel_setup(setup)
     every = plan.checkpoint_every.period(setup.trainer.steps_per_epoch)

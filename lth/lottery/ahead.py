@@ -64,6 +64,17 @@ class Ahead:
         compiled is finished: the process waits for it at exit)."""
         self.queues["compile"].shutdown(wait=False, cancel_futures=True)
 
+    def cancel(self) -> None:
+        """Drop every job not started yet, in both queues, and wait for the ones running (XLA cannot
+        stop a compile): the run is over, or failed before it trained (a ticket that does not fit),
+        and nothing will ask for them. Without this, a failed run went on compiling its levels'
+        programs after its error: the process exited seconds later, a caller's next run shared the
+        CPU with them."""
+        for queue in self.queues.values():
+            queue.shutdown(wait=False, cancel_futures=True)
+        for queue in self.queues.values():
+            queue.shutdown(wait=True)
+
     def close(self) -> None:
         """Let the threads end once their queues are done (nothing waits for them here)."""
         for queue in self.queues.values():
