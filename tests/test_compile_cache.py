@@ -78,3 +78,32 @@ def test_a_second_process_loads_the_programs_and_computes_the_same(tmp_path):
     assert "damaged" not in err and "Error reading" not in err, err
     assert moved_hits >= second_hits
 
+
+
+def test_small_eager_programs_are_cached_too():
+    """Every program goes into the cache, the few-millisecond eager ones too (an init's draws and
+    fills, the optimiser's zeros): a warm process loads them instead of compiling each again. Two
+    jitted functions with the same program: the second finds the first's entry."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from lth.training.compile_cache import enable_compile_cache
+
+    assert enable_compile_cache() is not None  # the suite's cache (conftest)
+    offset = time.time_ns() % 1_000_003 / 7.0  # a program no earlier test compiled
+    hits: list[str] = []
+
+    def on_event(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            hits.append(event)
+
+    jax.monitoring.register_event_listener(on_event)
+    try:
+        first = jax.jit(lambda x: x + offset)(jnp.ones(3))  # compiled (in ~10 ms) and written
+        assert hits == []
+        second = jax.jit(lambda x: x + offset)(jnp.ones(3))  # another function: not in jit's memory
+    finally:
+        jax.monitoring.unregister_event_listener(on_event)
+    assert len(hits) == 1 and first.tolist() == second.tolist()

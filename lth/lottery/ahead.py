@@ -21,6 +21,8 @@ Whoever needs a result waits for it: the first chunk of a length, `Setup.initial
 two cores the two threads overlap (and the main thread's data transfer, a plain copy); nothing is
 compiled twice, and the levels build no program in the main thread (`tests/test_ahead.py` counts
 them). A job that failed is done again where it is needed, which raises its error there as before.
+When the run ends, or stops on bad input found after the threads started (a ticket or a mask that
+does not fit the model), `Ahead.cancel` drops the jobs not started yet and waits for the running ones.
 """
 
 from __future__ import annotations
