@@ -55,9 +55,11 @@ def one_process(runs: Path, cache: Path, levels: int) -> dict[str, float]:
     which level 0 ended (`level_0_end`, from the process's start)."""
     env = {**os.environ, "LTH_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
+    # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH; started from
+    # another checkout, the process would time that checkout's lth
     proc = subprocess.Popen([sys.executable, "-m", "lth.cli", "run", *SETUP, "--levels", str(levels),
-                             "--runs", str(runs)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                             "--runs", str(runs)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     level_0_end = None
     while proc.poll() is None:
         if level_0_end is None and any('"event"' in p.read_text() for p in runs.glob("*/replicate_00/metrics.jsonl")):
