@@ -1,6 +1,7 @@
 """A run's start-up work in threads (`lth.lottery.ahead`): each program is built once, the results
-are those of the run without it, and the next epoch's order is dispatched before a chunk's metrics
-are waited for (`lth.training.loop.run_chunks`)."""
+are those of the run without it, the next epoch's order is dispatched before a chunk's metrics
+are waited for (`lth.training.loop.run_chunks`), and a run stopped by bad input leaves no start-up
+work running."""
 
 import threading
 import time
@@ -9,8 +10,11 @@ from types import SimpleNamespace
 
 import jax
 import numpy as np
+import pytest
 from helpers import ticket_file, tiny_config
 
+from lth.errors import LthError
+from lth.jobs.lottery import run_lottery
 from lth.lottery import lottery_levels
 from lth.lottery.ahead import Ahead, start_ahead
 from lth.lottery.setup import build_setup, fresh_init
@@ -102,11 +106,6 @@ def test_a_run_stopped_by_bad_input_leaves_no_start_up_work_running(tmp_path):
     """The ticket is checked once the data is loaded, when the start-up threads are already compiling:
     the error stops them (queued jobs dropped, the running one awaited), so nothing goes on compiling
     behind the caller's back (the CLI process used to exit seconds after printing its error)."""
-    import pytest
-
-    from lth.errors import LthError
-    from lth.jobs.lottery import run_lottery
-
     path = ticket_file(tmp_path)[0]  # mlp_tiny on 28x28 images: tiny_config's inputs are MNIST-1D's 40 values
     with pytest.raises(LthError, match="does not fit the model"):
         run_lottery(tiny_config(), ticket=path, runs_root=tmp_path / "runs", progress=False, wandb="disabled")

@@ -5,9 +5,9 @@ programs again. `enable_compile_cache` points JAX at a cache directory -- ``$LTH
 ``~/.cache/lth/compile`` beside the data cache -- so a second process loads them instead (the same
 executables, so the same numbers bit for bit). ``LTH_CACHE=off`` (or ``lth run --no-compile-cache``)
 turns it off. Every program is cached, the eager ops' few-millisecond ones too (an init's draws, the
-optimiser's zeros, masking): loading them made a warm `lth run` of OpenLTH's LeNet-300-100 setup start
-0.93x as long as compiling them (4.62 against 4.96 s, medians of 6 paired processes; they add ~2 KB
-files: benchmarks/README.md, "Start-up and the compilation cache").
+optimiser's zeros, masking): loading them took a warm `lth run` of OpenLTH's LeNet-300-100 setup
+from 4.96 to 4.62 s and from 5.39 to 5.21 s (medians of two paired comparisons; ~2 KB a file:
+benchmarks/README.md, "Start-up and the compilation cache").
 
 JAX reads a damaged entry (a truncated or flipped file), warns, compiles again and never rewrites
 it (its cache keeps an existing key), so every later run warned again: `drop_damaged_entries` checks
