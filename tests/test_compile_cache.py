@@ -7,9 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from lth.training.compile_cache import compile_cache_dir
+import jax
+import jax.numpy as jnp
+
+from lth.training.compile_cache import compile_cache_dir, enable_compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,18 +83,10 @@ def test_a_second_process_loads_the_programs_and_computes_the_same(tmp_path):
     assert moved_hits >= second_hits
 
 
-
 def test_small_eager_programs_are_cached_too():
     """Every program goes into the cache, the few-millisecond eager ones too (an init's draws and
     fills, the optimiser's zeros): a warm process loads them instead of compiling each again. Two
     jitted functions with the same program: the second finds the first's entry."""
-    import time
-
-    import jax
-    import jax.numpy as jnp
-
-    from lth.training.compile_cache import enable_compile_cache
-
     assert enable_compile_cache() is not None  # the suite's cache (conftest)
     offset = time.time_ns() % 1_000_003 / 7.0  # a program no earlier test compiled
     hits: list[str] = []
