@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lth.cli import process_exit
 from lth.cli.listing import print_runs
 from lth.cli.parser import build_parser
 from lth.cli.run_args import dry_run, note_controls_beyond, run_plan_from_args
@@ -186,6 +187,15 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `lth` command; `argv` None: the `lth` process itself (`sys.argv`), which then skips the
+    interpreter's teardown at its exit (`lth.cli.process_exit`)."""
+    if argv is None:
+        process_exit.arm()
+        return process_exit.finished(_command(None))
+    return _command(argv)
+
+
+def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "ls": cmd_ls, "control": cmd_control, "instability": cmd_instability,
                "ticket": cmd_ticket, "plot": cmd_plot, "experiments": cmd_experiments,
