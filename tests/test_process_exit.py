@@ -41,7 +41,7 @@ def test_a_finished_run_exits_at_once_with_its_output_and_files_complete(tmp_pat
     assert [r["level"] for r in json.loads((run / "results.json").read_text())] == [0, 1]
     files = find_run_files(run / "wandb")
     assert files
-    for path in files:  # read at once, no waiting: W&B's own exit handlers ran before the process ended
+    for path in files:  # read at once, no waiting: lth's W&B teardown and W&B's exit handler ran before the end
         assert read_records(path)[-1].WhichOneof("record_type") == "exit", path
 
 
