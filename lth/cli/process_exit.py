@@ -1,6 +1,6 @@
 """The `lth` process's exit, without the interpreter's teardown.
 
-After its last atexit handler, a finished `lth` process spent ~0.45 s tearing the interpreter down:
+After its last atexit handler, a finished `lth run` process spent ~0.45 s tearing the interpreter down:
 freeing jax's and XLA's objects and the modules of jax, flax, orbax and W&B, work whose effect no one
 can observe in a process that is about to end (benchmarks/README.md, "The `lth` process's exit").
 `arm`, called by the process's `main` before anything else registers a handler, registers
