@@ -20,12 +20,12 @@ class Teardown:
 probe = Teardown()
 from lth.cli import main
 sys.argv = ["lth", *sys.argv[1:]]
-sys.exit(main(None if {caller} is None else sys.argv[1:]))
+sys.exit(main({argv}))
 """
 
 
 def _lth(tmp_path, *args: str, caller: bool = False) -> subprocess.CompletedProcess:
-    code = PROBE.format(caller="True" if caller else "None")
+    code = PROBE.format(argv="sys.argv[1:]" if caller else "None")
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path,
                           timeout=300, env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"})
 
